@@ -137,3 +137,14 @@ int store_unlock(Store *s, const char *token_uri, const char *pin, size_t pin_le
 
 /* Logs out of every token and forgets remembered PINs. */
 int store_lock(Store *s);
+
+/* Largest `data` store_sign() accepts (Ed25519 in TLS 1.2 signs the handshake messages). */
+#define STORE_SIGN_DATA_MAX (256 * 1024)
+
+/*
+ * Log hook for the pkcs11/ layer (process-wide; NULL to silence, the default). prio is a
+ * syslog priority (LOG_DEBUG for every failing C_* call, LOG_INFO/LOG_WARNING for events).
+ * PINs are never part of a message.
+ */
+typedef void (*StoreLogFunc)(int prio, const char *msg, void *userdata);
+void store_set_log(StoreLogFunc fn, void *userdata);

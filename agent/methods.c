@@ -1,0 +1,602 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * methods: org.certagent.Agent1 — the method table, argument checks, and the requests handed
+ * to the workers. Every size a caller controls is checked against its IPC_* cap before
+ * anything is copied. A request owns copies of its arguments (the message's strings die with
+ * it); the PIN of Unlock is wiped in the message and in our copy.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h" /* the build's: CERTAGENT_VERSION */
+#include "log.h"
+#include "server.h"
+
+typedef enum RequestKind {
+	REQUEST_SIGN,
+	REQUEST_UNLOCK,
+	REQUEST_LOCK,
+	REQUEST_RELOAD,
+} RequestKind;
+
+typedef struct Request {
+	WorkerJob job; /* first: a WorkerJob * is a Request * */
+	Server *server;
+	RequestKind kind;
+	DBusMessage *msg; /* main thread only; NULL for internal requests */
+	char *sender;
+	pid_t pid;
+	uint64_t start_usec;
+
+	/* arguments */
+	char *uri; /* identity (Sign) or token (Unlock) */
+	const CaScheme *scheme;
+	uint8_t *data;
+	size_t data_len;
+	char *server_name;
+	char *pin;
+	size_t pin_len;
+	bool refresh; /* list the store again after running */
+
+	/* results */
+	int r;
+	CaError err;
+	uint8_t *sig;
+	size_t sig_len;
+	StoreSignInfo info;
+	bool changed;
+	uint64_t list_seq;
+	StoreIdentityList *identities;
+	StoreTokenList *tokens;
+} Request;
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static Request *request_free(Request *q)
+{
+	if (!q)
+		return NULL;
+	if (q->msg)
+		dbus_message_unref(q->msg);
+	free(q->sender);
+	free(q->uri);
+	erase_and_free(q->data, q->data_len);
+	free(q->server_name);
+	erase_and_free(q->pin, q->pin_len);
+	erase_and_free(q->sig, q->sig_len);
+	store_identity_list_free(q->identities);
+	store_token_list_free(q->tokens);
+	free(q);
+	return NULL;
+}
+
+static void request_freep(Request **q)
+{
+	request_free(*q);
+}
+#define _cleanup_request_ _cleanup_(request_freep)
+
+/* ---- on a worker thread ---- */
+
+static void request_run(WorkerJob *job)
+{
+	Request *q = (Request *)job;
+	Store *store = q->server->store;
+
+	switch (q->kind) {
+	case REQUEST_SIGN:
+		q->r = store_sign(store, q->uri, q->scheme, q->data, q->data_len, &q->sig,
+				  &q->sig_len, &q->info, &q->err);
+		/* A pin source may have logged the token in. */
+		if (q->r == 0 && q->refresh)
+			q->list_seq = server_take_listing(q->server, &q->identities, &q->tokens);
+		return;
+	case REQUEST_UNLOCK:
+		q->r = store_unlock(store, q->uri, q->pin, q->pin_len, &q->err);
+		erase_and_free(q->pin, q->pin_len);
+		q->pin = NULL;
+		q->pin_len = 0;
+		break;
+	case REQUEST_LOCK:
+		q->r = store_lock(store);
+		/* An absent (or never initialised) token has no login to drop. */
+		if (q->r == CA_E_TOKEN_ABSENT)
+			q->r = 0;
+		else if (q->r)
+			ca_error_set(&q->err, q->r,
+				     "could not log out of every token (%s); the PINs are "
+				     "forgotten anyway: run `certagent reload` to start afresh",
+				     q->r < 0 ? "error" : ca_error_name(q->r));
+		break;
+	case REQUEST_RELOAD:
+		q->r = store_reload(store, &q->changed, &q->err);
+		break;
+	}
+	/* Whatever happened, show the state as it is now. */
+	q->list_seq = server_take_listing(q->server, &q->identities, &q->tokens);
+}
+
+/* ---- on the main thread ---- */
+
+static Request *request_new(Server *s, RequestKind kind, DBusMessage *msg)
+{
+	Request *q = calloc(1, sizeof(*q));
+
+	if (!q)
+		return NULL;
+	q->job.run = request_run;
+	q->server = s;
+	q->kind = kind;
+	q->start_usec = now_usec();
+	if (msg) {
+		q->msg = dbus_message_ref(msg);
+		q->sender = strdup(dbus_message_get_sender(msg) ? dbus_message_get_sender(msg)
+								  : "?");
+		if (!q->sender)
+			return request_free(q);
+	}
+	return q;
+}
+
+/* Counts the request against its caller's and the global cap, then queues it. */
+static int request_submit(Server *s, Request *q, WorkerPool *pool, CaError *err)
+{
+	Caller *c = q->sender ? caller_find(&s->callers, q->sender) : NULL;
+
+	if (s->pending >= SERVER_PENDING_MAX)
+		return ca_error_set(err, CA_E_TOO_LARGE,
+				    "the agent has %d requests in flight; try again later",
+				    SERVER_PENDING_MAX);
+	if (c && c->pending >= CALLER_PENDING_MAX)
+		return ca_error_set(err, CA_E_TOO_LARGE,
+				    "%s already has %d requests in flight; wait for their replies",
+				    q->sender, CALLER_PENDING_MAX);
+	if (c) {
+		c->pending++;
+		q->pid = c->pid;
+	}
+	s->pending++;
+	worker_pool_submit(pool, &q->job);
+	return 0;
+}
+
+static const StoreIdentity *snapshot_identity(Server *s, const char *uri)
+{
+	for (size_t i = 0; s->identities && i < s->identities->n; i++)
+		if (strcmp(s->identities->items[i].uri, uri) == 0)
+			return &s->identities->items[i];
+	return NULL;
+}
+
+/* "a, b, c" of the schemes an identity can do (or all we know), for error messages. */
+static void schemes_text(const StoreIdentity *id, char *buf, size_t size)
+{
+	size_t n = 0, len = 0;
+	const CaScheme *all = ca_scheme_table(&n);
+
+	buf[0] = 0;
+	for (size_t i = 0; i < (id ? id->n_schemes : n); i++) {
+		const char *name = id ? id->schemes[i]->name : all[i].name;
+		int w = snprintf(buf + len, size - len, "%s%s", len ? ", " : "", name);
+
+		if (w < 0 || (size_t)w >= size - len)
+			break;
+		len += (size_t)w;
+	}
+	if (!buf[0])
+		snprintf(buf, size, "none");
+}
+
+static bool uri_ok(const char *uri)
+{
+	return strncmp(uri, "pkcs11:", 7) == 0;
+}
+
+static int method_list_identities(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
+				  CaError *err)
+{
+	Server *s = userdata;
+	DBusMessage *reply = dbus_message_new_method_return(msg);
+	DBusMessageIter iter, array;
+	bool ok;
+
+	if (!reply)
+		return -ENOMEM;
+	dbus_message_iter_init_append(reply, &iter);
+	ok = dbus_message_iter_open_container(&iter, DBUS_TYPE_ARRAY, "a{sv}", &array);
+	for (size_t i = 0; ok && s->identities && i < s->identities->n; i++) {
+		const StoreIdentity *id = &s->identities->items[i];
+		const char *schemes[IPC_SCHEMES_MAX];
+		size_t n_schemes = 0;
+		DBusMessageIter dict;
+
+		for (size_t j = 0; j < id->n_schemes && n_schemes < IPC_SCHEMES_MAX; j++)
+			schemes[n_schemes++] = id->schemes[j]->name;
+		ok = ipc_dict_open(&array, &dict);
+		if (!ok)
+			break;
+		ok = ipc_dict_append_string(&dict, "uri", id->uri) &&
+		     ipc_dict_append_string(&dict, "label", id->label) &&
+		     ipc_dict_append_string(&dict, "token", id->token_uri) &&
+		     ipc_dict_append_string(&dict, "token-label", id->token_label) &&
+		     ipc_dict_append_string(&dict, "module", id->module) &&
+		     ipc_dict_append_string(&dict, "key-type", ca_key_type_name(id->key_type)) &&
+		     ipc_dict_append_u32(&dict, "bits", id->bits) &&
+		     ipc_dict_append_strv(&dict, "schemes", schemes, n_schemes) &&
+		     ipc_dict_append_bytes_array(&dict, "certificates", id->certs,
+						 id->n_certs < IPC_CERTS_MAX ? id->n_certs
+									     : IPC_CERTS_MAX) &&
+		     ipc_dict_append_bool(&dict, "logged-in", id->logged_in) &&
+		     ipc_dict_append_bool(&dict, "always-authenticate", id->always_authenticate);
+		if (!ok) {
+			dbus_message_iter_abandon_container(&array, &dict);
+			break;
+		}
+		ok = ipc_dict_close(&array, &dict);
+	}
+	if (!ok) {
+		dbus_message_iter_abandon_container(&iter, &array);
+		dbus_message_unref(reply);
+		return -ENOMEM;
+	}
+	if (!dbus_message_iter_close_container(&iter, &array)) {
+		dbus_message_unref(reply);
+		return -ENOMEM;
+	}
+	*ret_reply = reply;
+	return 0;
+}
+
+static int method_list_tokens(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
+			      CaError *err)
+{
+	Server *s = userdata;
+	DBusMessage *reply = dbus_message_new_method_return(msg);
+	DBusMessageIter iter, array;
+	bool ok;
+
+	if (!reply)
+		return -ENOMEM;
+	dbus_message_iter_init_append(reply, &iter);
+	ok = dbus_message_iter_open_container(&iter, DBUS_TYPE_ARRAY, "a{sv}", &array);
+	for (size_t i = 0; ok && s->tokens && i < s->tokens->n; i++) {
+		const StoreToken *t = &s->tokens->items[i];
+		DBusMessageIter dict;
+
+		ok = ipc_dict_open(&array, &dict);
+		if (!ok)
+			break;
+		ok = ipc_dict_append_string(&dict, "uri", t->uri) &&
+		     ipc_dict_append_string(&dict, "label", t->label) &&
+		     ipc_dict_append_string(&dict, "serial", t->serial) &&
+		     ipc_dict_append_string(&dict, "manufacturer", t->manufacturer) &&
+		     ipc_dict_append_string(&dict, "model", t->model) &&
+		     ipc_dict_append_string(&dict, "module", t->module) &&
+		     ipc_dict_append_string(&dict, "module-path", t->module_path) &&
+		     ipc_dict_append_u64(&dict, "slot-id", t->slot_id) &&
+		     ipc_dict_append_u64(&dict, "flags", t->flags) &&
+		     ipc_dict_append_bool(&dict, "logged-in", t->logged_in);
+		if (!ok) {
+			dbus_message_iter_abandon_container(&array, &dict);
+			break;
+		}
+		ok = ipc_dict_close(&array, &dict);
+	}
+	if (!ok) {
+		dbus_message_iter_abandon_container(&iter, &array);
+		dbus_message_unref(reply);
+		return -ENOMEM;
+	}
+	if (!dbus_message_iter_close_container(&iter, &array)) {
+		dbus_message_unref(reply);
+		return -ENOMEM;
+	}
+	*ret_reply = reply;
+	return 0;
+}
+
+static int sign_submit(Server *s, DBusMessage *msg, CaError *err)
+{
+	_cleanup_request_ Request *q = NULL;
+	const char *uri, *scheme_name, *server_name = NULL;
+	const unsigned char *data;
+	const IpcDictField options[] = {
+		{ "server-name", IPC_DICT_STRING, &server_name, IPC_SERVER_NAME_MAX },
+	};
+	const StoreIdentity *id;
+	const CaScheme *scheme;
+	DBusMessageIter iter, bytes;
+	int len, r;
+
+	/* The dispatcher checked the signature (ssaya{sv}). */
+	dbus_message_iter_init(msg, &iter);
+	dbus_message_iter_get_basic(&iter, &uri);
+	dbus_message_iter_next(&iter);
+	dbus_message_iter_get_basic(&iter, &scheme_name);
+	dbus_message_iter_next(&iter);
+	dbus_message_iter_recurse(&iter, &bytes);
+	dbus_message_iter_get_fixed_array(&bytes, &data, &len);
+	dbus_message_iter_next(&iter);
+
+	if (strlen(uri) > IPC_URI_MAX)
+		return ca_error_set(err, CA_E_TOO_LARGE,
+				    "the identity URI is %zu bytes; at most %d are accepted",
+				    strlen(uri), IPC_URI_MAX);
+	if (!uri_ok(uri))
+		return ca_error_set(err, CA_E_INVALID_ARGS,
+				    "the identity must be a pkcs11: URI as ListIdentities gives it, "
+				    "not \"%.64s\"",
+				    uri);
+	id = snapshot_identity(s, uri);
+	scheme = strlen(scheme_name) <= IPC_SCHEME_MAX ? ca_scheme_by_name(scheme_name) : NULL;
+	if (!scheme) {
+		char known[512];
+
+		schemes_text(id, known, sizeof(known));
+		return ca_error_set(err, CA_E_UNSUPPORTED_SCHEME,
+				    "unknown scheme \"%.64s\"; %s: %s", scheme_name,
+				    id ? "this identity can do" : "known schemes are", known);
+	}
+	if (len < 0 || (size_t)len > IPC_SIGN_DATA_MAX)
+		return ca_error_set(err, CA_E_TOO_LARGE,
+				    "data to sign is %d bytes; at most %d are accepted", len,
+				    IPC_SIGN_DATA_MAX);
+	r = ca_scheme_check_input(scheme, data, (size_t)len, err);
+	if (r)
+		return r;
+	r = ipc_dict_read(&iter, options, ELEMENTSOF(options), IPC_OPTIONS_MAX, err);
+	if (r)
+		return r;
+
+	q = request_new(s, REQUEST_SIGN, msg);
+	if (!q)
+		return -ENOMEM;
+	q->uri = strdup(uri);
+	q->scheme = scheme;
+	q->data = malloc(len ? (size_t)len : 1);
+	q->data_len = (size_t)len;
+	q->server_name = server_name ? strdup(server_name) : NULL;
+	if (!q->uri || !q->data || (server_name && !q->server_name))
+		return -ENOMEM;
+	memcpy(q->data, data, (size_t)len);
+	q->refresh = !id || !id->logged_in;
+	r = request_submit(s, q, s->sign_pool, err);
+	if (r)
+		return r;
+	TAKE_PTR(q);
+	return 0;
+}
+
+static int method_sign(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err)
+{
+	Server *s = userdata;
+	int r = sign_submit(s, msg, err);
+
+	/* A refused Sign is logged like one the token answered (methods_complete). */
+	if (r) {
+		const char *sender = dbus_message_get_sender(msg);
+		Caller *c = sender ? caller_find(&s->callers, sender) : NULL;
+
+		log_info("sign: %s (pid %d): refused: %s: %s", sender ? sender : "?",
+			 c ? (int)c->pid : 0, r < 0 ? "Failed" : ca_error_name(r),
+			 err->message[0] ? err->message : strerror(r < 0 ? -r : EIO));
+	}
+	*ret_reply = NULL; /* methods_complete answers, or the dispatcher the error */
+	return r;
+}
+
+static int method_unlock(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err)
+{
+	Server *s = userdata;
+	_cleanup_request_ Request *q = NULL;
+	const char *token, *pin;
+	size_t pin_len;
+	int r;
+
+	if (!dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &token, DBUS_TYPE_STRING, &pin,
+				   DBUS_TYPE_INVALID))
+		return ca_error_set(err, CA_E_INVALID_ARGS, "Unlock expects (ss)");
+	pin_len = strlen(pin);
+	if (pin_len > IPC_PIN_MAX)
+		r = ca_error_set(err, CA_E_TOO_LARGE, "the PIN is longer than %d bytes",
+				 IPC_PIN_MAX);
+	else if (strlen(token) > IPC_URI_MAX)
+		r = ca_error_set(err, CA_E_TOO_LARGE,
+				 "the token URI is longer than %d bytes", IPC_URI_MAX);
+	else if (!uri_ok(token))
+		r = ca_error_set(err, CA_E_INVALID_ARGS,
+				 "the token must be a pkcs11: URI (such as pkcs11:token=LABEL), "
+				 "not \"%.64s\"",
+				 token);
+	else if (pin_len == 0)
+		r = ca_error_set(err, CA_E_PIN_REQUIRED,
+				 "interactive prompting is not available yet; pass the PIN to "
+				 "Unlock (certagent unlock reads it from a file or the terminal)");
+	else
+		r = 0;
+	if (r == 0) {
+		q = request_new(s, REQUEST_UNLOCK, msg);
+		if (!q || !(q->uri = strdup(token)) || !(q->pin = malloc(pin_len + 1))) {
+			r = -ENOMEM;
+		} else {
+			memcpy(q->pin, pin, pin_len + 1);
+			q->pin_len = pin_len;
+		}
+	}
+	/* Nothing reads the message's PIN after this: wipe libdbus's copy too (best effort). */
+	explicit_bzero((char *)pin, pin_len);
+	if (r)
+		return r;
+	r = request_submit(s, q, s->control_pool, err);
+	if (r)
+		return r;
+	TAKE_PTR(q);
+	*ret_reply = NULL;
+	return 0;
+}
+
+static int method_simple(Server *s, RequestKind kind, DBusMessage *msg, CaError *err)
+{
+	_cleanup_request_ Request *q = request_new(s, kind, msg);
+	int r;
+
+	if (!q)
+		return -ENOMEM;
+	r = request_submit(s, q, s->control_pool, err);
+	if (r)
+		return r;
+	TAKE_PTR(q);
+	return 0;
+}
+
+static int method_lock(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err)
+{
+	return method_simple(userdata, REQUEST_LOCK, msg, err);
+}
+
+static int method_reload(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err)
+{
+	return method_simple(userdata, REQUEST_RELOAD, msg, err);
+}
+
+void methods_reload_internal(Server *s)
+{
+	CaError err = { 0 };
+
+	if (method_simple(s, REQUEST_RELOAD, NULL, &err))
+		log_warning("cannot reload: %s", err.message[0] ? err.message : "out of memory");
+}
+
+static bool property_version(void *userdata, DBusMessageIter *variant)
+{
+	const char *v = CERTAGENT_VERSION;
+
+	return dbus_message_iter_append_basic(variant, DBUS_TYPE_STRING, &v);
+}
+
+static const IpcMethod agent_methods[] = {
+	{ "ListIdentities", "", "aa{sv}", method_list_identities, IPC_POLICY_OWNER },
+	{ "ListTokens", "", "aa{sv}", method_list_tokens, IPC_POLICY_OWNER },
+	{ "Sign", "ssaya{sv}", "ay", method_sign, IPC_POLICY_OWNER },
+	{ "Unlock", "ss", "", method_unlock, IPC_POLICY_OWNER },
+	{ "Lock", "", "", method_lock, IPC_POLICY_OWNER },
+	{ "Reload", "", "", method_reload, IPC_POLICY_OWNER },
+};
+
+static const IpcProperty agent_properties[] = {
+	{ "Version", "s", property_version, IPC_POLICY_ANYONE },
+};
+
+const IpcInterface methods_interface = {
+	.name = IPC_INTERFACE,
+	.methods = agent_methods,
+	.n_methods = ELEMENTSOF(agent_methods),
+	.properties = agent_properties,
+	.n_properties = ELEMENTSOF(agent_properties),
+};
+
+/* ---- completion ---- */
+
+static const char *kind_name(RequestKind k)
+{
+	static const char *const names[] = {
+		[REQUEST_SIGN] = "sign",
+		[REQUEST_UNLOCK] = "unlock",
+		[REQUEST_LOCK] = "lock",
+		[REQUEST_RELOAD] = "reload",
+	};
+	return names[k];
+}
+
+static void request_log(const Request *q, uint64_t total_usec)
+{
+	char who[128];
+
+	if (q->sender && q->pid > 0)
+		snprintf(who, sizeof(who), "%s (pid %d)", q->sender, (int)q->pid);
+	else
+		snprintf(who, sizeof(who), "%s", q->sender ? q->sender : "SIGHUP");
+
+	if (q->kind == REQUEST_SIGN) {
+		char server[IPC_SERVER_NAME_MAX + 16] = "";
+
+		if (q->server_name)
+			snprintf(server, sizeof(server), ", server %s", q->server_name);
+		if (q->r == 0)
+			log_info("sign: %s: signed with token \"%s\" using %s in %.1f ms "
+				 "(%.1f ms in all): identity %s, scheme %s%s",
+				 who, q->info.token_label, q->info.mechanism,
+				 (double)q->info.token_usec / 1000.0, (double)total_usec / 1000.0,
+				 q->uri, q->scheme->name, server);
+		else
+			log_info("sign: %s: failed after %.1f ms: %s: %s (identity %s, scheme %s%s)",
+				 who, (double)total_usec / 1000.0,
+				 q->job.cancelled ? "Cancelled" : ca_error_name(q->r),
+				 q->err.message, q->uri, q->scheme->name, server);
+		return;
+	}
+	/* Never the PIN: only the token and the outcome. */
+	if (q->r == 0)
+		log_info("%s: %s%s%s: done in %.1f ms", kind_name(q->kind), who,
+			 q->uri ? ": token " : "", q->uri ? q->uri : "",
+			 (double)total_usec / 1000.0);
+	else
+		log_info("%s: %s%s%s: %s: %s", kind_name(q->kind), who, q->uri ? ": token " : "",
+			 q->uri ? q->uri : "", q->r < 0 ? "Failed" : ca_error_name(q->r),
+			 q->err.message[0] ? q->err.message : strerror(q->r < 0 ? -q->r : EIO));
+}
+
+static DBusMessage *request_reply(Request *q)
+{
+	DBusMessage *reply;
+
+	if (q->job.cancelled)
+		return ipc_error_reply(q->msg, CA_E_CANCELLED,
+				       "the agent is shutting down; try again when it is back");
+	if (q->r != 0)
+		return ipc_error_reply(q->msg, q->r, q->err.message);
+	reply = dbus_message_new_method_return(q->msg);
+	if (reply && q->kind == REQUEST_SIGN) {
+		const unsigned char *p = q->sig;
+
+		if (!dbus_message_append_args(reply, DBUS_TYPE_ARRAY, DBUS_TYPE_BYTE, &p,
+					      (int)q->sig_len, DBUS_TYPE_INVALID)) {
+			dbus_message_unref(reply);
+			reply = NULL;
+		}
+	}
+	return reply;
+}
+
+void methods_complete(Server *s, WorkerJob *job)
+{
+	_cleanup_request_ Request *q = (Request *)job;
+	uint64_t total = now_usec() - q->start_usec;
+
+	if (q->job.cancelled) {
+		q->r = CA_E_CANCELLED;
+		ca_error_set(&q->err, CA_E_CANCELLED, "the agent is shutting down");
+	}
+	if (s->pending)
+		s->pending--;
+	if (q->sender)
+		caller_release(&s->callers, q->sender);
+	request_log(q, total);
+	if (q->identities || q->tokens) {
+		server_apply_snapshot(s, q->list_seq, TAKE_PTR(q->identities), TAKE_PTR(q->tokens));
+	}
+	if (q->msg && !dbus_message_get_no_reply(q->msg)) {
+		if (!ipc_send(s->conn, request_reply(q)))
+			log_error("cannot answer %s: out of memory", q->sender);
+	}
+}

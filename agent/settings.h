@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * settings: the agent's INI configuration (docs/configuration.md describes every key).
+ * Parsed with libinih; any unknown section or key, or a bad value, is an error naming
+ * file:line, so a typo never silently changes what the agent does.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "error.h"
+#include "log.h"
+#include "store.h"
+
+#define SETTINGS_WORKERS_MAX 64
+#define SETTINGS_WORKERS_DEFAULT 4
+
+typedef struct Settings {
+	char *path;              /* the file read, or NULL when none was */
+	bool registered_modules; /* load p11-kit's registered modules */
+	char **allow_registered; /* NULL: all registered modules */
+	unsigned workers;        /* signing threads */
+	LogTarget log_target;
+	LogLevel log_level;
+	StoreModuleConfig *modules;
+	size_t n_modules;
+	StorePinSource *pin_sources;
+	size_t n_pin_sources;
+} Settings;
+
+/*
+ * The default path: $XDG_CONFIG_HOME/certagent/agent.conf, else ~/.config/certagent/agent.conf.
+ * NULL when neither variable is set (or on OOM).
+ */
+char *settings_default_path(void);
+
+/*
+ * Reads path. When required is false a missing file yields the defaults.
+ * Codes: CA_E_INVALID_ARGS (syntax or value error, err names file:line), CA_E_KEY_NOT_FOUND
+ * (a required file is missing or unreadable).
+ */
+int settings_load(const char *path, bool required, Settings **ret, CaError *err);
+Settings *settings_free(Settings *c);
+
+/* Fills the store's options from c; the pointers stay owned by c. */
+void settings_store_options(const Settings *c, StoreOptions *ret);

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * worker: a pool of threads that run jobs handed over by the main thread, so a slow token
+ * never holds up the D-Bus loop. Jobs only compute; a finished job is queued back and the
+ * main thread is woken through an eventfd to send the reply (only the main thread touches the
+ * DBusConnection).
+ */
+#pragma once
+
+#include <stdbool.h>
+
+typedef struct WorkerJob WorkerJob;
+
+struct WorkerJob {
+	void (*run)(WorkerJob *job); /* on a worker thread */
+	WorkerJob *next;             /* owned by the pool while queued */
+	bool cancelled;              /* the pool stopped before the job ran */
+};
+
+typedef struct WorkerPool WorkerPool;
+
+/* Starts n threads named "<name>-<i>"; done_fd is an eventfd written after each job. */
+int worker_pool_new(const char *name, unsigned n, int done_fd, WorkerPool **ret);
+
+/* Queues a job; the pool owns it until worker_pool_take_done() hands it back. */
+void worker_pool_submit(WorkerPool *p, WorkerJob *job);
+
+/* The finished (or cancelled) jobs, oldest first, linked by next; NULL if none. */
+WorkerJob *worker_pool_take_done(WorkerPool *p);
+
+/*
+ * Stops taking jobs: queued ones are cancelled (handed back with cancelled set), running ones
+ * finish. Waits up to timeout_ms for the threads; returns false if one is still stuck (in a
+ * token that does not answer), in which case the pool must be leaked, not freed.
+ */
+bool worker_pool_stop(WorkerPool *p, unsigned timeout_ms);
+
+/* Frees a stopped pool (stopping it first, waiting as long as it takes). */
+WorkerPool *worker_pool_free(WorkerPool *p);

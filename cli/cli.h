@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * cli: what the certagent commands share: the command tables, how an agent error becomes a
+ * message and an exit code, and certificate name helpers.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include <gnutls/gnutls.h>
+
+#include "certagent.h"
+#include "options.h"
+
+extern const CliCommand cli_cmd_list;
+extern const CliCommand cli_cmd_unlock;
+extern const CliCommand cli_cmd_connect;
+
+/* Prints "certagent: MESSAGE" for an agent error and returns the exit code for it. */
+int cli_agent_error(const certagent_error *err);
+int cli_exit_code_for(certagent_code code);
+
+/* The subject (or issuer) DN of a DER certificate in RFC 4514 form; malloc'd, or NULL. */
+char *cli_cert_dn(const gnutls_datum_t *der, bool issuer);

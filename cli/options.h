@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * options: the certagent CLI's commands and options, each described once in a static table
+ * from which the parser, --help, and (via `certagent --help-table`) the man page and shell
+ * completion are produced. A command's file owns its table; main.c owns the list of commands.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct CliOption {
+	int id;              /* returned by cli_options_next(); > 0 */
+	const char *name;    /* long name without "--" */
+	char short_name;     /* 0 if none */
+	const char *arg;     /* metavariable ("FILE"); NULL for a flag */
+	const char *help;    /* one sentence, no trailing period */
+} CliOption;
+
+typedef struct CliCommand {
+	const char *name;        /* "connect" */
+	const char *synopsis;    /* positional arguments: "HOST:PORT" */
+	const char *summary;     /* one line for the command list */
+	const char *description; /* a paragraph for --help and the man page */
+	const CliOption *options;
+	size_t n_options;
+	int (*run)(const struct CliCommand *cmd, int argc, char **argv);
+} CliCommand;
+
+/* Exit codes, documented in docs/cli.md. */
+enum {
+	CLI_EXIT_OK = 0,
+	CLI_EXIT_TLS = 1,   /* could not connect, handshake failed, server rejected us */
+	CLI_EXIT_USAGE = 2, /* bad command line */
+	CLI_EXIT_AGENT = 3, /* agent not running, or it failed the request */
+	CLI_EXIT_PIN = 4,   /* wrong PIN, PIN locked, PIN required, token absent */
+	CLI_EXIT_IO = 5,    /* a local file could not be read */
+};
+
+/* Options every command takes (--help); they come after the command's own in --help. */
+#define CLI_OPT_HELP (-1)
+
+typedef struct CliParser {
+	const CliCommand *cmd;
+	int argc;
+	char **argv;
+	int index;         /* next argv element */
+	bool only_args;    /* after "--" */
+	char **positional; /* collected in order; pointers into argv */
+	int n_positional;
+} CliParser;
+
+int cli_parser_init(CliParser *p, const CliCommand *cmd, int argc, char **argv);
+void cli_parser_deinit(CliParser *p);
+
+/*
+ * Returns the id of the next option (its argument in *ret_arg), 0 at the end, or
+ * -CLI_EXIT_USAGE after printing what was wrong. Positional arguments are collected in
+ * p->positional. --help prints the help and returns CLI_OPT_HELP.
+ */
+int cli_options_next(CliParser *p, const char **ret_arg);
+
+void cli_print_command_help(const CliCommand *cmd, FILE *f);
+/* One line per option, tab-separated: command, --name, -s, ARG, help. For man and completion. */
+void cli_print_table(const CliCommand *const *cmds, size_t n, FILE *f);
+int cli_usage_error(const CliCommand *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));

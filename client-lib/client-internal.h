@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * client-internal: what the files of libcertagent share and nobody else sees.
+ *
+ * client.c owns the bus connection, the error table and the calls; identity.c decodes
+ * ListIdentities; privkey.c is the gnutls_privkey_t whose signatures go to the agent;
+ * credentials.c is the retrieve function that picks an identity per handshake.
+ * Nothing here is exported: the version script keeps only certagent_*.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <dbus/dbus.h>
+
+#include "certagent.h"
+#include "scheme.h"
+#include "util.h"
+
+#define CA_BUS_NAME "org.certagent.Agent1"
+#define CA_OBJECT_PATH "/org/certagent/Agent1"
+#define CA_INTERFACE "org.certagent.Agent1"
+
+/* Caps on what the agent sends back: a confused agent must not make us allocate without end. */
+#define CA_MAX_IDENTITIES 1024
+#define CA_MAX_SCHEMES 32
+#define CA_MAX_CERTS 16
+#define CA_MAX_CERT_SIZE (64 * 1024)
+#define CA_MAX_STRING 4096
+#define CA_MAX_SIGN_DATA 65536
+
+#define CA_DEFAULT_TIMEOUT_MS 30000
+
+typedef struct CredContext CredContext;
+
+struct certagent_identity {
+	char *uri;
+	char *label;
+	char *token;
+	char *token_label;
+	char *module;
+	char *key_type;
+	unsigned bits;
+	bool logged_in;
+	char **schemes; /* NULL-terminated */
+	size_t n_schemes;
+	gnutls_datum_t *certs; /* DER, leaf first */
+	size_t n_certs;
+};
+
+struct certagent_identity_list {
+	certagent_identity *items;
+	size_t n;
+};
+
+struct certagent_client {
+	DBusConnection *conn;
+	int timeout_ms;
+	/* ListIdentities, kept for the retrieve function; dropped on IdentitiesChanged. */
+	certagent_identity_list *cache;
+	char *last_identity;
+	certagent_error last_error;
+	bool has_last_error;
+	CredContext *creds; /* every credential set up with this client, freed with it */
+};
+
+/* client.c */
+int client_error_set(certagent_error *err, certagent_code code, const char *fmt, ...)
+	_printf_(3, 4);
+void client_record_error(certagent_client *c, const certagent_error *err);
+void client_clear_error(certagent_client *c);
+int client_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret_reply,
+		certagent_error *err);
+/* Drops the identity cache if the agent said IdentitiesChanged since we last looked. */
+void client_dispatch_signals(certagent_client *c);
+/* The cached identity list, fetched when missing or when refresh is set. */
+int client_identities(certagent_client *c, bool refresh, const certagent_identity_list **ret,
+		      certagent_error *err);
+const certagent_identity *client_find_identity(const certagent_identity_list *l,
+					       const char *uri);
+
+/* identity.c */
+int identity_list_from_reply(DBusMessage *reply, certagent_identity_list **ret,
+			     certagent_error *err);
+bool identity_has_scheme(const certagent_identity *id, const CaScheme *s);
+gnutls_pk_algorithm_t identity_pk_algorithm(const certagent_identity *id);
+
+/* privkey.c */
+int privkey_new_for(certagent_client *c, const certagent_identity *id, const char *server_name,
+		    gnutls_privkey_t *ret, certagent_error *err);
+
+/* credentials.c */
+CredContext *cred_context_free_all(CredContext *head);

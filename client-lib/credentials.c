@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * credentials: a GnuTLS certificate retrieve function that presents an agent identity when a
+ * server asks for a client certificate, chosen per handshake.
+ *
+ * The retrieve function only gets the credentials, so the CredContext hangs off the user
+ * pointer of the credentials' trust list; the client owns every CredContext and frees them
+ * with itself. Per handshake: the identity named by URI if one was given, else the first
+ * whose chain an acceptable CA issued, whose key type the server takes and which has a scheme
+ * the server accepts. None fits: GnuTLS sends an empty Certificate (the server decides) and
+ * certagent_client_last_error() says why each identity did not fit.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <gnutls/x509.h>
+
+#include "client-internal.h"
+
+#define CRED_MAGIC UINT32_C(0x43416372) /* "CAcr" */
+#define MAX_REQUESTED 64
+
+struct CredContext {
+	uint32_t magic;
+	certagent_client *client;
+	char *uri; /* NULL: choose per handshake */
+	CredContext *next;
+};
+
+/* What the server's CertificateRequest allows. */
+typedef struct Request {
+	const struct gnutls_cert_retr_st *info;
+	const CaScheme *schemes[MAX_REQUESTED];
+	size_t n_schemes;
+	bool any_scheme; /* the server named no signature algorithms */
+} Request;
+
+CredContext *cred_context_free_all(CredContext *head)
+{
+	while (head) {
+		CredContext *next = head->next;
+
+		head->magic = 0;
+		free(head->uri);
+		free(head);
+		head = next;
+	}
+	return NULL;
+}
+
+static void request_init(Request *req, gnutls_session_t session,
+			 const struct gnutls_cert_retr_st *info)
+{
+	gnutls_sign_algorithm_t algo;
+	unsigned i;
+
+	memset(req, 0, sizeof(*req));
+	req->info = info;
+	for (i = 0; i < 256; i++) {
+		const CaScheme *s;
+
+		if (gnutls_sign_algorithm_get_requested(session, i, &algo) < 0)
+			break;
+		s = ca_scheme_by_gnutls(algo);
+		if (s && req->n_schemes < MAX_REQUESTED)
+			req->schemes[req->n_schemes++] = s;
+	}
+	req->any_scheme = i == 0;
+}
+
+static bool request_has_scheme(const Request *req, const CaScheme *s)
+{
+	for (size_t i = 0; i < req->n_schemes; i++)
+		if (req->schemes[i] == s)
+			return true;
+	return false;
+}
+
+static bool dn_requested(const Request *req, const gnutls_datum_t *dn)
+{
+	for (unsigned i = 0; i < req->info->nreqs; i++)
+		if (req->info->req_ca_rdn[i].size == dn->size &&
+		    memcmp(req->info->req_ca_rdn[i].data, dn->data, dn->size) == 0)
+			return true;
+	return false;
+}
+
+/* Whether a CA the server named issued a certificate of the chain (or is one of them). */
+static bool chain_issued_by_requested(const Request *req, const certagent_identity *id)
+{
+	if (req->info->nreqs == 0)
+		return true;
+	for (size_t i = 0; i < id->n_certs; i++) {
+		gnutls_x509_crt_t crt;
+		gnutls_datum_t issuer = { NULL, 0 }, subject = { NULL, 0 };
+		bool hit = false;
+
+		if (gnutls_x509_crt_init(&crt) < 0)
+			return false;
+		if (gnutls_x509_crt_import(crt, &id->certs[i], GNUTLS_X509_FMT_DER) == 0) {
+			if (gnutls_x509_crt_get_raw_issuer_dn(crt, &issuer) == 0)
+				hit = dn_requested(req, &issuer);
+			if (!hit && i > 0 && gnutls_x509_crt_get_raw_dn(crt, &subject) == 0)
+				hit = dn_requested(req, &subject);
+		}
+		gnutls_free(issuer.data);
+		gnutls_free(subject.data);
+		gnutls_x509_crt_deinit(crt);
+		if (hit)
+			return true;
+	}
+	return false;
+}
+
+static bool pk_requested(const Request *req, gnutls_pk_algorithm_t pk)
+{
+	if (req->info->pk_algos_length == 0 || !req->info->pk_algos)
+		return true;
+	for (unsigned i = 0; i < req->info->pk_algos_length; i++) {
+		gnutls_pk_algorithm_t a = req->info->pk_algos[i];
+
+		if (a == pk || (pk == GNUTLS_PK_RSA && a == GNUTLS_PK_RSA_PSS))
+			return true;
+		/* TLS 1.2 has no certificate type for EdDSA: ecdsa_sign covers it (RFC 8422 5.5). */
+		if (pk == GNUTLS_PK_EDDSA_ED25519 && a == GNUTLS_PK_ECDSA)
+			return true;
+	}
+	return false;
+}
+
+/* NULL if the identity fits the request, else why not. */
+static const char *identity_misfit(const Request *req, const certagent_identity *id)
+{
+	bool scheme_ok = req->any_scheme;
+
+	if (id->n_certs == 0)
+		return "has no certificate on the token";
+	if (identity_pk_algorithm(id) == GNUTLS_PK_UNKNOWN)
+		return "has a key type certagent cannot use";
+	if (!pk_requested(req, identity_pk_algorithm(id)))
+		return "its key type is not one the server accepts";
+	for (size_t i = 0; !scheme_ok && i < id->n_schemes; i++)
+		scheme_ok = request_has_scheme(req, ca_scheme_by_name(id->schemes[i]));
+	if (!scheme_ok)
+		return "none of its signature schemes is among those the server accepts";
+	if (!chain_issued_by_requested(req, id))
+		return "its certificate was not issued by a CA the server accepts";
+	return NULL;
+}
+
+static void append(char *buf, size_t size, const char *fmt, ...) _printf_(3, 4);
+static void append(char *buf, size_t size, const char *fmt, ...)
+{
+	size_t len = strnlen(buf, size);
+	va_list ap;
+
+	if (len + 1 >= size)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(buf + len, size - len, fmt, ap);
+	va_end(ap);
+}
+
+/* Picks an identity; on none, fills err with the reason for each. */
+static const certagent_identity *choose(CredContext *ctx, const certagent_identity_list *l,
+					const Request *req, certagent_error *err)
+{
+	if (ctx->uri) {
+		const certagent_identity *id = client_find_identity(l, ctx->uri);
+
+		if (!id)
+			client_error_set(err, CERTAGENT_E_NO_IDENTITY,
+					 "the agent has no identity %s (is the token inserted? "
+					 "`certagent list` shows what the agent has)",
+					 ctx->uri);
+		else if (id->n_certs == 0)
+			client_error_set(err, CERTAGENT_E_NO_IDENTITY,
+					 "identity %s has no certificate on the token", ctx->uri);
+		else
+			return id;
+		return NULL;
+	}
+
+	if (l->n == 0) {
+		client_error_set(err, CERTAGENT_E_NO_IDENTITY,
+				 "the server asked for a client certificate, but the agent has no "
+				 "identities: insert the token, or check `certagent list`");
+		return NULL;
+	}
+	for (size_t i = 0; i < l->n; i++)
+		if (!identity_misfit(req, &l->items[i]))
+			return &l->items[i];
+
+	client_error_set(err, CERTAGENT_E_NO_IDENTITY,
+			 "no identity fits what the server asked for:");
+	for (size_t i = 0; i < l->n; i++)
+		append(err->message, sizeof(err->message), "%s %s (%s): %s", i ? ";" : "",
+		       *l->items[i].label ? l->items[i].label : "(no label)", l->items[i].uri,
+		       identity_misfit(req, &l->items[i]));
+	return NULL;
+}
+
+static int pcerts_new(const certagent_identity *id, gnutls_pcert_st **ret, certagent_error *err)
+{
+	gnutls_pcert_st *p = gnutls_calloc(id->n_certs, sizeof(gnutls_pcert_st));
+	int r;
+
+	if (!p)
+		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
+	for (size_t i = 0; i < id->n_certs; i++) {
+		r = gnutls_pcert_import_x509_raw(&p[i], &id->certs[i], GNUTLS_X509_FMT_DER, 0);
+		if (r < 0) {
+			while (i-- > 0)
+				gnutls_pcert_deinit(&p[i]);
+			gnutls_free(p);
+			return client_error_set(err, CERTAGENT_E_FAILED,
+						"certificate %zu of %s cannot be read: %s", i,
+						id->uri, gnutls_strerror(r));
+		}
+	}
+	*ret = p;
+	return 0;
+}
+
+static int cred_retrieve(gnutls_session_t session, const struct gnutls_cert_retr_st *info,
+			 gnutls_pcert_st **certs, unsigned int *certs_length,
+			 gnutls_ocsp_data_st **ocsp, unsigned int *ocsp_length,
+			 gnutls_privkey_t *privkey, unsigned int *flags)
+{
+	gnutls_x509_trust_list_t tl = NULL;
+	certagent_error e = CERTAGENT_ERROR_INIT;
+	const certagent_identity_list *l;
+	const certagent_identity *id = NULL;
+	gnutls_pcert_st *p = NULL;
+	gnutls_privkey_t key = NULL;
+	char server_name[256];
+	size_t sn_len = sizeof(server_name);
+	unsigned sn_type;
+	certagent_client *c;
+	CredContext *ctx;
+	Request req;
+	int r;
+
+	*certs = NULL;
+	*certs_length = 0;
+	*ocsp = NULL;
+	*ocsp_length = 0;
+	*privkey = NULL;
+	*flags = 0;
+
+	gnutls_certificate_get_trust_list(info->cred, &tl);
+	ctx = tl ? gnutls_x509_trust_list_get_ptr(tl) : NULL;
+	if (!ctx || ctx->magic != CRED_MAGIC)
+		return GNUTLS_E_INSUFFICIENT_CREDENTIALS;
+	c = ctx->client;
+	client_clear_error(c);
+	c->last_identity = (free(c->last_identity), NULL);
+
+	if (gnutls_server_name_get(session, server_name, &sn_len, &sn_type, 0) < 0 ||
+	    sn_type != GNUTLS_NAME_DNS)
+		server_name[0] = '\0';
+	request_init(&req, session, info);
+
+	/* From the cache first; if nothing fits, the token may have changed: list again. */
+	for (int attempt = 0; attempt < 2 && !id; attempt++) {
+		r = client_identities(c, attempt > 0, &l, &e);
+		if (r < 0)
+			break;
+		id = choose(ctx, l, &req, &e);
+	}
+	if (!id)
+		goto none;
+
+	r = pcerts_new(id, &p, &e);
+	if (r < 0)
+		goto none;
+	r = privkey_new_for(c, id, server_name[0] ? server_name : NULL, &key, &e);
+	if (r < 0) {
+		for (size_t i = 0; i < id->n_certs; i++)
+			gnutls_pcert_deinit(&p[i]);
+		gnutls_free(p);
+		goto none;
+	}
+	c->last_identity = strdup(id->uri);
+	*certs = p;
+	*certs_length = id->n_certs;
+	*privkey = key;
+	*flags = GNUTLS_CERT_RETR_DEINIT_ALL;
+	return 0;
+
+none:
+	/* Send no certificate: the server decides whether that is enough, we say why. */
+	client_record_error(c, &e);
+	return 0;
+}
+
+_public_ int certagent_credentials_set(certagent_client *c, gnutls_certificate_credentials_t cred,
+				       const char *identity_uri, certagent_error *err)
+{
+	gnutls_x509_trust_list_t tl = NULL;
+	CredContext *ctx, *found = NULL;
+	char *uri = NULL;
+	void *ptr;
+
+	if (!c || !cred)
+		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
+					"client and credentials must be given");
+	gnutls_certificate_get_trust_list(cred, &tl);
+	if (!tl)
+		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
+					"the credentials have no trust list");
+	ptr = gnutls_x509_trust_list_get_ptr(tl);
+	for (ctx = c->creds; ptr && ctx; ctx = ctx->next)
+		if (ctx == ptr)
+			found = ctx;
+	if (ptr && !found)
+		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
+					"the trust list of these credentials already carries a user "
+					"pointer (set by the application or another certagent "
+					"client); use fresh credentials");
+	if (identity_uri && !(uri = strdup(identity_uri)))
+		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
+
+	if (found) {
+		free(found->uri);
+		found->uri = uri;
+	} else {
+		ctx = calloc(1, sizeof(*ctx));
+		if (!ctx) {
+			free(uri);
+			return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
+		}
+		ctx->magic = CRED_MAGIC;
+		ctx->client = c;
+		ctx->uri = uri;
+		ctx->next = c->creds;
+		c->creds = ctx;
+		gnutls_x509_trust_list_set_ptr(tl, ctx);
+	}
+	gnutls_certificate_set_retrieve_function3(cred, cred_retrieve);
+	return 0;
+}

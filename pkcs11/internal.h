@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * internal: the data structures shared by the files of pkcs11/ (never by other layers).
+ *
+ * Ownership: a Store owns its Modules and Tokens; a Token owns its Identities, its session
+ * pool and its login state (a PIN from store_unlock, wiped on every path). Tokens and
+ * Identities are rebuilt only under the store's rwlock held exclusively; signers hold it
+ * shared, so a Token never goes away under a signature. Mutable state inside a Token (pool,
+ * login) has its own mutex.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdarg.h>
+
+#include <p11-kit/p11-kit.h>
+#include <p11-kit/uri.h>
+
+#include "store.h"
+
+typedef struct Module {
+	char *name;          /* p11-kit name or configured name */
+	char *path;          /* file name of the module */
+	CK_FUNCTION_LIST *fl;
+	CK_INFO info;
+} Module;
+
+/* The signing mechanisms we care about, one bit each in Token.mech. */
+typedef enum MechKind {
+	MECH_RSA_PKCS,
+	MECH_RSA_PSS,
+	MECH_ECDSA,
+	MECH_EDDSA,
+	_MECH_MAX,
+} MechKind;
+
+typedef struct Identity {
+	char *uri;
+	char *label;
+	uint8_t *id;
+	size_t id_len;
+	CaKeyType key_type;
+	unsigned bits;
+	const CaScheme **schemes;
+	size_t n_schemes;
+	gnutls_datum_t *certs; /* gnutls_malloc'd data */
+	size_t n_certs;
+	/* CK_INVALID_HANDLE when the private key was not visible (token not logged in): the
+	 * identity was inferred from a public key or certificate and the key is found by
+	 * CKA_ID at signing time. */
+	CK_OBJECT_HANDLE key;
+	bool always_authenticate;
+} Identity;
+
+typedef struct Token {
+	Module *module;
+	CK_SLOT_ID slot;
+	CK_TOKEN_INFO info;
+	char *label, *serial, *manufacturer, *model;
+	char *uri;       /* full token URI */
+	char *short_uri; /* pkcs11:token=<label>, for messages a person types */
+	bool mech[_MECH_MAX];
+
+	Identity *ids;
+	size_t n_ids;
+
+	/* Session pool, under pool_lock. */
+	pthread_mutex_t pool_lock;
+	pthread_cond_t pool_cond;
+	CK_SESSION_HANDLE *idle;
+	size_t n_idle;
+	unsigned n_open, cap;
+
+	/* Login state, under login_lock. */
+	pthread_mutex_t login_lock;
+	char *pin; /* from store_unlock, NUL-terminated, wiped when forgotten */
+	size_t pin_len;
+	bool pin_source_failed; /* a pin-source PIN failed: not tried again until reload */
+	bool rescan_needed;     /* logged in since the last scan: private keys became visible */
+} Token;
+
+struct Store {
+	pthread_rwlock_t lock;
+	/* Deep copy of the options, for reloads. */
+	bool load_registered;
+	char **registered_allow;
+	StoreModuleConfig *modules_cfg;
+	size_t n_modules_cfg;
+	StorePinSource *pin_sources;
+	size_t n_pin_sources;
+	unsigned sessions_per_token;
+
+	Module **modules;
+	size_t n_modules;
+	Token **tokens;
+	size_t n_tokens;
+};
+
+/* call.c: the one wrapper layer over C_* functions, logging and the CK_RV mapping. */
+void call_log(int prio, const char *fmt, ...) _printf_(2, 3);
+const char *call_rv_name(CK_RV rv, char buf[static 32]);
+int call_error(CK_RV rv, const Token *t, const char *what, CaError *err);
+CK_RV call_module_initialize(Module *m);
+CK_RV call_module_finalize(Module *m);
+CK_RV call_get_info(Module *m, CK_INFO *ret);
+CK_RV call_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n);
+CK_RV call_get_token_info(Module *m, CK_SLOT_ID slot, CK_TOKEN_INFO *ret);
+CK_RV call_get_mechanism_list(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE **ret, size_t *ret_n);
+CK_RV call_get_mechanism_info(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
+			      CK_MECHANISM_INFO *ret);
+CK_RV call_open_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret);
+CK_RV call_close_session(Module *m, CK_SESSION_HANDLE h);
+CK_RV call_get_session_info(Module *m, CK_SESSION_HANDLE h, CK_SESSION_INFO *ret);
+CK_RV call_login(Module *m, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char *pin,
+		 size_t pin_len);
+CK_RV call_logout(Module *m, CK_SESSION_HANDLE h);
+CK_RV call_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
+			CK_OBJECT_HANDLE **ret, size_t *ret_n);
+CK_RV call_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
+			 CK_ATTRIBUTE_TYPE type, uint8_t **ret, size_t *ret_len);
+CK_RV call_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
+		     CK_ULONG *ret);
+CK_RV call_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
+CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
+		CK_ULONG *sig_len);
+
+/* module.c */
+int module_load_all(Store *s, CaError *err);
+void module_unload_all(Store *s);
+
+/* token.c */
+int token_scan_all(Store *s, CaError *err);
+void token_free_all(Store *s);
+bool token_session_logged_in(Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv);
+
+/* session.c */
+int session_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err);
+void session_release(Token *t, CK_SESSION_HANDLE h);
+void session_discard(Token *t, CK_SESSION_HANDLE h);
+void session_pool_close(Token *t);
+
+/* login.c */
+int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err);
+int login_context_specific(Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err);
+int login_with_pin(Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_len, CaError *err);
+void login_forget(Token *t);
+int login_logout(Token *t);
+
+/* object.c */
+int object_scan_token(Token *t, CaError *err);
+void identity_deinit(Identity *id);
+int object_find_private_key(Token *t, CK_SESSION_HANDLE h, const Identity *id,
+			    CK_OBJECT_HANDLE *ret_key, bool *ret_always_auth, CK_RV *ret_rv,
+			    CaError *err);
+
+/* sign.c */
+int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, const uint8_t *data,
+	     size_t len, uint8_t **ret_sig, size_t *ret_sig_len, StoreSignInfo *ret_info,
+	     CaError *err);

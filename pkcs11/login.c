@@ -1,0 +1,308 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * login: every decision about logging in to a token, in one place.
+ *
+ * Rules: a PIN that failed is never tried again (an Unlock PIN is forgotten; a pin-source
+ * file is not read again until store_reload); we refuse to try when the token says the PIN
+ * is locked, on its final try or must be changed; CKR_USER_ALREADY_LOGGED_IN is success;
+ * tokens with a protected authentication path (pinpad) log in with a NULL PIN; keys with
+ * CKA_ALWAYS_AUTHENTICATE get a CKU_CONTEXT_SPECIFIC login right before C_Sign. PINs are
+ * wiped after use and never logged.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+#define PIN_MAX 256 /* longest PIN we read from a pin source or accept from Unlock */
+
+void login_forget(Token *t)
+{
+	t->pin = erase_and_free(t->pin, t->pin_len);
+	t->pin_len = 0;
+}
+
+/* Codes: CA_E_PIN_LOCKED when the token's flags forbid a try. */
+static int login_check_flags(Token *t, CK_RV *ret_rv, CaError *err)
+{
+	CK_TOKEN_INFO ti;
+	CK_RV rv = call_get_token_info(t->module, t->slot, &ti);
+
+	if (rv != CKR_OK) {
+		*ret_rv = rv;
+		return call_error(rv, t, "C_GetTokenInfo", err);
+	}
+	t->info.flags = ti.flags;
+	if (ti.flags & CKF_USER_PIN_LOCKED)
+		return call_error(CKR_PIN_LOCKED, t, "C_Login", err);
+	if (ti.flags & CKF_USER_PIN_FINAL_TRY)
+		return ca_error_set(err, CA_E_PIN_LOCKED,
+				    "token \"%s\" allows only one more PIN try before it locks: "
+				    "certagent will not risk it; log in once with the token's own "
+				    "tools (e.g. `pkcs11-tool --login --test`) to reset the counter",
+				    t->label);
+	if (ti.flags & CKF_USER_PIN_TO_BE_CHANGED)
+		return ca_error_set(err, CA_E_PIN_LOCKED,
+				    "token \"%s\" requires its PIN to be changed first: change it "
+				    "with the token's tools (e.g. `pkcs11-tool --change-pin`)",
+				    t->label);
+	return 0;
+}
+
+/* One C_Login, no retry. pin may be NULL for a protected authentication path. */
+static int login_do(Token *t, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char *pin,
+		    size_t pin_len, CK_RV *ret_rv, CaError *err)
+{
+	CK_RV rv;
+	int r;
+
+	r = login_check_flags(t, ret_rv, err);
+	if (r != 0)
+		return r;
+	if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH) {
+		pin = NULL;
+		pin_len = 0;
+	}
+	rv = call_login(t->module, h, user, pin, pin_len);
+	if (rv == CKR_USER_ALREADY_LOGGED_IN)
+		rv = CKR_OK;
+	*ret_rv = rv;
+	if (rv != CKR_OK) {
+		call_log(LOG_WARNING, "token \"%s\": login failed", t->label);
+		return call_error(rv, t, "C_Login", err);
+	}
+	if (user == CKU_USER) {
+		t->rescan_needed = true;
+		call_log(LOG_INFO, "token \"%s\": logged in", t->label);
+	}
+	return 0;
+}
+
+/* Reads the first line of path into a new NUL-terminated buffer. -errno on failure. */
+static int login_read_pin_file(const char *path, char **ret, size_t *ret_len)
+{
+	_cleanup_close_ int fd = -1;
+	char *buf;
+	size_t n = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	buf = calloc(1, PIN_MAX + 2);
+	if (!buf)
+		return -ENOMEM;
+	while (n < PIN_MAX + 1) {
+		ssize_t k = read(fd, buf + n, PIN_MAX + 1 - n);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0) {
+			int e = -errno;
+
+			erase_and_free(buf, PIN_MAX + 2);
+			return e;
+		}
+		if (k == 0)
+			break;
+		n += k;
+	}
+	buf[strcspn(buf, "\r\n")] = 0;
+	if (strlen(buf) > PIN_MAX) {
+		erase_and_free(buf, PIN_MAX + 2);
+		return -E2BIG;
+	}
+	/* Wipe whatever followed the first line. */
+	explicit_bzero(buf + strlen(buf), PIN_MAX + 2 - strlen(buf));
+	*ret_len = strlen(buf);
+	*ret = buf;
+	return 0;
+}
+
+static const StorePinSource *login_find_pin_source(Store *s, Token *t)
+{
+	for (size_t i = 0; i < s->n_pin_sources; i++) {
+		const StorePinSource *ps = &s->pin_sources[i];
+		P11KitUri *u;
+		bool match;
+
+		if (!ps->token_uri || !ps->path)
+			continue;
+		u = p11_kit_uri_new();
+		if (!u)
+			return NULL;
+		match = p11_kit_uri_parse(ps->token_uri, P11_KIT_URI_FOR_TOKEN, u) ==
+				P11_KIT_URI_OK &&
+			p11_kit_uri_match_token_info(u, &t->info) == 1;
+		p11_kit_uri_free(u);
+		if (match)
+			return ps;
+	}
+	return NULL;
+}
+
+/* With login_lock held: log in as user with the Unlock PIN, else a pin source. */
+static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv,
+			     CaError *err)
+{
+	const StorePinSource *ps;
+	char *pin = NULL;
+	size_t pin_len = 0;
+	int r;
+
+	if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH)
+		return login_do(t, h, CKU_USER, NULL, 0, ret_rv, err);
+	if (t->pin) {
+		r = login_do(t, h, CKU_USER, t->pin, t->pin_len, ret_rv, err);
+		if (r == CA_E_PIN_INCORRECT)
+			login_forget(t);
+		return r;
+	}
+	ps = s ? login_find_pin_source(s, t) : NULL;
+	if (!ps)
+		return call_error(CKR_USER_NOT_LOGGED_IN, t, "C_Login", err);
+	if (t->pin_source_failed)
+		return ca_error_set(err, CA_E_PIN_INCORRECT,
+				    "the PIN in %s was wrong for token \"%s\" and is not tried "
+				    "again: fix the file and run `certagent reload`, or run "
+				    "`certagent unlock '%s'`",
+				    ps->path, t->label, t->short_uri);
+	r = login_read_pin_file(ps->path, &pin, &pin_len);
+	if (r < 0)
+		return ca_error_set(err, CA_E_PIN_REQUIRED,
+				    "token \"%s\" needs a PIN and its pin source %s cannot be read "
+				    "(%s): fix it or run `certagent unlock '%s'`",
+				    t->label, ps->path, strerror(-r), t->short_uri);
+	r = login_do(t, h, CKU_USER, pin, pin_len, ret_rv, err);
+	erase_and_free(pin, PIN_MAX + 2);
+	if (r == CA_E_PIN_INCORRECT) {
+		t->pin_source_failed = true;
+		ca_error_set(err, CA_E_PIN_INCORRECT,
+			     "the PIN in %s is wrong for token \"%s\" (the token counted one "
+			     "failed try; certagent will not retry it): fix the file and run "
+			     "`certagent reload`",
+			     ps->path, t->label);
+	}
+	return r;
+}
+
+/*
+ * Makes sure the user is logged in when the token needs it, with the Unlock PIN or a pin
+ * source. *ret_rv gets the failing CK_RV (for the caller's reopen-once on lost sessions).
+ * Codes: CA_E_PIN_REQUIRED, CA_E_PIN_INCORRECT, CA_E_PIN_LOCKED, CA_E_TOKEN_ABSENT, CA_E_FAILED.
+ */
+int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err)
+{
+	CK_RV rv = CKR_OK;
+	int r;
+
+	*ret_rv = CKR_OK;
+	if (!(t->info.flags & CKF_LOGIN_REQUIRED))
+		return 0;
+	if (token_session_logged_in(t, h, &rv))
+		return 0;
+	if (rv != CKR_OK) {
+		*ret_rv = rv;
+		return call_error(rv, t, "C_GetSessionInfo", err);
+	}
+	pthread_mutex_lock(&t->login_lock);
+	if (token_session_logged_in(t, h, &rv))
+		r = 0; /* another signer logged in meanwhile */
+	else if (rv != CKR_OK) {
+		*ret_rv = rv;
+		r = call_error(rv, t, "C_GetSessionInfo", err);
+	} else
+		r = login_user_locked(s, t, h, ret_rv, err);
+	pthread_mutex_unlock(&t->login_lock);
+	return r;
+}
+
+/*
+ * The context-specific login for a CKA_ALWAYS_AUTHENTICATE key, after C_SignInit.
+ * Codes: CA_E_PIN_REQUIRED (no Unlock PIN known), CA_E_PIN_INCORRECT, CA_E_PIN_LOCKED, CA_E_FAILED.
+ */
+int login_context_specific(Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err)
+{
+	int r;
+
+	*ret_rv = CKR_OK;
+	pthread_mutex_lock(&t->login_lock);
+	if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH)
+		r = login_do(t, h, CKU_CONTEXT_SPECIFIC, NULL, 0, ret_rv, err);
+	else if (!t->pin)
+		r = ca_error_set(err, CA_E_PIN_REQUIRED,
+				 "the key on token \"%s\" needs the PIN for every signature: run "
+				 "`certagent unlock '%s'` so the agent can give it",
+				 t->label, t->short_uri);
+	else {
+		r = login_do(t, h, CKU_CONTEXT_SPECIFIC, t->pin, t->pin_len, ret_rv, err);
+		if (r == CA_E_PIN_INCORRECT)
+			login_forget(t);
+	}
+	pthread_mutex_unlock(&t->login_lock);
+	return r;
+}
+
+/*
+ * store_unlock's login: verifies pin with one C_Login (logging out first if already logged
+ * in, so a wrong PIN is never remembered) and remembers it on success.
+ * Codes: CA_E_INVALID_ARGS (PIN too long), CA_E_PIN_INCORRECT, CA_E_PIN_LOCKED, CA_E_FAILED.
+ */
+int login_with_pin(Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_len, CaError *err)
+{
+	CK_RV rv = CKR_OK;
+	char *copy;
+	int r;
+
+	if (pin_len > PIN_MAX)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "the PIN is longer than %d bytes",
+				    PIN_MAX);
+	copy = malloc(pin_len + 1);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy, pin, pin_len);
+	copy[pin_len] = 0;
+
+	pthread_mutex_lock(&t->login_lock);
+	if (token_session_logged_in(t, h, NULL))
+		call_logout(t->module, h);
+	r = login_do(t, h, CKU_USER, copy, pin_len, &rv, err);
+	if (r == 0) {
+		login_forget(t);
+		t->pin = copy;
+		t->pin_len = pin_len;
+		copy = NULL;
+	} else if (r == CA_E_PIN_INCORRECT)
+		login_forget(t);
+	pthread_mutex_unlock(&t->login_lock);
+	erase_and_free(copy, pin_len + 1);
+	return r;
+}
+
+/* C_Logout and forget the PIN. Returns 0 or a code from call_error(). */
+int login_logout(Token *t)
+{
+	CK_SESSION_HANDLE h;
+	CK_RV rv;
+	int r;
+
+	pthread_mutex_lock(&t->login_lock);
+	login_forget(t);
+	pthread_mutex_unlock(&t->login_lock);
+	r = session_acquire(t, &h, NULL);
+	if (r != 0)
+		return r;
+	rv = call_logout(t->module, h);
+	session_release(t, h);
+	if (rv == CKR_USER_NOT_LOGGED_IN)
+		rv = CKR_OK;
+	if (rv == CKR_OK) {
+		pthread_mutex_lock(&t->login_lock);
+		t->rescan_needed = true;
+		pthread_mutex_unlock(&t->login_lock);
+	}
+	return call_error(rv, t, "C_Logout", NULL);
+}

@@ -1,0 +1,246 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * sign: one signature on one pooled session. Chooses the mechanism for the scheme
+ * (CKM_RSA_PKCS over the DigestInfo, CKM_RSA_PKCS_PSS with salt = hash length over the bare
+ * hash, CKM_ECDSA over the bare hash with r||s turned into DER, CKM_EDDSA over the message),
+ * logs in when the token needs it, and reopens the session once when the module says it is
+ * gone (CKR_SESSION_HANDLE_INVALID / CKR_SESSION_CLOSED). Never CKM_RSA_X_509.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <gnutls/crypto.h>
+
+#include "internal.h"
+
+#define SIG_INITIAL 1024 /* RSA-8192; C_Sign says how much more when a key is bigger */
+#define SIG_MAX (16 * 1024)
+
+static bool pss_params(gnutls_digest_algorithm_t dig, CK_RSA_PKCS_PSS_PARAMS *p)
+{
+	switch (dig) {
+	case GNUTLS_DIG_SHA256:
+		*p = (CK_RSA_PKCS_PSS_PARAMS){ CKM_SHA256, CKG_MGF1_SHA256, 32 };
+		return true;
+	case GNUTLS_DIG_SHA384:
+		*p = (CK_RSA_PKCS_PSS_PARAMS){ CKM_SHA384, CKG_MGF1_SHA384, 48 };
+		return true;
+	case GNUTLS_DIG_SHA512:
+		*p = (CK_RSA_PKCS_PSS_PARAMS){ CKM_SHA512, CKG_MGF1_SHA512, 64 };
+		return true;
+	default:
+		return false;
+	}
+}
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + ts.tv_nsec / 1000;
+}
+
+/* r||s (each half the length) to DER SEQUENCE { INTEGER r, INTEGER s }. */
+static int sign_ecdsa_to_der(const uint8_t *raw, size_t n, uint8_t **ret, size_t *ret_len)
+{
+	gnutls_datum_t r = { (unsigned char *)raw, n / 2 }, s = { (unsigned char *)raw + n / 2, n / 2 };
+	gnutls_datum_t der = { NULL, 0 };
+	uint8_t *out;
+
+	if (n == 0 || n % 2 != 0)
+		return -EINVAL;
+	if (gnutls_encode_rs_value(&der, &r, &s) < 0)
+		return -EINVAL;
+	out = malloc(der.size);
+	if (!out) {
+		gnutls_free(der.data);
+		return -ENOMEM;
+	}
+	memcpy(out, der.data, der.size);
+	*ret = out;
+	*ret_len = der.size;
+	gnutls_free(der.data);
+	return 0;
+}
+
+typedef struct SignOp {
+	Store *s;
+	Token *t;
+	const Identity *id;
+	const CaScheme *scheme;
+	const uint8_t *data;
+	size_t len;
+	StoreSignInfo info;
+	CK_RV rv;      /* last failing CK_RV, for the reopen-once decision */
+	bool poisoned; /* an operation may still be active on the session: close it */
+} SignOp;
+
+static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t *ret_len,
+		     CaError *err)
+{
+	Token *t = op->t;
+	CK_RSA_PKCS_PSS_PARAMS pss;
+	CK_MECHANISM mech = { 0, NULL, 0 };
+	/* The identity is shared by concurrent signers: its key handle is a cache, atomic. */
+	CK_OBJECT_HANDLE cached = __atomic_load_n(&op->id->key, __ATOMIC_RELAXED);
+	CK_OBJECT_HANDLE key = cached;
+	bool always = __atomic_load_n(&op->id->always_authenticate, __ATOMIC_RELAXED);
+	uint8_t *sig = NULL;
+	CK_ULONG sig_len = SIG_INITIAL;
+	size_t sig_alloc = SIG_INITIAL;
+	uint64_t t0;
+	int r;
+
+	op->rv = CKR_OK;
+	op->poisoned = false;
+	r = login_ensure(op->s, t, h, &op->rv, err);
+	if (r != 0)
+		return r;
+	if (key == CK_INVALID_HANDLE) {
+		r = object_find_private_key(t, h, op->id, &key, &always, &op->rv, err);
+		if (r != 0)
+			return r;
+		__atomic_store_n((bool *)&op->id->always_authenticate, always, __ATOMIC_RELAXED);
+		__atomic_store_n((CK_OBJECT_HANDLE *)&op->id->key, key, __ATOMIC_RELAXED);
+	}
+	switch (op->scheme->kind) {
+	case CA_SIG_RSA_PKCS1:
+		mech.mechanism = CKM_RSA_PKCS;
+		snprintf(op->info.mechanism, sizeof(op->info.mechanism), "CKM_RSA_PKCS");
+		break;
+	case CA_SIG_RSA_PSS:
+		if (!pss_params(op->scheme->digest, &pss))
+			return ca_error_set(err, CA_E_UNSUPPORTED_SCHEME, "no PSS parameters for %s",
+					    op->scheme->name);
+		mech = (CK_MECHANISM){ CKM_RSA_PKCS_PSS, &pss, sizeof(pss) };
+		snprintf(op->info.mechanism, sizeof(op->info.mechanism), "CKM_RSA_PKCS_PSS");
+		break;
+	case CA_SIG_ECDSA:
+		mech.mechanism = CKM_ECDSA;
+		snprintf(op->info.mechanism, sizeof(op->info.mechanism), "CKM_ECDSA");
+		break;
+	case CA_SIG_EDDSA:
+		mech.mechanism = CKM_EDDSA; /* NULL parameters: pure Ed25519 */
+		snprintf(op->info.mechanism, sizeof(op->info.mechanism), "CKM_EDDSA");
+		break;
+	}
+
+	t0 = now_usec();
+	op->rv = call_sign_init(t->module, h, &mech, key);
+	if ((op->rv == CKR_KEY_HANDLE_INVALID || op->rv == CKR_OBJECT_HANDLE_INVALID) &&
+	    key == cached) {
+		/* Handles of private objects may change across logout/login (SoftHSM does):
+		 * find the key again by its ID. */
+		r = object_find_private_key(t, h, op->id, &key, &always, &op->rv, err);
+		if (r != 0)
+			return r;
+		__atomic_store_n((bool *)&op->id->always_authenticate, always, __ATOMIC_RELAXED);
+		__atomic_store_n((CK_OBJECT_HANDLE *)&op->id->key, key, __ATOMIC_RELAXED);
+		pthread_mutex_lock(&t->login_lock);
+		t->rescan_needed = true;
+		pthread_mutex_unlock(&t->login_lock);
+		t0 = now_usec();
+		op->rv = call_sign_init(t->module, h, &mech, key);
+	}
+	if (op->rv != CKR_OK)
+		return call_error(op->rv, t, "C_SignInit", err);
+	op->poisoned = true;
+	if (always) {
+		r = login_context_specific(t, h, &op->rv, err);
+		if (r != 0)
+			return r;
+	}
+	sig = malloc(sig_len);
+	if (!sig)
+		return -ENOMEM;
+	op->rv = call_sign(t->module, h, op->data, op->len, sig, &sig_len);
+	if (op->rv == CKR_BUFFER_TOO_SMALL && sig_len > SIG_INITIAL && sig_len <= SIG_MAX) {
+		uint8_t *bigger = malloc(sig_len);
+
+		if (!bigger) {
+			erase_and_free(sig, sig_alloc);
+			return -ENOMEM;
+		}
+		erase_and_free(sig, sig_alloc);
+		sig = bigger;
+		sig_alloc = sig_len;
+		op->rv = call_sign(t->module, h, op->data, op->len, sig, &sig_len);
+	}
+	op->info.token_usec = now_usec() - t0;
+	if (op->rv != CKR_OK) {
+		erase_and_free(sig, sig_alloc);
+		return call_error(op->rv, t, "C_Sign", err);
+	}
+	op->poisoned = false;
+
+	if (op->scheme->kind == CA_SIG_ECDSA) {
+		r = sign_ecdsa_to_der(sig, sig_len, ret_sig, ret_len);
+		erase_and_free(sig, sig_alloc);
+		if (r < 0)
+			return ca_error_set(err, CA_E_FAILED,
+					    "token \"%s\" returned a malformed ECDSA signature (%lu "
+					    "bytes)",
+					    t->label, (unsigned long)sig_len);
+		return 0;
+	}
+	*ret_sig = sig;
+	*ret_len = sig_len;
+	return 0;
+}
+
+static bool rv_session_lost(CK_RV rv)
+{
+	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED;
+}
+
+/*
+ * Signs with identity id on token t; the caller holds the store lock shared and has checked
+ * the scheme and the input. Codes: see store_sign().
+ */
+int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, const uint8_t *data,
+	     size_t len, uint8_t **ret_sig, size_t *ret_sig_len, StoreSignInfo *ret_info,
+	     CaError *err)
+{
+	SignOp op = { .s = s, .t = t, .id = id, .scheme = scheme, .data = data, .len = len };
+	int r = 0;
+
+	snprintf(op.info.token_label, sizeof(op.info.token_label), "%s", t->label);
+	for (int attempt = 0; attempt < 2; attempt++) {
+		CK_SESSION_HANDLE h;
+		uint8_t *sig = NULL;
+		size_t sig_len = 0;
+
+		r = session_acquire(t, &h, err);
+		if (r != 0)
+			return r;
+		r = sign_once(&op, h, &sig, &sig_len, err);
+		if (r == 0) {
+			session_release(t, h);
+			*ret_sig = sig;
+			*ret_sig_len = sig_len;
+			if (ret_info)
+				*ret_info = op.info;
+			call_log(LOG_DEBUG, "token \"%s\": %s with %s in %llu us", t->label,
+				 scheme->name, op.info.mechanism,
+				 (unsigned long long)op.info.token_usec);
+			return 0;
+		}
+		if (op.poisoned || rv_session_lost(op.rv))
+			session_discard(t, h);
+		else
+			session_release(t, h);
+		if (!rv_session_lost(op.rv))
+			break;
+		/* The idle sessions died with this one (module reset, token re-inserted). */
+		session_pool_close(t);
+		call_log(LOG_INFO, "token \"%s\": session lost (%s), reopening once", t->label,
+			 op.rv == CKR_SESSION_CLOSED ? "CKR_SESSION_CLOSED"
+						     : "CKR_SESSION_HANDLE_INVALID");
+	}
+	return r;
+}

@@ -1,0 +1,544 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * store: the public face of pkcs11/ (store.h). Owns the rwlock that lets signatures run in
+ * parallel (shared) while reload, unlock and rescans rebuild tokens and identities
+ * (exclusive); matches RFC 7512 URIs against tokens and identities with p11_kit_uri_* only;
+ * hands out deep copies.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <gnutls/crypto.h>
+
+#include "internal.h"
+
+static void options_free(Store *s)
+{
+	strv_free(s->registered_allow);
+	for (size_t i = 0; i < s->n_modules_cfg; i++) {
+		free(s->modules_cfg[i].name);
+		free(s->modules_cfg[i].path);
+	}
+	free(s->modules_cfg);
+	for (size_t i = 0; i < s->n_pin_sources; i++) {
+		free(s->pin_sources[i].token_uri);
+		free(s->pin_sources[i].path);
+	}
+	free(s->pin_sources);
+}
+
+static char *strdup_or_null(const char *p, bool *oom)
+{
+	char *c;
+
+	if (!p)
+		return NULL;
+	c = strdup(p);
+	if (!c)
+		*oom = true;
+	return c;
+}
+
+static int options_copy(Store *s, const StoreOptions *o)
+{
+	bool oom = false;
+
+	s->load_registered = o->load_registered;
+	s->sessions_per_token = o->sessions_per_token ? o->sessions_per_token : 4;
+	if (o->registered_allow) {
+		size_t n = 0;
+
+		while (o->registered_allow[n])
+			n++;
+		s->registered_allow = calloc(n + 1, sizeof(char *));
+		if (!s->registered_allow)
+			return -ENOMEM;
+		for (size_t i = 0; i < n; i++)
+			s->registered_allow[i] = strdup_or_null(o->registered_allow[i], &oom);
+	}
+	if (o->n_modules > 0) {
+		s->modules_cfg = calloc(o->n_modules, sizeof(*s->modules_cfg));
+		if (!s->modules_cfg)
+			return -ENOMEM;
+		s->n_modules_cfg = o->n_modules;
+		for (size_t i = 0; i < o->n_modules; i++) {
+			s->modules_cfg[i].name = strdup_or_null(o->modules[i].name, &oom);
+			s->modules_cfg[i].path = strdup_or_null(o->modules[i].path, &oom);
+		}
+	}
+	if (o->n_pin_sources > 0) {
+		s->pin_sources = calloc(o->n_pin_sources, sizeof(*s->pin_sources));
+		if (!s->pin_sources)
+			return -ENOMEM;
+		s->n_pin_sources = o->n_pin_sources;
+		for (size_t i = 0; i < o->n_pin_sources; i++) {
+			s->pin_sources[i].token_uri =
+				strdup_or_null(o->pin_sources[i].token_uri, &oom);
+			s->pin_sources[i].path = strdup_or_null(o->pin_sources[i].path, &oom);
+		}
+	}
+	return oom ? -ENOMEM : 0;
+}
+
+Store *store_free(Store *s)
+{
+	if (!s)
+		return NULL;
+	token_free_all(s);
+	module_unload_all(s);
+	options_free(s);
+	pthread_rwlock_destroy(&s->lock);
+	free(s);
+	return NULL;
+}
+
+/* Codes: none expected; -ENOMEM. Modules that fail to load are logged and skipped. */
+int store_new(const StoreOptions *opts, Store **ret, CaError *err)
+{
+	static const StoreOptions defaults = { .load_registered = true };
+	Store *s;
+	int r;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	pthread_rwlock_init(&s->lock, NULL);
+	r = options_copy(s, opts ? opts : &defaults);
+	if (r < 0) {
+		store_free(s);
+		return ca_error_set(err, r, "out of memory");
+	}
+	r = module_load_all(s, err);
+	if (r == 0)
+		r = token_scan_all(s, err);
+	if (r != 0) {
+		store_free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+static int digest_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+/*
+ * A digest over what clients see of every identity, to tell whether a reload changed it.
+ * Order-independent: modules list objects in no fixed order.
+ */
+static void store_fingerprint(Store *s, uint8_t out[32])
+{
+	_cleanup_free_ uint8_t *each = NULL;
+	size_t n = 0, k = 0;
+
+	memset(out, 0, 32);
+	for (size_t i = 0; i < s->n_tokens; i++)
+		n += s->tokens[i]->n_ids;
+	each = calloc(n + 1, 32);
+	if (!each)
+		return;
+	for (size_t i = 0; i < s->n_tokens; i++)
+		for (size_t j = 0; j < s->tokens[i]->n_ids; j++, k++) {
+			const Identity *id = &s->tokens[i]->ids[j];
+			gnutls_hash_hd_t h;
+
+			if (gnutls_hash_init(&h, GNUTLS_DIG_SHA256) < 0)
+				return;
+			gnutls_hash(h, id->uri, strlen(id->uri) + 1);
+			for (size_t q = 0; q < id->n_schemes; q++)
+				gnutls_hash(h, id->schemes[q]->name,
+					    strlen(id->schemes[q]->name) + 1);
+			for (size_t q = 0; q < id->n_certs; q++)
+				gnutls_hash(h, id->certs[q].data, id->certs[q].size);
+			gnutls_hash_deinit(h, each + 32 * k);
+		}
+	qsort(each, n, 32, digest_cmp);
+	gnutls_hash_fast(GNUTLS_DIG_SHA256, each, 32 * n, out);
+}
+
+/* Codes: -ENOMEM. */
+int store_reload(Store *s, bool *ret_changed, CaError *err)
+{
+	uint8_t before[32], after[32];
+	int r;
+
+	pthread_rwlock_wrlock(&s->lock);
+	store_fingerprint(s, before);
+	token_free_all(s); /* closes sessions, wipes PINs, forgets failed pin sources */
+	module_unload_all(s);
+	r = module_load_all(s, err);
+	if (r == 0)
+		r = token_scan_all(s, err);
+	store_fingerprint(s, after);
+	pthread_rwlock_unlock(&s->lock);
+	if (r != 0)
+		return r;
+	if (ret_changed)
+		*ret_changed = memcmp(before, after, sizeof(before)) != 0;
+	call_log(LOG_INFO, "reloaded: %zu modules, %zu tokens", s->n_modules, s->n_tokens);
+	return 0;
+}
+
+static bool token_needs_rescan(Token *t)
+{
+	bool v;
+
+	pthread_mutex_lock(&t->login_lock);
+	v = t->rescan_needed;
+	pthread_mutex_unlock(&t->login_lock);
+	return v;
+}
+
+/* With the lock held exclusively: rescan tokens whose login state changed. */
+static void store_rescan_locked(Store *s)
+{
+	for (size_t i = 0; i < s->n_tokens; i++) {
+		Token *t = s->tokens[i];
+
+		if (!token_needs_rescan(t))
+			continue;
+		if (object_scan_token(t, NULL) == 0) {
+			pthread_mutex_lock(&t->login_lock);
+			t->rescan_needed = false;
+			pthread_mutex_unlock(&t->login_lock);
+		}
+	}
+}
+
+static bool token_logged_in(Token *t)
+{
+	CK_SESSION_HANDLE h;
+	bool v;
+
+	if (session_acquire(t, &h, NULL) != 0)
+		return false;
+	v = token_session_logged_in(t, h, NULL);
+	session_release(t, h);
+	return v;
+}
+
+static void token_copy(Token *t, StoreToken *o, bool *oom)
+{
+	CK_TOKEN_INFO ti;
+
+	if (call_get_token_info(t->module, t->slot, &ti) == CKR_OK)
+		t->info.flags = ti.flags, t->info.ulFreePublicMemory = ti.ulFreePublicMemory,
+		t->info.ulFreePrivateMemory = ti.ulFreePrivateMemory;
+	o->uri = strdup_or_null(t->uri, oom);
+	o->label = strdup_or_null(t->label, oom);
+	o->serial = strdup_or_null(t->serial, oom);
+	o->manufacturer = strdup_or_null(t->manufacturer, oom);
+	o->model = strdup_or_null(t->model, oom);
+	o->module = strdup_or_null(t->module->name, oom);
+	o->module_path = strdup_or_null(t->module->path, oom);
+	o->slot_id = t->slot;
+	o->flags = t->info.flags;
+	o->logged_in = token_logged_in(t);
+	o->free_public_memory = t->info.ulFreePublicMemory;
+	o->free_private_memory = t->info.ulFreePrivateMemory;
+}
+
+StoreTokenList *store_token_list_free(StoreTokenList *l)
+{
+	if (!l)
+		return NULL;
+	for (size_t i = 0; i < l->n; i++) {
+		StoreToken *t = &l->items[i];
+
+		free(t->uri);
+		free(t->label);
+		free(t->serial);
+		free(t->manufacturer);
+		free(t->model);
+		free(t->module);
+		free(t->module_path);
+	}
+	free(l->items);
+	free(l);
+	return NULL;
+}
+
+/* Codes: -ENOMEM. */
+int store_list_tokens(Store *s, StoreTokenList **ret, CaError *err)
+{
+	StoreTokenList *l = calloc(1, sizeof(*l));
+	bool oom = false;
+
+	if (!l)
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	pthread_rwlock_rdlock(&s->lock);
+	l->items = calloc(s->n_tokens + 1, sizeof(*l->items));
+	if (l->items)
+		for (size_t i = 0; i < s->n_tokens; i++, l->n++)
+			token_copy(s->tokens[i], &l->items[i], &oom);
+	pthread_rwlock_unlock(&s->lock);
+	if (!l->items || oom) {
+		store_token_list_free(l);
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	}
+	*ret = l;
+	return 0;
+}
+
+static void identity_copy(Token *t, const Identity *id, bool logged_in, StoreIdentity *o,
+			  bool *oom)
+{
+	o->uri = strdup_or_null(id->uri, oom);
+	o->label = strdup_or_null(id->label, oom);
+	o->token_uri = strdup_or_null(t->uri, oom);
+	o->token_label = strdup_or_null(t->label, oom);
+	o->module = strdup_or_null(t->module->name, oom);
+	o->key_type = id->key_type;
+	o->bits = id->bits;
+	o->logged_in = logged_in;
+	o->always_authenticate = id->always_authenticate;
+	o->schemes = calloc(id->n_schemes + 1, sizeof(*o->schemes));
+	o->certs = calloc(id->n_certs + 1, sizeof(*o->certs));
+	if (!o->schemes || !o->certs) {
+		*oom = true;
+		return;
+	}
+	memcpy(o->schemes, id->schemes, id->n_schemes * sizeof(*o->schemes));
+	o->n_schemes = id->n_schemes;
+	for (size_t k = 0; k < id->n_certs; k++) {
+		o->certs[k].data = malloc(id->certs[k].size);
+		if (!o->certs[k].data) {
+			*oom = true;
+			return;
+		}
+		memcpy(o->certs[k].data, id->certs[k].data, id->certs[k].size);
+		o->certs[k].size = id->certs[k].size;
+		o->n_certs++;
+	}
+}
+
+StoreIdentityList *store_identity_list_free(StoreIdentityList *l)
+{
+	if (!l)
+		return NULL;
+	for (size_t i = 0; i < l->n; i++) {
+		StoreIdentity *id = &l->items[i];
+
+		free(id->uri);
+		free(id->label);
+		free(id->token_uri);
+		free(id->token_label);
+		free(id->module);
+		free(id->schemes);
+		for (size_t k = 0; k < id->n_certs; k++)
+			free(id->certs[k].data);
+		free(id->certs);
+	}
+	free(l->items);
+	free(l);
+	return NULL;
+}
+
+/* Codes: -ENOMEM. Rescans tokens logged in or out since their last scan first. */
+int store_list_identities(Store *s, StoreIdentityList **ret, CaError *err)
+{
+	StoreIdentityList *l = calloc(1, sizeof(*l));
+	bool oom = false, rescan = false;
+	size_t n = 0;
+
+	if (!l)
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	pthread_rwlock_rdlock(&s->lock);
+	for (size_t i = 0; i < s->n_tokens; i++)
+		rescan |= token_needs_rescan(s->tokens[i]);
+	if (rescan) {
+		pthread_rwlock_unlock(&s->lock);
+		pthread_rwlock_wrlock(&s->lock);
+		store_rescan_locked(s);
+	}
+	for (size_t i = 0; i < s->n_tokens; i++)
+		n += s->tokens[i]->n_ids;
+	l->items = calloc(n + 1, sizeof(*l->items));
+	for (size_t i = 0; l->items && i < s->n_tokens; i++) {
+		Token *t = s->tokens[i];
+		bool logged_in = t->n_ids > 0 && token_logged_in(t);
+
+		for (size_t j = 0; j < t->n_ids; j++)
+			identity_copy(t, &t->ids[j], logged_in, &l->items[l->n++], &oom);
+	}
+	pthread_rwlock_unlock(&s->lock);
+	if (!l->items || oom) {
+		store_identity_list_free(l);
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	}
+	*ret = l;
+	return 0;
+}
+
+static int uri_parse(const char *str, P11KitUri **ret, CaError *err)
+{
+	P11KitUri *u = p11_kit_uri_new();
+	int r;
+
+	if (!u)
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	r = p11_kit_uri_parse(str, P11_KIT_URI_FOR_ANY, u);
+	if (r != P11_KIT_URI_OK) {
+		p11_kit_uri_free(u);
+		return ca_error_set(err, CA_E_INVALID_ARGS, "\"%s\" is not a valid pkcs11: URI (%s)",
+				    str, p11_kit_uri_message(r));
+	}
+	*ret = u;
+	return 0;
+}
+
+static bool uri_matches_token(P11KitUri *u, Token *t)
+{
+	return p11_kit_uri_match_module_info(u, &t->module->info) == 1 &&
+	       p11_kit_uri_match_token_info(u, &t->info) == 1;
+}
+
+static bool uri_matches_identity(P11KitUri *u, const Identity *id)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE attrs[] = {
+		{ CKA_CLASS, &cls, sizeof(cls) },
+		{ CKA_ID, id->id, id->id_len },
+		{ CKA_LABEL, id->label, id->label ? strlen(id->label) : 0 },
+	};
+
+	return p11_kit_uri_match_attributes(u, attrs, ELEMENTSOF(attrs)) == 1;
+}
+
+/* With the lock held. Codes: CA_E_INVALID_ARGS, CA_E_KEY_NOT_FOUND. */
+static int store_find_identity(Store *s, const char *uri, Token **ret_t, const Identity **ret_id,
+			       CaError *err)
+{
+	P11KitUri *u = NULL;
+	Token *found_t = NULL;
+	const Identity *found = NULL;
+	size_t n = 0;
+	int r;
+
+	r = uri_parse(uri, &u, err);
+	if (r != 0)
+		return r;
+	for (size_t i = 0; i < s->n_tokens; i++) {
+		Token *t = s->tokens[i];
+
+		if (!uri_matches_token(u, t))
+			continue;
+		for (size_t j = 0; j < t->n_ids; j++)
+			if (uri_matches_identity(u, &t->ids[j])) {
+				if (n++ == 0)
+					found_t = t, found = &t->ids[j];
+			}
+	}
+	p11_kit_uri_free(u);
+	if (n == 0)
+		return ca_error_set(err, CA_E_KEY_NOT_FOUND,
+				    "no private key matches \"%s\": run `certagent list` to see the "
+				    "keys (or `certagent reload` if the token is new)",
+				    uri);
+	if (n > 1)
+		return ca_error_set(err, CA_E_INVALID_ARGS,
+				    "\"%s\" matches %zu private keys: add id= (or token=) to the URI "
+				    "to pick one, e.g. \"%s\"",
+				    uri, n, found->uri);
+	*ret_t = found_t;
+	*ret_id = found;
+	return 0;
+}
+
+int store_sign(Store *s, const char *identity_uri, const CaScheme *scheme, const uint8_t *data,
+	       size_t len, uint8_t **ret_sig, size_t *ret_sig_len, StoreSignInfo *ret_info,
+	       CaError *err)
+{
+	const Identity *id = NULL;
+	Token *t = NULL;
+	bool can = false;
+	int r;
+
+	if (!s || !identity_uri || !scheme || (!data && len > 0) || !ret_sig || !ret_sig_len)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "missing argument to sign");
+	if (len > STORE_SIGN_DATA_MAX)
+		return ca_error_set(err, CA_E_TOO_LARGE,
+				    "%zu bytes to sign is more than the %d allowed", len,
+				    STORE_SIGN_DATA_MAX);
+	r = ca_scheme_check_input(scheme, data, len, err);
+	if (r != 0)
+		return r;
+
+	pthread_rwlock_rdlock(&s->lock);
+	r = store_find_identity(s, identity_uri, &t, &id, err);
+	if (r != 0)
+		goto out;
+	for (size_t i = 0; i < id->n_schemes; i++)
+		can |= strcmp(id->schemes[i]->name, scheme->name) == 0;
+	if (!can) {
+		r = ca_error_set(err, CA_E_UNSUPPORTED_SCHEME,
+				 "key \"%s\" (%s-%u) on token \"%s\" cannot sign %s: the key type or "
+				 "the token's mechanisms do not allow it",
+				 id->label, ca_key_type_name(id->key_type), id->bits, t->label,
+				 scheme->name);
+		goto out;
+	}
+	r = sign_run(s, t, id, scheme, data, len, ret_sig, ret_sig_len, ret_info, err);
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return r;
+}
+
+int store_unlock(Store *s, const char *token_uri, const char *pin, size_t pin_len, CaError *err)
+{
+	P11KitUri *u = NULL;
+	size_t matched = 0;
+	int r;
+
+	if (!s || !token_uri || (!pin && pin_len > 0))
+		return ca_error_set(err, CA_E_INVALID_ARGS, "missing argument to unlock");
+	r = uri_parse(token_uri, &u, err);
+	if (r != 0)
+		return r;
+	pthread_rwlock_wrlock(&s->lock);
+	for (size_t i = 0; i < s->n_tokens && r == 0; i++) {
+		Token *t = s->tokens[i];
+		CK_SESSION_HANDLE h;
+
+		if (!uri_matches_token(u, t))
+			continue;
+		matched++;
+		r = session_acquire(t, &h, err);
+		if (r != 0)
+			break;
+		r = login_with_pin(t, h, pin ? pin : "", pin_len, err);
+		session_release(t, h);
+		if (r == 0 && object_scan_token(t, NULL) == 0) {
+			pthread_mutex_lock(&t->login_lock);
+			t->rescan_needed = false;
+			pthread_mutex_unlock(&t->login_lock);
+		}
+	}
+	pthread_rwlock_unlock(&s->lock);
+	p11_kit_uri_free(u);
+	if (r == 0 && matched == 0)
+		return ca_error_set(err, CA_E_TOKEN_ABSENT,
+				    "no token matches \"%s\": run `certagent tokens` to see them "
+				    "(or `certagent reload` if it is new)",
+				    token_uri);
+	return r;
+}
+
+int store_lock(Store *s)
+{
+	int r = 0;
+
+	pthread_rwlock_rdlock(&s->lock);
+	for (size_t i = 0; i < s->n_tokens; i++) {
+		int q = login_logout(s->tokens[i]);
+
+		if (r == 0)
+			r = q;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return r;
+}
