@@ -40,18 +40,18 @@ enum {
 };
 
 static const CliOption options[] = {
-	{ OPT_IDENTITY, "identity", 'i', "URI",
-	  "Present this identity (pkcs11: URI from `certagent list`) instead of choosing one "
-	  "per server" },
-	{ OPT_CAFILE, "cafile", 0, "FILE",
-	  "Trust the CA certificates in FILE (PEM) instead of the system's" },
-	{ OPT_SERVERNAME, "servername", 0, "NAME",
-	  "Server name to send (SNI) and to check the certificate against (default: HOST)" },
-	{ OPT_TLS12, "tls1.2", 0, NULL, "Use TLS 1.2 only" },
-	{ OPT_TLS13, "tls1.3", 0, NULL, "Use TLS 1.3 only" },
-	{ OPT_VERBOSE, "verbose", 'v', NULL, "Say on stderr what happens, step by step" },
-	{ OPT_ADDRESS, "address", 0, "ADDR",
-	  "D-Bus address of the bus the agent is on (default: the session bus)" },
+	{OPT_IDENTITY, "identity", 'i', "URI",
+	 "Present this identity (pkcs11: URI from `certagent list`) instead of choosing one "
+	 "per server"},
+	{OPT_CAFILE, "cafile", 0, "FILE",
+	 "Trust the CA certificates in FILE (PEM) instead of the system's"},
+	{OPT_SERVERNAME, "servername", 0, "NAME",
+	 "Server name to send (SNI) and to check the certificate against (default: HOST)"},
+	{OPT_TLS12, "tls1.2", 0, NULL, "Use TLS 1.2 only"},
+	{OPT_TLS13, "tls1.3", 0, NULL, "Use TLS 1.3 only"},
+	{OPT_VERBOSE, "verbose", 'v', NULL, "Say on stderr what happens, step by step"},
+	{OPT_ADDRESS, "address", 0, "ADDR",
+	 "D-Bus address of the bus the agent is on (default: the session bus)"},
 };
 
 typedef struct Connect {
@@ -117,7 +117,7 @@ static bool is_ip_literal(const char *host)
 
 static int tcp_connect(Connect *x)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG };
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
 	struct addrinfo *res, *ai;
 	int r, fd = -1, e = 0;
 
@@ -234,7 +234,7 @@ static void describe_server_cert(const Connect *x)
 
 static void print_verify_status(const Connect *x, FILE *f)
 {
-	gnutls_datum_t out = { NULL, 0 };
+	gnutls_datum_t out = {NULL, 0};
 	unsigned status = gnutls_session_get_verify_cert_status(x->session);
 
 	if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &out, 0) == 0) {
@@ -329,8 +329,9 @@ static int report_handshake_error(const Connect *x, int r)
 	}
 	if (e && (r == GNUTLS_E_PK_SIGN_FAILED || r == GNUTLS_E_INSUFFICIENT_CREDENTIALS ||
 		  e->code != CERTAGENT_E_NO_IDENTITY)) {
-		fprintf(stderr, "certagent: the handshake failed because the agent could not sign: "
-				"%s\n",
+		fprintf(stderr,
+			"certagent: the handshake failed because the agent could not sign: "
+			"%s\n",
 			e->message);
 		return cli_exit_code_for(e->code);
 	}
@@ -370,8 +371,7 @@ static int handshake(Connect *x)
 		gnutls_free(desc);
 	}
 	describe_server_cert(x);
-	say(x, "server certificate verified for %s",
-	    x->servername ? x->servername : x->host);
+	say(x, "server certificate verified for %s", x->servername ? x->servername : x->host);
 	return 0;
 }
 
@@ -397,7 +397,7 @@ static ssize_t tls_send_all(Connect *x, const char *buf, size_t len)
 		ssize_t n = gnutls_record_send(x->session, buf, len);
 
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED) {
-			struct pollfd p = { .fd = x->fd, .events = POLLOUT };
+			struct pollfd p = {.fd = x->fd, .events = POLLOUT};
 
 			poll(&p, 1, -1);
 			continue;
@@ -417,7 +417,7 @@ static void tls_bye(Connect *x)
 	do {
 		r = gnutls_bye(x->session, GNUTLS_SHUT_WR);
 		if (r == GNUTLS_E_AGAIN) {
-			struct pollfd p = { .fd = x->fd, .events = POLLOUT };
+			struct pollfd p = {.fd = x->fd, .events = POLLOUT};
 
 			poll(&p, 1, 1000);
 		}
@@ -437,8 +437,8 @@ static int relay(Connect *x)
 		return CLI_EXIT_TLS;
 	}
 	for (;;) {
-		struct pollfd p[2] = { { .fd = x->fd, .events = POLLIN },
-				       { .fd = STDIN_FILENO, .events = POLLIN } };
+		struct pollfd p[2] = {{.fd = x->fd, .events = POLLIN},
+				      {.fd = STDIN_FILENO, .events = POLLIN}};
 		bool tls_ready = gnutls_record_check_pending(x->session) > 0;
 
 		if (!tls_ready) {
@@ -511,7 +511,7 @@ static int relay(Connect *x)
 
 static int run(const CliCommand *cmd, int argc, char **argv)
 {
-	Connect x = { .fd = -1 };
+	Connect x = {.fd = -1};
 	const char *arg;
 	CliParser p;
 	int o, rc;

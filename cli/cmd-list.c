@@ -13,9 +13,10 @@
 enum { OPT_JSON = 1, OPT_ADDRESS };
 
 static const CliOption options[] = {
-	{ OPT_JSON, "json", 0, NULL, "Print JSON (schema in docs/cli.md) instead of text" },
-	{ OPT_ADDRESS, "address", 0, "ADDR", "D-Bus address of the bus the agent is on "
-					     "(default: the session bus)" },
+	{OPT_JSON, "json", 0, NULL, "Print JSON (schema in docs/cli.md) instead of text"},
+	{OPT_ADDRESS, "address", 0, "ADDR",
+	 "D-Bus address of the bus the agent is on "
+	 "(default: the session bus)"},
 };
 
 static void json_string(const char *s, FILE *f)
@@ -57,7 +58,8 @@ static void print_json(const certagent_identity_list *l, FILE *f)
 		json_string(certagent_identity_token(id), f);
 		fputs(", \"token_label\": ", f);
 		json_string(certagent_identity_token_label(id), f);
-		fprintf(f, ", \"logged_in\": %s", certagent_identity_logged_in(id) ? "true" : "false");
+		fprintf(f, ", \"logged_in\": %s",
+			certagent_identity_logged_in(id) ? "true" : "false");
 		fputs(", \"schemes\": [", f);
 		for (size_t j = 0; j < certagent_identity_scheme_count(id); j++) {
 			fputs(j ? ", " : "", f);
@@ -65,8 +67,10 @@ static void print_json(const certagent_identity_list *l, FILE *f)
 		}
 		fputs("], \"chain\": [", f);
 		for (size_t j = 0; j < nc; j++) {
-			_cleanup_free_ char *subject = cli_cert_dn(certagent_identity_cert(id, j), false);
-			_cleanup_free_ char *issuer = cli_cert_dn(certagent_identity_cert(id, j), true);
+			_cleanup_free_ char *subject =
+				cli_cert_dn(certagent_identity_cert(id, j), false);
+			_cleanup_free_ char *issuer =
+				cli_cert_dn(certagent_identity_cert(id, j), true);
 
 			fputs(j ? ", {\"subject\": " : "{\"subject\": ", f);
 			json_string(subject, f);
@@ -84,7 +88,8 @@ static void print_text(const certagent_identity_list *l, FILE *f)
 	size_t n = certagent_identity_list_count(l);
 
 	if (n == 0) {
-		fputs("No identities. Is the token inserted, and does it hold a certificate with the "
+		fputs("No identities. Is the token inserted, and does it hold a certificate with "
+		      "the "
 		      "same ID as the key?\n",
 		      f);
 		return;
@@ -99,7 +104,8 @@ static void print_text(const certagent_identity_list *l, FILE *f)
 			issuer = cli_cert_dn(certagent_identity_cert(id, 0), true);
 		}
 		fprintf(f, "%s%s\n", i ? "\n" : "",
-			*certagent_identity_label(id) ? certagent_identity_label(id) : "(no label)");
+			*certagent_identity_label(id) ? certagent_identity_label(id)
+						      : "(no label)");
 		fprintf(f, "  uri:      %s\n", certagent_identity_uri(id));
 		fprintf(f, "  key:      %s %u\n", certagent_identity_key_type(id),
 			certagent_identity_bits(id));

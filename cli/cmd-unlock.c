@@ -21,9 +21,10 @@
 enum { OPT_PIN_FILE = 1, OPT_ADDRESS };
 
 static const CliOption options[] = {
-	{ OPT_PIN_FILE, "pin-file", 0, "FILE", "Read the PIN from the first line of FILE" },
-	{ OPT_ADDRESS, "address", 0, "ADDR", "D-Bus address of the bus the agent is on "
-					     "(default: the session bus)" },
+	{OPT_PIN_FILE, "pin-file", 0, "FILE", "Read the PIN from the first line of FILE"},
+	{OPT_ADDRESS, "address", 0, "ADDR",
+	 "D-Bus address of the bus the agent is on "
+	 "(default: the session bus)"},
 };
 
 /* Reads one line (without its newline) of at most PIN_MAX bytes into a new wiped-on-free buffer. */
@@ -69,24 +70,42 @@ static int pin_from_file(const char *path, char **ret)
 	return read_pin_fd(fd, ret);
 }
 
+/* The terminal as it was before the prompt, restored if a signal ends us mid-prompt. */
+static int tty_fd = -1;
+static struct termios tty_saved;
+
+static void tty_restore_and_die(int sig)
+{
+	tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
+	(void)!write(tty_fd, "\n", 1);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static int pin_from_tty(const char *token, char **ret)
 {
 	_cleanup_close_ int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
-	struct termios old, quiet;
+	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
+	struct sigaction sa = {.sa_handler = tty_restore_and_die}, old_sa[ELEMENTSOF(sigs)];
+	struct termios quiet;
 	int r;
 
 	if (fd < 0)
 		return -errno;
-	if (tcgetattr(fd, &old) < 0)
+	if (tcgetattr(fd, &tty_saved) < 0)
 		return -errno;
-	quiet = old;
+	tty_fd = fd;
+	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+		sigaction(sigs[i], &sa, &old_sa[i]);
+	quiet = tty_saved;
 	quiet.c_lflag &= ~(ECHO | ECHOE | ECHOK | ECHONL);
 	quiet.c_lflag |= ICANON;
 	dprintf(fd, "PIN for %s: ", token);
-	if (tcsetattr(fd, TCSAFLUSH, &quiet) < 0)
-		return -errno;
-	r = read_pin_fd(fd, ret);
-	tcsetattr(fd, TCSAFLUSH, &old);
+	r = tcsetattr(fd, TCSAFLUSH, &quiet) < 0 ? -errno : read_pin_fd(fd, ret);
+	tcsetattr(fd, TCSAFLUSH, &tty_saved);
+	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+		sigaction(sigs[i], &old_sa[i], NULL);
+	tty_fd = -1;
 	dprintf(fd, "\n");
 	return r;
 }

@@ -54,15 +54,15 @@ int cli_exit_code_for(certagent_code code)
 
 int cli_agent_error(const certagent_error *err)
 {
-	fprintf(stderr, "certagent: %s\n", err->message[0] ? err->message
-							  : certagent_strerror(err->code));
+	fprintf(stderr, "certagent: %s\n",
+		err->message[0] ? err->message : certagent_strerror(err->code));
 	return cli_exit_code_for(err->code);
 }
 
 char *cli_cert_dn(const gnutls_datum_t *der, bool issuer)
 {
 	gnutls_x509_crt_t crt;
-	gnutls_datum_t dn = { NULL, 0 };
+	gnutls_datum_t dn = {NULL, 0};
 	char *s = NULL;
 
 	if (gnutls_x509_crt_init(&crt) < 0)

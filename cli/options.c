@@ -11,7 +11,7 @@
 
 #include "options.h"
 
-static const CliOption help_option = { CLI_OPT_HELP, "help", 'h', NULL, "Show this help" };
+static const CliOption help_option = {CLI_OPT_HELP, "help", 'h', NULL, "Show this help"};
 
 int cli_parser_init(CliParser *p, const CliCommand *cmd, int argc, char **argv)
 {
@@ -174,7 +174,7 @@ void cli_print_command_help(const CliCommand *cmd, FILE *f)
 
 static void print_row(const char *cmd, const CliOption *o, FILE *f)
 {
-	char s[3] = { '-', o->short_name, '\0' };
+	char s[3] = {'-', o->short_name, '\0'};
 
 	fprintf(f, "%s\t--%s\t%s\t%s\t%s\n", cmd, o->name, o->short_name ? s : "",
 		o->arg ? o->arg : "", o->help);

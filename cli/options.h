@@ -10,17 +10,17 @@
 #include <stdio.h>
 
 typedef struct CliOption {
-	int id;              /* returned by cli_options_next(); > 0 */
-	const char *name;    /* long name without "--" */
-	char short_name;     /* 0 if none */
-	const char *arg;     /* metavariable ("FILE"); NULL for a flag */
-	const char *help;    /* one sentence, no trailing period */
+	int id;		  /* returned by cli_options_next(); > 0 */
+	const char *name; /* long name without "--" */
+	char short_name;  /* 0 if none */
+	const char *arg;  /* metavariable ("FILE"); NULL for a flag */
+	const char *help; /* one sentence, no trailing period */
 } CliOption;
 
 typedef struct CliCommand {
-	const char *name;        /* "connect" */
-	const char *synopsis;    /* positional arguments: "HOST:PORT" */
-	const char *summary;     /* one line for the command list */
+	const char *name;	 /* "connect" */
+	const char *synopsis;	 /* positional arguments: "HOST:PORT" */
+	const char *summary;	 /* one line for the command list */
 	const char *description; /* a paragraph for --help and the man page */
 	const CliOption *options;
 	size_t n_options;
@@ -44,8 +44,8 @@ typedef struct CliParser {
 	const CliCommand *cmd;
 	int argc;
 	char **argv;
-	int index;         /* next argv element */
-	bool only_args;    /* after "--" */
+	int index;	   /* next argv element */
+	bool only_args;	   /* after "--" */
 	char **positional; /* collected in order; pointers into argv */
 	int n_positional;
 } CliParser;

@@ -77,8 +77,7 @@ void client_dispatch_signals(certagent_client *c);
 /* The cached identity list, fetched when missing or when refresh is set. */
 int client_identities(certagent_client *c, bool refresh, const certagent_identity_list **ret,
 		      certagent_error *err);
-const certagent_identity *client_find_identity(const certagent_identity_list *l,
-					       const char *uri);
+const certagent_identity *client_find_identity(const certagent_identity_list *l, const char *uri);
 
 /* identity.c */
 int identity_list_from_reply(DBusMessage *reply, certagent_identity_list **ret,

@@ -24,33 +24,33 @@ static const struct {
 	const char *name;
 	certagent_code code;
 } error_table[] = {
-	{ "org.certagent.Error.KeyNotFound", CERTAGENT_E_KEY_NOT_FOUND },
-	{ "org.certagent.Error.PinRequired", CERTAGENT_E_PIN_REQUIRED },
-	{ "org.certagent.Error.PinIncorrect", CERTAGENT_E_PIN_INCORRECT },
-	{ "org.certagent.Error.PinLocked", CERTAGENT_E_PIN_LOCKED },
-	{ "org.certagent.Error.TokenAbsent", CERTAGENT_E_TOKEN_ABSENT },
-	{ "org.certagent.Error.UnsupportedScheme", CERTAGENT_E_UNSUPPORTED_SCHEME },
-	{ "org.certagent.Error.InvalidArgs", CERTAGENT_E_INVALID_ARGS },
-	{ "org.certagent.Error.TooLarge", CERTAGENT_E_TOO_LARGE },
-	{ "org.certagent.Error.Failed", CERTAGENT_E_FAILED },
-	{ "org.certagent.Error.Cancelled", CERTAGENT_E_CANCELLED },
-	{ "org.certagent.Error.PolicyDenied", CERTAGENT_E_POLICY_DENIED },
-	{ DBUS_ERROR_NO_REPLY, CERTAGENT_E_TIMEOUT },
-	{ DBUS_ERROR_TIMEOUT, CERTAGENT_E_TIMEOUT },
-	{ DBUS_ERROR_TIMED_OUT, CERTAGENT_E_TIMEOUT },
-	{ DBUS_ERROR_SERVICE_UNKNOWN, CERTAGENT_E_AGENT_NOT_RUNNING },
-	{ DBUS_ERROR_NAME_HAS_NO_OWNER, CERTAGENT_E_AGENT_NOT_RUNNING },
-	{ DBUS_ERROR_NO_SERVER, CERTAGENT_E_AGENT_NOT_RUNNING },
-	{ DBUS_ERROR_DISCONNECTED, CERTAGENT_E_AGENT_NOT_RUNNING },
-	{ DBUS_ERROR_BAD_ADDRESS, CERTAGENT_E_AGENT_NOT_RUNNING },
-	{ DBUS_ERROR_FILE_NOT_FOUND, CERTAGENT_E_AGENT_NOT_RUNNING },
-	{ DBUS_ERROR_SPAWN_EXEC_FAILED, CERTAGENT_E_AGENT_NOT_RUNNING },
-	{ DBUS_ERROR_SPAWN_CHILD_EXITED, CERTAGENT_E_AGENT_NOT_RUNNING },
-	{ DBUS_ERROR_SPAWN_FAILED, CERTAGENT_E_AGENT_NOT_RUNNING },
-	{ DBUS_ERROR_NO_MEMORY, CERTAGENT_E_NO_MEMORY },
-	{ DBUS_ERROR_INVALID_ARGS, CERTAGENT_E_INVALID_ARGS },
-	{ DBUS_ERROR_ACCESS_DENIED, CERTAGENT_E_POLICY_DENIED },
-	{ DBUS_ERROR_AUTH_FAILED, CERTAGENT_E_POLICY_DENIED },
+	{"org.certagent.Error.KeyNotFound", CERTAGENT_E_KEY_NOT_FOUND},
+	{"org.certagent.Error.PinRequired", CERTAGENT_E_PIN_REQUIRED},
+	{"org.certagent.Error.PinIncorrect", CERTAGENT_E_PIN_INCORRECT},
+	{"org.certagent.Error.PinLocked", CERTAGENT_E_PIN_LOCKED},
+	{"org.certagent.Error.TokenAbsent", CERTAGENT_E_TOKEN_ABSENT},
+	{"org.certagent.Error.UnsupportedScheme", CERTAGENT_E_UNSUPPORTED_SCHEME},
+	{"org.certagent.Error.InvalidArgs", CERTAGENT_E_INVALID_ARGS},
+	{"org.certagent.Error.TooLarge", CERTAGENT_E_TOO_LARGE},
+	{"org.certagent.Error.Failed", CERTAGENT_E_FAILED},
+	{"org.certagent.Error.Cancelled", CERTAGENT_E_CANCELLED},
+	{"org.certagent.Error.PolicyDenied", CERTAGENT_E_POLICY_DENIED},
+	{DBUS_ERROR_NO_REPLY, CERTAGENT_E_TIMEOUT},
+	{DBUS_ERROR_TIMEOUT, CERTAGENT_E_TIMEOUT},
+	{DBUS_ERROR_TIMED_OUT, CERTAGENT_E_TIMEOUT},
+	{DBUS_ERROR_SERVICE_UNKNOWN, CERTAGENT_E_AGENT_NOT_RUNNING},
+	{DBUS_ERROR_NAME_HAS_NO_OWNER, CERTAGENT_E_AGENT_NOT_RUNNING},
+	{DBUS_ERROR_NO_SERVER, CERTAGENT_E_AGENT_NOT_RUNNING},
+	{DBUS_ERROR_DISCONNECTED, CERTAGENT_E_AGENT_NOT_RUNNING},
+	{DBUS_ERROR_BAD_ADDRESS, CERTAGENT_E_AGENT_NOT_RUNNING},
+	{DBUS_ERROR_FILE_NOT_FOUND, CERTAGENT_E_AGENT_NOT_RUNNING},
+	{DBUS_ERROR_SPAWN_EXEC_FAILED, CERTAGENT_E_AGENT_NOT_RUNNING},
+	{DBUS_ERROR_SPAWN_CHILD_EXITED, CERTAGENT_E_AGENT_NOT_RUNNING},
+	{DBUS_ERROR_SPAWN_FAILED, CERTAGENT_E_AGENT_NOT_RUNNING},
+	{DBUS_ERROR_NO_MEMORY, CERTAGENT_E_NO_MEMORY},
+	{DBUS_ERROR_INVALID_ARGS, CERTAGENT_E_INVALID_ARGS},
+	{DBUS_ERROR_ACCESS_DENIED, CERTAGENT_E_POLICY_DENIED},
+	{DBUS_ERROR_AUTH_FAILED, CERTAGENT_E_POLICY_DENIED},
 };
 
 static const char *const code_names[] = {
@@ -114,9 +114,10 @@ static int error_from_dbus(certagent_error *err, const DBusError *derr)
 	if (!err)
 		return -code;
 	if (code == CERTAGENT_E_AGENT_NOT_RUNNING)
-		client_error_set(err, code,
-				 "certagentd is not running on the session bus (%s): " NOT_RUNNING_HINT,
-				 derr->message ? derr->message : derr->name);
+		client_error_set(
+			err, code,
+			"certagentd is not running on the session bus (%s): " NOT_RUNNING_HINT,
+			derr->message ? derr->message : derr->name);
 	else if (code == CERTAGENT_E_TIMEOUT)
 		client_error_set(err, code,
 				 "certagentd did not answer in time (%s): it may be waiting for a "
@@ -207,11 +208,12 @@ static int bus_address(const char *address, char **ret, certagent_error *err)
 		if (asprintf(&path, "%s/bus", runtime) < 0)
 			return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 		if (stat(path, &st) < 0 || !S_ISSOCK(st.st_mode))
-			return client_error_set(err, CERTAGENT_E_AGENT_NOT_RUNNING,
-						"no session bus: DBUS_SESSION_BUS_ADDRESS is not set "
-						"and %s does not exist; start a session bus "
-						"(dbus-run-session) or pass its address",
-						path);
+			return client_error_set(
+				err, CERTAGENT_E_AGENT_NOT_RUNNING,
+				"no session bus: DBUS_SESSION_BUS_ADDRESS is not set "
+				"and %s does not exist; start a session bus "
+				"(dbus-run-session) or pass its address",
+				path);
 		if (asprintf(&s, "unix:path=%s", path) < 0)
 			s = NULL;
 	} else {
@@ -258,8 +260,7 @@ static int client_ping(certagent_client *c, certagent_error *err)
 	return 0;
 }
 
-_public_ int certagent_client_new(const char *address, certagent_client **ret,
-				  certagent_error *err)
+_public_ int certagent_client_new(const char *address, certagent_client **ret, certagent_error *err)
 {
 	_cleanup_free_ char *addr = NULL;
 	certagent_client *c;
@@ -308,7 +309,8 @@ _public_ int certagent_client_new(const char *address, certagent_client **ret,
 			   "',member='IdentitiesChanged'",
 			   NULL);
 	dbus_bus_add_match(c->conn,
-			   "type='signal',sender='" DBUS_SERVICE_DBUS "',interface='" DBUS_INTERFACE_DBUS
+			   "type='signal',sender='" DBUS_SERVICE_DBUS
+			   "',interface='" DBUS_INTERFACE_DBUS
 			   "',member='NameOwnerChanged',arg0='" CA_BUS_NAME "'",
 			   NULL);
 

@@ -94,7 +94,7 @@ static bool chain_issued_by_requested(const Request *req, const certagent_identi
 		return true;
 	for (size_t i = 0; i < id->n_certs; i++) {
 		gnutls_x509_crt_t crt;
-		gnutls_datum_t issuer = { NULL, 0 }, subject = { NULL, 0 };
+		gnutls_datum_t issuer = {NULL, 0}, subject = {NULL, 0};
 		bool hit = false;
 
 		if (gnutls_x509_crt_init(&crt) < 0)
@@ -123,7 +123,8 @@ static bool pk_requested(const Request *req, gnutls_pk_algorithm_t pk)
 
 		if (a == pk || (pk == GNUTLS_PK_RSA && a == GNUTLS_PK_RSA_PSS))
 			return true;
-		/* TLS 1.2 has no certificate type for EdDSA: ecdsa_sign covers it (RFC 8422 5.5). */
+		/* TLS 1.2 has no certificate type for EdDSA: ecdsa_sign covers it (RFC 8422 5.5).
+		 */
 		if (pk == GNUTLS_PK_EDDSA_ED25519 && a == GNUTLS_PK_ECDSA)
 			return true;
 	}
@@ -316,10 +317,11 @@ _public_ int certagent_credentials_set(certagent_client *c, gnutls_certificate_c
 		if (ctx == ptr)
 			found = ctx;
 	if (ptr && !found)
-		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
-					"the trust list of these credentials already carries a user "
-					"pointer (set by the application or another certagent "
-					"client); use fresh credentials");
+		return client_error_set(
+			err, CERTAGENT_E_INVALID_ARGS,
+			"the trust list of these credentials already carries a user "
+			"pointer (set by the application or another certagent "
+			"client); use fresh credentials");
 	if (identity_uri && !(uri = strdup(identity_uri)))
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 

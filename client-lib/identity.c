@@ -191,7 +191,7 @@ static int read_identity(DBusMessageIter *dict, certagent_identity *id, certagen
 	if (!id->uri)
 		return malformed(err, "an identity without uri");
 	/* The accessors never return NULL strings: fill what an older agent left out. */
-	char **fields[] = { &id->label, &id->token, &id->token_label, &id->module, &id->key_type };
+	char **fields[] = {&id->label, &id->token, &id->token_label, &id->module, &id->key_type};
 	for (size_t i = 0; i < ELEMENTSOF(fields); i++)
 		if (!*fields[i] && !(*fields[i] = strdup("")))
 			return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");

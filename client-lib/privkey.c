@@ -108,7 +108,8 @@ static int key_sign_hash(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, voi
 	AgentKey *k = userdata;
 	const CaScheme *s;
 
-	if (algo == GNUTLS_SIGN_RSA_RAW || (algo == GNUTLS_SIGN_UNKNOWN && k->pk == GNUTLS_PK_RSA)) {
+	if (algo == GNUTLS_SIGN_RSA_RAW ||
+	    (algo == GNUTLS_SIGN_UNKNOWN && k->pk == GNUTLS_PK_RSA)) {
 		s = ca_scheme_for_digest_info(hash->data, hash->size);
 		if (!s)
 			return key_fail(k, CERTAGENT_E_UNSUPPORTED_SCHEME,
@@ -144,7 +145,7 @@ static int key_sign_data(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, voi
 	AgentKey *k = userdata;
 	const CaScheme *s = ca_scheme_by_gnutls(algo);
 	uint8_t hash[64];
-	gnutls_datum_t h = { hash, 0 };
+	gnutls_datum_t h = {hash, 0};
 	int r;
 
 	if (!s)
@@ -156,8 +157,8 @@ static int key_sign_data(gnutls_privkey_t key, gnutls_sign_algorithm_t algo, voi
 		return key_sign(k, s, data->data, data->size, sig);
 
 	/* A pre-hashed scheme handed over as a message: hash it here, then sign as usual. */
-	if (s->hash_len > sizeof(hash) || gnutls_hash_fast(s->digest, data->data, data->size,
-							    hash) < 0)
+	if (s->hash_len > sizeof(hash) ||
+	    gnutls_hash_fast(s->digest, data->data, data->size, hash) < 0)
 		return key_fail(k, CERTAGENT_E_FAILED, "cannot hash the data for %s", s->name);
 	h.size = s->hash_len;
 	r = key_sign_hash(key, s->sign13, userdata, flags, &h, sig);
@@ -218,7 +219,8 @@ int privkey_new_for(certagent_client *c, const certagent_identity *id, const cha
 			k->schemes[k->n_schemes++] = s;
 	}
 	if (k->pk == GNUTLS_PK_RSA)
-		flags |= GNUTLS_PRIVKEY_FLAG_RSA_PSS_FIXED_SALT_LENGTH; /* the agent uses sLen = hLen */
+		flags |= GNUTLS_PRIVKEY_FLAG_RSA_PSS_FIXED_SALT_LENGTH; /* the agent uses sLen =
+									   hLen */
 
 	r = gnutls_privkey_init(&pkey);
 	if (r < 0) {

@@ -43,7 +43,10 @@ void call_log(int prio, const char *fmt, ...)
 	fn(prio, msg, ud);
 }
 
-#define RV(x) { x, #x }
+#define RV(x)                                                                                      \
+	{                                                                                          \
+		x, #x                                                                              \
+	}
 static const struct {
 	CK_RV rv;
 	const char *name;
@@ -132,10 +135,11 @@ int call_error(CK_RV rv, const Token *t, const char *what, CaError *err)
 				    "unblock it with the SO PIN (e.g. `pkcs11-tool --unlock-pin`)",
 				    label);
 	case CKR_PIN_EXPIRED:
-		return ca_error_set(err, CA_E_PIN_LOCKED,
-				    "the PIN of token \"%s\" has expired: change it with the token's "
-				    "tools (e.g. `pkcs11-tool --change-pin`)",
-				    label);
+		return ca_error_set(
+			err, CA_E_PIN_LOCKED,
+			"the PIN of token \"%s\" has expired: change it with the token's "
+			"tools (e.g. `pkcs11-tool --change-pin`)",
+			label);
 	case CKR_USER_NOT_LOGGED_IN:
 	case CKR_USER_PIN_NOT_INITIALIZED:
 		return ca_error_set(err, CA_E_PIN_REQUIRED,
@@ -154,10 +158,11 @@ int call_error(CK_RV rv, const Token *t, const char *what, CaError *err)
 	case CKR_MECHANISM_PARAM_INVALID:
 	case CKR_KEY_FUNCTION_NOT_PERMITTED:
 	case CKR_KEY_SIZE_RANGE:
-		return ca_error_set(err, CA_E_UNSUPPORTED_SCHEME,
-				    "token \"%s\" cannot do this signature with this key (%s in %s): "
-				    "use one of the schemes `certagent list` shows for it",
-				    label, call_rv_name(rv, buf), what);
+		return ca_error_set(
+			err, CA_E_UNSUPPORTED_SCHEME,
+			"token \"%s\" cannot do this signature with this key (%s in %s): "
+			"use one of the schemes `certagent list` shows for it",
+			label, call_rv_name(rv, buf), what);
 	case CKR_DATA_INVALID:
 	case CKR_DATA_LEN_RANGE:
 		return ca_error_set(err, CA_E_INVALID_ARGS,
@@ -187,7 +192,8 @@ static CK_RV done(const Module *m, const char *fn, CK_RV rv)
 /* Calls fl->fn(args) when the module has it; CKR_FUNCTION_NOT_SUPPORTED otherwise. */
 #define CALL(m, fn, ...)                                                                           \
 	done((m), #fn,                                                                             \
-	     ((m) && (m)->fl && (m)->fl->fn) ? (m)->fl->fn(__VA_ARGS__) : CKR_FUNCTION_NOT_SUPPORTED)
+	     ((m) && (m)->fl && (m)->fl->fn) ? (m)->fl->fn(__VA_ARGS__)                            \
+					     : CKR_FUNCTION_NOT_SUPPORTED)
 
 CK_RV call_module_initialize(Module *m)
 {
@@ -281,8 +287,7 @@ CK_RV call_get_session_info(Module *m, CK_SESSION_HANDLE h, CK_SESSION_INFO *ret
 	return CALL(m, C_GetSessionInfo, h, ret);
 }
 
-CK_RV call_login(Module *m, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char *pin,
-		 size_t pin_len)
+CK_RV call_login(Module *m, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char *pin, size_t pin_len)
 {
 	/* The PIN never reaches a log line. */
 	call_log(LOG_DEBUG, "%s: C_Login (user type %lu)", m->name, (unsigned long)user);
@@ -339,10 +344,10 @@ CK_RV call_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size
 
 #define ATTR_MAX (64 * 1024) /* a certificate bigger than this is not one we can use */
 
-CK_RV call_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
-			 CK_ATTRIBUTE_TYPE type, uint8_t **ret, size_t *ret_len)
+CK_RV call_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
+			 uint8_t **ret, size_t *ret_len)
 {
-	CK_ATTRIBUTE a = { type, NULL, 0 };
+	CK_ATTRIBUTE a = {type, NULL, 0};
 	_cleanup_free_ uint8_t *buf = NULL;
 	CK_RV rv = CALL(m, C_GetAttributeValue, h, o, &a, 1);
 
@@ -369,7 +374,7 @@ CK_RV call_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTR
 		     CK_ULONG *ret)
 {
 	CK_ULONG v = 0;
-	CK_ATTRIBUTE a = { type, &v, sizeof(v) };
+	CK_ATTRIBUTE a = {type, &v, sizeof(v)};
 	CK_RV rv = CALL(m, C_GetAttributeValue, h, o, &a, 1);
 
 	if (rv == CKR_OK)

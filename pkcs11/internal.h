@@ -19,8 +19,8 @@
 #include "store.h"
 
 typedef struct Module {
-	char *name;          /* p11-kit name or configured name */
-	char *path;          /* file name of the module */
+	char *name; /* p11-kit name or configured name */
+	char *path; /* file name of the module */
 	CK_FUNCTION_LIST *fl;
 	CK_INFO info;
 } Module;
@@ -57,7 +57,7 @@ typedef struct Token {
 	CK_SLOT_ID slot;
 	CK_TOKEN_INFO info;
 	char *label, *serial, *manufacturer, *model;
-	char *uri;       /* full token URI */
+	char *uri;	 /* full token URI */
 	char *short_uri; /* pkcs11:token=<label>, for messages a person types */
 	bool mech[_MECH_MAX];
 
@@ -76,7 +76,7 @@ typedef struct Token {
 	char *pin; /* from store_unlock, NUL-terminated, wiped when forgotten */
 	size_t pin_len;
 	bool pin_source_failed; /* a pin-source PIN failed: not tried again until reload */
-	bool rescan_needed;     /* logged in since the last scan: private keys became visible */
+	bool rescan_needed;	/* logged in since the last scan: private keys became visible */
 } Token;
 
 struct Store {
@@ -116,8 +116,8 @@ CK_RV call_login(Module *m, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char *
 CK_RV call_logout(Module *m, CK_SESSION_HANDLE h);
 CK_RV call_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
 			CK_OBJECT_HANDLE **ret, size_t *ret_n);
-CK_RV call_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
-			 CK_ATTRIBUTE_TYPE type, uint8_t **ret, size_t *ret_len);
+CK_RV call_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
+			 uint8_t **ret, size_t *ret_len);
 CK_RV call_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
 		     CK_ULONG *ret);
 CK_RV call_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);

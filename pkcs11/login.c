@@ -36,15 +36,15 @@ static int login_check_flags(Token *t, CK_RV *ret_rv, CaError *err)
 		*ret_rv = rv;
 		return call_error(rv, t, "C_GetTokenInfo", err);
 	}
-	t->info.flags = ti.flags;
 	if (ti.flags & CKF_USER_PIN_LOCKED)
 		return call_error(CKR_PIN_LOCKED, t, "C_Login", err);
 	if (ti.flags & CKF_USER_PIN_FINAL_TRY)
-		return ca_error_set(err, CA_E_PIN_LOCKED,
-				    "token \"%s\" allows only one more PIN try before it locks: "
-				    "certagent will not risk it; log in once with the token's own "
-				    "tools (e.g. `pkcs11-tool --login --test`) to reset the counter",
-				    t->label);
+		return ca_error_set(
+			err, CA_E_PIN_LOCKED,
+			"token \"%s\" allows only one more PIN try before it locks: "
+			"certagent will not risk it; log in once with the token's own "
+			"tools (e.g. `pkcs11-tool --login --test`) to reset the counter",
+			t->label);
 	if (ti.flags & CKF_USER_PIN_TO_BE_CHANGED)
 		return ca_error_set(err, CA_E_PIN_LOCKED,
 				    "token \"%s\" requires its PIN to be changed first: change it "
@@ -145,8 +145,7 @@ static const StorePinSource *login_find_pin_source(Store *s, Token *t)
 }
 
 /* With login_lock held: log in as user with the Unlock PIN, else a pin source. */
-static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv,
-			     CaError *err)
+static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err)
 {
 	const StorePinSource *ps;
 	char *pin = NULL;

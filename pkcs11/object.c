@@ -58,12 +58,12 @@ typedef struct Scan {
 	size_t n_certs;
 } Scan;
 
-static const uint8_t oid_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
-static const uint8_t oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
-static const uint8_t oid_p521[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23 };
-static const uint8_t oid_ed25519[] = { 0x06, 0x03, 0x2b, 0x65, 0x70 };
-static const uint8_t str_ed25519[] = { 0x13, 0x0c, 'e', 'd', 'w', 'a', 'r', 'd', 's',
-				       '2',  '5',  '5', '1', '9' };
+static const uint8_t oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const uint8_t oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const uint8_t oid_p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
+static const uint8_t oid_ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+static const uint8_t str_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
+				      'd',  's',  '2', '5', '5', '1', '9'};
 
 static bool bytes_eq(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
@@ -149,7 +149,7 @@ static bool kid_rsa(const uint8_t *mod, size_t mod_n, const uint8_t *exp, size_t
 		    uint8_t kid[KID_LEN])
 {
 	gnutls_pubkey_t pub;
-	gnutls_datum_t m = { (unsigned char *)mod, mod_n }, e = { (unsigned char *)exp, exp_n };
+	gnutls_datum_t m = {(unsigned char *)mod, mod_n}, e = {(unsigned char *)exp, exp_n};
 	bool ok;
 
 	if (gnutls_pubkey_init(&pub) < 0)
@@ -171,17 +171,18 @@ static bool kid_ec(gnutls_ecc_curve_t curve, const uint8_t *point, size_t n, uin
 	if (coord == 0 || !ec_point_unwrap(point, n, coord, &pt, &pt_n))
 		return false;
 	if (curve == GNUTLS_ECC_CURVE_ED25519) {
-		x = (gnutls_datum_t){ (unsigned char *)pt, pt_n };
-		y = (gnutls_datum_t){ NULL, 0 };
+		x = (gnutls_datum_t){(unsigned char *)pt, pt_n};
+		y = (gnutls_datum_t){NULL, 0};
 	} else {
 		if (pt[0] != 0x04) /* only uncompressed points */
 			return false;
-		x = (gnutls_datum_t){ (unsigned char *)pt + 1, coord };
-		y = (gnutls_datum_t){ (unsigned char *)pt + 1 + coord, coord };
+		x = (gnutls_datum_t){(unsigned char *)pt + 1, coord};
+		y = (gnutls_datum_t){(unsigned char *)pt + 1 + coord, coord};
 	}
 	if (gnutls_pubkey_init(&pub) < 0)
 		return false;
-	ok = gnutls_pubkey_import_ecc_raw(pub, curve, &x, curve == GNUTLS_ECC_CURVE_ED25519 ? NULL : &y) == 0 &&
+	ok = gnutls_pubkey_import_ecc_raw(pub, curve, &x,
+					  curve == GNUTLS_ECC_CURVE_ED25519 ? NULL : &y) == 0 &&
 	     pubkey_kid(pub, kid);
 	gnutls_pubkey_deinit(pub);
 	return ok;
@@ -261,7 +262,7 @@ static bool cert_read(Scan *sc, CK_OBJECT_HANDLE o, CertObj *c)
 		c->type = CA_KEY_RSA, c->bits = bits;
 	} else if (pk == GNUTLS_PK_ECDSA) {
 		gnutls_ecc_curve_t curve;
-		gnutls_datum_t x = { 0 }, y = { 0 };
+		gnutls_datum_t x = {0}, y = {0};
 
 		if (gnutls_x509_crt_get_pk_ecc_raw(c->crt, &curve, &x, &y) == 0)
 			curve_to_type(curve, &c->type, &c->bits);
@@ -309,8 +310,8 @@ static CK_RV scan_find(Scan *sc, CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE **ret, si
 {
 	CK_CERTIFICATE_TYPE ct = CKC_X_509;
 	CK_ATTRIBUTE tmpl[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_CERTIFICATE_TYPE, &ct, sizeof(ct) },
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_CERTIFICATE_TYPE, &ct, sizeof(ct)},
 	};
 
 	return call_find_objects(sc->t->module, sc->h, tmpl, cls == CKO_CERTIFICATE ? 2 : 1, ret,
@@ -454,16 +455,16 @@ static int identity_set_uri(Token *t, Identity *id)
 	if (!u)
 		return -ENOMEM;
 	*p11_kit_uri_get_token_info(u) = t->info;
-	a = (CK_ATTRIBUTE){ CKA_CLASS, &cls, sizeof(cls) };
+	a = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
 	if (p11_kit_uri_set_attribute(u, &a) != P11_KIT_URI_OK)
 		goto out;
 	if (id->id_len > 0) {
-		a = (CK_ATTRIBUTE){ CKA_ID, id->id, id->id_len };
+		a = (CK_ATTRIBUTE){CKA_ID, id->id, id->id_len};
 		if (p11_kit_uri_set_attribute(u, &a) != P11_KIT_URI_OK)
 			goto out;
 	}
 	if (id->label && id->label[0]) {
-		a = (CK_ATTRIBUTE){ CKA_LABEL, id->label, strlen(id->label) };
+		a = (CK_ATTRIBUTE){CKA_LABEL, id->label, strlen(id->label)};
 		if (p11_kit_uri_set_attribute(u, &a) != P11_KIT_URI_OK)
 			goto out;
 	}
@@ -616,7 +617,7 @@ static int scan_build(Scan *sc, bool infer, Identity **ids, size_t *n_ids)
  */
 int object_scan_token(Token *t, CaError *err)
 {
-	Scan sc = { .t = t };
+	Scan sc = {.t = t};
 	Identity *ids = NULL;
 	size_t n_ids = 0;
 	bool logged_in;
@@ -660,16 +661,16 @@ int object_find_private_key(Token *t, CK_SESSION_HANDLE h, const Identity *id,
 			    CaError *err)
 {
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_ATTRIBUTE tmpl[2] = { { CKA_CLASS, &cls, sizeof(cls) } };
+	CK_ATTRIBUTE tmpl[2] = {{CKA_CLASS, &cls, sizeof(cls)}};
 	_cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
 	_cleanup_free_ uint8_t *always = NULL;
 	size_t n = 0, always_n = 0;
 	CK_RV rv;
 
 	if (id->id_len > 0)
-		tmpl[1] = (CK_ATTRIBUTE){ CKA_ID, id->id, id->id_len };
+		tmpl[1] = (CK_ATTRIBUTE){CKA_ID, id->id, id->id_len};
 	else
-		tmpl[1] = (CK_ATTRIBUTE){ CKA_LABEL, id->label, strlen(id->label) };
+		tmpl[1] = (CK_ATTRIBUTE){CKA_LABEL, id->label, strlen(id->label)};
 	rv = call_find_objects(t->module, h, tmpl, 2, &objs, &n);
 	*ret_rv = rv;
 	if (rv != CKR_OK)

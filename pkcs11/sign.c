@@ -24,13 +24,13 @@ static bool pss_params(gnutls_digest_algorithm_t dig, CK_RSA_PKCS_PSS_PARAMS *p)
 {
 	switch (dig) {
 	case GNUTLS_DIG_SHA256:
-		*p = (CK_RSA_PKCS_PSS_PARAMS){ CKM_SHA256, CKG_MGF1_SHA256, 32 };
+		*p = (CK_RSA_PKCS_PSS_PARAMS){CKM_SHA256, CKG_MGF1_SHA256, 32};
 		return true;
 	case GNUTLS_DIG_SHA384:
-		*p = (CK_RSA_PKCS_PSS_PARAMS){ CKM_SHA384, CKG_MGF1_SHA384, 48 };
+		*p = (CK_RSA_PKCS_PSS_PARAMS){CKM_SHA384, CKG_MGF1_SHA384, 48};
 		return true;
 	case GNUTLS_DIG_SHA512:
-		*p = (CK_RSA_PKCS_PSS_PARAMS){ CKM_SHA512, CKG_MGF1_SHA512, 64 };
+		*p = (CK_RSA_PKCS_PSS_PARAMS){CKM_SHA512, CKG_MGF1_SHA512, 64};
 		return true;
 	default:
 		return false;
@@ -48,8 +48,8 @@ static uint64_t now_usec(void)
 /* r||s (each half the length) to DER SEQUENCE { INTEGER r, INTEGER s }. */
 static int sign_ecdsa_to_der(const uint8_t *raw, size_t n, uint8_t **ret, size_t *ret_len)
 {
-	gnutls_datum_t r = { (unsigned char *)raw, n / 2 }, s = { (unsigned char *)raw + n / 2, n / 2 };
-	gnutls_datum_t der = { NULL, 0 };
+	gnutls_datum_t r = {(unsigned char *)raw, n / 2}, s = {(unsigned char *)raw + n / 2, n / 2};
+	gnutls_datum_t der = {NULL, 0};
 	uint8_t *out;
 
 	if (n == 0 || n % 2 != 0)
@@ -85,7 +85,7 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 {
 	Token *t = op->t;
 	CK_RSA_PKCS_PSS_PARAMS pss;
-	CK_MECHANISM mech = { 0, NULL, 0 };
+	CK_MECHANISM mech = {0, NULL, 0};
 	/* The identity is shared by concurrent signers: its key handle is a cache, atomic. */
 	CK_OBJECT_HANDLE cached = __atomic_load_n(&op->id->key, __ATOMIC_RELAXED);
 	CK_OBJECT_HANDLE key = cached;
@@ -115,9 +115,9 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 		break;
 	case CA_SIG_RSA_PSS:
 		if (!pss_params(op->scheme->digest, &pss))
-			return ca_error_set(err, CA_E_UNSUPPORTED_SCHEME, "no PSS parameters for %s",
-					    op->scheme->name);
-		mech = (CK_MECHANISM){ CKM_RSA_PKCS_PSS, &pss, sizeof(pss) };
+			return ca_error_set(err, CA_E_UNSUPPORTED_SCHEME,
+					    "no PSS parameters for %s", op->scheme->name);
+		mech = (CK_MECHANISM){CKM_RSA_PKCS_PSS, &pss, sizeof(pss)};
 		snprintf(op->info.mechanism, sizeof(op->info.mechanism), "CKM_RSA_PKCS_PSS");
 		break;
 	case CA_SIG_ECDSA:
@@ -182,10 +182,11 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 		r = sign_ecdsa_to_der(sig, sig_len, ret_sig, ret_len);
 		erase_and_free(sig, sig_alloc);
 		if (r < 0)
-			return ca_error_set(err, CA_E_FAILED,
-					    "token \"%s\" returned a malformed ECDSA signature (%lu "
-					    "bytes)",
-					    t->label, (unsigned long)sig_len);
+			return ca_error_set(
+				err, CA_E_FAILED,
+				"token \"%s\" returned a malformed ECDSA signature (%lu "
+				"bytes)",
+				t->label, (unsigned long)sig_len);
 		return 0;
 	}
 	*ret_sig = sig;
@@ -206,7 +207,7 @@ int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, con
 	     size_t len, uint8_t **ret_sig, size_t *ret_sig_len, StoreSignInfo *ret_info,
 	     CaError *err)
 {
-	SignOp op = { .s = s, .t = t, .id = id, .scheme = scheme, .data = data, .len = len };
+	SignOp op = {.s = s, .t = t, .id = id, .scheme = scheme, .data = data, .len = len};
 	int r = 0;
 
 	snprintf(op.info.token_label, sizeof(op.info.token_label), "%s", t->label);

@@ -97,7 +97,7 @@ Store *store_free(Store *s)
 /* Codes: none expected; -ENOMEM. Modules that fail to load are logged and skipped. */
 int store_new(const StoreOptions *opts, Store **ret, CaError *err)
 {
-	static const StoreOptions defaults = { .load_registered = true };
+	static const StoreOptions defaults = {.load_registered = true};
 	Store *s;
 	int r;
 
@@ -223,11 +223,10 @@ static bool token_logged_in(Token *t)
 
 static void token_copy(Token *t, StoreToken *o, bool *oom)
 {
-	CK_TOKEN_INFO ti;
+	CK_TOKEN_INFO ti = t->info;
 
-	if (call_get_token_info(t->module, t->slot, &ti) == CKR_OK)
-		t->info.flags = ti.flags, t->info.ulFreePublicMemory = ti.ulFreePublicMemory,
-		t->info.ulFreePrivateMemory = ti.ulFreePrivateMemory;
+	/* Fresh flags (PIN counters) and free memory; t->info stays as scanned (shared). */
+	call_get_token_info(t->module, t->slot, &ti);
 	o->uri = strdup_or_null(t->uri, oom);
 	o->label = strdup_or_null(t->label, oom);
 	o->serial = strdup_or_null(t->serial, oom);
@@ -236,10 +235,10 @@ static void token_copy(Token *t, StoreToken *o, bool *oom)
 	o->module = strdup_or_null(t->module->name, oom);
 	o->module_path = strdup_or_null(t->module->path, oom);
 	o->slot_id = t->slot;
-	o->flags = t->info.flags;
+	o->flags = ti.flags;
 	o->logged_in = token_logged_in(t);
-	o->free_public_memory = t->info.ulFreePublicMemory;
-	o->free_private_memory = t->info.ulFreePrivateMemory;
+	o->free_public_memory = ti.ulFreePublicMemory;
+	o->free_private_memory = ti.ulFreePrivateMemory;
 }
 
 StoreTokenList *store_token_list_free(StoreTokenList *l)
@@ -284,8 +283,7 @@ int store_list_tokens(Store *s, StoreTokenList **ret, CaError *err)
 	return 0;
 }
 
-static void identity_copy(Token *t, const Identity *id, bool logged_in, StoreIdentity *o,
-			  bool *oom)
+static void identity_copy(Token *t, const Identity *id, bool logged_in, StoreIdentity *o, bool *oom)
 {
 	o->uri = strdup_or_null(id->uri, oom);
 	o->label = strdup_or_null(id->label, oom);
@@ -384,8 +382,9 @@ static int uri_parse(const char *str, P11KitUri **ret, CaError *err)
 	r = p11_kit_uri_parse(str, P11_KIT_URI_FOR_ANY, u);
 	if (r != P11_KIT_URI_OK) {
 		p11_kit_uri_free(u);
-		return ca_error_set(err, CA_E_INVALID_ARGS, "\"%s\" is not a valid pkcs11: URI (%s)",
-				    str, p11_kit_uri_message(r));
+		return ca_error_set(err, CA_E_INVALID_ARGS,
+				    "\"%s\" is not a valid pkcs11: URI (%s)", str,
+				    p11_kit_uri_message(r));
 	}
 	*ret = u;
 	return 0;
@@ -401,9 +400,9 @@ static bool uri_matches_identity(P11KitUri *u, const Identity *id)
 {
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_ATTRIBUTE attrs[] = {
-		{ CKA_CLASS, &cls, sizeof(cls) },
-		{ CKA_ID, id->id, id->id_len },
-		{ CKA_LABEL, id->label, id->label ? strlen(id->label) : 0 },
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, id->id, id->id_len},
+		{CKA_LABEL, id->label, id->label ? strlen(id->label) : 0},
 	};
 
 	return p11_kit_uri_match_attributes(u, attrs, ELEMENTSOF(attrs)) == 1;
@@ -435,15 +434,17 @@ static int store_find_identity(Store *s, const char *uri, Token **ret_t, const I
 	}
 	p11_kit_uri_free(u);
 	if (n == 0)
-		return ca_error_set(err, CA_E_KEY_NOT_FOUND,
-				    "no private key matches \"%s\": run `certagent list` to see the "
-				    "keys (or `certagent reload` if the token is new)",
-				    uri);
+		return ca_error_set(
+			err, CA_E_KEY_NOT_FOUND,
+			"no private key matches \"%s\": run `certagent list` to see the "
+			"keys (or `certagent reload` if the token is new)",
+			uri);
 	if (n > 1)
-		return ca_error_set(err, CA_E_INVALID_ARGS,
-				    "\"%s\" matches %zu private keys: add id= (or token=) to the URI "
-				    "to pick one, e.g. \"%s\"",
-				    uri, n, found->uri);
+		return ca_error_set(
+			err, CA_E_INVALID_ARGS,
+			"\"%s\" matches %zu private keys: add id= (or token=) to the URI "
+			"to pick one, e.g. \"%s\"",
+			uri, n, found->uri);
 	*ret_t = found_t;
 	*ret_id = found;
 	return 0;
@@ -475,11 +476,12 @@ int store_sign(Store *s, const char *identity_uri, const CaScheme *scheme, const
 	for (size_t i = 0; i < id->n_schemes; i++)
 		can |= strcmp(id->schemes[i]->name, scheme->name) == 0;
 	if (!can) {
-		r = ca_error_set(err, CA_E_UNSUPPORTED_SCHEME,
-				 "key \"%s\" (%s-%u) on token \"%s\" cannot sign %s: the key type or "
-				 "the token's mechanisms do not allow it",
-				 id->label, ca_key_type_name(id->key_type), id->bits, t->label,
-				 scheme->name);
+		r = ca_error_set(
+			err, CA_E_UNSUPPORTED_SCHEME,
+			"key \"%s\" (%s-%u) on token \"%s\" cannot sign %s: the key type or "
+			"the token's mechanisms do not allow it",
+			id->label, ca_key_type_name(id->key_type), id->bits, t->label,
+			scheme->name);
 		goto out;
 	}
 	r = sign_run(s, t, id, scheme, data, len, ret_sig, ret_sig_len, ret_info, err);

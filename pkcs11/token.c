@@ -14,10 +14,10 @@ static const struct {
 	MechKind kind;
 	CK_MECHANISM_TYPE type;
 } mech_map[] = {
-	{ MECH_RSA_PKCS, CKM_RSA_PKCS },
-	{ MECH_RSA_PSS, CKM_RSA_PKCS_PSS },
-	{ MECH_ECDSA, CKM_ECDSA },
-	{ MECH_EDDSA, CKM_EDDSA },
+	{MECH_RSA_PKCS, CKM_RSA_PKCS},
+	{MECH_RSA_PSS, CKM_RSA_PKCS_PSS},
+	{MECH_ECDSA, CKM_ECDSA},
+	{MECH_EDDSA, CKM_EDDSA},
 };
 
 static void token_free(Token *t)

@@ -44,7 +44,7 @@ def option(spec):
     kind, value = rest.split(':', 1)
     conv = {'s': dbus.String, 'u': lambda x: dbus.UInt32(int(x)),
             't': lambda x: dbus.UInt64(int(x)), 'b': lambda x: dbus.Boolean(x == 'true')}
-    return key, conv[kind](value, variant_level=1) if kind == 's' else conv[kind](value)
+    return key, conv[kind](value)
 
 
 def watch(bus, outfile, seconds):

@@ -48,8 +48,8 @@ static int pin_cb(void *userdata, int attempt, const char *token_url, const char
 /* The agent's URI may carry attributes GnuTLS does not match on; keep the object's path ones. */
 static char *gnutls_url(const char *uri)
 {
-	static const char *keep[] = { "token=", "manufacturer=", "serial=", "model=",
-				      "object=", "id=" };
+	static const char *keep[] = {
+		"token=", "manufacturer=", "serial=", "model=", "object=", "id="};
 	char *copy = strdup(uri + strlen("pkcs11:")), *save = NULL, *out;
 	size_t len = strlen(uri) + 32;
 
@@ -80,8 +80,9 @@ static void check_identity(certagent_client *c, const certagent_identity *id)
 		return;
 	}
 	r = gnutls_pubkey_init(&pub);
-	r = r < 0 ? r : gnutls_pubkey_import_x509_raw(pub, certagent_identity_cert(id, 0),
-							GNUTLS_X509_FMT_DER, 0);
+	r = r < 0 ? r
+		  : gnutls_pubkey_import_x509_raw(pub, certagent_identity_cert(id, 0),
+						  GNUTLS_X509_FMT_DER, 0);
 	CHECK(r == 0, "public key of %s: %s", uri, gnutls_strerror(r));
 
 	url = gnutls_url(uri);
@@ -97,7 +98,7 @@ static void check_identity(certagent_client *c, const certagent_identity *id)
 		const char *name = certagent_identity_scheme(id, i);
 		const CaScheme *s = ca_scheme_by_name(name);
 		char msg[128];
-		gnutls_datum_t m, h, in, sig_a = { NULL, 0 }, sig_l = { NULL, 0 }, sig_k = { NULL, 0 };
+		gnutls_datum_t m, h, in, sig_a = {NULL, 0}, sig_l = {NULL, 0}, sig_k = {NULL, 0};
 		uint8_t hash[64], *di = NULL;
 		size_t di_len = 0;
 
@@ -105,14 +106,14 @@ static void check_identity(certagent_client *c, const certagent_identity *id)
 		if (!s)
 			continue;
 		snprintf(msg, sizeof(msg), "certagent test message for %s", name);
-		m = (gnutls_datum_t){ (unsigned char *)msg, strlen(msg) };
-		h = (gnutls_datum_t){ hash, s->hash_len };
+		m = (gnutls_datum_t){(unsigned char *)msg, strlen(msg)};
+		h = (gnutls_datum_t){hash, s->hash_len};
 		if (s->kind != CA_SIG_EDDSA)
 			gnutls_hash_fast(s->digest, m.data, m.size, hash);
 		switch (s->kind) {
 		case CA_SIG_RSA_PKCS1:
 			ca_digest_info_encode(s->digest, hash, s->hash_len, &di, &di_len);
-			in = (gnutls_datum_t){ di, di_len };
+			in = (gnutls_datum_t){di, di_len};
 			break;
 		case CA_SIG_EDDSA:
 			in = m;
@@ -143,7 +144,8 @@ static void check_identity(certagent_client *c, const certagent_identity *id)
 					 memcmp(sig_l.data, sig_a.data, sig_a.size) == 0),
 			      "%s %s: agent and in-process signatures differ", uri, name);
 			if (r == 0)
-				printf("ok %s %s: agent signature == GnuTLS in-process (%u bytes)\n",
+				printf("ok %s %s: agent signature == GnuTLS in-process (%u "
+				       "bytes)\n",
 				       uri, name, sig_a.size);
 		}
 
@@ -173,7 +175,7 @@ static void check_identity(certagent_client *c, const certagent_identity *id)
 		gnutls_sign_algorithm_t other = strcmp(certagent_identity_key_type(id), "ec") == 0
 							? GNUTLS_SIGN_RSA_SHA256
 							: GNUTLS_SIGN_ECDSA_SECP256R1_SHA256;
-		gnutls_datum_t m = { (unsigned char *)"x", 1 }, sig = { NULL, 0 };
+		gnutls_datum_t m = {(unsigned char *)"x", 1}, sig = {NULL, 0};
 
 		r = gnutls_privkey_sign_data2(agent, other, 0, &m, &sig);
 		CHECK(r < 0, "%s signed with %s, which it does not list", uri,
@@ -190,8 +192,8 @@ int main(int argc, char **argv)
 	certagent_error err = CERTAGENT_ERROR_INIT;
 	certagent_client *c = NULL;
 	certagent_identity_list *l = NULL;
-	gnutls_datum_t sig = { NULL, 0 };
-	uint8_t hash[32] = { 0 };
+	gnutls_datum_t sig = {NULL, 0};
+	uint8_t hash[32] = {0};
 	int r;
 
 	if (argc != 3) {
@@ -236,7 +238,7 @@ int main(int argc, char **argv)
 	CHECK(strcmp(err.dbus_name, "org.certagent.Error.KeyNotFound") == 0, "dbus_name %s",
 	      err.dbus_name);
 	r = certagent_privkey_new(c, "pkcs11:token=no-such-token;object=nothing;type=private",
-				  &(gnutls_privkey_t){ NULL }, &err);
+				  &(gnutls_privkey_t){NULL}, &err);
 	CHECK(r == -CERTAGENT_E_KEY_NOT_FOUND, "privkey_new unknown: r=%d", r);
 	if (certagent_identity_list_count(l) > 0) {
 		const certagent_identity *id = certagent_identity_list_get(l, 0);
@@ -248,8 +250,8 @@ int main(int argc, char **argv)
 				err.code == CERTAGENT_E_INVALID_ARGS),
 		      "unknown scheme: r=%d %s", r, err.message);
 		err = (certagent_error)CERTAGENT_ERROR_INIT;
-		r = certagent_sign(c, certagent_identity_uri(id), "ecdsa_secp256r1_sha256", hash,
-				   5, NULL, &sig, &err);
+		r = certagent_sign(c, certagent_identity_uri(id), "ecdsa_secp256r1_sha256", hash, 5,
+				   NULL, &sig, &err);
 		CHECK(r < 0, "a 5-byte hash was signed");
 		printf("errors: %s / %s\n", err.dbus_name, err.message);
 	}

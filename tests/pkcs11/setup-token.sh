@@ -10,6 +10,7 @@
 #   id 03 "ed"    Ed25519,  cert CN=ed  (id 03)
 #   id 04 "lone"  P-256,    no certificate
 #   id 05 "mism"  RSA-2048, cert CN=mism stored with id 55 (pairs by public key only)
+#   id 06 "always" P-256 with CKA_ALWAYS_AUTHENTICATE, no certificate
 #   id 77 "inter" the intermediate CA certificate; the root is not on the token.
 # Exports everything the test binary needs as TEST_* variables; all removed on exit.
 set -eu
@@ -39,6 +40,8 @@ gen() { # type label id [curve|bits]
 	case $1 in
 	rsa) p11 --login --set-pin=1234 --generate-privkey rsa --bits 2048 --label "$2" --id "$3" "$tok" >/dev/null 2>&1 ;;
 	p256) p11 --login --set-pin=1234 --generate-privkey ecdsa --curve secp256r1 --label "$2" --id "$3" "$tok" >/dev/null 2>&1 ;;
+	always) pkcs11-tool --module "$MODULE" --login --pin 1234 --token-label demo --keypairgen \
+		--key-type EC:prime256v1 --always-auth --label "$2" --id "$3" >/dev/null 2>&1 ;;
 	ed25519) pkcs11-tool --module "$MODULE" --login --pin 1234 --token-label demo --keypairgen \
 		--key-type EC:edwards25519 --label "$2" --id "$3" >/dev/null 2>&1 ;;
 	esac
@@ -48,6 +51,7 @@ gen p256 ec 02
 gen ed25519 ed 03
 gen p256 lone 04
 gen rsa mism 05
+gen always always 06
 
 mkdir -p "$TMP/ca"
 cd "$TMP/ca"

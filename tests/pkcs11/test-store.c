@@ -30,8 +30,8 @@
 	do {                                                                                       \
 		int r_ = (r);                                                                      \
 		if (r_ != (want)) {                                                                \
-			fprintf(stderr, "%s:%d: got %d (%s) want %d: %s\n", __FILE__, __LINE__, r_, \
-				r_ > 0 ? ca_error_name(r_) : "-", (want), (err)->message);         \
+			fprintf(stderr, "%s:%d: got %d (%s) want %d: %s\n", __FILE__, __LINE__,    \
+				r_, r_ > 0 ? ca_error_name(r_) : "-", (want), (err)->message);     \
 			exit(1);                                                                   \
 		}                                                                                  \
 	} while (0)
@@ -59,8 +59,8 @@ static char *env(const char *name)
 
 static Store *open_store(const char *pin_file)
 {
-	StoreModuleConfig mod = { .name = "softhsm", .path = env("TEST_MODULE") };
-	StorePinSource ps = { .token_uri = "pkcs11:token=demo", .path = (char *)pin_file };
+	StoreModuleConfig mod = {.name = "softhsm", .path = env("TEST_MODULE")};
+	StorePinSource ps = {.token_uri = "pkcs11:token=demo", .path = (char *)pin_file};
 	StoreOptions o = {
 		.load_registered = false,
 		.modules = &mod,
@@ -68,7 +68,7 @@ static Store *open_store(const char *pin_file)
 		.pin_sources = pin_file ? &ps : NULL,
 		.n_pin_sources = pin_file ? 1 : 0,
 	};
-	CaError err = { 0 };
+	CaError err = {0};
 	Store *s = NULL;
 
 	CHECK_CODE(store_new(&o, &s, &err), 0, &err);
@@ -110,7 +110,7 @@ static void check_identities(Store *s, bool logged_in)
 {
 	StoreIdentityList *l = NULL;
 	const StoreIdentity *id;
-	CaError err = { 0 };
+	CaError err = {0};
 	char *dn;
 
 	CHECK_CODE(store_list_identities(s, &l, &err), 0, &err);
@@ -118,7 +118,7 @@ static void check_identities(Store *s, bool logged_in)
 		fprintf(stderr, "identity %s: %s-%u, %zu certs, %zu schemes, logged_in=%d\n",
 			l->items[i].uri, ca_key_type_name(l->items[i].key_type), l->items[i].bits,
 			l->items[i].n_certs, l->items[i].n_schemes, l->items[i].logged_in);
-	CHECK(l->n == 5);
+	CHECK(l->n == 6);
 
 	id = find_id(l, "rsa");
 	CHECK(id && id->key_type == CA_KEY_RSA && id->bits == 2048);
@@ -147,6 +147,9 @@ static void check_identities(Store *s, bool logged_in)
 	id = find_id(l, "lone");
 	CHECK(id && id->key_type == CA_KEY_EC && id->n_certs == 0 && id->n_schemes == 1);
 
+	id = find_id(l, "always");
+	CHECK(id && id->n_certs == 0 && id->always_authenticate == logged_in);
+
 	/* CKA_ID 05 on the key, 55 on the certificate: paired by public key. */
 	id = find_id(l, "mism");
 	CHECK(id && id->n_certs == 2 && strstr(id->uri, "id=%05"));
@@ -159,7 +162,7 @@ static void check_identities(Store *s, bool logged_in)
 
 static void unlock(Store *s)
 {
-	CaError err = { 0 };
+	CaError err = {0};
 
 	CHECK_CODE(store_unlock(s, "pkcs11:token=demo", "1234", 4, &err), 0, &err);
 }
@@ -168,7 +171,7 @@ static void case_enumerate(void)
 {
 	Store *s = open_store(NULL);
 	StoreTokenList *tl = NULL;
-	CaError err = { 0 };
+	CaError err = {0};
 
 	CHECK_CODE(store_list_tokens(s, &tl, &err), 0, &err);
 	CHECK(tl->n == 1 && strcmp(tl->items[0].label, "demo") == 0);
@@ -193,9 +196,9 @@ static void sign_verify(Store *s, const StoreIdentity *id, const char *scheme_na
 	uint8_t hash[64], *data = NULL, *sig = NULL;
 	size_t data_len = 0, sig_len = 0;
 	gnutls_pubkey_t pub;
-	StoreSignInfo info = { 0 };
-	CaError err = { 0 };
-	gnutls_datum_t h, sd, m = { (unsigned char *)msg, sizeof(msg) - 1 };
+	StoreSignInfo info = {0};
+	CaError err = {0};
+	gnutls_datum_t h, sd, m = {(unsigned char *)msg, sizeof(msg) - 1};
 	int r;
 
 	CHECK(sc);
@@ -220,8 +223,8 @@ static void sign_verify(Store *s, const StoreIdentity *id, const char *scheme_na
 	CHECK(gnutls_pubkey_init(&pub) == 0);
 	CHECK(id->n_certs > 0);
 	CHECK(gnutls_pubkey_import_x509_raw(pub, &id->certs[0], GNUTLS_X509_FMT_DER, 0) == 0);
-	sd = (gnutls_datum_t){ sig, sig_len };
-	h = (gnutls_datum_t){ hash, sc->hash_len };
+	sd = (gnutls_datum_t){sig, sig_len};
+	h = (gnutls_datum_t){hash, sc->hash_len};
 	if (sc->kind == CA_SIG_EDDSA)
 		r = gnutls_pubkey_verify_data2(pub, sc->sign13, 0, &m, &sd);
 	else
@@ -237,7 +240,7 @@ static void sign_verify(Store *s, const StoreIdentity *id, const char *scheme_na
 static StoreIdentityList *identities(Store *s)
 {
 	StoreIdentityList *l = NULL;
-	CaError err = { 0 };
+	CaError err = {0};
 
 	CHECK_CODE(store_list_identities(s, &l, &err), 0, &err);
 	return l;
@@ -249,9 +252,10 @@ static void case_sign(void)
 	StoreIdentityList *l = identities(s);
 	const CaScheme *p256 = ca_scheme_by_name("ecdsa_secp256r1_sha256");
 	const CaScheme *pkcs1 = ca_scheme_by_name("rsa_pkcs1_sha256");
-	uint8_t buf[64] = { 1, 2, 3 }, *sig = NULL, *di = NULL;
+	uint8_t buf[64] = {1, 2, 3}, *sig = NULL, *di = NULL;
 	size_t sig_len = 0, di_len = 0;
-	CaError err = { 0 };
+	StoreSignInfo info;
+	CaError err = {0};
 
 	/* Before unlock: the key needs a login, and no PIN is known. */
 	CHECK_CODE(store_sign(s, find_id(l, "ec")->uri, p256, buf, 32, &sig, &sig_len, NULL, &err),
@@ -273,6 +277,14 @@ static void case_sign(void)
 	sign_verify(s, find_id(l, "ed"), "ed25519");
 	sign_verify(s, find_id(l, "mism"), "rsa_pss_rsae_sha256");
 
+	/* CKA_ALWAYS_AUTHENTICATE: a context-specific login before the signature. */
+	n_logins = 0;
+	CHECK_CODE(store_sign(s, find_id(l, "always")->uri, p256, buf, 32, &sig, &sig_len, &info,
+			      &err),
+		   0, &err);
+	CHECK(n_logins == 1 && sig[0] == 0x30);
+	free(sig);
+
 	/* A URI that is not the listed one but names exactly one key. */
 	CHECK_CODE(store_sign(s, "pkcs11:token=demo;id=%02", p256, buf, 32, &sig, &sig_len, NULL,
 			      &err),
@@ -285,8 +297,9 @@ static void case_sign(void)
 	free(sig);
 
 	/* Bad input. */
-	CHECK_CODE(store_sign(s, find_id(l, "rsa")->uri, pkcs1, buf, 51, &sig, &sig_len, NULL, &err),
-		   CA_E_INVALID_ARGS, &err);
+	CHECK_CODE(
+		store_sign(s, find_id(l, "rsa")->uri, pkcs1, buf, 51, &sig, &sig_len, NULL, &err),
+		CA_E_INVALID_ARGS, &err);
 	CHECK(ca_digest_info_encode(GNUTLS_DIG_SHA384, buf, 48, &di, &di_len) == 0);
 	CHECK_CODE(store_sign(s, find_id(l, "rsa")->uri, pkcs1, di, di_len, &sig, &sig_len, NULL,
 			      &err),
@@ -324,7 +337,7 @@ static void case_sign(void)
 static unsigned long token_flags(Store *s)
 {
 	StoreTokenList *tl = NULL;
-	CaError err = { 0 };
+	CaError err = {0};
 	unsigned long f;
 
 	CHECK_CODE(store_list_tokens(s, &tl, &err), 0, &err);
@@ -340,9 +353,9 @@ static void case_pin(void)
 	Store *s = open_store(NULL);
 	StoreIdentityList *l;
 	const CaScheme *p256 = ca_scheme_by_name("ecdsa_secp256r1_sha256");
-	uint8_t buf[32] = { 0 }, *sig = NULL;
+	uint8_t buf[32] = {0}, *sig = NULL;
 	size_t sig_len = 0;
-	CaError err = { 0 };
+	CaError err = {0};
 
 	CHECK(!(token_flags(s) & CKF_USER_PIN_COUNT_LOW));
 	n_logins = 0;
@@ -391,7 +404,7 @@ static void case_reload(void)
 {
 	Store *s = open_store(NULL);
 	StoreTokenList *tl = NULL;
-	CaError err = { 0 };
+	CaError err = {0};
 	bool changed = true;
 	char cmd[8192];
 
@@ -456,7 +469,7 @@ static void case_threads(void)
 	unlock(s);
 	l = identities(s);
 	for (int i = 0; i < 8; i++) {
-		w[i] = (Worker){ s, find_id(l, "ec"), find_id(l, "rsa"), 0 };
+		w[i] = (Worker){s, find_id(l, "ec"), find_id(l, "rsa"), 0};
 		CHECK(pthread_create(&th[i], NULL, worker, &w[i]) == 0);
 	}
 	for (int i = 0; i < 8; i++)
@@ -479,9 +492,37 @@ static void case_session_lost(void)
 	sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
 	t = s->tokens[0];
 	CHECK(t->module->fl->C_CloseAllSessions(t->slot) == CKR_OK);
+	n_logins = 0;
 	sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
+	CHECK(n_logins == 1); /* closing all sessions logged out; the Unlock PIN logged in again */
 	sign_verify(s, find_id(l, "rsa"), "rsa_pss_rsae_sha256");
 	store_identity_list_free(l);
+	store_free(s);
+}
+
+/* Registered modules: the allow list keeps softhsm2 only; the same file by path is not loaded
+ * twice. */
+static void case_registered(void)
+{
+	char *allow[] = {"softhsm2", NULL};
+	StoreModuleConfig mod = {.name = "softhsm", .path = env("TEST_MODULE")};
+	StoreOptions o = {
+		.load_registered = true,
+		.registered_allow = allow,
+		.modules = &mod,
+		.n_modules = 1,
+	};
+	StoreTokenList *tl = NULL;
+	CaError err = {0};
+	Store *s = NULL;
+
+	CHECK_CODE(store_new(&o, &s, &err), 0, &err);
+	CHECK_CODE(store_list_tokens(s, &tl, &err), 0, &err);
+	for (size_t i = 0; i < tl->n; i++)
+		fprintf(stderr, "token %s from %s\n", tl->items[i].uri, tl->items[i].module);
+	CHECK(tl->n == 1 && strcmp(tl->items[0].label, "demo") == 0);
+	CHECK(strcmp(tl->items[0].module, "softhsm2") == 0);
+	store_token_list_free(tl);
 	store_free(s);
 }
 
@@ -491,9 +532,13 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} cases[] = {
-		{ "enumerate", case_enumerate }, { "sign", case_sign },
-		{ "pin", case_pin },             { "reload", case_reload },
-		{ "threads", case_threads },     { "session-lost", case_session_lost },
+		{"enumerate", case_enumerate},
+		{"sign", case_sign},
+		{"pin", case_pin},
+		{"reload", case_reload},
+		{"threads", case_threads},
+		{"session-lost", case_session_lost},
+		{"registered", case_registered},
 	};
 
 	store_set_log(log_cb, NULL);

@@ -1,0 +1,364 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Integration tests of certagentd: a private dbus-daemon, a throwaway SoftHSM token with keys
+# generated on it, and the real agent. Usage: agent-test.sh CASE (one meson test per case).
+# Clients: busctl and dbus-send for the wire, tests/agent/agentctl.py (python3-dbus) where the
+# answer is structured; signatures are verified with openssl against the certificate.
+. "$CERTAGENT_SRC/tests/lib/harness.sh"
+
+AGENT=org.certagent.Agent1
+OBJ=/org/certagent/Agent1
+ERR=org.certagent.Error
+
+# python3 with python3-dbus (a pyenv python3 first in PATH may lack it).
+PY=
+for p in /usr/bin/python3 python3; do
+	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
+		PY=$p
+		break
+	fi
+done
+ctl() { "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
+need_py() { [ -n "$PY" ] || h_skip "python3-dbus is not installed"; }
+
+bctl() { busctl --address="$DBUS_SESSION_BUS_ADDRESS" "$@"; }
+
+# expect_error NAME COMMAND...: COMMAND must fail and print the D-Bus error NAME.
+expect_error() {
+	local name=$1 out
+	shift
+	out=$("$@" 2>&1) && h_fail "expected $name, but the call succeeded: $*"
+	case $out in
+	*"$name"*) h_log "got $name as expected: ${out#*: }" ;;
+	*) h_fail "expected $name from: $* -- got: $out" ;;
+	esac
+}
+
+# A dbus-send call that prints the error name (dbus-send has no a{sv} with variants, so Sign
+# goes through agentctl.py or busctl; busctl prints only the message, hence this one).
+dsend() {
+	dbus-send --bus="$DBUS_SESSION_BUS_ADDRESS" --print-reply --dest=$AGENT $OBJ "$@"
+}
+
+agent_alive() {
+	kill -0 "$H_AGENT_PID" 2>/dev/null || h_fail "certagentd died"
+	bctl call $AGENT $OBJ $AGENT ListIdentities >/dev/null || h_fail "certagentd stopped answering"
+}
+
+# The usual world: token demo with an ECDSA P-256 key "client" and its certificate.
+setup() {
+	h_token demo
+	h_keygen demo p256 client 01
+	h_ca
+	h_client_cert demo client 01 "CN=alice,O=certagent tests"
+	h_bus
+	h_agent "$@"
+	URI=$(h_key_uri demo client)
+}
+
+# hash FILE: writes the SHA-256 of the message file to FILE.hash.
+hash_msg() { openssl dgst -sha256 -binary "$1" >"$1.hash"; }
+
+# The public key of a certificate on disk, in PEM.
+cert_pubkey() { openssl x509 -in "$1" -noout -pubkey >"$2"; }
+
+test_introspect() {
+	setup
+	local out
+	out=$(bctl introspect $AGENT $OBJ) || h_fail "busctl introspect failed"
+	for m in ListIdentities ListTokens Sign Unlock Lock Reload Version IdentitiesChanged; do
+		printf '%s\n' "$out" | grep -q "^\\.$m " || h_fail "introspection lacks $m: $out"
+	done
+	printf '%s\n' "$out" | grep -q '^\.Sign *method *ssaya{sv} *ay' ||
+		h_fail "Sign has the wrong signature in: $out"
+	# Served verbatim from the one XML file.
+	dsend --print-reply=literal org.freedesktop.DBus.Introspectable.Introspect >"$H_TMP/xml" ||
+		h_fail "Introspect failed"
+	"${PY:-python3}" - "$H_TMP/xml" "$CERTAGENT_SRC/dbus/org.certagent.Agent1.xml" <<'PYEOF' ||
+import sys
+got = open(sys.argv[1]).read().strip()
+want = open(sys.argv[2]).read().strip()
+sys.exit(0 if got == want else 1)
+PYEOF
+		h_fail "Introspect does not return dbus/org.certagent.Agent1.xml verbatim"
+	bctl tree $AGENT | grep -q /org/certagent/Agent1 || h_fail "busctl tree does not find the object"
+	expect_error org.freedesktop.DBus.Error.UnknownMethod dsend $AGENT.NoSuchMethod
+	expect_error org.freedesktop.DBus.Error.UnknownObject \
+		dbus-send --bus="$DBUS_SESSION_BUS_ADDRESS" --print-reply --dest=$AGENT /elsewhere \
+		$AGENT.Lock
+	agent_alive
+}
+
+test_version() {
+	setup
+	local want got
+	want=$("$H_CERTAGENTD" --version | awk '{print $2}')
+	[ -n "$want" ] || h_fail "certagentd --version printed nothing"
+	got=$(bctl get-property $AGENT $OBJ $AGENT Version) || h_fail "Get Version failed"
+	[ "$got" = "s \"$want\"" ] || h_fail "Version is $got, expected $want"
+	bctl call $AGENT $OBJ org.freedesktop.DBus.Properties GetAll s $AGENT | grep -q "\"Version\" s \"$want\"" ||
+		h_fail "GetAll lacks Version"
+	expect_error org.freedesktop.DBus.Error.PropertyReadOnly \
+		dsend org.freedesktop.DBus.Properties.Set string:$AGENT string:Version variant:string:9
+	bctl call $AGENT $OBJ org.freedesktop.DBus.Peer Ping || h_fail "Peer.Ping failed"
+}
+
+test_list_identities() {
+	need_py
+	setup
+	ctl identities >"$H_TMP/ids.json" || h_fail "ListIdentities failed: $(cat "$H_TMP/ids.json")"
+	openssl x509 -in "$H_TMP/ca/client.pem" -outform DER | od -An -v -tx1 | tr -d ' \n' >"$H_TMP/leaf.hex"
+	openssl x509 -in "$H_TMP/ca/inter.pem" -outform DER | od -An -v -tx1 | tr -d ' \n' >"$H_TMP/inter.hex"
+	"$PY" - "$H_TMP/ids.json" "$(cat "$H_TMP/leaf.hex")" "$(cat "$H_TMP/inter.hex")" <<'PYEOF' ||
+import json, sys
+ids = json.load(open(sys.argv[1]))
+leaf, inter = sys.argv[2], sys.argv[3]
+assert len(ids) == 1, "expected one identity, got %d: %r" % (len(ids), ids)
+i = ids[0]
+for k in ('uri', 'label', 'token', 'token-label', 'module', 'key-type', 'bits', 'schemes',
+          'certificates', 'logged-in'):
+    assert k in i, "identity lacks %s: %r" % (k, i)
+assert i['uri'].startswith('pkcs11:') and 'type=private' in i['uri'], i['uri']
+assert i['label'] == 'client', i['label']
+assert i['token-label'] == 'demo', i['token-label']
+assert 'token=demo' in i['token'], i['token']
+assert i['key-type'] == 'ec' and i['bits'] == 256, (i['key-type'], i['bits'])
+assert i['schemes'] == ['ecdsa_secp256r1_sha256'], i['schemes']
+assert i['certificates'][0] == leaf, "the first certificate is not the leaf"
+assert inter in i['certificates'][1:], "the intermediate is not in the chain"
+assert i['logged-in'] is False
+PYEOF
+		h_fail "ListIdentities answer is wrong (see above)"
+	ctl tokens >"$H_TMP/tokens.json" || h_fail "ListTokens failed"
+	"$PY" - "$H_TMP/tokens.json" <<'PYEOF' || h_fail "ListTokens answer is wrong"
+import json, sys
+toks = [t for t in json.load(open(sys.argv[1])) if t['label'] == 'demo']
+assert len(toks) == 1, toks
+t = toks[0]
+for k in ('uri', 'label', 'serial', 'manufacturer', 'model', 'module', 'flags', 'logged-in'):
+    assert k in t, "token lacks " + k
+assert t['module'] == 'softhsm' and t['logged-in'] is False, t
+PYEOF
+}
+
+# sign_verify SCHEME URI CERT: signs a message's hash (or the message, for ed25519) through the
+# agent and verifies the signature with openssl against the certificate's public key.
+sign_verify() {
+	local scheme=$1 uri=$2 cert=$3 m=$H_TMP/msg
+	printf 'TLS 1.3, client CertificateVerify %s\n' "$RANDOM" >"$m"
+	hash_msg "$m"
+	cert_pubkey "$cert" "$H_TMP/pub.pem"
+	case $scheme in
+	rsa_pkcs1_sha256)
+		# DER DigestInfo(SHA-256) || hash
+		{ printf '\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20'; cat "$m.hash"; } >"$m.in" ;;
+	ed25519) cp "$m" "$m.in" ;;
+	*) cp "$m.hash" "$m.in" ;;
+	esac
+	ctl sign "$uri" "$scheme" "$m.in" "$m.sig" server-name=s:localhost >"$H_TMP/out" ||
+		h_fail "Sign $scheme failed: $(cat "$H_TMP/out")"
+	case $scheme in
+	rsa_pss_rsae_sha256)
+		openssl dgst -sha256 -verify "$H_TMP/pub.pem" -sigopt rsa_padding_mode:pss \
+			-sigopt rsa_pss_saltlen:32 -signature "$m.sig" "$m" ;;
+	ed25519)
+		openssl pkeyutl -verify -pubin -inkey "$H_TMP/pub.pem" -rawin -in "$m" -sigfile "$m.sig" ;;
+	*)
+		openssl dgst -sha256 -verify "$H_TMP/pub.pem" -signature "$m.sig" "$m" ;;
+	esac >"$H_TMP/verify.out" 2>&1 ||
+		h_fail "the $scheme signature does not verify: $(cat "$H_TMP/verify.out")"
+	h_log "$scheme signature verified with the certificate's key"
+}
+
+test_sign_ecdsa() {
+	need_py
+	setup
+	h_unlock_dbus demo
+	sign_verify ecdsa_secp256r1_sha256 "$URI" "$H_TMP/ca/client.pem"
+	# The demo line: which token, which mechanism, how long.
+	grep -q 'signed with token "demo" using CKM_ECDSA in .* ms' "$H_AGENT_LOG" ||
+		h_fail "the sign log line is missing"
+	grep -q 'server localhost' "$H_AGENT_LOG" || h_fail "the sign log lacks the server name"
+	! grep -q "$H_PIN" "$H_AGENT_LOG" || h_fail "the PIN appears in the log"
+}
+
+test_sign_rsa_ed25519() {
+	need_py
+	h_token demo
+	h_keygen demo rsa2048 rsa 02
+	h_keygen demo ed25519 ed 03
+	h_ca
+	h_client_cert demo rsa 02 "CN=rsa"
+	h_client_cert demo ed 03 "CN=ed"
+	h_bus
+	h_agent
+	h_unlock_dbus demo
+	sign_verify rsa_pkcs1_sha256 "$(h_key_uri demo rsa)" "$H_TMP/ca/rsa.pem"
+	sign_verify rsa_pss_rsae_sha256 "$(h_key_uri demo rsa)" "$H_TMP/ca/rsa.pem"
+	sign_verify ed25519 "$(h_key_uri demo ed)" "$H_TMP/ca/ed.pem"
+}
+
+# Unlock over D-Bus directly (the CLI is tested elsewhere).
+h_unlock_dbus() {
+	bctl call $AGENT $OBJ $AGENT Unlock ss "pkcs11:token=$1" "$H_PIN" || h_fail "Unlock failed"
+}
+
+test_pin_required() {
+	need_py
+	setup
+	printf '0123456789abcdef0123456789abcdef' >"$H_TMP/h"
+	expect_error $ERR.PinRequired ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	expect_error $ERR.PinRequired dsend $AGENT.Unlock string:pkcs11:token=demo string:
+	h_unlock_dbus demo
+	ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s" || h_fail "Sign after Unlock failed"
+	# Lock forgets the login: a PIN is needed again.
+	bctl call $AGENT $OBJ $AGENT Lock || h_fail "Lock failed"
+	expect_error $ERR.PinRequired ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+}
+
+test_pin_incorrect() {
+	need_py
+	setup
+	expect_error $ERR.PinIncorrect dsend $AGENT.Unlock string:pkcs11:token=demo string:9999
+	expect_error $ERR.TokenAbsent dsend $AGENT.Unlock string:pkcs11:token=nosuchtoken string:1234
+	! grep -q 9999 "$H_AGENT_LOG" || h_fail "a PIN appears in the log"
+	h_unlock_dbus demo
+	ctl identities | grep -q '"logged-in": true' || h_fail "logged-in is not true after Unlock"
+}
+
+test_bad_args() {
+	need_py
+	setup
+	local h=$H_TMP/h
+	printf '0123456789abcdef0123456789abcdef' >"$h"
+	# Wrong signature: refused by the dispatcher, naming the expected one.
+	expect_error org.freedesktop.DBus.Error.InvalidArgs dsend $AGENT.Sign string:"$URI" string:x
+	expect_error 'ssaya{sv}' dsend $AGENT.Sign string:"$URI" string:x
+	expect_error org.freedesktop.DBus.Error.InvalidArgs dsend $AGENT.Unlock string:pkcs11:token=demo
+	expect_error org.freedesktop.DBus.Error.InvalidArgs dsend $AGENT.ListIdentities string:x
+	# Bad values: refused by the agent with its own error names.
+	expect_error $ERR.InvalidArgs ctl sign "not-a-uri" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s"
+	expect_error $ERR.InvalidArgs dsend $AGENT.Unlock string:token=demo string:1234
+	expect_error $ERR.UnsupportedScheme ctl sign "$URI" ecdsa_bogus "$h" "$H_TMP/s"
+	# With the URI as listed, the error says what this identity can do.
+	local listed
+	listed=$(ctl identities | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["uri"])')
+	expect_error 'this identity can do: ecdsa_secp256r1_sha256' \
+		ctl sign "$listed" ecdsa_bogus "$h" "$H_TMP/s"
+	expect_error $ERR.InvalidArgs ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/agent.conf" "$H_TMP/s"
+	expect_error $ERR.InvalidArgs ctl sign "$URI" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s" server-name=u:3
+	head -c 65537 /dev/zero >"$H_TMP/big"
+	expect_error $ERR.TooLarge ctl sign "$URI" ed25519 "$H_TMP/big" "$H_TMP/s"
+	head -c 300 /dev/zero | tr '\0' a >"$H_TMP/longname"
+	expect_error $ERR.TooLarge ctl sign "$URI" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s" \
+		"server-name=s:$(cat "$H_TMP/longname")"
+	expect_error $ERR.TooLarge dsend $AGENT.Unlock string:pkcs11:token=demo \
+		string:"$(head -c 300 /dev/zero | tr '\0' 1)"
+	expect_error $ERR.KeyNotFound ctl sign "pkcs11:token=demo;object=nothing" \
+		ecdsa_secp256r1_sha256 "$h" "$H_TMP/s"
+	# Unknown option keys are ignored.
+	h_unlock_dbus demo
+	ctl sign "$URI" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s" future-option=u:7 ||
+		h_fail "an unknown option was not ignored"
+	agent_alive
+}
+
+test_second_instance() {
+	setup
+	local out st=0
+	out=$("$H_CERTAGENTD" --config "$H_AGENT_CONF" --address "$DBUS_SESSION_BUS_ADDRESS" \
+		--foreground 2>&1) || st=$?
+	[ "$st" = 1 ] || h_fail "a second certagentd exited with $st, not 1: $out"
+	case $out in
+	*"another certagentd already owns org.certagent.Agent1 on this bus (pid $H_AGENT_PID)"*) ;;
+	*) h_fail "the second certagentd did not say who owns the name: $out" ;;
+	esac
+	agent_alive
+}
+
+test_sigterm() {
+	setup
+	local st=0
+	kill -TERM "$H_AGENT_PID"
+	wait "$H_AGENT_PID" || st=$?
+	h__untrack "$H_AGENT_PID"
+	H_AGENT_PID=
+	[ "$st" = 0 ] || h_fail "certagentd exited with $st on SIGTERM"
+	grep -q "stopped" "$H_AGENT_LOG" || h_fail "no clean shutdown in the log"
+	! h_name_has_owner $AGENT || h_fail "the name is still owned after exit"
+}
+
+test_identities_changed() {
+	need_py
+	setup
+	"$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" watch "$H_TMP/signals" 20 &
+	local w=$!
+	h__track "$w"
+	h_wait_until 10 grep -q ready "$H_TMP/signals" || h_fail "the watcher did not start"
+	h_unlock_dbus demo
+	h_wait_until 10 grep -q IdentitiesChanged "$H_TMP/signals" ||
+		h_fail "no IdentitiesChanged after Unlock"
+	# A new key appears after Reload (SoftHSM shows new objects after re-initialising).
+	: >"$H_TMP/signals"
+	h_keygen demo p256 second 05
+	bctl call $AGENT $OBJ $AGENT Reload || h_fail "Reload failed"
+	h_wait_until 10 grep -q IdentitiesChanged "$H_TMP/signals" ||
+		h_fail "no IdentitiesChanged after Reload with a new key"
+	ctl identities | grep -q 'object=second' || h_fail "the new key is not listed after Reload"
+	h_kill "$w"
+}
+
+test_config() {
+	h_bus
+	local out st
+	printf '[agent]\nworkers = 4\nbogus-key = 1\n' >"$H_TMP/bad.conf"
+	st=0
+	out=$("$H_CERTAGENTD" --config "$H_TMP/bad.conf" --address "$DBUS_SESSION_BUS_ADDRESS" \
+		--foreground 2>&1) || st=$?
+	[ "$st" = 1 ] || h_fail "a bad config gave status $st"
+	case $out in *"$H_TMP/bad.conf:3:"*"bogus-key"*) ;; *) h_fail "no file:line: $out" ;; esac
+	printf '[agent]\nworkers = lots\n' >"$H_TMP/bad.conf"
+	st=0
+	out=$("$H_CERTAGENTD" --config "$H_TMP/bad.conf" --foreground 2>&1) || st=$?
+	case $st:$out in 1:*"bad.conf:2:"*workers*) ;; *) h_fail "bad workers not refused: $st $out" ;; esac
+	printf '[agnet]\n' >"$H_TMP/bad.conf"
+	printf 'x = 1\n' >>"$H_TMP/bad.conf"
+	st=0
+	out=$("$H_CERTAGENTD" --config "$H_TMP/bad.conf" --foreground 2>&1) || st=$?
+	case $st:$out in 1:*"bad.conf:2:"*"unknown section [agnet]"*) ;; *) h_fail "bad section: $st $out" ;; esac
+	st=0
+	out=$("$H_CERTAGENTD" --config "$H_TMP/missing.conf" --foreground 2>&1) || st=$?
+	case $st:$out in 1:*missing.conf*) ;; *) h_fail "a missing --config file was not an error: $st $out" ;; esac
+	# Inline comments as in the documentation, and a missing default file, are fine.
+	h_token demo
+	h_agent "workers = 2        # signing threads" "log-level = debug ; more"
+	agent_alive
+	grep -q "debug:" "$H_AGENT_LOG" || h_fail "log-level = debug was not applied"
+	"$H_CERTAGENTD" --help | grep -q -- --foreground || h_fail "--help lacks --foreground"
+}
+
+test_pin_source() {
+	need_py
+	(umask 077 && printf '%s\n' "$H_PIN" >"$H_TMP/demo.pin")
+	setup "[pin-source demo]" "token = pkcs11:token=demo" "file = $H_TMP/demo.pin"
+	sign_verify ecdsa_secp256r1_sha256 "$URI" "$H_TMP/ca/client.pem"
+	h_wait_until 5 sh -c "'$PY' '$CERTAGENT_SRC/tests/agent/agentctl.py' identities | grep -q '\"logged-in\": true'" ||
+		h_fail "the snapshot does not show the pin-source login"
+}
+
+test_daemon() {
+	# Without --foreground the parent returns once the name is owned.
+	h_token demo
+	h_bus
+	printf '[agent]\nregistered-modules = no\n[module softhsm]\npath = %s\n' "$H_SOFTHSM" >"$H_AGENT_CONF"
+	"$H_CERTAGENTD" --config "$H_AGENT_CONF" --address "$DBUS_SESSION_BUS_ADDRESS" \
+		</dev/null >>"$H_AGENT_LOG" 2>&1 || h_fail "certagentd (daemon) failed"
+	h_name_has_owner $AGENT || h_fail "the name is not owned when the parent returned"
+	H_AGENT_PID=$(bctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
+		GetConnectionUnixProcessID s $AGENT | awk '{print $2}')
+	h__track "$H_AGENT_PID"
+	agent_alive
+}
+
+case=${1:?usage: agent-test.sh CASE}
+"test_${case//-/_}"
