@@ -16,12 +16,13 @@
  * Setup (token, keys, CA, bus, agent) is done by bench/run-bench.sh; scripts/bench builds and
  * runs it. This program owns its GnuTLS objects and the PIN buffer (wiped at exit).
  */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <stddef.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,7 +296,7 @@ static int bench_measure(const BenchPath *paths, size_t n, double seconds, CaErr
 typedef struct SignCtx {
 	gnutls_sign_algorithm_t algo;
 	const char *scheme;	 /* TLS name, for the agent */
-	gnutls_datum_t hash;	 /* bare SHA-256 */
+	gnutls_datum_t hash;	 /* 32 random bytes standing for a SHA-256 */
 	gnutls_pubkey_t pub;	 /* checks the first signature of each path */
 	gnutls_privkey_t key;	 /* in-process */
 	certagent_client *agent; /* through the agent */
@@ -483,8 +484,12 @@ static double ms(double s)
 
 static void bench_print_table(const Options *o, const Row *rows, size_t n)
 {
-	printf("certagent-bench: %.2g s per measurement, one client, sequential, token \"%s\"\n\n",
-	       o->seconds, o->token);
+	double load[1] = {-1};
+
+	getloadavg(load, 1);
+	printf("certagent-bench: %.2g s per measurement, one client, sequential, token \"%s\"\n"
+	       "machine: %ld CPUs, load %.2f (a busy machine widens p99 and blurs the ratios)\n\n",
+	       o->seconds, o->token, sysconf(_SC_NPROCESSORS_ONLN), load[0]);
 	printf("%-28s %-18s %10s %10s %7s %17s %17s %9s\n", "case", "baseline", "base/s", "agent/s",
 	       "ratio", "base p50/p99 ms", "agent p50/p99 ms", "added ms");
 	for (size_t i = 0; i < n; i++) {
@@ -514,7 +519,11 @@ static void bench_print_stats_json(const char *key, const Stats *s)
 /* Names are our own constants: nothing to escape. */
 static void bench_print_json(const Options *o, const Row *rows, size_t n)
 {
-	printf("{\"seconds\": %.3f, \"rows\": [", o->seconds);
+	double load[1] = {-1};
+
+	getloadavg(load, 1);
+	printf("{\"seconds\": %.3f, \"cpus\": %ld, \"load\": %.2f, \"rows\": [", o->seconds,
+	       sysconf(_SC_NPROCESSORS_ONLN), load[0]);
 	for (size_t i = 0; i < n; i++) {
 		const Row *r = &rows[i];
 		double br = stats_rate(r->base), ar = stats_rate(r->agent);
@@ -706,12 +715,15 @@ static void bench_deinit(Bench *b)
 
 static Stats *bench_stats(Bench *b)
 {
-	return &b->stats[b->n_stats++]; /* at most 10 are used */
+	/* 2 per sign row, 2 or 3 per handshake case: 9 in all */
+	assert(b->n_stats < ELEMENTSOF(b->stats));
+	return &b->stats[b->n_stats++];
 }
 
 static void bench_row(Bench *b, const char *name, const char *baseline, const Stats *base,
 		      const Stats *agent)
 {
+	assert(b->n_rows < ELEMENTSOF(b->rows));
 	b->rows[b->n_rows++] = (Row){name, baseline, base, agent};
 }
 

@@ -125,6 +125,10 @@ int certagent_privkey_new(certagent_client *c, const char *identity_uri, gnutls_
  * Uses the user pointer of cred's trust list (gnutls_x509_trust_list_set_ptr); set trust
  * before or after, but do not replace cred's trust list with gnutls_certificate_set_trust_list
  * afterwards. Sets the server name from the session for each Sign (policy, prompts).
+ * Fails with -CERTAGENT_E_INVALID_ARGS if that user pointer is already taken (by the
+ * application or another client). Calling it again on the same cred changes identity_uri.
+ * When no identity fits, no certificate is sent (the server decides) and
+ * certagent_client_last_error() says, per identity, why it did not fit.
  */
 int certagent_credentials_set(certagent_client *c, gnutls_certificate_credentials_t cred,
 			      const char *identity_uri, certagent_error *err);

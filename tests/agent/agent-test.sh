@@ -346,6 +346,107 @@ test_pin_source() {
 		h_fail "the snapshot does not show the pin-source login"
 }
 
+SLOW_MODULE=$CERTAGENT_BUILD/tests/agent/certagent-test-slow.so
+
+# Tokens "slow" (key s1) and "fast" (key f1) behind the gated module; both unlocked.
+setup_slow() {
+	[ -f "$SLOW_MODULE" ] || h_fail "not built: $SLOW_MODULE"
+	export CERTAGENT_TEST_GATE=$H_TMP/gate
+	h_token slow
+	h_token fast
+	h_keygen slow p256 s1 01
+	h_keygen fast p256 f1 02
+	h_ca
+	h_client_cert slow s1 01 "CN=slow"
+	h_client_cert fast f1 02 "CN=fast"
+	h_bus
+	local real=$H_SOFTHSM
+	H_SOFTHSM=$SLOW_MODULE
+	h_agent "$@"
+	H_SOFTHSM=$real
+	h_unlock_dbus slow
+	h_unlock_dbus fast
+	openssl rand 32 >"$H_TMP/h"
+}
+
+entered() { [ -f "$CERTAGENT_TEST_GATE.entered" ] && wc -l <"$CERTAGENT_TEST_GATE.entered" || echo 0; }
+
+test_slow_token() {
+	need_py
+	setup_slow "workers = 4"
+	ctl sign "$(h_key_uri slow s1)" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/slow.sig" \
+		>"$H_TMP/slow.out" 2>&1 &
+	local slow=$!
+	h__track "$slow"
+	h_wait_until 10 sh -c "[ \$(wc -l <'$CERTAGENT_TEST_GATE.entered' 2>/dev/null || echo 0) -ge 1 ]" ||
+		h_fail "the slow signature never reached the token"
+	# While it is held inside the slow token, everything else is answered.
+	ctl sign "$(h_key_uri fast f1)" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/fast.sig" ||
+		h_fail "a signature on another token waited for the slow one"
+	ctl identities >/dev/null || h_fail "ListIdentities waited for the slow token"
+	ctl tokens >/dev/null || h_fail "ListTokens waited for the slow token"
+	bctl get-property $AGENT $OBJ $AGENT Version >/dev/null || h_fail "Version waited"
+	kill -0 "$slow" 2>/dev/null || h_fail "the slow signature finished before the gate opened"
+	: >"$CERTAGENT_TEST_GATE"
+	wait "$slow" || h_fail "the slow signature failed: $(cat "$H_TMP/slow.out")"
+	h__untrack "$slow"
+	[ -s "$H_TMP/slow.sig" ] || h_fail "no slow signature"
+
+	# The per-caller cap: one connection sends 70 Signs while the gate is shut; 64 are taken
+	# (4 inside the token, 60 queued) and the rest refused with TooLarge; all 64 then finish.
+	rm -f "$CERTAGENT_TEST_GATE" "$CERTAGENT_TEST_GATE.entered"
+	"$PY" - "$(h_key_uri slow s1)" "$H_TMP/h" "$CERTAGENT_TEST_GATE" <<'PYEOF' || h_fail "per-caller cap"
+import os, sys, dbus
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+DBusGMainLoop(set_as_default=True)
+bus = dbus.bus.BusConnection(os.environ['DBUS_SESSION_BUS_ADDRESS'])
+agent = dbus.Interface(bus.get_object('org.certagent.Agent1', '/org/certagent/Agent1'),
+                       'org.certagent.Agent1')
+uri, data, gate = sys.argv[1], open(sys.argv[2], 'rb').read(), sys.argv[3]
+ok, errors, loop = [], [], GLib.MainLoop()
+def done():
+    if len(ok) + len(errors) == 70:
+        loop.quit()
+def on_ok(sig):
+    ok.append(sig); done()
+def on_err(e):
+    errors.append(e.get_dbus_name())
+    if len(errors) == 6:
+        open(gate, 'w').close()  # all refusals are in: let the 64 finish
+    done()
+for _ in range(70):
+    agent.Sign(uri, 'ecdsa_secp256r1_sha256', dbus.ByteArray(data), dbus.Dictionary({}, signature='sv'),
+               reply_handler=on_ok, error_handler=on_err, timeout=60)
+GLib.timeout_add(60000, loop.quit)
+loop.run()
+print('ok=%d errors=%s' % (len(ok), errors))
+assert len(ok) == 64, len(ok)
+assert errors == ['org.certagent.Error.TooLarge'] * 6, errors
+PYEOF
+	agent_alive
+}
+
+test_stuck_shutdown() {
+	need_py
+	setup_slow
+	ctl sign "$(h_key_uri slow s1)" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/slow.sig" \
+		>"$H_TMP/slow.out" 2>&1 &
+	local slow=$! st=0
+	h__track "$slow"
+	h_wait_until 10 sh -c "[ -s '$CERTAGENT_TEST_GATE.entered' ]" ||
+		h_fail "the slow signature never reached the token"
+	# SIGTERM while a token never answers: the agent still exits (after its 5 s grace).
+	kill -TERM "$H_AGENT_PID"
+	wait "$H_AGENT_PID" || st=$?
+	h__untrack "$H_AGENT_PID"
+	H_AGENT_PID=
+	[ "$st" = 0 ] || h_fail "certagentd exited with $st"
+	grep -q "did not answer" "$H_AGENT_LOG" || h_fail "the stuck token was not reported"
+	wait "$slow" || true
+	h__untrack "$slow"
+}
+
 test_daemon() {
 	# Without --foreground the parent returns once the name is owned.
 	h_token demo

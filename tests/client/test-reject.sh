@@ -37,13 +37,13 @@ connect 4 locked --cafile "$ca" --identity "$ident"
 grep -qi 'unlock\|pin' "$H_TMP/locked.err" || h_fail "locked: no hint to unlock"
 
 h_unlock demo
-# Only the stranger: hide the good one by asking for the stranger's issuer... simplest: force a
-# URI that does not exist, then the real stranger.
+# A URI the agent does not have: nothing is sent, the server rejects, the reason is given.
 connect 1 nosuch --cafile "$ca" --identity "pkcs11:token=demo;object=nosuch;type=private"
 grep -q 'rejected the client' "$H_TMP/nosuch.err" || h_fail "nosuch: not reported as rejection"
 grep -q 'no client certificate was sent' "$H_TMP/nosuch.err" || h_fail "nosuch: did not say nothing was sent"
 grep -q 'has no identity' "$H_TMP/nosuch.err" || h_fail "nosuch: no reason given"
 
+# An identity whose CA the server does not trust, forced: the server's alert is named.
 sid=$(h_certagent list --json | python3 -c '
 import json, sys
 print([i["uri"] for i in json.load(sys.stdin)["identities"] if i["label"] == "stranger"][0])')
