@@ -119,8 +119,8 @@ typedef struct IpcDictField {
 /*
  * Reads an a{sv} at iter (which must point at it) into the fields named in the table.
  * Unknown keys are ignored; a key of the table with another type is CA_E_INVALID_ARGS; more than
- * max_entries entries, or an entry over its field's max, is CA_E_TOO_LARGE. On failure nothing
- * owned is left in the outputs.
+ * max_entries entries, or an entry over its field's max, is CA_E_TOO_LARGE; a key twice is
+ * CA_E_INVALID_ARGS. On failure nothing owned is left in the outputs. At most 64 fields.
  */
 int ipc_dict_read(DBusMessageIter *iter, const IpcDictField *fields, size_t n_fields,
 		  size_t max_entries, CaError *err);

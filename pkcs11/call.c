@@ -392,3 +392,58 @@ CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len,
 {
 	return CALL(m, C_Sign, h, (CK_BYTE *)data, len, sig, sig_len);
 }
+
+/* --- Administration (pkcs11/admin.c): read-write sessions, token and PIN set-up, objects. --- */
+
+CK_RV call_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret)
+{
+	return CALL(m, C_GetSlotInfo, slot, ret);
+}
+
+CK_RV call_open_rw_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret)
+{
+	return CALL(m, C_OpenSession, slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, ret);
+}
+
+CK_RV call_init_token(Module *m, CK_SLOT_ID slot, const char *so_pin, size_t so_pin_len,
+		      const uint8_t label[static 32])
+{
+	call_log(LOG_DEBUG, "%s: C_InitToken (slot %lu)", m->name, (unsigned long)slot);
+	return CALL(m, C_InitToken, slot, (CK_UTF8CHAR *)so_pin, so_pin_len, (CK_UTF8CHAR *)label);
+}
+
+CK_RV call_init_pin(Module *m, CK_SESSION_HANDLE h, const char *pin, size_t pin_len)
+{
+	return CALL(m, C_InitPIN, h, (CK_UTF8CHAR *)pin, pin_len);
+}
+
+CK_RV call_set_pin(Module *m, CK_SESSION_HANDLE h, const char *old_pin, size_t old_len,
+		   const char *new_pin, size_t new_len)
+{
+	return CALL(m, C_SetPIN, h, (CK_UTF8CHAR *)old_pin, old_len, (CK_UTF8CHAR *)new_pin,
+		    new_len);
+}
+
+CK_RV call_generate_key_pair(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech,
+			     CK_ATTRIBUTE *pub, size_t n_pub, CK_ATTRIBUTE *priv, size_t n_priv,
+			     CK_OBJECT_HANDLE *ret_pub, CK_OBJECT_HANDLE *ret_priv)
+{
+	return CALL(m, C_GenerateKeyPair, h, mech, pub, n_pub, priv, n_priv, ret_pub, ret_priv);
+}
+
+CK_RV call_create_object(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
+			 CK_OBJECT_HANDLE *ret)
+{
+	return CALL(m, C_CreateObject, h, tmpl, n, ret);
+}
+
+CK_RV call_destroy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+	return CALL(m, C_DestroyObject, h, o);
+}
+
+CK_RV call_set_attributes(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
+			  size_t n)
+{
+	return CALL(m, C_SetAttributeValue, h, o, tmpl, n);
+}

@@ -123,6 +123,22 @@ CK_RV call_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTR
 CK_RV call_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
 CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
 		CK_ULONG *sig_len);
+/* For admin.c only: writing to tokens. */
+CK_RV call_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret);
+CK_RV call_open_rw_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret);
+CK_RV call_init_token(Module *m, CK_SLOT_ID slot, const char *so_pin, size_t so_pin_len,
+		      const uint8_t label[static 32]);
+CK_RV call_init_pin(Module *m, CK_SESSION_HANDLE h, const char *pin, size_t pin_len);
+CK_RV call_set_pin(Module *m, CK_SESSION_HANDLE h, const char *old_pin, size_t old_len,
+		   const char *new_pin, size_t new_len);
+CK_RV call_generate_key_pair(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech,
+			     CK_ATTRIBUTE *pub, size_t n_pub, CK_ATTRIBUTE *priv, size_t n_priv,
+			     CK_OBJECT_HANDLE *ret_pub, CK_OBJECT_HANDLE *ret_priv);
+CK_RV call_create_object(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
+			 CK_OBJECT_HANDLE *ret);
+CK_RV call_destroy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
+CK_RV call_set_attributes(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
+			  size_t n);
 
 /* module.c */
 int module_load_all(Store *s, CaError *err);

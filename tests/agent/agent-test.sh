@@ -461,5 +461,43 @@ test_daemon() {
 	agent_alive
 }
 
+test_activation() {
+	# D-Bus activation with the installed service file (Exec=... --foreground).
+	h_token demo
+	mkdir -p "$H_TMP/services" "$XDG_CONFIG_HOME/certagent"
+	sed "s|@bindir@|$CERTAGENT_BUILD/agent|" "$CERTAGENT_SRC/dbus/org.certagent.Agent1.service.in" \
+		>"$H_TMP/services/org.certagent.Agent1.service"
+	printf '[agent]\nregistered-modules = no\n[module softhsm]\npath = %s\n' "$H_SOFTHSM" \
+		>"$XDG_CONFIG_HOME/certagent/agent.conf"
+	cat >"$H_TMP/bus.conf" <<EOF2
+<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:dir=$H_TMP</listen>
+  <auth>EXTERNAL</auth>
+  <servicedir>$H_TMP/services</servicedir>
+  <policy context="default">
+    <allow send_destination="*"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+EOF2
+	dbus-daemon --config-file="$H_TMP/bus.conf" --fork --print-address=3 --print-pid=4 \
+		3>"$H_TMP/bus.address" 4>"$H_TMP/bus.pid" </dev/null >>"$H_TMP/bus.log" 2>&1 ||
+		h_fail "dbus-daemon did not start"
+	h__track "$(head -n 1 "$H_TMP/bus.pid")"
+	DBUS_SESSION_BUS_ADDRESS=$(head -n 1 "$H_TMP/bus.address")
+	export DBUS_SESSION_BUS_ADDRESS
+	! h_name_has_owner $AGENT || h_fail "the agent runs before activation"
+	bctl call $AGENT $OBJ $AGENT ListTokens >"$H_TMP/out" || h_fail "activation failed: $(cat "$H_TMP/bus.log")"
+	grep -q '"demo"' "$H_TMP/out" || h_fail "the activated agent does not see the token: $(cat "$H_TMP/out")"
+	H_AGENT_PID=$(bctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
+		GetConnectionUnixProcessID s $AGENT | awk '{print $2}')
+	h__track "$H_AGENT_PID"
+	# --foreground: the process the bus started is the agent itself.
+	grep -q -- --foreground "/proc/$H_AGENT_PID/cmdline" || h_fail "activation did not use --foreground"
+}
+
 case=${1:?usage: agent-test.sh CASE}
 "test_${case//-/_}"
