@@ -16,7 +16,7 @@ void caller_table_deinit(CallerTable *t)
 	for (size_t i = 0; i < t->n; i++)
 		free(t->items[i].name);
 	free(t->items);
-	*t = (CallerTable){ 0 };
+	*t = (CallerTable){0};
 }
 
 Caller *caller_find(CallerTable *t, const char *name)
@@ -43,8 +43,8 @@ static int caller_ask_bus(DBusConnection *conn, const char *name, uid_t *ret_uid
 	uint32_t uid = 0, pid = 0;
 	bool have_uid = false, have_pid = false;
 	const IpcDictField fields[] = {
-		{ "UnixUserID", IPC_DICT_U32, &uid, 0, 0, &have_uid },
-		{ "ProcessID", IPC_DICT_U32, &pid, 0, 0, &have_pid },
+		{"UnixUserID", IPC_DICT_U32, &uid, 0, 0, &have_uid},
+		{"ProcessID", IPC_DICT_U32, &pid, 0, 0, &have_pid},
 	};
 	int r;
 
@@ -74,8 +74,7 @@ static int caller_ask_bus(DBusConnection *conn, const char *name, uid_t *ret_uid
 	return 0;
 }
 
-int caller_get(CallerTable *t, DBusConnection *conn, const char *name, Caller **ret,
-	       CaError *err)
+int caller_get(CallerTable *t, DBusConnection *conn, const char *name, Caller **ret, CaError *err)
 {
 	Caller *c = caller_find(t, name);
 	uid_t uid = 0;
@@ -107,7 +106,7 @@ int caller_get(CallerTable *t, DBusConnection *conn, const char *name, Caller **
 			return -ENOMEM;
 	}
 	c = &t->items[t->n];
-	*c = (Caller){ .name = strdup(name), .uid = uid, .pid = pid };
+	*c = (Caller){.name = strdup(name), .uid = uid, .pid = pid};
 	if (!c->name)
 		return -ENOMEM;
 	t->n++;

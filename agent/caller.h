@@ -13,15 +13,15 @@
 
 #include "error.h"
 
-#define CALLER_CACHE_MAX 256   /* unique names remembered at once */
-#define CALLER_PENDING_MAX 64  /* requests in flight per caller */
+#define CALLER_CACHE_MAX 256  /* unique names remembered at once */
+#define CALLER_PENDING_MAX 64 /* requests in flight per caller */
 
 typedef struct Caller {
-	char *name;        /* unique bus name ":1.42" */
+	char *name; /* unique bus name ":1.42" */
 	uid_t uid;
-	pid_t pid;         /* 0 when the bus did not say */
-	unsigned pending;  /* requests in flight */
-	bool gone;         /* left the bus; forgotten when pending drops to 0 */
+	pid_t pid;	  /* 0 when the bus did not say */
+	unsigned pending; /* requests in flight */
+	bool gone;	  /* left the bus; forgotten when pending drops to 0 */
 } Caller;
 
 typedef struct CallerTable {
@@ -36,8 +36,7 @@ void caller_table_deinit(CallerTable *t);
  * Codes: CA_E_POLICY_DENIED (the bus could not say who it is), CA_E_TOO_LARGE (too many callers
  * with requests in flight).
  */
-int caller_get(CallerTable *t, DBusConnection *conn, const char *name, Caller **ret,
-	       CaError *err);
+int caller_get(CallerTable *t, DBusConnection *conn, const char *name, Caller **ret, CaError *err);
 
 /* The cached entry, or NULL (no bus call). */
 Caller *caller_find(CallerTable *t, const char *name);

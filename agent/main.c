@@ -39,15 +39,18 @@ static const struct {
 	const char *arg;
 	const char *help;
 } option_table[] = {
-	{ { "config", required_argument, NULL, 'c' }, "FILE",
-	  "read FILE instead of $XDG_CONFIG_HOME/certagent/agent.conf" },
-	{ { "address", required_argument, NULL, 'a' }, "ADDR",
-	  "serve on the bus at ADDR instead of the session bus" },
-	{ { "foreground", no_argument, NULL, 'f' }, NULL,
-	  "do not fork (for systemd and D-Bus activation)" },
-	{ { "debug", no_argument, NULL, 'd' }, NULL, "log at debug level" },
-	{ { "version", no_argument, NULL, 'V' }, NULL, "print the version and exit" },
-	{ { "help", no_argument, NULL, 'h' }, NULL, "print this help and exit" },
+	{{"config", required_argument, NULL, 'c'},
+	 "FILE",
+	 "read FILE instead of $XDG_CONFIG_HOME/certagent/agent.conf"},
+	{{"address", required_argument, NULL, 'a'},
+	 "ADDR",
+	 "serve on the bus at ADDR instead of the session bus"},
+	{{"foreground", no_argument, NULL, 'f'},
+	 NULL,
+	 "do not fork (for systemd and D-Bus activation)"},
+	{{"debug", no_argument, NULL, 'd'}, NULL, "log at debug level"},
+	{{"version", no_argument, NULL, 'V'}, NULL, "print the version and exit"},
+	{{"help", no_argument, NULL, 'h'}, NULL, "print this help and exit"},
 };
 
 static void usage(FILE *f)
@@ -83,7 +86,7 @@ static int parse_options(int argc, char **argv, Options *o)
 			shortopts[n++] = ':';
 	}
 	shortopts[n] = 0;
-	longopts[ELEMENTSOF(option_table)] = (struct option){ 0 };
+	longopts[ELEMENTSOF(option_table)] = (struct option){0};
 
 	while ((c = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (c) {
@@ -143,7 +146,7 @@ static void cloexec_inherited(void)
 /* No core dumps and no ptrace attach by other processes of the user, as ssh-agent does. */
 static void harden(void)
 {
-	struct rlimit no_core = { 0, 0 };
+	struct rlimit no_core = {0, 0};
 
 	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		log_warning("cannot disable ptrace and core dumps (PR_SET_DUMPABLE): %m");
@@ -198,14 +201,14 @@ static void settings_freep(Settings **s)
 
 int main(int argc, char **argv)
 {
-	Options o = { 0 };
+	Options o = {0};
 	_cleanup_(settings_freep) Settings *settings = NULL;
 	_cleanup_free_ char *default_path = NULL;
 	StoreOptions store_opts;
 	DBusConnection *conn = NULL;
 	Store *store = NULL;
 	Server *server = NULL;
-	CaError err = { 0 };
+	CaError err = {0};
 	sigset_t mask;
 	int ready_fd = -1, r;
 	bool clean;

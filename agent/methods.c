@@ -140,8 +140,8 @@ static Request *request_new(Server *s, RequestKind kind, DBusMessage *msg)
 	q->start_usec = now_usec();
 	if (msg) {
 		q->msg = dbus_message_ref(msg);
-		q->sender = strdup(dbus_message_get_sender(msg) ? dbus_message_get_sender(msg)
-								  : "?");
+		q->sender =
+			strdup(dbus_message_get_sender(msg) ? dbus_message_get_sender(msg) : "?");
 		if (!q->sender)
 			return request_free(q);
 	}
@@ -311,7 +311,7 @@ static int sign_submit(Server *s, DBusMessage *msg, CaError *err)
 	const char *uri, *scheme_name, *server_name = NULL;
 	const unsigned char *data;
 	const IpcDictField options[] = {
-		{ "server-name", IPC_DICT_STRING, &server_name, IPC_SERVER_NAME_MAX },
+		{"server-name", IPC_DICT_STRING, &server_name, IPC_SERVER_NAME_MAX},
 	};
 	const StoreIdentity *id;
 	const CaScheme *scheme;
@@ -333,10 +333,11 @@ static int sign_submit(Server *s, DBusMessage *msg, CaError *err)
 				    "the identity URI is %zu bytes; at most %d are accepted",
 				    strlen(uri), IPC_URI_MAX);
 	if (!uri_ok(uri))
-		return ca_error_set(err, CA_E_INVALID_ARGS,
-				    "the identity must be a pkcs11: URI as ListIdentities gives it, "
-				    "not \"%.64s\"",
-				    uri);
+		return ca_error_set(
+			err, CA_E_INVALID_ARGS,
+			"the identity must be a pkcs11: URI as ListIdentities gives it, "
+			"not \"%.64s\"",
+			uri);
 	id = snapshot_identity(s, uri);
 	scheme = strlen(scheme_name) <= IPC_SCHEME_MAX ? ca_scheme_by_name(scheme_name) : NULL;
 	if (!scheme) {
@@ -411,8 +412,8 @@ static int method_unlock(void *userdata, DBusMessage *msg, DBusMessage **ret_rep
 		r = ca_error_set(err, CA_E_TOO_LARGE, "the PIN is longer than %d bytes",
 				 IPC_PIN_MAX);
 	else if (strlen(token) > IPC_URI_MAX)
-		r = ca_error_set(err, CA_E_TOO_LARGE,
-				 "the token URI is longer than %d bytes", IPC_URI_MAX);
+		r = ca_error_set(err, CA_E_TOO_LARGE, "the token URI is longer than %d bytes",
+				 IPC_URI_MAX);
 	else if (!uri_ok(token))
 		r = ca_error_set(err, CA_E_INVALID_ARGS,
 				 "the token must be a pkcs11: URI (such as pkcs11:token=LABEL), "
@@ -471,7 +472,7 @@ static int method_reload(void *userdata, DBusMessage *msg, DBusMessage **ret_rep
 
 void methods_reload_internal(Server *s)
 {
-	CaError err = { 0 };
+	CaError err = {0};
 
 	if (method_simple(s, REQUEST_RELOAD, NULL, &err))
 		log_warning("cannot reload: %s", err.message[0] ? err.message : "out of memory");
@@ -485,16 +486,16 @@ static bool property_version(void *userdata, DBusMessageIter *variant)
 }
 
 static const IpcMethod agent_methods[] = {
-	{ "ListIdentities", "", "aa{sv}", method_list_identities, IPC_POLICY_OWNER },
-	{ "ListTokens", "", "aa{sv}", method_list_tokens, IPC_POLICY_OWNER },
-	{ "Sign", "ssaya{sv}", "ay", method_sign, IPC_POLICY_OWNER },
-	{ "Unlock", "ss", "", method_unlock, IPC_POLICY_OWNER },
-	{ "Lock", "", "", method_lock, IPC_POLICY_OWNER },
-	{ "Reload", "", "", method_reload, IPC_POLICY_OWNER },
+	{"ListIdentities", "", "aa{sv}", method_list_identities, IPC_POLICY_OWNER},
+	{"ListTokens", "", "aa{sv}", method_list_tokens, IPC_POLICY_OWNER},
+	{"Sign", "ssaya{sv}", "ay", method_sign, IPC_POLICY_OWNER},
+	{"Unlock", "ss", "", method_unlock, IPC_POLICY_OWNER},
+	{"Lock", "", "", method_lock, IPC_POLICY_OWNER},
+	{"Reload", "", "", method_reload, IPC_POLICY_OWNER},
 };
 
 static const IpcProperty agent_properties[] = {
-	{ "Version", "s", property_version, IPC_POLICY_ANYONE },
+	{"Version", "s", property_version, IPC_POLICY_ANYONE},
 };
 
 const IpcInterface methods_interface = {
@@ -539,10 +540,11 @@ static void request_log(const Request *q, uint64_t total_usec)
 				 (double)q->info.token_usec / 1000.0, (double)total_usec / 1000.0,
 				 q->uri, q->scheme->name, server);
 		else
-			log_info("sign: %s: failed after %.1f ms: %s: %s (identity %s, scheme %s%s)",
-				 who, (double)total_usec / 1000.0,
-				 q->job.cancelled ? "Cancelled" : ca_error_name(q->r),
-				 q->err.message, q->uri, q->scheme->name, server);
+			log_info(
+				"sign: %s: failed after %.1f ms: %s: %s (identity %s, scheme %s%s)",
+				who, (double)total_usec / 1000.0,
+				q->job.cancelled ? "Cancelled" : ca_error_name(q->r),
+				q->err.message, q->uri, q->scheme->name, server);
 		return;
 	}
 	/* Never the PIN: only the token and the outcome. */

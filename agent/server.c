@@ -156,7 +156,7 @@ static DBusHandlerResult server_filter(DBusConnection *conn, DBusMessage *msg, v
 uint64_t server_take_listing(Server *s, StoreIdentityList **ret_ids, StoreTokenList **ret_tokens)
 {
 	uint64_t seq = atomic_fetch_add(&s->list_seq, 1) + 1;
-	CaError err = { 0 };
+	CaError err = {0};
 
 	*ret_ids = NULL;
 	*ret_tokens = NULL;
@@ -207,8 +207,8 @@ static bool identities_equal(const StoreIdentityList *a, const StoreIdentityList
 
 static void server_emit_identities_changed(Server *s)
 {
-	DBusMessage *sig = dbus_message_new_signal(IPC_OBJECT_PATH, IPC_INTERFACE,
-						   "IdentitiesChanged");
+	DBusMessage *sig =
+		dbus_message_new_signal(IPC_OBJECT_PATH, IPC_INTERFACE, "IdentitiesChanged");
 
 	if (!ipc_send(s->conn, sig))
 		log_warning("cannot emit IdentitiesChanged: out of memory");
@@ -290,8 +290,7 @@ int server_new(DBusConnection *conn, Store *store, const Settings *settings, Ser
 	if (r == 0)
 		r = worker_pool_new("ca-control", 1, s->event_fd, &s->control_pool);
 	if (r) {
-		r = ca_error_set(err, CA_E_FAILED, "cannot start worker threads: %s",
-				 strerror(-r));
+		r = ca_error_set(err, CA_E_FAILED, "cannot start worker threads: %s", strerror(-r));
 		goto fail;
 	}
 
@@ -322,7 +321,7 @@ fail:
 
 static void server_drain(Server *s)
 {
-	WorkerPool *pools[] = { s->sign_pool, s->control_pool };
+	WorkerPool *pools[] = {s->sign_pool, s->control_pool};
 
 	for (size_t i = 0; i < ELEMENTSOF(pools); i++) {
 		WorkerJob *job;
@@ -371,9 +370,9 @@ int server_run(Server *s)
 
 	while (!s->quit) {
 		struct pollfd fds[3] = {
-			{ .fd = bus_fd, .events = POLLIN },
-			{ .fd = s->event_fd, .events = POLLIN },
-			{ .fd = s->signal_fd, .events = POLLIN },
+			{.fd = bus_fd, .events = POLLIN},
+			{.fd = s->event_fd, .events = POLLIN},
+			{.fd = s->signal_fd, .events = POLLIN},
 		};
 
 		while (!s->quit &&

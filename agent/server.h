@@ -21,17 +21,17 @@
 #include "store.h"
 #include "worker.h"
 
-#define SERVER_PENDING_MAX 1024       /* requests in flight from everyone together */
-#define SERVER_STOP_TIMEOUT_MS 5000   /* how long shutdown waits for a token to answer */
+#define SERVER_PENDING_MAX 1024	    /* requests in flight from everyone together */
+#define SERVER_STOP_TIMEOUT_MS 5000 /* how long shutdown waits for a token to answer */
 
 typedef struct Server {
 	DBusConnection *conn;
-	Store *store;          /* borrowed */
+	Store *store;		  /* borrowed */
 	const Settings *settings; /* borrowed */
-	uid_t uid;             /* the only user allowed to call */
+	uid_t uid;		  /* the only user allowed to call */
 	IpcObject object;
 
-	WorkerPool *sign_pool;    /* Sign */
+	WorkerPool *sign_pool;	  /* Sign */
 	WorkerPool *control_pool; /* Unlock, Lock, Reload: one thread, in order */
 	int event_fd;
 	int signal_fd;
@@ -43,7 +43,7 @@ typedef struct Server {
 	 * may change it, so listing never waits for a token. */
 	StoreIdentityList *identities;
 	StoreTokenList *tokens;
-	uint64_t snapshot_seq;       /* main thread: seq of the snapshot in use */
+	uint64_t snapshot_seq;	       /* main thread: seq of the snapshot in use */
 	atomic_uint_fast64_t list_seq; /* workers: seq of the latest listing started */
 
 	bool quit;

@@ -18,7 +18,7 @@
 typedef struct SettingsParser {
 	Settings *config;
 	const char *path;
-	int line;        /* of the first error, from the handler's count of calls */
+	int line; /* of the first error, from the handler's count of calls */
 	CaError *err;
 	int r;
 	char section[256]; /* the section of the last entry, to start a new module/pin-source */
@@ -80,8 +80,8 @@ static Settings *settings_new_default(void)
 
 static int parse_bool(const char *v, bool *ret)
 {
-	static const char *const yes[] = { "yes", "true", "on", "1" };
-	static const char *const no[] = { "no", "false", "off", "0" };
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
 
 	for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
 		if (strcasecmp(v, yes[i]) == 0) {
@@ -214,7 +214,7 @@ static int handle_module(SettingsParser *p, const char *name, bool new_section, 
 			return -ENOMEM;
 		c->modules = grown;
 		m = &c->modules[c->n_modules];
-		*m = (StoreModuleConfig){ .name = strdup(name) };
+		*m = (StoreModuleConfig){.name = strdup(name)};
 		if (!m->name)
 			return -ENOMEM;
 		c->n_modules++;
@@ -225,27 +225,28 @@ static int handle_module(SettingsParser *p, const char *name, bool new_section, 
 				    "unknown key \"%s\" in [module %s] (known: path)", key, name);
 	if (value[0] != '/')
 		return ca_error_set(p->err, CA_E_INVALID_ARGS,
-				    "path of [module %s] must be absolute, not \"%s\"", name, value);
+				    "path of [module %s] must be absolute, not \"%s\"", name,
+				    value);
 	free(m->path);
 	m->path = strdup(value);
 	return m->path ? 0 : -ENOMEM;
 }
 
-static int handle_pin_source(SettingsParser *p, const char *name, bool new_section,
-			     const char *key, const char *value)
+static int handle_pin_source(SettingsParser *p, const char *name, bool new_section, const char *key,
+			     const char *value)
 {
 	Settings *c = p->config;
 	StorePinSource *ps;
 	char **field;
 
 	if (new_section) {
-		StorePinSource *grown = realloc(c->pin_sources,
-						(c->n_pin_sources + 1) * sizeof(*grown));
+		StorePinSource *grown =
+			realloc(c->pin_sources, (c->n_pin_sources + 1) * sizeof(*grown));
 
 		if (!grown)
 			return -ENOMEM;
 		c->pin_sources = grown;
-		c->pin_sources[c->n_pin_sources++] = (StorePinSource){ 0 };
+		c->pin_sources[c->n_pin_sources++] = (StorePinSource){0};
 	}
 	ps = &c->pin_sources[c->n_pin_sources - 1];
 	if (strcmp(key, "token") == 0) {
@@ -264,8 +265,8 @@ static int handle_pin_source(SettingsParser *p, const char *name, bool new_secti
 		field = &ps->path;
 	} else {
 		return ca_error_set(p->err, CA_E_INVALID_ARGS,
-				    "unknown key \"%s\" in [pin-source %s] (known: token, file)", key,
-				    name);
+				    "unknown key \"%s\" in [pin-source %s] (known: token, file)",
+				    key, name);
 	}
 	free(*field);
 	*field = strdup(value);
@@ -338,7 +339,7 @@ static int settings_check(SettingsParser *p)
 int settings_load(const char *path, bool required, Settings **ret, CaError *err)
 {
 	_cleanup_(settings_freep) Settings *c = settings_new_default();
-	SettingsParser p = { .path = path, .err = err };
+	SettingsParser p = {.path = path, .err = err};
 	FILE *f;
 	int line;
 
@@ -366,15 +367,14 @@ int settings_load(const char *path, bool required, Settings **ret, CaError *err)
 	if (line < 0)
 		return ca_error_set(err, CA_E_FAILED, "cannot read the configuration %s", path);
 	if (line > 0) {
-		CaError inner = { 0 };
+		CaError inner = {0};
 
 		if (p.r && err)
 			inner = *err;
 		else
 			ca_error_set(&inner, CA_E_INVALID_ARGS,
 				     "syntax error (expected [section] or key = value)");
-		return ca_error_set(err, CA_E_INVALID_ARGS, "%s:%d: %s", path, line,
-				    inner.message);
+		return ca_error_set(err, CA_E_INVALID_ARGS, "%s:%d: %s", path, line, inner.message);
 	}
 	c->path = strdup(path);
 	if (!c->path)

@@ -16,10 +16,10 @@
 #define SETTINGS_WORKERS_DEFAULT 4
 
 typedef struct Settings {
-	char *path;              /* the file read, or NULL when none was */
+	char *path;		 /* the file read, or NULL when none was */
 	bool registered_modules; /* load p11-kit's registered modules */
 	char **allow_registered; /* NULL: all registered modules */
-	unsigned workers;        /* signing threads */
+	unsigned workers;	 /* signing threads */
 	LogTarget log_target;
 	LogLevel log_level;
 	StoreModuleConfig *modules;

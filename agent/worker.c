@@ -96,13 +96,12 @@ int worker_pool_new(const char *name, unsigned n, int done_fd, WorkerPool **ret)
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (unsigned i = 0; i < n; i++) {
-		char tname[32];
+		char tname[16]; /* the kernel keeps 15 bytes */
 
 		r = -pthread_create(&p->threads[i], NULL, worker_main, p);
 		if (r)
 			break;
 		snprintf(tname, sizeof(tname), "%.10s-%u", name, i % 100);
-		tname[15] = 0; /* the kernel keeps 15 bytes */
 		pthread_setname_np(p->threads[i], tname);
 		p->n_threads++;
 	}

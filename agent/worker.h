@@ -13,8 +13,8 @@ typedef struct WorkerJob WorkerJob;
 
 struct WorkerJob {
 	void (*run)(WorkerJob *job); /* on a worker thread */
-	WorkerJob *next;             /* owned by the pool while queued */
-	bool cancelled;              /* the pool stopped before the job ran */
+	WorkerJob *next;	     /* owned by the pool while queued */
+	bool cancelled;		     /* the pool stopped before the job ran */
 };
 
 typedef struct WorkerPool WorkerPool;

@@ -15,6 +15,7 @@
 extern const CliCommand cli_cmd_list;
 extern const CliCommand cli_cmd_unlock;
 extern const CliCommand cli_cmd_connect;
+extern const CliCommand cli_cmd_status;
 
 /* Prints "certagent: MESSAGE" for an agent error and returns the exit code for it. */
 int cli_agent_error(const certagent_error *err);

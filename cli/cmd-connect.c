@@ -5,6 +5,9 @@
  * --verbose it says step by step what happened. After the handshake it copies stdin to the
  * server and the server to stdout until the server closes.
  *
+ * With --explain it does not relay: it runs the handshake, waits to learn whether the server
+ * accepted the client, and tells the whole handshake as explain.c lays it out (--json too).
+ *
  * Telling failures apart is the point: the server rejecting us (TLS 1.2: an alert during the
  * handshake; TLS 1.3: an alert on the first read after it), the server's certificate not
  * being trusted, and the agent failing (certagent_client_last_error) get different messages
@@ -26,6 +29,7 @@
 #include <gnutls/x509.h>
 
 #include "cli.h"
+#include "explain.h"
 #include "scheme.h"
 #include "util.h"
 
@@ -37,7 +41,13 @@ enum {
 	OPT_TLS13,
 	OPT_VERBOSE,
 	OPT_ADDRESS,
+	OPT_EXPLAIN,
+	OPT_JSON,
+	OPT_CRL,
 };
+
+/* How long --explain waits after a TLS 1.3 handshake for the server to reject the client. */
+#define VERDICT_WAIT_MS 3000
 
 static const CliOption options[] = {
 	{OPT_IDENTITY, "identity", 'i', "URI",
@@ -50,6 +60,12 @@ static const CliOption options[] = {
 	{OPT_TLS12, "tls1.2", 0, NULL, "Use TLS 1.2 only"},
 	{OPT_TLS13, "tls1.3", 0, NULL, "Use TLS 1.3 only"},
 	{OPT_VERBOSE, "verbose", 'v', NULL, "Say on stderr what happens, step by step"},
+	{OPT_EXPLAIN, "explain", 0, NULL,
+	 "Run the handshake only and explain it: offer, server chain and checks, certificate "
+	 "request, identity, signature, result"},
+	{OPT_JSON, "json", 0, NULL, "With --explain: print the explanation as JSON (docs/cli.md)"},
+	{OPT_CRL, "crl", 0, "FILE",
+	 "Check the server's chain against the CRLs in FILE (PEM or DER)"},
 	{OPT_ADDRESS, "address", 0, "ADDR",
 	 "D-Bus address of the bus the agent is on (default: the session bus)"},
 };
@@ -62,12 +78,17 @@ typedef struct Connect {
 	const char *servername;
 	const char *version; /* NULL, "1.2" or "1.3" */
 	const char *address;
+	const char *crl;
 	bool verbose;
+	bool explain;
+	bool json;
 
 	certagent_client *client;
 	gnutls_certificate_credentials_t cred;
+	gnutls_priority_t prio;
 	gnutls_session_t session;
 	int fd;
+	Explain *ex; /* --explain */
 } Connect;
 
 static void say(const Connect *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -139,6 +160,8 @@ static int tcp_connect(Connect *x)
 		}
 		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0) {
 			say(x, "connected to %s port %s (%s)", x->host, x->port, name);
+			if (x->ex)
+				explain_set_address(x->ex, name);
 			break;
 		}
 		e = errno;
@@ -164,6 +187,8 @@ static int setup_tls(Connect *x)
 	if (certagent_client_new(x->address, &x->client, &err) < 0)
 		return cli_agent_error(&err);
 	say(x, "certagentd answers on the bus");
+	if (x->ex)
+		explain_observe(x->ex, x->client);
 
 	r = gnutls_certificate_allocate_credentials(&x->cred);
 	if (r < 0)
@@ -176,11 +201,31 @@ static int setup_tls(Connect *x)
 			return CLI_EXIT_IO;
 		}
 		say(x, "trusting %d CA certificate%s from %s", r, r == 1 ? "" : "s", x->cafile);
+		if (x->ex)
+			explain_set_trust(x->ex, x->cafile, r);
 	} else {
 		r = gnutls_certificate_set_x509_system_trust(x->cred);
 		if (r < 0)
 			goto tls_error;
 		say(x, "trusting the system's %d CA certificates", r);
+		if (x->ex)
+			explain_set_trust(x->ex, "the system trust store", r);
+	}
+	if (x->crl) {
+		/* In the credentials' trust list, so the handshake's own verification uses it. */
+		r = gnutls_certificate_set_x509_crl_file(x->cred, x->crl, GNUTLS_X509_FMT_PEM);
+		if (r <= 0)
+			r = gnutls_certificate_set_x509_crl_file(x->cred, x->crl,
+								 GNUTLS_X509_FMT_DER);
+		if (r <= 0) {
+			fprintf(stderr, "certagent: no CRL could be read from %s%s%s\n", x->crl,
+				r < 0 ? ": " : "", r < 0 ? gnutls_strerror(r) : "");
+			return CLI_EXIT_IO;
+		}
+		say(x, "checking revocation against %d CRL%s from %s", r, r == 1 ? "" : "s",
+		    x->crl);
+		if (x->ex && explain_load_crl(x->ex, x->crl) < 0)
+			return CLI_EXIT_IO;
 	}
 	if (certagent_credentials_set(x->client, x->cred, x->identity, &err) < 0)
 		return cli_agent_error(&err);
@@ -188,16 +233,21 @@ static int setup_tls(Connect *x)
 	r = gnutls_init(&x->session, GNUTLS_CLIENT);
 	if (r < 0)
 		goto tls_error;
+	/* The system's priorities (plus a version limit), kept so --explain can list them. */
 	if (x->version)
-		r = gnutls_set_default_priority_append(x->session,
-						       strcmp(x->version, "1.2") == 0
-							       ? "-VERS-ALL:+VERS-TLS1.2"
-							       : "-VERS-ALL:+VERS-TLS1.3",
-						       &errpos, 0);
+		r = gnutls_priority_init2(&x->prio,
+					  strcmp(x->version, "1.2") == 0 ? "-VERS-ALL:+VERS-TLS1.2"
+									 : "-VERS-ALL:+VERS-TLS1.3",
+					  &errpos, GNUTLS_PRIORITY_INIT_DEF_APPEND);
 	else
-		r = gnutls_set_default_priority(x->session);
+		r = gnutls_priority_init(&x->prio, NULL, &errpos);
 	if (r < 0)
 		goto tls_error;
+	r = gnutls_priority_set(x->session, x->prio);
+	if (r < 0)
+		goto tls_error;
+	if (x->ex)
+		explain_offered(x->ex, x->prio);
 	r = gnutls_credentials_set(x->session, GNUTLS_CRD_CERTIFICATE, x->cred);
 	if (r < 0)
 		goto tls_error;
@@ -309,6 +359,45 @@ static int report_rejection(const Connect *x, const char *when)
 	return CLI_EXIT_TLS;
 }
 
+/* The verdict on a failed handshake, for --explain. */
+static void explain_failure(const Connect *x, int r)
+{
+	const certagent_error *e = certagent_client_last_error(x->client);
+	const char *uri = certagent_client_last_identity(x->client);
+
+	if (!x->ex)
+		return;
+	explain_server_chain(x->ex, x->session, x->cred);
+	if (r == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+		gnutls_alert_description_t a = gnutls_alert_get(x->session);
+		const char *name = gnutls_alert_get_name(a);
+
+		if (alert_is_about_client(a) ||
+		    (gnutls_certificate_client_get_request_status(x->session) && !uri))
+			explain_set_result(x->ex, "rejected",
+					   "the server rejected the client during the handshake "
+					   "(TLS 1.2: it checks the client's certificate before its "
+					   "Finished message) with the alert %s; %s",
+					   name ? name : "?",
+					   uri ? "a certificate was sent" : "no certificate was sent");
+		else
+			explain_set_result(x->ex, "failed",
+					   "the server ended the handshake with the alert %s",
+					   name ? name : "?");
+	} else if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
+		explain_set_result(x->ex, "server-not-trusted",
+				   "the client stopped the handshake because the server's "
+				   "certificate failed the checks above, before sending its own "
+				   "certificate or signature");
+	} else if (e && (r == GNUTLS_E_PK_SIGN_FAILED || e->code != CERTAGENT_E_NO_IDENTITY)) {
+		explain_set_result(x->ex, "agent-failed", "the agent could not sign: %s",
+				   e->message);
+	} else {
+		explain_set_result(x->ex, "failed", "the handshake failed: %s%s%s",
+				   gnutls_strerror(r), e ? "; " : "", e ? e->message : "");
+	}
+}
+
 static int report_handshake_error(const Connect *x, int r)
 {
 	const certagent_error *e = certagent_client_last_error(x->client);
@@ -351,7 +440,12 @@ static int handshake(Connect *x)
 	} while (r < 0 && !gnutls_error_is_fatal(r));
 	if (r < 0) {
 		describe_client_side(x);
+		explain_failure(x, r);
 		return report_handshake_error(x, r);
+	}
+	if (x->ex) {
+		explain_server_chain(x->ex, x->session, x->cred);
+		explain_negotiated(x->ex, x->session);
 	}
 
 	describe_client_side(x);
@@ -509,6 +603,95 @@ static int relay(Connect *x)
 	}
 }
 
+/*
+ * --explain, after a successful handshake: did the server accept the client? TLS 1.2: yes,
+ * its Finished came after it checked us. TLS 1.3: the server checks the client's certificate
+ * after its own Finished, so a rejection arrives as an alert on the first read; a session
+ * ticket (sent only once the client's Finished is verified) or data means yes, and so does
+ * silence for VERDICT_WAIT_MS.
+ */
+static int explain_verdict(Connect *x)
+{
+	bool requested = gnutls_certificate_client_get_request_status(x->session);
+	const char *uri = certagent_client_last_identity(x->client);
+	const char *what = !requested ? "the server did not ask for a client certificate"
+			   : uri      ? "the client's certificate and signature were accepted"
+				      : "the server accepted the client without a certificate";
+	int flags = fcntl(x->fd, F_GETFL), left = VERDICT_WAIT_MS;
+	char buf[4096];
+
+	if (gnutls_protocol_get_version(x->session) != GNUTLS_TLS1_3) {
+		explain_set_result(x->ex, "accepted",
+				   "%s: in TLS 1.2 the server checks them before sending its "
+				   "Finished message, and the handshake completed",
+				   what);
+		return CLI_EXIT_OK;
+	}
+	if (flags < 0 || fcntl(x->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		fprintf(stderr, "certagent: fcntl: %s\n", strerror(errno));
+		return CLI_EXIT_TLS;
+	}
+	while (left > 0) {
+		struct pollfd p = {.fd = x->fd, .events = POLLIN};
+		ssize_t n;
+
+		if (gnutls_record_check_pending(x->session) == 0) {
+			if (poll(&p, 1, left > 100 ? 100 : left) < 0 && errno != EINTR)
+				break;
+			left -= 100;
+			if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+		}
+		n = gnutls_record_recv(x->session, buf, sizeof(buf));
+		if (n > 0) {
+			explain_set_result(x->ex, "accepted",
+					   "%s: the server sent data after the handshake", what);
+			return CLI_EXIT_OK;
+		}
+		if (n == GNUTLS_E_FATAL_ALERT_RECEIVED) {
+			const char *name = gnutls_alert_get_name(gnutls_alert_get(x->session));
+
+			explain_set_result(x->ex, "rejected",
+					   "in TLS 1.3 the server checks the client's certificate "
+					   "after the handshake completes on the client's side; it "
+					   "answered with the alert %s; %s",
+					   name ? name : "?",
+					   uri ? "a certificate was sent" : "no certificate was sent");
+			return report_rejection(x, "after the handshake");
+		}
+		if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
+			explain_set_result(x->ex, "rejected",
+					   "the server closed the connection right after the "
+					   "handshake without a word (it may have rejected the "
+					   "client certificate)");
+			fprintf(stderr, "certagent: the server closed the connection right after "
+					"the handshake\n");
+			return CLI_EXIT_TLS;
+		}
+		if (n != GNUTLS_E_AGAIN && n != GNUTLS_E_INTERRUPTED &&
+		    n != GNUTLS_E_WARNING_ALERT_RECEIVED && gnutls_error_is_fatal(n)) {
+			explain_set_result(x->ex, "failed", "reading after the handshake: %s",
+					   gnutls_strerror(n));
+			fprintf(stderr, "certagent: receiving from the server: %s\n",
+				gnutls_strerror(n));
+			return CLI_EXIT_TLS;
+		}
+		if (gnutls_session_get_flags(x->session) & GNUTLS_SFLAGS_SESSION_TICKET) {
+			explain_set_result(x->ex, "accepted",
+					   "%s: after the handshake the server sent a TLS 1.3 "
+					   "session ticket, which it does only once it has verified "
+					   "the client's Finished (and certificate)",
+					   what);
+			return CLI_EXIT_OK;
+		}
+	}
+	explain_set_result(x->ex, "accepted",
+			   "%s: no alert came within %d ms after the handshake (in TLS 1.3 a "
+			   "rejection arrives as an alert on the first read)",
+			   what, VERDICT_WAIT_MS);
+	return CLI_EXIT_OK;
+}
+
 static int run(const CliCommand *cmd, int argc, char **argv)
 {
 	Connect x = {.fd = -1};
@@ -541,6 +724,15 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		case OPT_ADDRESS:
 			x.address = arg;
 			break;
+		case OPT_EXPLAIN:
+			x.explain = true;
+			break;
+		case OPT_JSON:
+			x.json = x.explain = true;
+			break;
+		case OPT_CRL:
+			x.crl = arg;
+			break;
 		}
 	}
 	if (o == 0 && p.n_positional != 1)
@@ -554,16 +746,40 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	if (o < 0)
 		return CLI_EXIT_USAGE;
 
+	if (x.explain &&
+	    !(x.ex = explain_new(x.host, x.port, x.servername ? x.servername : x.host))) {
+		fputs("certagent: out of memory\n", stderr);
+		return CLI_EXIT_AGENT;
+	}
 	rc = tcp_connect(&x) < 0 ? CLI_EXIT_TLS : 0;
 	if (rc == 0)
 		rc = setup_tls(&x);
-	if (rc == 0)
-		rc = handshake(&x);
-	if (rc == 0)
-		rc = relay(&x);
+	if (rc == 0) {
+		int hs = handshake(&x);
+
+		if (x.ex) {
+			if (hs == 0) {
+				rc = explain_verdict(&x);
+				tls_bye(&x);
+			} else {
+				rc = hs;
+			}
+			if (x.json)
+				explain_print_json(x.ex, stdout);
+			else
+				explain_print_text(x.ex, stdout);
+			if (fflush(stdout) != 0 && rc == 0)
+				rc = CLI_EXIT_IO;
+		} else {
+			rc = hs == 0 ? relay(&x) : hs;
+		}
+	}
 
 	if (x.session)
 		gnutls_deinit(x.session);
+	if (x.prio)
+		gnutls_priority_deinit(x.prio);
+	explain_free(x.ex);
 	if (x.cred)
 		gnutls_certificate_free_credentials(x.cred);
 	certagent_client_free(x.client);
@@ -581,7 +797,9 @@ const CliCommand cli_cmd_connect = {
 		       "the first one whose issuer and key the server accepts). The server's "
 		       "certificate is verified against the system's CAs (or --cafile) and the "
 		       "server name. Then copies standard input to the server and the server's "
-		       "answers to standard output until the server closes the connection.",
+		       "answers to standard output until the server closes the connection. With "
+		       "--explain it runs the handshake only and explains it step by step, as a "
+		       "textbook explains mutual TLS.",
 	.options = options,
 	.n_options = ELEMENTSOF(options),
 	.run = run,

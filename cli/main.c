@@ -19,6 +19,7 @@ static const CliCommand *const commands[] = {
 	&cli_cmd_list,
 	&cli_cmd_unlock,
 	&cli_cmd_connect,
+	&cli_cmd_status,
 };
 
 static void print_main_help(FILE *f)

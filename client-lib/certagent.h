@@ -143,6 +143,74 @@ const char *certagent_client_last_identity(const certagent_client *c);
 /* The last error the GnuTLS callbacks met (they can only return a GnuTLS code), or NULL. */
 const certagent_error *certagent_client_last_error(const certagent_client *c);
 
+/* --- Since 0.2 (version node CERTAGENT_0.2) ------------------------------------------------ */
+
+/*
+ * Observing a handshake. Tools that explain what happened (`certagent connect --explain`)
+ * register an observer; the library calls it from inside its GnuTLS callbacks, on the thread
+ * running the handshake, and never otherwise. Everything an event points to is valid only
+ * during the call: copy what you keep. An observer must not call back into the client.
+ */
+typedef int32_t certagent_event_kind;
+enum {
+	/* The server asked for a client certificate. ca_names: the DER distinguished names of
+	 * the CAs it accepts (may be none); sign_algos: the signature algorithms it accepts. */
+	CERTAGENT_EVENT_REQUEST = 1,
+	/* An identity was chosen. identity: the one sent; reason: why this one. */
+	CERTAGENT_EVENT_CHOSEN = 2,
+	/* No identity fits: no certificate is sent. reason: why each identity did not fit. */
+	CERTAGENT_EVENT_NONE_FITS = 3,
+	/* A signature is about to be asked of the agent. identity_uri, scheme. */
+	CERTAGENT_EVENT_SIGN_START = 4,
+	/* The agent answered. identity_uri, scheme, elapsed_us (the D-Bus round trip, token
+	 * time included), code (CERTAGENT_OK or the error). */
+	CERTAGENT_EVENT_SIGN_DONE = 5,
+};
+
+typedef struct certagent_event {
+	uint32_t version;	/* CERTAGENT_API_VERSION when the library was built; fields are
+				   only ever added at the end */
+	certagent_event_kind kind;
+	gnutls_session_t session;		 /* the handshake's session */
+	const certagent_identity *identity;	 /* CHOSEN, else NULL */
+	const char *identity_uri;		 /* CHOSEN, SIGN_*, else NULL */
+	const char *reason;			 /* CHOSEN, NONE_FITS, else NULL */
+	const char *scheme;			 /* SIGN_*: TLS SignatureScheme name */
+	uint64_t elapsed_us;			 /* SIGN_DONE */
+	certagent_code code;			 /* SIGN_DONE */
+	const gnutls_datum_t *ca_names;		 /* REQUEST */
+	size_t n_ca_names;
+	const gnutls_sign_algorithm_t *sign_algos; /* REQUEST */
+	size_t n_sign_algos;
+} certagent_event;
+
+typedef void (*certagent_observer_fn)(const certagent_event *ev, void *userdata);
+
+/* Sets (fn NULL: removes) the observer of c. One per client; a new one replaces the old. */
+void certagent_client_set_observer(certagent_client *c, certagent_observer_fn fn,
+				   void *userdata);
+
+/* The agent's version (its Version property), malloc'd: free() it. */
+int certagent_agent_version(certagent_client *c, char **ret_version, certagent_error *err);
+
+/* Tokens, as the agent sees them (ListTokens). */
+typedef struct certagent_token certagent_token;
+typedef struct certagent_token_list certagent_token_list;
+
+int certagent_list_tokens(certagent_client *c, certagent_token_list **ret, certagent_error *err);
+size_t certagent_token_list_count(const certagent_token_list *l);
+const certagent_token *certagent_token_list_get(const certagent_token_list *l, size_t i);
+void certagent_token_list_free(certagent_token_list *l);
+
+const char *certagent_token_uri(const certagent_token *t);
+const char *certagent_token_label(const certagent_token *t);
+const char *certagent_token_serial(const certagent_token *t);
+const char *certagent_token_manufacturer(const certagent_token *t);
+const char *certagent_token_model(const certagent_token *t);
+const char *certagent_token_module(const certagent_token *t);
+uint64_t certagent_token_flags(const certagent_token *t); /* CK_TOKEN_INFO.flags */
+int certagent_token_logged_in(const certagent_token *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -4,7 +4,8 @@
  *
  * client.c owns the bus connection, the error table and the calls; identity.c decodes
  * ListIdentities; privkey.c is the gnutls_privkey_t whose signatures go to the agent;
- * credentials.c is the retrieve function that picks an identity per handshake.
+ * credentials.c is the retrieve function that picks an identity per handshake; tokens.c
+ * decodes ListTokens and the Version property.
  * Nothing here is exported: the version script keeps only certagent_*.
  */
 #pragma once
@@ -63,6 +64,8 @@ struct certagent_client {
 	certagent_error last_error;
 	bool has_last_error;
 	CredContext *creds; /* every credential set up with this client, freed with it */
+	certagent_observer_fn observer; /* certagent_client_set_observer(), or NULL */
+	void *observer_data;
 };
 
 /* client.c */
@@ -70,6 +73,8 @@ int client_error_set(certagent_error *err, certagent_code code, const char *fmt,
 	_printf_(3, 4);
 void client_record_error(certagent_client *c, const certagent_error *err);
 void client_clear_error(certagent_client *c);
+/* Hands ev to the observer, if there is one (version filled in here). */
+void client_notify(certagent_client *c, certagent_event *ev);
 int client_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret_reply,
 		certagent_error *err);
 /* Drops the identity cache if the agent said IdentitiesChanged since we last looked. */

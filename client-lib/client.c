@@ -344,6 +344,23 @@ _public_ void certagent_client_set_timeout(certagent_client *c, int timeout_ms)
 		c->timeout_ms = timeout_ms > 0 ? timeout_ms : CA_DEFAULT_TIMEOUT_MS;
 }
 
+_public_ void certagent_client_set_observer(certagent_client *c, certagent_observer_fn fn,
+					   void *userdata)
+{
+	if (!c)
+		return;
+	c->observer = fn;
+	c->observer_data = fn ? userdata : NULL;
+}
+
+void client_notify(certagent_client *c, certagent_event *ev)
+{
+	if (!c->observer)
+		return;
+	ev->version = CERTAGENT_API_VERSION;
+	c->observer(ev, c->observer_data);
+}
+
 _public_ const char *certagent_client_last_identity(const certagent_client *c)
 {
 	return c ? c->last_identity : NULL;

@@ -35,6 +35,8 @@ typedef struct Request {
 	const CaScheme *schemes[MAX_REQUESTED];
 	size_t n_schemes;
 	bool any_scheme; /* the server named no signature algorithms */
+	gnutls_sign_algorithm_t algos[MAX_REQUESTED]; /* as the server sent them, for observers */
+	size_t n_algos;
 } Request;
 
 CredContext *cred_context_free_all(CredContext *head)
@@ -63,6 +65,8 @@ static void request_init(Request *req, gnutls_session_t session,
 
 		if (gnutls_sign_algorithm_get_requested(session, i, &algo) < 0)
 			break;
+		if (req->n_algos < MAX_REQUESTED)
+			req->algos[req->n_algos++] = algo;
 		s = ca_scheme_by_gnutls(algo);
 		if (s && req->n_schemes < MAX_REQUESTED)
 			req->schemes[req->n_schemes++] = s;
@@ -78,38 +82,45 @@ static bool request_has_scheme(const Request *req, const CaScheme *s)
 	return false;
 }
 
-static bool dn_requested(const Request *req, const gnutls_datum_t *dn)
+static int dn_requested(const Request *req, const gnutls_datum_t *dn)
 {
 	for (unsigned i = 0; i < req->info->nreqs; i++)
 		if (req->info->req_ca_rdn[i].size == dn->size &&
 		    memcmp(req->info->req_ca_rdn[i].data, dn->data, dn->size) == 0)
-			return true;
-	return false;
+			return (int)i;
+	return -1;
 }
 
-/* Whether a CA the server named issued a certificate of the chain (or is one of them). */
-static bool chain_issued_by_requested(const Request *req, const certagent_identity *id)
+/*
+ * Whether a CA the server named issued a certificate of the chain (or is one of them); the
+ * index of that name in *ret_dn (-1 when the server named none).
+ */
+static bool chain_issued_by_requested(const Request *req, const certagent_identity *id,
+				      int *ret_dn)
 {
+	*ret_dn = -1;
 	if (req->info->nreqs == 0)
 		return true;
 	for (size_t i = 0; i < id->n_certs; i++) {
 		gnutls_x509_crt_t crt;
 		gnutls_datum_t issuer = {NULL, 0}, subject = {NULL, 0};
-		bool hit = false;
+		int hit = -1;
 
 		if (gnutls_x509_crt_init(&crt) < 0)
 			return false;
 		if (gnutls_x509_crt_import(crt, &id->certs[i], GNUTLS_X509_FMT_DER) == 0) {
 			if (gnutls_x509_crt_get_raw_issuer_dn(crt, &issuer) == 0)
 				hit = dn_requested(req, &issuer);
-			if (!hit && i > 0 && gnutls_x509_crt_get_raw_dn(crt, &subject) == 0)
+			if (hit < 0 && i > 0 && gnutls_x509_crt_get_raw_dn(crt, &subject) == 0)
 				hit = dn_requested(req, &subject);
 		}
 		gnutls_free(issuer.data);
 		gnutls_free(subject.data);
 		gnutls_x509_crt_deinit(crt);
-		if (hit)
+		if (hit >= 0) {
+			*ret_dn = hit;
 			return true;
+		}
 	}
 	return false;
 }
@@ -131,10 +142,16 @@ static bool pk_requested(const Request *req, gnutls_pk_algorithm_t pk)
 	return false;
 }
 
-/* NULL if the identity fits the request, else why not. */
-static const char *identity_misfit(const Request *req, const certagent_identity *id)
+/*
+ * NULL if the identity fits the request, else why not. On a fit, *ret_scheme is the first of
+ * its schemes the server accepts (NULL if the server named none) and *ret_dn the index of the
+ * CA name that matched (-1 if the server named none).
+ */
+static const char *identity_misfit(const Request *req, const certagent_identity *id,
+				   const char **ret_scheme, int *ret_dn)
 {
 	bool scheme_ok = req->any_scheme;
+	const char *scheme = NULL;
 
 	if (id->n_certs == 0)
 		return "has no certificate on the token";
@@ -143,11 +160,15 @@ static const char *identity_misfit(const Request *req, const certagent_identity 
 	if (!pk_requested(req, identity_pk_algorithm(id)))
 		return "its key type is not one the server accepts";
 	for (size_t i = 0; !scheme_ok && i < id->n_schemes; i++)
-		scheme_ok = request_has_scheme(req, ca_scheme_by_name(id->schemes[i]));
+		if (request_has_scheme(req, ca_scheme_by_name(id->schemes[i]))) {
+			scheme_ok = true;
+			scheme = id->schemes[i];
+		}
 	if (!scheme_ok)
 		return "none of its signature schemes is among those the server accepts";
-	if (!chain_issued_by_requested(req, id))
+	if (!chain_issued_by_requested(req, id, ret_dn))
 		return "its certificate was not issued by a CA the server accepts";
+	*ret_scheme = scheme;
 	return NULL;
 }
 
@@ -164,10 +185,30 @@ static void append(char *buf, size_t size, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Picks an identity; on none, fills err with the reason for each. */
-static const certagent_identity *choose(CredContext *ctx, const certagent_identity_list *l,
-					const Request *req, certagent_error *err)
+/* The CA name at index i of the request as an RFC 4514 string, into buf. */
+static void requested_dn_string(const Request *req, int i, char *buf, size_t size)
 {
+	gnutls_datum_t str = {NULL, 0};
+
+	snprintf(buf, size, "?");
+	if (i >= 0 && (unsigned)i < req->info->nreqs &&
+	    gnutls_x509_rdn_get2(&req->info->req_ca_rdn[i], &str, 0) == 0)
+		snprintf(buf, size, "%.*s", (int)str.size, (const char *)str.data);
+	gnutls_free(str.data);
+}
+
+/*
+ * Picks an identity. On success, why (for observers) goes into reason; on none, err says why
+ * each did not fit.
+ */
+static const certagent_identity *choose(CredContext *ctx, const certagent_identity_list *l,
+					const Request *req, char *reason, size_t reason_size,
+					certagent_error *err)
+{
+	const char *scheme = NULL;
+	int dn = -1;
+
+	reason[0] = '\0';
 	if (ctx->uri) {
 		const certagent_identity *id = client_find_identity(l, ctx->uri);
 
@@ -179,8 +220,12 @@ static const certagent_identity *choose(CredContext *ctx, const certagent_identi
 		else if (id->n_certs == 0)
 			client_error_set(err, CERTAGENT_E_NO_IDENTITY,
 					 "identity %s has no certificate on the token", ctx->uri);
-		else
+		else {
+			snprintf(reason, reason_size,
+				 "the application named this identity (it is not checked against "
+				 "what the server asked for)");
 			return id;
+		}
 		return NULL;
 	}
 
@@ -190,16 +235,36 @@ static const certagent_identity *choose(CredContext *ctx, const certagent_identi
 				 "identities: insert the token, or check `certagent list`");
 		return NULL;
 	}
-	for (size_t i = 0; i < l->n; i++)
-		if (!identity_misfit(req, &l->items[i]))
-			return &l->items[i];
+	for (size_t i = 0; i < l->n; i++) {
+		char dn_str[256];
+
+		if (identity_misfit(req, &l->items[i], &scheme, &dn))
+			continue;
+		requested_dn_string(req, dn, dn_str, sizeof(dn_str));
+		snprintf(reason, reason_size,
+			 "the first of the agent's %zu identities that fits: %s; its key type "
+			 "(%s) is one the server accepts; it can sign with %s%s",
+			 l->n,
+			 dn >= 0 ? "its chain was issued by a CA the server named" :
+				   "the server named no CAs, so any issuer will do",
+			 l->items[i].key_type,
+			 scheme ? scheme : "any scheme",
+			 scheme ? ", which the server accepts" : " (the server named none)");
+		if (dn >= 0)
+			append(reason, reason_size, " [CA: %s]", dn_str);
+		for (size_t j = 0; j < i; j++)
+			append(reason, reason_size, "; skipped %s: %s",
+			       *l->items[j].label ? l->items[j].label : l->items[j].uri,
+			       identity_misfit(req, &l->items[j], &scheme, &dn));
+		return &l->items[i];
+	}
 
 	client_error_set(err, CERTAGENT_E_NO_IDENTITY,
 			 "no identity fits what the server asked for:");
 	for (size_t i = 0; i < l->n; i++)
 		append(err->message, sizeof(err->message), "%s %s (%s): %s", i ? ";" : "",
 		       *l->items[i].label ? l->items[i].label : "(no label)", l->items[i].uri,
-		       identity_misfit(req, &l->items[i]));
+		       identity_misfit(req, &l->items[i], &scheme, &dn));
 	return NULL;
 }
 
@@ -242,6 +307,8 @@ static int cred_retrieve(gnutls_session_t session, const struct gnutls_cert_retr
 	certagent_client *c;
 	CredContext *ctx;
 	Request req;
+	char reason[1024];
+	certagent_event ev = {0};
 	int r;
 
 	*certs = NULL;
@@ -263,16 +330,29 @@ static int cred_retrieve(gnutls_session_t session, const struct gnutls_cert_retr
 	    sn_type != GNUTLS_NAME_DNS)
 		server_name[0] = '\0';
 	request_init(&req, session, info);
+	ev.kind = CERTAGENT_EVENT_REQUEST;
+	ev.session = session;
+	ev.ca_names = info->req_ca_rdn;
+	ev.n_ca_names = info->nreqs;
+	ev.sign_algos = req.algos;
+	ev.n_sign_algos = req.n_algos;
+	client_notify(c, &ev);
 
 	/* From the cache first; if nothing fits, the token may have changed: list again. */
 	for (int attempt = 0; attempt < 2 && !id; attempt++) {
 		r = client_identities(c, attempt > 0, &l, &e);
 		if (r < 0)
 			break;
-		id = choose(ctx, l, &req, &e);
+		id = choose(ctx, l, &req, reason, sizeof(reason), &e);
 	}
 	if (!id)
 		goto none;
+	ev = (certagent_event){.kind = CERTAGENT_EVENT_CHOSEN,
+			       .session = session,
+			       .identity = id,
+			       .identity_uri = id->uri,
+			       .reason = reason};
+	client_notify(c, &ev);
 
 	r = pcerts_new(id, &p, &e);
 	if (r < 0)
@@ -294,6 +374,10 @@ static int cred_retrieve(gnutls_session_t session, const struct gnutls_cert_retr
 none:
 	/* Send no certificate: the server decides whether that is enough, we say why. */
 	client_record_error(c, &e);
+	ev = (certagent_event){.kind = CERTAGENT_EVENT_NONE_FITS,
+			       .session = session,
+			       .reason = e.message};
+	client_notify(c, &ev);
 	return 0;
 }
 

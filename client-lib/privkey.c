@@ -10,12 +10,13 @@
  * The info callback answers GnuTLS's "can you do scheme X" only for the schemes the agent
  * listed for the key: a token without PSS must make GnuTLS pick something else, not fail later.
  * The callbacks can only return GnuTLS codes; the real reason goes to
- * certagent_client_last_error().
+ * certagent_client_last_error(). Each Sign is timed (the D-Bus round trip) for the observer.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <gnutls/crypto.h>
 
@@ -75,7 +76,22 @@ static int key_sign(AgentKey *k, const CaScheme *s, const uint8_t *data, size_t 
 				"GnuTLS asked for a %s signature, which the agent does not list "
 				"for %s",
 				s->name, k->uri);
-	if (certagent_sign(k->client, k->uri, s->name, data, len, k->server_name, sig, &e) < 0) {
+	certagent_event ev = {.kind = CERTAGENT_EVENT_SIGN_START,
+			      .identity_uri = k->uri,
+			      .scheme = s->name};
+	struct timespec t0, t1;
+	int r;
+
+	client_notify(k->client, &ev);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = certagent_sign(k->client, k->uri, s->name, data, len, k->server_name, sig, &e);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ev.kind = CERTAGENT_EVENT_SIGN_DONE;
+	ev.elapsed_us = (uint64_t)(((int64_t)t1.tv_sec - t0.tv_sec) * 1000000 +
+				   ((int64_t)t1.tv_nsec - t0.tv_nsec) / 1000);
+	ev.code = r < 0 ? e.code : CERTAGENT_OK;
+	client_notify(k->client, &ev);
+	if (r < 0) {
 		client_record_error(k->client, &e);
 		return GNUTLS_E_PK_SIGN_FAILED;
 	}

@@ -52,7 +52,7 @@ static bool entry_close(DBusMessageIter *dict, DBusMessageIter *entry, DBusMessa
 static bool append_basic(DBusMessageIter *dict, const char *key, int type, const void *value)
 {
 	DBusMessageIter entry, variant;
-	char sig[2] = { (char)type, 0 };
+	char sig[2] = {(char)type, 0};
 
 	if (!entry_open(dict, key, sig, &entry, &variant))
 		return false;
@@ -206,7 +206,7 @@ static int read_bytes_array(DBusMessageIter *variant, const IpcDictField *f, Ipc
 	DBusMessageIter array;
 	size_t max = f->max ? f->max : IPC_LIST_MAX;
 	int n = dbus_message_iter_get_element_count(variant);
-	IpcBytesArray a = { 0 };
+	IpcBytesArray a = {0};
 	int r = 0;
 
 	if (n < 0 || (size_t)n > max)
@@ -268,8 +268,8 @@ static void fields_clear(const IpcDictField *fields, size_t n_fields, uint64_t s
 static int read_field(DBusMessageIter *variant, const IpcDictField *f, CaError *err)
 {
 	static const char *const sigs[] = {
-		[IPC_DICT_STRING] = "s", [IPC_DICT_U32] = "u",  [IPC_DICT_U64] = "t",
-		[IPC_DICT_BOOL] = "b",   [IPC_DICT_STRV] = "as", [IPC_DICT_BYTES_ARRAY] = "aay",
+		[IPC_DICT_STRING] = "s", [IPC_DICT_U32] = "u",	 [IPC_DICT_U64] = "t",
+		[IPC_DICT_BOOL] = "b",	 [IPC_DICT_STRV] = "as", [IPC_DICT_BYTES_ARRAY] = "aay",
 	};
 
 	if (!has_sig(variant, sigs[f->type]))
@@ -281,8 +281,8 @@ static int read_field(DBusMessageIter *variant, const IpcDictField *f, CaError *
 
 		dbus_message_iter_get_basic(variant, &s);
 		if (f->max && strlen(s) > f->max)
-			return ca_error_set(err, CA_E_TOO_LARGE,
-					    "\"%s\" is longer than %zu bytes", f->key, f->max);
+			return ca_error_set(err, CA_E_TOO_LARGE, "\"%s\" is longer than %zu bytes",
+					    f->key, f->max);
 		*(const char **)f->ret = s;
 		return 0;
 	}
@@ -357,7 +357,8 @@ int ipc_dict_read(DBusMessageIter *iter, const IpcDictField *fields, size_t n_fi
 				continue;
 			if (seen & (UINT64_C(1) << i)) {
 				r = ca_error_set(err, CA_E_INVALID_ARGS,
-						 "\"%s\" appears twice in a dictionary", fields[i].key);
+						 "\"%s\" appears twice in a dictionary",
+						 fields[i].key);
 				break;
 			}
 			r = read_field(&variant, &fields[i], err);

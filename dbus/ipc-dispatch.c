@@ -16,27 +16,25 @@
 #define PROPERTIES "org.freedesktop.DBus.Properties"
 
 static int introspect(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err);
-static int properties_get(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
-			  CaError *err);
+static int properties_get(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err);
 static int properties_get_all(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
 			      CaError *err);
-static int properties_set(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
-			  CaError *err);
+static int properties_set(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err);
 
 static const IpcMethod introspectable_methods[] = {
-	{ "Introspect", "", "s", introspect, IPC_POLICY_ANYONE },
+	{"Introspect", "", "s", introspect, IPC_POLICY_ANYONE},
 };
 
 static const IpcMethod properties_methods[] = {
 	/* Property rows carry their own policy, checked in the handlers. */
-	{ "Get", "ss", "v", properties_get, IPC_POLICY_ANYONE },
-	{ "GetAll", "s", "a{sv}", properties_get_all, IPC_POLICY_ANYONE },
-	{ "Set", "ssv", "", properties_set, IPC_POLICY_ANYONE },
+	{"Get", "ss", "v", properties_get, IPC_POLICY_ANYONE},
+	{"GetAll", "s", "a{sv}", properties_get_all, IPC_POLICY_ANYONE},
+	{"Set", "ssv", "", properties_set, IPC_POLICY_ANYONE},
 };
 
 static const IpcInterface builtin_interfaces[] = {
-	{ INTROSPECTABLE, introspectable_methods, ELEMENTSOF(introspectable_methods), NULL, 0 },
-	{ PROPERTIES, properties_methods, ELEMENTSOF(properties_methods), NULL, 0 },
+	{INTROSPECTABLE, introspectable_methods, ELEMENTSOF(introspectable_methods), NULL, 0},
+	{PROPERTIES, properties_methods, ELEMENTSOF(properties_methods), NULL, 0},
 };
 
 bool ipc_send(DBusConnection *conn, DBusMessage *reply)
@@ -89,11 +87,12 @@ static DBusHandlerResult introspect_ancestor(const IpcObject *obj, DBusConnectio
 	const char *p = xml;
 	DBusMessage *reply;
 
-	snprintf(xml, sizeof(xml),
-		 "<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n"
-		 " \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n"
-		 "<node>\n  <node name=\"%.*s\"/>\n</node>\n",
-		 (int)n, rest);
+	snprintf(
+		xml, sizeof(xml),
+		"<!DOCTYPE node PUBLIC \"-//freedesktop//DTD D-BUS Object Introspection 1.0//EN\"\n"
+		" \"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd\">\n"
+		"<node>\n  <node name=\"%.*s\"/>\n</node>\n",
+		(int)n, rest);
 	reply = dbus_message_new_method_return(msg);
 	if (!reply || !dbus_message_append_args(reply, DBUS_TYPE_STRING, &p, DBUS_TYPE_INVALID)) {
 		if (reply)
@@ -269,14 +268,13 @@ static const IpcMethod *interface_find_method(const IpcInterface *in, const char
 	return NULL;
 }
 
-DBusHandlerResult ipc_object_dispatch(const IpcObject *obj, DBusConnection *conn,
-				      DBusMessage *msg)
+DBusHandlerResult ipc_object_dispatch(const IpcObject *obj, DBusConnection *conn, DBusMessage *msg)
 {
 	const char *path, *iface, *member;
 	const IpcMethod *row = NULL;
 	bool builtin = false, iface_known = false;
 	DBusMessage *reply = NULL;
-	CaError err = { 0 };
+	CaError err = {0};
 	int r;
 
 	if (dbus_message_get_type(msg) != DBUS_MESSAGE_TYPE_METHOD_CALL)
@@ -314,9 +312,8 @@ DBusHandlerResult ipc_object_dispatch(const IpcObject *obj, DBusConnection *conn
 		return reply_error(conn, msg, DBUS_ERROR_UNKNOWN_INTERFACE,
 				   "%s has no interface %s", path, iface);
 	if (!row)
-		return reply_error(conn, msg, DBUS_ERROR_UNKNOWN_METHOD,
-				   "%s has no method %s.%s", path,
-				   iface ? iface : obj->interface->name, member);
+		return reply_error(conn, msg, DBUS_ERROR_UNKNOWN_METHOD, "%s has no method %s.%s",
+				   path, iface ? iface : obj->interface->name, member);
 	if (!dbus_message_has_signature(msg, row->in_sig))
 		return reply_error(conn, msg, DBUS_ERROR_INVALID_ARGS,
 				   "%s expects arguments of signature \"%s\", not \"%s\"", member,

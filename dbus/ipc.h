@@ -25,19 +25,33 @@
 #define IPC_INTERFACE "org.certagent.Agent1"
 #define IPC_ERROR_PREFIX "org.certagent.Error."
 
-/* Caps on what a peer controls; checked before anything is allocated. */
-#define IPC_SIGN_DATA_MAX 65536   /* Sign data bytes (an Ed25519 TLS 1.3 CertificateVerify is < 200) */
-#define IPC_URI_MAX 4096          /* identity and token URIs */
-#define IPC_SCHEME_MAX 64         /* scheme name */
-#define IPC_OPTIONS_MAX 32        /* entries in an options a{sv} */
-#define IPC_PIN_MAX 256           /* PIN bytes */
-#define IPC_SERVER_NAME_MAX 255   /* DNS name in the server-name option */
-#define IPC_LABEL_MAX 256         /* labels, serials, module names read by clients */
-#define IPC_SCHEMES_MAX 32        /* entries in a schemes "as" */
-#define IPC_CERTS_MAX 16          /* certificates per identity */
-#define IPC_CERT_MAX 65536        /* bytes per certificate */
-#define IPC_LIST_MAX 4096         /* entries in ListIdentities/ListTokens */
-#define IPC_SIGNATURE_MAX 1024    /* bytes of a signature (RSA 8192 = 1024) */
+/*
+ * Caps on what a peer controls; checked before anything is allocated.
+ *   IPC_SIGN_DATA_MAX   Sign data bytes (an Ed25519 TLS 1.3 CertificateVerify is < 200)
+ *   IPC_URI_MAX         identity and token URIs
+ *   IPC_SCHEME_MAX      scheme name
+ *   IPC_OPTIONS_MAX     entries in an options a{sv}
+ *   IPC_PIN_MAX         PIN bytes
+ *   IPC_SERVER_NAME_MAX DNS name in the server-name option
+ *   IPC_LABEL_MAX       labels, serials, module names read by clients
+ *   IPC_SCHEMES_MAX     entries in a schemes "as"
+ *   IPC_CERTS_MAX       certificates per identity
+ *   IPC_CERT_MAX        bytes per certificate
+ *   IPC_LIST_MAX        entries in ListIdentities/ListTokens
+ *   IPC_SIGNATURE_MAX   bytes of a signature (RSA 8192 = 1024)
+ */
+#define IPC_SIGN_DATA_MAX 65536
+#define IPC_URI_MAX 4096
+#define IPC_SCHEME_MAX 64
+#define IPC_OPTIONS_MAX 32
+#define IPC_PIN_MAX 256
+#define IPC_SERVER_NAME_MAX 255
+#define IPC_LABEL_MAX 256
+#define IPC_SCHEMES_MAX 32
+#define IPC_CERTS_MAX 16
+#define IPC_CERT_MAX 65536
+#define IPC_LIST_MAX 4096
+#define IPC_SIGNATURE_MAX 1024
 
 /* Default timeout of a client's call: a token may be slow, a PIN prompt slower. */
 #define IPC_CALL_TIMEOUT_MS (120 * 1000)
@@ -88,15 +102,15 @@ bool ipc_dict_append_bool(DBusMessageIter *dict, const char *key, bool value);
 /* "as" from n strings. */
 bool ipc_dict_append_strv(DBusMessageIter *dict, const char *key, const char *const *v, size_t n);
 /* "aay" from n byte strings. */
-bool ipc_dict_append_bytes_array(DBusMessageIter *dict, const char *key,
-				 const gnutls_datum_t *v, size_t n);
+bool ipc_dict_append_bytes_array(DBusMessageIter *dict, const char *key, const gnutls_datum_t *v,
+				 size_t n);
 
 typedef enum IpcDictType {
-	IPC_DICT_STRING = 1, /* ret: const char ** — borrowed from the message */
-	IPC_DICT_U32,        /* ret: uint32_t * */
-	IPC_DICT_U64,        /* ret: uint64_t * */
-	IPC_DICT_BOOL,       /* ret: bool * */
-	IPC_DICT_STRV,       /* ret: char *** — owned copy, NULL-terminated (strv_free) */
+	IPC_DICT_STRING = 1,  /* ret: const char ** — borrowed from the message */
+	IPC_DICT_U32,	      /* ret: uint32_t * */
+	IPC_DICT_U64,	      /* ret: uint64_t * */
+	IPC_DICT_BOOL,	      /* ret: bool * */
+	IPC_DICT_STRV,	      /* ret: char *** — owned copy, NULL-terminated (strv_free) */
 	IPC_DICT_BYTES_ARRAY, /* ret: IpcBytesArray * — owned copy (ipc_bytes_array_clear) */
 } IpcDictType;
 
@@ -111,7 +125,7 @@ typedef struct IpcDictField {
 	const char *key;
 	IpcDictType type;
 	void *ret;
-	size_t max;        /* STRING: bytes; STRV/BYTES_ARRAY: entries (0 = no cap beyond 4096) */
+	size_t max;	   /* STRING: bytes; STRV/BYTES_ARRAY: entries (0 = no cap beyond 4096) */
 	size_t item_max;   /* BYTES_ARRAY: bytes per item; STRV: bytes per string (0 = none) */
 	bool *ret_present; /* optional: set true when the key was there */
 } IpcDictField;
@@ -139,8 +153,7 @@ enum {
  * handler took a reference on msg and will reply later), or a CA_E_* code / negative errno
  * with err filled, which the dispatcher turns into an error reply.
  */
-typedef int (*IpcMethodFn)(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
-			   CaError *err);
+typedef int (*IpcMethodFn)(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err);
 
 typedef struct IpcMethod {
 	const char *member;
@@ -189,8 +202,7 @@ typedef struct IpcObject {
  * DBUS_HANDLER_RESULT_NOT_YET_HANDLED for what is not a method call of ours (libdbus then
  * answers UnknownMethod), _HANDLED otherwise, _NEED_MEMORY on OOM.
  */
-DBusHandlerResult ipc_object_dispatch(const IpcObject *obj, DBusConnection *conn,
-				      DBusMessage *msg);
+DBusHandlerResult ipc_object_dispatch(const IpcObject *obj, DBusConnection *conn, DBusMessage *msg);
 
 /* Sends reply and drops the caller's reference to it (NULL is OOM: returns false). */
 bool ipc_send(DBusConnection *conn, DBusMessage *reply);

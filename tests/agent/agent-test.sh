@@ -479,6 +479,7 @@ test_activation() {
   <servicedir>$H_TMP/services</servicedir>
   <policy context="default">
     <allow send_destination="*"/>
+    <allow receive_sender="*"/>
     <allow own="*"/>
   </policy>
 </busconfig>

@@ -48,7 +48,7 @@ static void slow_gate(void)
 		close(fd);
 	}
 	for (int i = 0; i < 6000 && access(gate, F_OK) != 0; i++) {
-		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		struct timespec ts = {0, 10 * 1000 * 1000};
 
 		nanosleep(&ts, NULL);
 	}

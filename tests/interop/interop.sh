@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
-# shellcheck disable=SC2119 # h_agent takes optional config lines, none here
+# shellcheck disable=SC2119 # h_agent and h_bus take optional arguments, none here
 #
 # Interop cases: `certagent connect` (libcertagent, signatures by certagentd from a SoftHSM key)
 # against gnutls-serv or openssl s_server, which require a client certificate and verify it.

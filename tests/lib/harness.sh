@@ -16,7 +16,7 @@
 #                                          rsa2048|rsa3072|rsa4096|p256|p384|p521|ed25519
 #   h_ca                                   $H_TMP/ca/{root,inter,server,other-root}.{pem,key}
 #   h_client_cert TOKEN LABEL ID SUBJECT   cert by inter for the token key, stored on the token
-#   h_bus                                  private dbus-daemon, exports DBUS_SESSION_BUS_ADDRESS
+#   h_bus [XML-LINE...]                    private dbus-daemon, exports DBUS_SESSION_BUS_ADDRESS
 #   h_agent [CONFIG-LINE...]               writes $H_TMP/agent.conf, starts certagentd, waits
 #   h_agent_stop                           stops the agent (SIGTERM, then SIGKILL)
 #   h_unlock TOKEN                         `certagent unlock` with PIN 1234 from a PIN file
@@ -26,6 +26,10 @@
 #   h_fail MESSAGE / h_skip MESSAGE        exit 1 / exit 77 (meson's "skipped")
 #   h_key_uri TOKEN LABEL [TYPE]           "pkcs11:token=TOKEN;object=LABEL;type=private"
 #   h_wait_until SECONDS COMMAND...        retries COMMAND every 0.1 s, returns its status
+#   h_track PID / h_untrack PID / h_kill PID   processes of a test's own, stopped on exit
+#   h_certagent ARG...                     the CLI; h_name_has_owner NAME; h_serv_stop
+#   h_server_subjects / h_server_sigs / h_server_versions, h_assert_server_sig ERE,
+#   h_assert_server_version TLS1.x         what the last server reports per handshake
 #
 # Variables: H_TMP, H_PIN (1234), H_SO_PIN (123456), H_SOFTHSM (module path), H_PORT (last
 # server's port), H_SERV_LOG (last server's log), H_AGENT_PID, H_AGENT_LOG, H_AGENT_CONF,
@@ -90,32 +94,38 @@ h_skip() {
 
 # --- processes and cleanup ---------------------------------------------------------------------
 
-h__track() { H_PIDS="$H_PIDS $1"; }
+# h_track PID: the harness stops PID (TERM, then KILL) on exit. h_untrack PID: no longer.
+h_track() { H_PIDS="$H_PIDS $1"; }
 
-h__untrack() {
+h_untrack() {
 	local p out=""
 	for p in $H_PIDS; do [ "$p" = "$1" ] || out="$out $p"; done
 	H_PIDS=$out
 }
+h__track() { h_track "$@"; }     # old names, kept for existing callers
+h__untrack() { h_untrack "$@"; }
 
 # h_kill PID: SIGTERM, up to 3 s grace, then SIGKILL. Quiet if already gone.
 h_kill() {
 	local pid=$1
-	kill -TERM "$pid" 2>/dev/null || { h__untrack "$pid"; return 0; }
+	kill -TERM "$pid" 2>/dev/null || { h_untrack "$pid"; return 0; }
 	for _ in $(seq 30); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
 	kill -KILL "$pid" 2>/dev/null || true
 	wait "$pid" 2>/dev/null || true
-	h__untrack "$pid"
+	h_untrack "$pid"
 }
 
+# h__dump FILE: its last 40 lines on stderr, without certificate dumps (gnutls-serv prints
+# every client certificate in full, which would hide the lines that matter).
 h__dump() {
 	local f=$1
 	[ -s "$f" ] || return 0
 	printf -- '--- %s (last 40 lines) ---\n' "${f#"$H_TMP"/}" >&2
-	tail -n 40 "$f" >&2
+	sed -e '/^-----BEGIN/,/^-----END/d' -e '/^\t/d' -e '/^$/d' -e '/^Other Information:/d' \
+		-e '/^ - X.509 Certificate Information:/d' "$f" | tail -n 40 >&2
 }
 
 h__cleanup() {
@@ -283,8 +293,10 @@ h_client_cert() {
 
 # --- D-Bus and the agent -----------------------------------------------------------------------
 
-# h_bus: a private dbus-daemon (session type, EXTERNAL auth, socket in $H_TMP); exports
-# DBUS_SESSION_BUS_ADDRESS and H_BUS_PID.
+# h_bus [XML-LINE...]: a private dbus-daemon (session type, EXTERNAL auth, socket in $H_TMP);
+# exports DBUS_SESSION_BUS_ADDRESS and H_BUS_PID. XML-LINEs go into its <busconfig>, e.g.
+# "<servicedir>$H_TMP/services</servicedir>" for D-Bus activation tests.
+# shellcheck disable=SC2120 # arguments are optional
 h_bus() {
 	cat >"$H_TMP/bus.conf" <<EOF
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
@@ -298,13 +310,14 @@ h_bus() {
     <allow eavesdrop="true"/>
     <allow own="*"/>
   </policy>
+$(printf '  %s\n' "$@")
 </busconfig>
 EOF
 	dbus-daemon --config-file="$H_TMP/bus.conf" --fork --print-address=3 --print-pid=4 \
 		3>"$H_TMP/bus.address" 4>"$H_TMP/bus.pid" </dev/null >>"$H_TMP/bus.log" 2>&1 ||
 		h_fail "dbus-daemon did not start"
 	H_BUS_PID=$(head -n 1 "$H_TMP/bus.pid")
-	h__track "$H_BUS_PID"
+	h_track "$H_BUS_PID"
 	DBUS_SESSION_BUS_ADDRESS=$(head -n 1 "$H_TMP/bus.address")
 	export DBUS_SESSION_BUS_ADDRESS
 	[ -n "$DBUS_SESSION_BUS_ADDRESS" ] || h_fail "dbus-daemon printed no address"
@@ -330,6 +343,7 @@ h__agent_up() {
 # Waits up to 10 s for org.certagent.Agent1 on the bus; fails with the agent's log if it died.
 h_agent() {
 	[ -x "$H_CERTAGENTD" ] || h_fail "certagentd not built: $H_CERTAGENTD (set CERTAGENT_BUILD)"
+	# shellcheck disable=SC2119 # no extra bus configuration here
 	[ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] || h_bus
 	{
 		printf '# written by tests/lib/harness.sh\n[agent]\nregistered-modules = no\n'
@@ -340,7 +354,7 @@ h_agent() {
 	"$H_CERTAGENTD" --config "$H_AGENT_CONF" --address "$DBUS_SESSION_BUS_ADDRESS" \
 		--foreground ${H_AGENT_ARGS:-} </dev/null >>"$H_AGENT_LOG" 2>&1 &
 	H_AGENT_PID=$!
-	h__track "$H_AGENT_PID"
+	h_track "$H_AGENT_PID"
 	local n=100 st
 	while :; do
 		st=0
@@ -348,7 +362,7 @@ h_agent() {
 		[ "$st" = 0 ] && return 0
 		if [ "$st" = 2 ]; then
 			wait "$H_AGENT_PID" && st=0 || st=$?
-			h__untrack "$H_AGENT_PID"
+			h_untrack "$H_AGENT_PID"
 			h_fail "certagentd exited (status $st) before taking org.certagent.Agent1; see agent.log"
 		fi
 		n=$((n - 1))
@@ -403,13 +417,13 @@ h__start_server() {
 	: >"$H_SERV_LOG"
 	"$@" </dev/null >>"$H_SERV_LOG" 2>&1 &
 	H_SERV_PID=$!
-	h__track "$H_SERV_PID"
+	h_track "$H_SERV_PID"
 	local n=100
 	while [ "$n" -gt 0 ]; do
 		h__listening "$H_PORT" && return 0
 		if ! kill -0 "$H_SERV_PID" 2>/dev/null; then
 			wait "$H_SERV_PID" 2>/dev/null || true
-			h__untrack "$H_SERV_PID"
+			h_untrack "$H_SERV_PID"
 			return 1
 		fi
 		sleep 0.1

@@ -1,0 +1,304 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * p11cli: helpers shared by the token commands (see p11cli.h).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "p11cli.h"
+#include "pin-input.h"
+#include "util.h"
+
+static void log_to_stderr(int prio, const char *msg, void *ud)
+{
+	if (prio <= LOG_WARNING || getenv("CERTAGENT_DEBUG"))
+		fprintf(stderr, "certagent: %s\n", msg);
+}
+
+int p11cli_store_open(const char *module, Store **ret)
+{
+	StoreModuleConfig mc = {.name = (char *)"module"};
+	StoreOptions o = {.load_registered = true};
+	CaError err = {0};
+	int r;
+
+	if (!module)
+		module = secure_getenv("CERTAGENT_MODULE");
+	if (module && *module) {
+		if (module[0] != '/') {
+			fprintf(stderr, "certagent: --module needs an absolute path, not \"%s\"\n",
+				module);
+			return CLI_EXIT_USAGE;
+		}
+		if (access(module, R_OK) < 0) {
+			fprintf(stderr, "certagent: cannot read the module %s: %s\n", module,
+				strerror(errno));
+			return CLI_EXIT_IO;
+		}
+		mc.path = (char *)module;
+		o.load_registered = false;
+		o.modules = &mc;
+		o.n_modules = 1;
+	}
+	store_set_log(log_to_stderr, NULL);
+	r = store_new(&o, ret, &err);
+	return r == 0 ? 0 : p11cli_fail(r, &err);
+}
+
+int p11cli_exit_code(int r)
+{
+	switch (r) {
+	case 0:
+		return 0;
+	case CA_E_PIN_REQUIRED:
+	case CA_E_PIN_INCORRECT:
+	case CA_E_PIN_LOCKED:
+	case CA_E_TOKEN_ABSENT:
+		return CLI_EXIT_PIN;
+	case CA_E_INVALID_ARGS:
+	case CA_E_TOO_LARGE:
+		return CLI_EXIT_USAGE;
+	case CA_E_POLICY_DENIED:
+		return P11CLI_EXIT_REFUSED;
+	case CA_E_KEY_NOT_FOUND:
+		return P11CLI_EXIT_NOT_FOUND;
+	default:
+		return P11CLI_EXIT_TOKEN;
+	}
+}
+
+int p11cli_fail(int r, const CaError *err)
+{
+	if (r == 0)
+		return 0;
+	if (err && err->message[0])
+		fprintf(stderr, "certagent: %s\n", err->message);
+	else
+		fprintf(stderr, "certagent: %s\n", r < 0 ? strerror(-r) : ca_error_name(r));
+	return p11cli_exit_code(r);
+}
+
+int p11cli_session(Store *s, const char *token, bool allow_uninitialized, AdminSession **ret)
+{
+	CaError err = {0};
+	int r = admin_session_open(s, token, allow_uninitialized, ret, &err);
+
+	return p11cli_fail(r, &err);
+}
+
+int p11cli_login_user(AdminSession *a, const char *pin_file)
+{
+	_cleanup_erase_str_ char *pin = NULL;
+	_cleanup_free_ char *prompt = NULL;
+	CaError err = {0};
+	int r;
+
+	if (!admin_session_pinpad(a)) {
+		if (asprintf(&prompt, "User PIN for token \"%s\"", admin_session_label(a)) < 0)
+			return CLI_EXIT_AGENT;
+		r = pin_input_get(pin_file, "CERTAGENT_PIN", prompt, false, &pin);
+		if (r != 0)
+			return r;
+	}
+	r = admin_login(a, ADMIN_USER, pin, pin ? strlen(pin) : 0, &err);
+	return p11cli_fail(r, &err);
+}
+
+void p11cli_free_certs(gnutls_x509_crt_t *v, size_t n)
+{
+	for (size_t i = 0; v && i < n; i++)
+		gnutls_x509_crt_deinit(v[i]);
+	gnutls_free(v);
+}
+
+#define CERT_FILE_MAX (1024 * 1024)
+#define CERTS_MAX 16
+
+int p11cli_read_certs(const char *path, gnutls_x509_crt_t **ret, size_t *ret_n)
+{
+	gnutls_datum_t d = {NULL, 0};
+	gnutls_x509_crt_t *v = NULL;
+	unsigned n = 0;
+	int r;
+
+	r = gnutls_load_file(path, &d);
+	if (r < 0) {
+		fprintf(stderr, "certagent: cannot read %s: %s\n", path,
+			errno ? strerror(errno) : gnutls_strerror(r));
+		return CLI_EXIT_IO;
+	}
+	if (d.size > CERT_FILE_MAX) {
+		gnutls_free(d.data);
+		fprintf(stderr, "certagent: %s is larger than 1 MiB: not a certificate file\n", path);
+		return CLI_EXIT_IO;
+	}
+	r = gnutls_x509_crt_list_import2(&v, &n, &d, GNUTLS_X509_FMT_PEM, 0);
+	if (r < 0 || n == 0)
+		r = gnutls_x509_crt_list_import2(&v, &n, &d, GNUTLS_X509_FMT_DER, 0);
+	gnutls_free(d.data);
+	if (r < 0 || n == 0) {
+		fprintf(stderr,
+			"certagent: %s holds no X.509 certificate (PEM \"BEGIN CERTIFICATE\" or "
+			"DER expected): %s\n",
+			path, r < 0 ? gnutls_strerror(r) : "empty");
+		return CLI_EXIT_IO;
+	}
+	if (n > CERTS_MAX) {
+		p11cli_free_certs(v, n);
+		fprintf(stderr, "certagent: %s holds more than %d certificates\n", path, CERTS_MAX);
+		return CLI_EXIT_IO;
+	}
+	*ret = v;
+	*ret_n = n;
+	return 0;
+}
+
+bool p11cli_parse_hex(const char *s, uint8_t *out, size_t max, size_t *ret_n)
+{
+	size_t n = 0;
+
+	while (*s) {
+		unsigned v;
+
+		if (*s == ':') {
+			s++;
+			continue;
+		}
+		if (!s[1] || !strchr("0123456789abcdefABCDEF", s[0]) ||
+		    !strchr("0123456789abcdefABCDEF", s[1]) || n >= max ||
+		    sscanf(s, "%2x", &v) != 1)
+			return false;
+		out[n++] = (uint8_t)v;
+		s += 2;
+	}
+	*ret_n = n;
+	return n > 0;
+}
+
+void p11cli_hex(const uint8_t *p, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", p[i]);
+	out[2 * n] = 0;
+}
+
+void p11cli_json_str(FILE *f, const char *s)
+{
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
+	}
+	fputc('"', f);
+}
+
+char *p11cli_crt_dn(gnutls_x509_crt_t crt, bool issuer)
+{
+	gnutls_datum_t dn = {NULL, 0};
+	char *s = NULL;
+
+	if ((issuer ? gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)
+		    : gnutls_x509_crt_get_dn3(crt, &dn, 0)) == 0)
+		s = strndup((const char *)dn.data, dn.size);
+	gnutls_free(dn.data);
+	return s;
+}
+
+/* --- progress ----------------------------------------------------------------------------- */
+
+static pthread_t spin_thread;
+static pthread_mutex_t spin_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t spin_cond = PTHREAD_COND_INITIALIZER;
+static bool spin_on, spin_stop;
+static const char *spin_what;
+
+static void *spin_main(void *ud)
+{
+	static const char frames[] = "|/-\\";
+	unsigned i = 0;
+	struct timespec ts;
+
+	pthread_mutex_lock(&spin_lock);
+	while (!spin_stop) {
+		fprintf(stderr, "\r%s %c", spin_what, frames[i++ % 4]);
+		fflush(stderr);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 150 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&spin_cond, &spin_lock, &ts);
+	}
+	fprintf(stderr, "\r%s done\n", spin_what);
+	pthread_mutex_unlock(&spin_lock);
+	return NULL;
+}
+
+void p11cli_progress_start(const char *what)
+{
+	if (!isatty(STDERR_FILENO) || spin_on)
+		return;
+	spin_what = what;
+	spin_stop = false;
+	spin_on = pthread_create(&spin_thread, NULL, spin_main, NULL) == 0;
+}
+
+void p11cli_progress_stop(void)
+{
+	if (!spin_on)
+		return;
+	pthread_mutex_lock(&spin_lock);
+	spin_stop = true;
+	pthread_cond_signal(&spin_cond);
+	pthread_mutex_unlock(&spin_lock);
+	pthread_join(spin_thread, NULL);
+	spin_on = false;
+}
+
+/* --- interruption ------------------------------------------------------------------------- */
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+void p11cli_trap_signals(void)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+bool p11cli_interrupted(void)
+{
+	return interrupted != 0;
+}
+
+void p11cli_test_stop(const char *step)
+{
+	const char *want = secure_getenv("CERTAGENT_TEST_STOP_AT");
+
+	if (!want || strcmp(want, step) != 0)
+		return;
+	fprintf(stderr, "certagent: test hook: stopped after step \"%s\"\n", step);
+	raise(SIGSTOP);
+}

@@ -1,0 +1,1230 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * admin: the write side of pkcs11/ for the CLI's enrolment commands (see admin.h for the
+ * rules it enforces). One read-write session per AdminSession; a stub Token carries the
+ * label and URI that call_error() puts in messages and the login state login.c keeps.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+
+#include "admin.h"
+#include "internal.h"
+
+#define PIN_MAX 256
+
+struct AdminSession {
+	Store *s;
+	Module *m;
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE h;
+	bool open;
+	Token tok; /* stub: module, slot, info, label, uri, short_uri, login state */
+};
+
+/* --- small helpers ---------------------------------------------------------------------- */
+
+static const uint8_t oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const uint8_t oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+static const uint8_t oid_p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
+static const uint8_t oid_ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+static const uint8_t str_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
+				      'd',  's',  '2', '5', '5', '1', '9'};
+
+static const struct {
+	const char *name;
+	CK_KEY_TYPE ckk;
+	CK_ULONG bits;
+	const uint8_t *params;
+	size_t params_len;
+	gnutls_ecc_curve_t curve;
+} key_types[] = {
+	{"rsa2048", CKK_RSA, 2048, NULL, 0, 0},
+	{"rsa3072", CKK_RSA, 3072, NULL, 0, 0},
+	{"rsa4096", CKK_RSA, 4096, NULL, 0, 0},
+	{"p256", CKK_EC, 256, oid_p256, sizeof(oid_p256), GNUTLS_ECC_CURVE_SECP256R1},
+	{"p384", CKK_EC, 384, oid_p384, sizeof(oid_p384), GNUTLS_ECC_CURVE_SECP384R1},
+	{"p521", CKK_EC, 521, oid_p521, sizeof(oid_p521), GNUTLS_ECC_CURVE_SECP521R1},
+	{"ed25519", CKK_EC_EDWARDS, 255, oid_ed25519, sizeof(oid_ed25519),
+	 GNUTLS_ECC_CURVE_ED25519},
+};
+
+static bool bytes_eq(const void *a, size_t alen, const void *b, size_t blen)
+{
+	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
+}
+
+static void hex(const uint8_t *p, size_t n, char *out)
+{
+	for (size_t i = 0; i < n; i++)
+		sprintf(out + 2 * i, "%02x", p[i]);
+	out[2 * n] = 0;
+}
+
+static bool attr_bool(AdminSession *a, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type, bool dflt)
+{
+	_cleanup_free_ uint8_t *v = NULL;
+	size_t n = 0;
+
+	if (call_get_attribute(a->m, a->h, o, type, &v, &n) != CKR_OK || n != 1)
+		return dflt;
+	return v[0] == CK_TRUE;
+}
+
+static int token_stub_fill(AdminSession *a)
+{
+	Token *t = &a->tok;
+	P11KitUri *u;
+	CK_TOKEN_INFO *ti;
+	int r = -ENOMEM;
+
+	free(t->label);
+	free(t->serial);
+	free(t->manufacturer);
+	free(t->model);
+	free(t->uri);
+	free(t->short_uri);
+	t->uri = t->short_uri = NULL;
+	t->label = p11_kit_space_strdup(t->info.label, sizeof(t->info.label));
+	t->serial = p11_kit_space_strdup(t->info.serialNumber, sizeof(t->info.serialNumber));
+	t->manufacturer =
+		p11_kit_space_strdup(t->info.manufacturerID, sizeof(t->info.manufacturerID));
+	t->model = p11_kit_space_strdup(t->info.model, sizeof(t->info.model));
+	u = p11_kit_uri_new();
+	if (!u || !t->label || !t->serial || !t->manufacturer || !t->model)
+		goto out;
+	ti = p11_kit_uri_get_token_info(u);
+	*ti = t->info;
+	if (p11_kit_uri_format(u, P11_KIT_URI_FOR_TOKEN, &t->uri) != P11_KIT_URI_OK)
+		goto out;
+	memset(ti, 0, sizeof(*ti));
+	memcpy(ti->label, t->info.label, sizeof(ti->label));
+	if (p11_kit_uri_format(u, P11_KIT_URI_FOR_TOKEN, &t->short_uri) != P11_KIT_URI_OK)
+		goto out;
+	r = 0;
+out:
+	p11_kit_uri_free(u);
+	return r;
+}
+
+/* --- slots ------------------------------------------------------------------------------ */
+
+static void slot_deinit(AdminSlot *sl)
+{
+	free(sl->module);
+	free(sl->module_path);
+	free(sl->slot_description);
+	free(sl->uri);
+	free(sl->label);
+	free(sl->serial);
+	free(sl->manufacturer);
+	free(sl->model);
+}
+
+AdminSlotList *admin_slot_list_free(AdminSlotList *l)
+{
+	if (!l)
+		return NULL;
+	for (size_t i = 0; i < l->n; i++)
+		slot_deinit(&l->items[i]);
+	free(l->items);
+	free(l);
+	return NULL;
+}
+
+static bool label_is_tmp(const char *label)
+{
+	return label && strncmp(label, ADMIN_TMP_PREFIX, strlen(ADMIN_TMP_PREFIX)) == 0;
+}
+
+/* Objects visible without login, and how many of them an unfinished enrolment left. */
+static void slot_count_objects(Module *m, CK_SLOT_ID slot, AdminSlot *sl)
+{
+	_cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
+	CK_SESSION_HANDLE h;
+	size_t n = 0;
+
+	if (call_open_session(m, slot, &h) != CKR_OK)
+		return;
+	if (call_find_objects(m, h, NULL, 0, &objs, &n) == CKR_OK) {
+		sl->n_objects = n;
+		for (size_t i = 0; i < n; i++) {
+			_cleanup_free_ uint8_t *label = NULL;
+			size_t len = 0;
+
+			if (call_get_attribute(m, h, objs[i], CKA_LABEL, &label, &len) == CKR_OK &&
+			    label_is_tmp((char *)label))
+				sl->n_orphans++;
+		}
+	}
+	call_close_session(m, h);
+}
+
+int admin_list_slots(Store *s, AdminSlotList **ret, CaError *err)
+{
+	AdminSlotList *l = calloc(1, sizeof(*l));
+	bool oom = !l;
+
+	for (size_t i = 0; !oom && i < s->n_modules; i++) {
+		Module *m = s->modules[i];
+		_cleanup_free_ CK_SLOT_ID *slots = NULL;
+		size_t n = 0;
+
+		if (call_get_slot_list(m, &slots, &n) != CKR_OK)
+			continue;
+		for (size_t j = 0; !oom && j < n; j++) {
+			CK_TOKEN_INFO ti;
+			CK_SLOT_INFO si;
+			AdminSlot *p, *sl;
+			Token stub = {.module = m, .slot = slots[j]};
+			AdminSession tmp = {.m = m};
+
+			if (call_get_token_info(m, slots[j], &ti) != CKR_OK)
+				continue;
+			if (call_get_slot_info(m, slots[j], &si) != CKR_OK)
+				memset(&si, ' ', sizeof(si));
+			p = reallocarray(l->items, l->n + 1, sizeof(*p));
+			if (!p) {
+				oom = true;
+				break;
+			}
+			l->items = p;
+			sl = &p[l->n++];
+			memset(sl, 0, sizeof(*sl));
+			sl->module = strdup(m->name);
+			sl->module_path = strdup(m->path);
+			sl->slot_id = slots[j];
+			sl->slot_description = p11_kit_space_strdup(si.slotDescription,
+								    sizeof(si.slotDescription));
+			sl->initialized = ti.flags & CKF_TOKEN_INITIALIZED;
+			sl->flags = ti.flags;
+			sl->free_public = ti.ulFreePublicMemory;
+			sl->total_public = ti.ulTotalPublicMemory;
+			sl->free_private = ti.ulFreePrivateMemory;
+			sl->total_private = ti.ulTotalPrivateMemory;
+			sl->min_pin = ti.ulMinPinLen;
+			sl->max_pin = ti.ulMaxPinLen;
+			tmp.tok = stub;
+			tmp.tok.info = ti;
+			if (token_stub_fill(&tmp) < 0) {
+				oom = true;
+			} else {
+				sl->label = TAKE_PTR(tmp.tok.label);
+				sl->serial = TAKE_PTR(tmp.tok.serial);
+				sl->manufacturer = TAKE_PTR(tmp.tok.manufacturer);
+				sl->model = TAKE_PTR(tmp.tok.model);
+				sl->uri = TAKE_PTR(tmp.tok.uri);
+			}
+			free(tmp.tok.label);
+			free(tmp.tok.serial);
+			free(tmp.tok.manufacturer);
+			free(tmp.tok.model);
+			free(tmp.tok.uri);
+			free(tmp.tok.short_uri);
+			if (!sl->module || !sl->module_path || !sl->slot_description)
+				oom = true;
+			if (sl->initialized)
+				slot_count_objects(m, slots[j], sl);
+		}
+	}
+	if (oom) {
+		admin_slot_list_free(l);
+		return ca_error_set(err, -ENOMEM, "out of memory listing slots");
+	}
+	*ret = l;
+	return 0;
+}
+
+/* --- sessions --------------------------------------------------------------------------- */
+
+AdminSession *admin_session_free(AdminSession *a)
+{
+	if (!a)
+		return NULL;
+	if (a->open) {
+		call_logout(a->m, a->h);
+		call_close_session(a->m, a->h);
+	}
+	login_forget(&a->tok);
+	free(a->tok.label);
+	free(a->tok.serial);
+	free(a->tok.manufacturer);
+	free(a->tok.model);
+	free(a->tok.uri);
+	free(a->tok.short_uri);
+	pthread_mutex_destroy(&a->tok.login_lock);
+	pthread_mutex_destroy(&a->tok.pool_lock);
+	pthread_cond_destroy(&a->tok.pool_cond);
+	free(a);
+	return NULL;
+}
+
+static int session_reopen(AdminSession *a, CaError *err)
+{
+	CK_RV rv;
+
+	if (a->open) {
+		call_close_session(a->m, a->h);
+		a->open = false;
+	}
+	rv = call_get_token_info(a->m, a->slot, &a->tok.info);
+	if (rv == CKR_OK && token_stub_fill(a) < 0)
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	if (rv == CKR_OK)
+		rv = call_open_rw_session(a->m, a->slot, &a->h);
+	if (rv != CKR_OK)
+		return call_error(rv, &a->tok, "C_OpenSession", err);
+	a->open = true;
+	return 0;
+}
+
+int admin_session_open(Store *s, const char *token, bool allow_uninitialized, AdminSession **ret,
+		       CaError *err)
+{
+	P11KitUri *u = NULL;
+	Module *fm = NULL;
+	CK_SLOT_ID fslot = 0;
+	size_t matches = 0;
+	AdminSession *a;
+	int r;
+
+	if (strncmp(token, "pkcs11:", 7) == 0) {
+		u = p11_kit_uri_new();
+		if (!u)
+			return ca_error_set(err, -ENOMEM, "out of memory");
+		r = p11_kit_uri_parse(token, P11_KIT_URI_FOR_ANY, u);
+		if (r != P11_KIT_URI_OK) {
+			p11_kit_uri_free(u);
+			return ca_error_set(err, CA_E_INVALID_ARGS,
+					    "\"%s\" is not a valid pkcs11: URI (%s)", token,
+					    p11_kit_uri_message(r));
+		}
+	}
+	for (size_t i = 0; i < s->n_modules; i++) {
+		Module *m = s->modules[i];
+		_cleanup_free_ CK_SLOT_ID *slots = NULL;
+		size_t n = 0;
+
+		if (u && p11_kit_uri_match_module_info(u, &m->info) != 1)
+			continue;
+		if (call_get_slot_list(m, &slots, &n) != CKR_OK)
+			continue;
+		for (size_t j = 0; j < n; j++) {
+			CK_TOKEN_INFO ti;
+			CK_SLOT_INFO si;
+			bool match;
+
+			if (call_get_token_info(m, slots[j], &ti) != CKR_OK)
+				continue;
+			if (!(ti.flags & CKF_TOKEN_INITIALIZED) && !allow_uninitialized)
+				continue;
+			if (u) {
+				CK_SLOT_ID want = p11_kit_uri_get_slot_id(u);
+
+				match = p11_kit_uri_match_token_info(u, &ti) == 1 &&
+					(want == (CK_SLOT_ID)-1 || want == slots[j]);
+				if (match && call_get_slot_info(m, slots[j], &si) == CKR_OK)
+					match = p11_kit_uri_match_slot_info(u, &si) == 1;
+			} else {
+				_cleanup_free_ char *label =
+					p11_kit_space_strdup(ti.label, sizeof(ti.label));
+
+				match = label && (ti.flags & CKF_TOKEN_INITIALIZED) &&
+					strcmp(label, token) == 0;
+			}
+			if (match && matches++ == 0)
+				fm = m, fslot = slots[j];
+		}
+	}
+	p11_kit_uri_free(u);
+	if (matches == 0)
+		return ca_error_set(err, CA_E_TOKEN_ABSENT,
+				    "no token matches \"%s\": is it inserted? `certagent tokens` "
+				    "lists the tokens (and --module PATH loads another module)",
+				    token);
+	if (matches > 1)
+		return ca_error_set(err, CA_E_INVALID_ARGS,
+				    "\"%s\" matches %zu tokens: name one by its serial "
+				    "(pkcs11:serial=...) or slot (pkcs11:slot-id=N); see "
+				    "`certagent tokens`",
+				    token, matches);
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	pthread_mutex_init(&a->tok.login_lock, NULL);
+	pthread_mutex_init(&a->tok.pool_lock, NULL);
+	pthread_cond_init(&a->tok.pool_cond, NULL);
+	a->s = s;
+	a->m = fm;
+	a->slot = fslot;
+	a->tok.module = fm;
+	a->tok.slot = fslot;
+	r = session_reopen(a, err);
+	if (r != 0) {
+		admin_session_free(a);
+		return r;
+	}
+	*ret = a;
+	return 0;
+}
+
+const char *admin_session_label(const AdminSession *a)
+{
+	return a->tok.label ? a->tok.label : "";
+}
+
+const char *admin_session_uri(const AdminSession *a)
+{
+	return a->tok.short_uri ? a->tok.short_uri : "pkcs11:";
+}
+
+unsigned long admin_session_flags(const AdminSession *a)
+{
+	CK_TOKEN_INFO ti;
+
+	if (call_get_token_info(a->m, a->slot, &ti) != CKR_OK)
+		return a->tok.info.flags;
+	return ti.flags;
+}
+
+bool admin_session_pinpad(const AdminSession *a)
+{
+	return a->tok.info.flags & CKF_PROTECTED_AUTHENTICATION_PATH;
+}
+
+/* --- logins and PINs -------------------------------------------------------------------- */
+
+static int so_error(AdminSession *a, CK_RV rv, const char *what, CaError *err)
+{
+	const char *label = admin_session_label(a);
+
+	switch (rv) {
+	case CKR_PIN_INCORRECT:
+		return ca_error_set(err, CA_E_PIN_INCORRECT,
+				    "wrong SO PIN for token \"%s\" (the token counted one failed "
+				    "try; certagent does not retry it): check the SO PIN and run "
+				    "the command again",
+				    label);
+	case CKR_PIN_LOCKED:
+		return ca_error_set(err, CA_E_PIN_LOCKED,
+				    "the SO PIN of token \"%s\" is locked: only the token's "
+				    "vendor tools (or re-creating a software token) can help",
+				    label);
+	default:
+		return call_error(rv, &a->tok, what, err);
+	}
+}
+
+int admin_login(AdminSession *a, AdminUser who, const char *pin, size_t pin_len, CaError *err)
+{
+	unsigned long flags = admin_session_flags(a);
+	CK_RV rv;
+	int r;
+
+	if (pin_len > PIN_MAX)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "the PIN is longer than %d bytes",
+				    PIN_MAX);
+	if (who == ADMIN_USER) {
+		if (!(flags & CKF_USER_PIN_INITIALIZED))
+			return ca_error_set(err, CA_E_PIN_REQUIRED,
+					    "token \"%s\" has no user PIN yet: set one with "
+					    "`certagent token unblock-pin '%s'` (needs the SO PIN)",
+					    admin_session_label(a), admin_session_uri(a));
+		r = login_with_pin(&a->tok, a->h, pin ? pin : "", pin_len, err);
+		login_forget(&a->tok); /* the CLI keeps no PIN past this call */
+		if (r == CA_E_PIN_INCORRECT)
+			return ca_error_set(err, r,
+					    "wrong user PIN for token \"%s\" (the token counted one "
+					    "failed try; certagent does not retry it): check the PIN "
+					    "and run the command again",
+					    admin_session_label(a));
+		if (r == CA_E_PIN_LOCKED && (flags & CKF_USER_PIN_LOCKED))
+			return ca_error_set(err, r,
+					    "the user PIN of token \"%s\" is locked (too many wrong "
+					    "tries): reset it with the SO PIN: `certagent token "
+					    "unblock-pin '%s'`",
+					    admin_session_label(a), admin_session_uri(a));
+		return r;
+	}
+	if (flags & CKF_SO_PIN_LOCKED)
+		return so_error(a, CKR_PIN_LOCKED, "C_Login", err);
+	if (flags & CKF_SO_PIN_FINAL_TRY)
+		return ca_error_set(err, CA_E_PIN_LOCKED,
+				    "token \"%s\" allows only one more SO PIN try before it "
+				    "locks for good: certagent will not risk it",
+				    admin_session_label(a));
+	if (admin_session_pinpad(a))
+		pin = NULL, pin_len = 0;
+	rv = call_login(a->m, a->h, CKU_SO, pin, pin_len);
+	if (rv == CKR_USER_ALREADY_LOGGED_IN)
+		rv = CKR_OK;
+	return rv == CKR_OK ? 0 : so_error(a, rv, "C_Login", err);
+}
+
+static int pin_len_error(AdminSession *a, CK_RV rv, const char *what, CaError *err)
+{
+	if (rv == CKR_PIN_LEN_RANGE || rv == CKR_PIN_INVALID)
+		return ca_error_set(err, CA_E_INVALID_ARGS,
+				    "token \"%s\" refused the new PIN (%s): it takes PINs of %lu "
+				    "to %lu characters",
+				    admin_session_label(a),
+				    rv == CKR_PIN_LEN_RANGE ? "wrong length" : "invalid characters",
+				    (unsigned long)a->tok.info.ulMinPinLen,
+				    (unsigned long)a->tok.info.ulMaxPinLen);
+	return call_error(rv, &a->tok, what, err);
+}
+
+int admin_init_pin(AdminSession *a, const char *pin, size_t pin_len, CaError *err)
+{
+	CK_RV rv;
+
+	if (pin_len > PIN_MAX)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "the PIN is longer than %d bytes",
+				    PIN_MAX);
+	rv = call_init_pin(a->m, a->h, pin, pin_len);
+	return rv == CKR_OK ? 0 : pin_len_error(a, rv, "C_InitPIN", err);
+}
+
+int admin_set_pin(AdminSession *a, const char *old_pin, size_t old_len, const char *new_pin,
+		  size_t new_len, CaError *err)
+{
+	unsigned long flags = admin_session_flags(a);
+	CK_RV rv;
+
+	if (old_len > PIN_MAX || new_len > PIN_MAX)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "a PIN is longer than %d bytes",
+				    PIN_MAX);
+	if (flags & CKF_USER_PIN_LOCKED)
+		return admin_login(a, ADMIN_USER, old_pin, old_len, err);
+	if (flags & CKF_USER_PIN_FINAL_TRY)
+		return ca_error_set(err, CA_E_PIN_LOCKED,
+				    "token \"%s\" allows only one more PIN try before it locks: "
+				    "certagent will not risk it; reset the PIN with `certagent "
+				    "token unblock-pin '%s'`",
+				    admin_session_label(a), admin_session_uri(a));
+	rv = call_set_pin(a->m, a->h, old_pin, old_len, new_pin, new_len);
+	if (rv == CKR_PIN_INCORRECT)
+		return ca_error_set(err, CA_E_PIN_INCORRECT,
+				    "wrong current PIN for token \"%s\" (the token counted one "
+				    "failed try; certagent does not retry it)",
+				    admin_session_label(a));
+	return rv == CKR_OK ? 0 : pin_len_error(a, rv, "C_SetPIN", err);
+}
+
+int admin_init_token(Store *s, AdminSession *a, const char *so_pin, size_t so_len,
+		     const char *label, const char *user_pin, size_t user_len, CaError *err)
+{
+	uint8_t padded[32];
+	CK_RV rv;
+	int r;
+
+	if (strlen(label) == 0 || strlen(label) > sizeof(padded))
+		return ca_error_set(err, CA_E_INVALID_ARGS,
+				    "a token label has 1 to 32 bytes; \"%s\" has %zu", label,
+				    strlen(label));
+	if (so_len > PIN_MAX)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "the SO PIN is longer than %d bytes",
+				    PIN_MAX);
+	if ((a->tok.info.flags & CKF_TOKEN_INITIALIZED) && (a->tok.info.flags & CKF_SO_PIN_LOCKED))
+		return so_error(a, CKR_PIN_LOCKED, "C_InitToken", err);
+	memset(padded, ' ', sizeof(padded));
+	memcpy(padded, label, strlen(label));
+	/* C_InitToken wants no session open on the token: ours and the store's pool. */
+	call_close_session(a->m, a->h);
+	a->open = false;
+	for (size_t i = 0; i < s->n_tokens; i++)
+		if (s->tokens[i]->module == a->m && s->tokens[i]->slot == a->slot)
+			session_pool_close(s->tokens[i]);
+	rv = call_init_token(a->m, a->slot, admin_session_pinpad(a) ? NULL : so_pin,
+			     admin_session_pinpad(a) ? 0 : so_len, padded);
+	if (rv != CKR_OK) {
+		session_reopen(a, NULL);
+		if (rv == CKR_SESSION_EXISTS)
+			return ca_error_set(err, CA_E_FAILED,
+					    "token \"%s\" is in use by another program (an open "
+					    "session): stop certagentd and other PKCS#11 users, then "
+					    "run the command again",
+					    admin_session_label(a));
+		return rv == CKR_PIN_INCORRECT || rv == CKR_PIN_LOCKED
+			       ? so_error(a, rv, "C_InitToken", err)
+			       : pin_len_error(a, rv, "C_InitToken", err);
+	}
+	call_log(LOG_INFO, "slot %lu: token initialised as \"%s\"", (unsigned long)a->slot, label);
+	r = session_reopen(a, err);
+	if (r != 0)
+		return r;
+	r = admin_login(a, ADMIN_SO, so_pin, so_len, err);
+	if (r != 0)
+		return r;
+	r = admin_init_pin(a, user_pin, user_len, err);
+	call_logout(a->m, a->h);
+	if (r == 0)
+		r = session_reopen(a, err); /* fresh flags (CKF_USER_PIN_INITIALIZED) */
+	return r;
+}
+
+/* --- objects ---------------------------------------------------------------------------- */
+
+static int class_of(CK_OBJECT_CLASS c)
+{
+	switch (c) {
+	case CKO_CERTIFICATE:
+		return ADMIN_OBJ_CERT;
+	case CKO_PUBLIC_KEY:
+		return ADMIN_OBJ_PUBLIC;
+	case CKO_PRIVATE_KEY:
+		return ADMIN_OBJ_PRIVATE;
+	case CKO_SECRET_KEY:
+		return ADMIN_OBJ_SECRET;
+	case CKO_DATA:
+		return ADMIN_OBJ_DATA;
+	default:
+		return ADMIN_OBJ_OTHER;
+	}
+}
+
+static int make_uri(AdminSession *a, CK_OBJECT_CLASS cls, const uint8_t *id, size_t id_len,
+		    const char *label, char **ret)
+{
+	P11KitUri *u = p11_kit_uri_new();
+	CK_ATTRIBUTE at;
+	int r = -ENOMEM;
+
+	if (!u)
+		return -ENOMEM;
+	*p11_kit_uri_get_token_info(u) = a->tok.info;
+	at = (CK_ATTRIBUTE){CKA_CLASS, &cls, sizeof(cls)};
+	if (cls != (CK_OBJECT_CLASS)-1 && p11_kit_uri_set_attribute(u, &at) != P11_KIT_URI_OK)
+		goto out;
+	at = (CK_ATTRIBUTE){CKA_ID, (void *)id, id_len};
+	if (id_len > 0 && p11_kit_uri_set_attribute(u, &at) != P11_KIT_URI_OK)
+		goto out;
+	at = (CK_ATTRIBUTE){CKA_LABEL, (void *)label, label ? strlen(label) : 0};
+	if (label && *label && p11_kit_uri_set_attribute(u, &at) != P11_KIT_URI_OK)
+		goto out;
+	if (p11_kit_uri_format(u, P11_KIT_URI_FOR_OBJECT_ON_TOKEN, ret) != P11_KIT_URI_OK)
+		goto out;
+	r = 0;
+out:
+	p11_kit_uri_free(u);
+	return r;
+}
+
+static bool datum_from_gnutls(gnutls_datum_t *dst, gnutls_datum_t *src)
+{
+	dst->data = malloc(src->size ? src->size : 1);
+	if (dst->data) {
+		memcpy(dst->data, src->data, src->size);
+		dst->size = src->size;
+	}
+	gnutls_free(src->data);
+	src->data = NULL;
+	return dst->data != NULL;
+}
+
+static bool pubkey_to_spki(gnutls_pubkey_t pub, gnutls_datum_t *ret)
+{
+	gnutls_datum_t d = {NULL, 0};
+
+	if (gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &d) < 0)
+		return false;
+	return datum_from_gnutls(ret, &d);
+}
+
+static gnutls_ecc_curve_t curve_of(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < ELEMENTSOF(key_types); i++)
+		if (key_types[i].params && bytes_eq(p, n, key_types[i].params,
+						    key_types[i].params_len))
+			return key_types[i].curve;
+	if (bytes_eq(p, n, str_ed25519, sizeof(str_ed25519)))
+		return GNUTLS_ECC_CURVE_ED25519;
+	return GNUTLS_ECC_CURVE_INVALID;
+}
+
+/* The point inside CKA_EC_POINT (a DER OCTET STRING, or bare from some modules). */
+static bool ec_point(const uint8_t *p, size_t n, size_t want, const uint8_t **ret, size_t *ret_n)
+{
+	size_t len, hdr;
+
+	if (n == want) {
+		*ret = p, *ret_n = n;
+		return true;
+	}
+	if (n < 2 || p[0] != 0x04)
+		return false;
+	if (p[1] < 0x80)
+		len = p[1], hdr = 2;
+	else if (p[1] == 0x81 && n >= 3)
+		len = p[2], hdr = 3;
+	else
+		return false;
+	if (hdr + len != n || len != want)
+		return false;
+	*ret = p + hdr, *ret_n = len;
+	return true;
+}
+
+static void key_read(AdminSession *a, CK_OBJECT_HANDLE o, AdminObject *obj)
+{
+	_cleanup_free_ uint8_t *mod = NULL, *exp = NULL, *params = NULL, *point = NULL;
+	size_t mod_n = 0, exp_n = 0, params_n = 0, point_n = 0;
+	CK_ULONG ckk = CKK_VENDOR_DEFINED;
+	gnutls_pubkey_t pub = NULL;
+
+	if (obj->cls == ADMIN_OBJ_PRIVATE) {
+		obj->sensitive = attr_bool(a, o, CKA_SENSITIVE, false);
+		obj->extractable = attr_bool(a, o, CKA_EXTRACTABLE, true);
+		obj->can_sign = attr_bool(a, o, CKA_SIGN, false);
+		obj->can_decrypt = attr_bool(a, o, CKA_DECRYPT, false) ||
+				   attr_bool(a, o, CKA_UNWRAP, false);
+	}
+	if (call_get_ulong(a->m, a->h, o, CKA_KEY_TYPE, &ckk) != CKR_OK)
+		return;
+	if (gnutls_pubkey_init(&pub) < 0)
+		return;
+	if (ckk == CKK_RSA &&
+	    call_get_attribute(a->m, a->h, o, CKA_MODULUS, &mod, &mod_n) == CKR_OK) {
+		gnutls_datum_t m = {mod, mod_n}, e = {NULL, 0};
+		unsigned bits = 0;
+
+		obj->key_type = CA_KEY_RSA;
+		while (mod_n > 0 && mod[0] == 0)
+			memmove(mod, mod + 1, --mod_n);
+		m.size = mod_n;
+		if (mod_n > 0)
+			bits = (unsigned)(mod_n - 1) * 8 + (32 - __builtin_clz(mod[0]));
+		obj->bits = bits;
+		if (call_get_attribute(a->m, a->h, o, CKA_PUBLIC_EXPONENT, &exp, &exp_n) ==
+			    CKR_OK &&
+		    exp_n > 0) {
+			e = (gnutls_datum_t){exp, exp_n};
+			if (gnutls_pubkey_import_rsa_raw(pub, &m, &e) == 0)
+				pubkey_to_spki(pub, &obj->spki);
+		}
+	} else if ((ckk == CKK_EC || ckk == CKK_EC_EDWARDS) &&
+		   call_get_attribute(a->m, a->h, o, CKA_EC_PARAMS, &params, &params_n) ==
+			   CKR_OK) {
+		gnutls_ecc_curve_t c = curve_of(params, params_n);
+		const uint8_t *pt;
+		size_t pt_n;
+
+		for (size_t i = 0; i < ELEMENTSOF(key_types); i++)
+			if (key_types[i].curve == c && c != 0) {
+				obj->key_type = c == GNUTLS_ECC_CURVE_ED25519 ? CA_KEY_ED25519
+									      : CA_KEY_EC;
+				obj->bits = key_types[i].bits;
+			}
+		if (obj->cls == ADMIN_OBJ_PUBLIC && obj->key_type != CA_KEY_UNKNOWN &&
+		    call_get_attribute(a->m, a->h, o, CKA_EC_POINT, &point, &point_n) == CKR_OK) {
+			size_t coord = c == GNUTLS_ECC_CURVE_ED25519 ? 32
+								     : gnutls_ecc_curve_get_size(c);
+			size_t want = c == GNUTLS_ECC_CURVE_ED25519 ? 32 : 1 + 2 * coord;
+
+			if (ec_point(point, point_n, want, &pt, &pt_n)) {
+				gnutls_datum_t x = {(uint8_t *)pt, pt_n}, y = {NULL, 0};
+				int ok;
+
+				if (c == GNUTLS_ECC_CURVE_ED25519) {
+					ok = gnutls_pubkey_import_ecc_raw(pub, c, &x, NULL);
+				} else {
+					x = (gnutls_datum_t){(uint8_t *)pt + 1, coord};
+					y = (gnutls_datum_t){(uint8_t *)pt + 1 + coord, coord};
+					ok = pt[0] == 0x04
+						     ? gnutls_pubkey_import_ecc_raw(pub, c, &x, &y)
+						     : -1;
+				}
+				if (ok == 0)
+					pubkey_to_spki(pub, &obj->spki);
+			}
+		}
+	}
+	gnutls_pubkey_deinit(pub);
+}
+
+static void cert_read(AdminSession *a, CK_OBJECT_HANDLE o, AdminObject *obj)
+{
+	_cleanup_free_ uint8_t *value = NULL;
+	size_t n = 0;
+	CK_ULONG cat = 0;
+	gnutls_x509_crt_t crt;
+	gnutls_pubkey_t pub;
+	unsigned bits = 0;
+	int pk;
+
+	if (call_get_attribute(a->m, a->h, o, CKA_VALUE, &value, &n) != CKR_OK || n == 0)
+		return;
+	obj->der.data = TAKE_PTR(value);
+	obj->der.size = n;
+	if (call_get_ulong(a->m, a->h, o, CKA_CERTIFICATE_CATEGORY, &cat) == CKR_OK && cat == 2)
+		obj->is_ca = true;
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return;
+	if (gnutls_x509_crt_import(crt, &obj->der, GNUTLS_X509_FMT_DER) == 0) {
+		if (gnutls_x509_crt_get_ca_status(crt, NULL) > 0)
+			obj->is_ca = true;
+		pk = gnutls_x509_crt_get_pk_algorithm(crt, &bits);
+		obj->key_type = pk == GNUTLS_PK_RSA		    ? CA_KEY_RSA
+				: pk == GNUTLS_PK_ECDSA		    ? CA_KEY_EC
+				: pk == GNUTLS_PK_EDDSA_ED25519 ? CA_KEY_ED25519
+								    : CA_KEY_UNKNOWN;
+		obj->bits = pk == GNUTLS_PK_EDDSA_ED25519 ? 255 : bits;
+		if (gnutls_pubkey_init(&pub) == 0) {
+			if (gnutls_pubkey_import_x509(pub, crt, 0) == 0)
+				pubkey_to_spki(pub, &obj->spki);
+			gnutls_pubkey_deinit(pub);
+		}
+	}
+	gnutls_x509_crt_deinit(crt);
+}
+
+static void object_deinit(AdminObject *o)
+{
+	free(o->label);
+	free(o->id);
+	free(o->uri);
+	free(o->der.data);
+	free(o->spki.data);
+}
+
+AdminObjectList *admin_object_list_free(AdminObjectList *l)
+{
+	if (!l)
+		return NULL;
+	for (size_t i = 0; i < l->n; i++)
+		object_deinit(&l->items[i]);
+	free(l->items);
+	free(l);
+	return NULL;
+}
+
+int admin_list_objects(AdminSession *a, AdminObjectList **ret, CaError *err)
+{
+	_cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
+	AdminObjectList *l;
+	size_t n = 0;
+	CK_RV rv;
+
+	rv = call_find_objects(a->m, a->h, NULL, 0, &objs, &n);
+	if (rv != CKR_OK)
+		return call_error(rv, &a->tok, "C_FindObjects", err);
+	l = calloc(1, sizeof(*l));
+	if (!l || !(l->items = calloc(n + 1, sizeof(*l->items)))) {
+		free(l);
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	}
+	for (size_t i = 0; i < n; i++) {
+		AdminObject *o = &l->items[l->n];
+		CK_ULONG cls = 0;
+		size_t len = 0;
+
+		if (call_get_ulong(a->m, a->h, objs[i], CKA_CLASS, &cls) != CKR_OK)
+			continue;
+		l->n++;
+		o->handle = objs[i];
+		o->cls = class_of(cls);
+		if (call_get_attribute(a->m, a->h, objs[i], CKA_LABEL, (uint8_t **)&o->label,
+				       &len) != CKR_OK)
+			o->label = strdup("");
+		call_get_attribute(a->m, a->h, objs[i], CKA_ID, &o->id, &o->id_len);
+		if (o->cls == ADMIN_OBJ_PUBLIC || o->cls == ADMIN_OBJ_PRIVATE)
+			key_read(a, objs[i], o);
+		else if (o->cls == ADMIN_OBJ_CERT)
+			cert_read(a, objs[i], o);
+		if (!o->label || make_uri(a, cls, o->id, o->id_len, o->label, &o->uri) < 0) {
+			admin_object_list_free(l);
+			return ca_error_set(err, -ENOMEM, "out of memory");
+		}
+	}
+	*ret = l;
+	return 0;
+}
+
+int admin_uri_matches(const char *uri, const AdminObject *o, bool *ret, CaError *err)
+{
+	static const CK_OBJECT_CLASS classes[] = {
+		[ADMIN_OBJ_DATA] = CKO_DATA,	       [ADMIN_OBJ_CERT] = CKO_CERTIFICATE,
+		[ADMIN_OBJ_PUBLIC] = CKO_PUBLIC_KEY,   [ADMIN_OBJ_PRIVATE] = CKO_PRIVATE_KEY,
+		[ADMIN_OBJ_SECRET] = CKO_SECRET_KEY,
+	};
+	CK_OBJECT_CLASS cls = o->cls <= ADMIN_OBJ_SECRET ? classes[o->cls] : CKO_VENDOR_DEFINED;
+	CK_ATTRIBUTE attrs[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, o->id, o->id_len},
+		{CKA_LABEL, o->label, o->label ? strlen(o->label) : 0},
+	};
+	P11KitUri *u = p11_kit_uri_new();
+	int r;
+
+	if (!u)
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	r = p11_kit_uri_parse(uri, P11_KIT_URI_FOR_ANY, u);
+	if (r != P11_KIT_URI_OK) {
+		p11_kit_uri_free(u);
+		return ca_error_set(err, CA_E_INVALID_ARGS, "\"%s\" is not a valid pkcs11: URI (%s)",
+				    uri, p11_kit_uri_message(r));
+	}
+	*ret = p11_kit_uri_match_attributes(u, attrs, ELEMENTSOF(attrs)) == 1;
+	p11_kit_uri_free(u);
+	return 0;
+}
+
+bool admin_key_type_valid(const char *type)
+{
+	for (size_t i = 0; i < ELEMENTSOF(key_types); i++)
+		if (strcmp(key_types[i].name, type) == 0)
+			return true;
+	return false;
+}
+
+/* Refuses a label or id any object on the token already has (caller logged in). */
+static int check_unused(AdminSession *a, const char *label, const uint8_t *id, size_t id_len,
+			CaError *err)
+{
+	AdminObjectList *l = NULL;
+	int r = admin_list_objects(a, &l, err);
+
+	for (size_t i = 0; r == 0 && i < l->n; i++) {
+		const AdminObject *o = &l->items[i];
+		char hx[2 * ADMIN_ID_MAX + 1];
+
+		if (label && strcmp(o->label, label) == 0)
+			r = ca_error_set(err, CA_E_POLICY_DENIED,
+					 "token \"%s\" already has an object labelled \"%s\" (%s): "
+					 "choose another --label",
+					 admin_session_label(a), label, o->uri);
+		else if (id_len > 0 && bytes_eq(o->id, o->id_len, id, id_len)) {
+			hex(id, id_len, hx);
+			r = ca_error_set(err, CA_E_POLICY_DENIED,
+					 "token \"%s\" already has an object with ID %s (%s): "
+					 "choose another --id, or leave it out for a random one",
+					 admin_session_label(a), hx, o->uri);
+		}
+	}
+	admin_object_list_free(l);
+	return r;
+}
+
+int admin_generate_key(AdminSession *a, const char *type, const char *label, const uint8_t *id,
+		       size_t id_len, char **ret_uri, CaError *err)
+{
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG bits = 0;
+	uint8_t e65537[] = {0x01, 0x00, 0x01};
+	CK_MECHANISM mech = {0, NULL, 0};
+	CK_OBJECT_HANDLE pub = 0, priv = 0;
+	CK_ATTRIBUTE pubt[16], privt[16];
+	size_t npub = 0, npriv = 0, k;
+	CK_RV rv;
+	int r;
+
+	for (k = 0; k < ELEMENTSOF(key_types); k++)
+		if (strcmp(key_types[k].name, type) == 0)
+			break;
+	if (k == ELEMENTSOF(key_types))
+		return ca_error_set(err, CA_E_INVALID_ARGS,
+				    "unknown key type \"%s\": use rsa2048, rsa3072, rsa4096, p256, "
+				    "p384, p521 or ed25519",
+				    type);
+	if (!label || !*label || strlen(label) > ADMIN_LABEL_MAX || id_len == 0 ||
+	    id_len > ADMIN_ID_MAX)
+		return ca_error_set(err, CA_E_INVALID_ARGS,
+				    "a key needs a label of 1 to %d bytes and an ID of 1 to %d bytes",
+				    ADMIN_LABEL_MAX, ADMIN_ID_MAX);
+	r = check_unused(a, label, id, id_len, err);
+	if (r != 0)
+		return r;
+
+#define PUB(t, p, l) pubt[npub++] = (CK_ATTRIBUTE){(t), (void *)(p), (l)}
+#define PRIV(t, p, l) privt[npriv++] = (CK_ATTRIBUTE){(t), (void *)(p), (l)}
+	PUB(CKA_TOKEN, &yes, sizeof(yes));
+	PUB(CKA_PRIVATE, &no, sizeof(no));
+	PUB(CKA_VERIFY, &yes, sizeof(yes));
+	PUB(CKA_ENCRYPT, &no, sizeof(no));
+	PUB(CKA_WRAP, &no, sizeof(no));
+	PUB(CKA_LABEL, label, strlen(label));
+	PUB(CKA_ID, id, id_len);
+	PRIV(CKA_TOKEN, &yes, sizeof(yes));
+	PRIV(CKA_PRIVATE, &yes, sizeof(yes));
+	PRIV(CKA_SENSITIVE, &yes, sizeof(yes));
+	PRIV(CKA_EXTRACTABLE, &no, sizeof(no));
+	PRIV(CKA_SIGN, &yes, sizeof(yes));
+	PRIV(CKA_DECRYPT, &no, sizeof(no));
+	PRIV(CKA_UNWRAP, &no, sizeof(no));
+	PRIV(CKA_DERIVE, &no, sizeof(no));
+	PRIV(CKA_LABEL, label, strlen(label));
+	PRIV(CKA_ID, id, id_len);
+	if (key_types[k].ckk == CKK_RSA) {
+		bits = key_types[k].bits;
+		mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+		PUB(CKA_MODULUS_BITS, &bits, sizeof(bits));
+		PUB(CKA_PUBLIC_EXPONENT, e65537, sizeof(e65537));
+	} else {
+		mech.mechanism = key_types[k].ckk == CKK_EC ? CKM_EC_KEY_PAIR_GEN
+							    : CKM_EC_EDWARDS_KEY_PAIR_GEN;
+		PUB(CKA_EC_PARAMS, key_types[k].params, key_types[k].params_len);
+	}
+#undef PUB
+#undef PRIV
+	rv = call_generate_key_pair(a->m, a->h, &mech, pubt, npub, privt, npriv, &pub, &priv);
+	if ((rv == CKR_ATTRIBUTE_VALUE_INVALID || rv == CKR_DOMAIN_PARAMS_INVALID ||
+	     rv == CKR_TEMPLATE_INCONSISTENT) &&
+	    key_types[k].ckk == CKK_EC_EDWARDS) {
+		/* Older modules name the curve with a PrintableString, as RFC 8410 once did. */
+		pubt[npub - 1] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)str_ed25519,
+						sizeof(str_ed25519)};
+		rv = call_generate_key_pair(a->m, a->h, &mech, pubt, npub, privt, npriv, &pub,
+					    &priv);
+	}
+	if (rv == CKR_MECHANISM_INVALID || rv == CKR_DOMAIN_PARAMS_INVALID ||
+	    rv == CKR_KEY_SIZE_RANGE || rv == CKR_ATTRIBUTE_VALUE_INVALID)
+		return ca_error_set(err, CA_E_UNSUPPORTED_SCHEME,
+				    "token \"%s\" cannot generate %s keys (%s): choose another "
+				    "--type",
+				    admin_session_label(a), type,
+				    call_rv_name(rv, (char[32]){0}));
+	if (rv != CKR_OK)
+		return call_error(rv, &a->tok, "C_GenerateKeyPair", err);
+	if (!attr_bool(a, priv, CKA_SENSITIVE, false) ||
+	    attr_bool(a, priv, CKA_EXTRACTABLE, true)) {
+		call_destroy_object(a->m, a->h, priv);
+		call_destroy_object(a->m, a->h, pub);
+		return ca_error_set(err, CA_E_POLICY_DENIED,
+				    "token \"%s\" made the new key extractable or not sensitive "
+				    "despite the template: the key was destroyed",
+				    admin_session_label(a));
+	}
+	call_log(LOG_INFO, "token \"%s\": generated %s key \"%s\"", admin_session_label(a), type,
+		 label);
+	if (ret_uri && make_uri(a, CKO_PRIVATE_KEY, id, id_len, label, ret_uri) < 0)
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
+/* DER INTEGER of a certificate serial, as CKA_SERIAL_NUMBER wants it. */
+static size_t serial_der(const uint8_t *s, size_t n, uint8_t *out)
+{
+	size_t k = 0;
+
+	out[k++] = 0x02;
+	out[k++] = (uint8_t)(n + (s[0] & 0x80 ? 1 : 0));
+	if (s[0] & 0x80)
+		out[k++] = 0;
+	memcpy(out + k, s, n);
+	return k + n;
+}
+
+int admin_store_cert(AdminSession *a, const gnutls_datum_t *der, const char *label,
+		     const uint8_t *id, size_t id_len, bool ca, unsigned long *ret_handle,
+		     CaError *err)
+{
+	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+	CK_CERTIFICATE_TYPE ct = CKC_X_509;
+	CK_ULONG cat = ca ? 2 : 1;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	gnutls_datum_t subj = {NULL, 0}, iss = {NULL, 0};
+	uint8_t serial[64], serial_enc[68];
+	size_t serial_n = sizeof(serial);
+	_cleanup_free_ CK_OBJECT_HANDLE *dups = NULL;
+	size_t n_dups = 0;
+	gnutls_x509_crt_t crt;
+	CK_OBJECT_HANDLE h = 0;
+	CK_RV rv;
+	int r = 0;
+
+	if (!label || strlen(label) > ADMIN_LABEL_MAX || id_len > ADMIN_ID_MAX)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "label or ID too long");
+	CK_ATTRIBUTE find[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_VALUE, der->data, der->size},
+	};
+	rv = call_find_objects(a->m, a->h, find, ELEMENTSOF(find), &dups, &n_dups);
+	if (rv != CKR_OK)
+		return call_error(rv, &a->tok, "C_FindObjects", err);
+	if (n_dups > 0)
+		return ca_error_set(err, CA_E_POLICY_DENIED,
+				    "this certificate is already on token \"%s\": nothing stored",
+				    admin_session_label(a));
+	if (gnutls_x509_crt_init(&crt) < 0)
+		return ca_error_set(err, -ENOMEM, "out of memory");
+	if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) < 0 ||
+	    gnutls_x509_crt_get_raw_dn(crt, &subj) < 0 ||
+	    gnutls_x509_crt_get_raw_issuer_dn(crt, &iss) < 0 ||
+	    gnutls_x509_crt_get_serial(crt, serial, &serial_n) < 0 || serial_n == 0 ||
+	    serial_n > sizeof(serial)) {
+		r = ca_error_set(err, CA_E_INVALID_ARGS, "not a usable X.509 certificate");
+		goto out;
+	}
+	CK_ATTRIBUTE t[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_CERTIFICATE_TYPE, &ct, sizeof(ct)},
+		{CKA_TOKEN, &yes, sizeof(yes)},
+		{CKA_PRIVATE, &no, sizeof(no)},
+		{CKA_MODIFIABLE, &yes, sizeof(yes)},
+		{CKA_CERTIFICATE_CATEGORY, &cat, sizeof(cat)},
+		{CKA_VALUE, der->data, der->size},
+		{CKA_SUBJECT, subj.data, subj.size},
+		{CKA_ISSUER, iss.data, iss.size},
+		{CKA_SERIAL_NUMBER, serial_enc, serial_der(serial, serial_n, serial_enc)},
+		{CKA_LABEL, (void *)label, strlen(label)},
+		{CKA_ID, (void *)id, id_len},
+	};
+	rv = call_create_object(a->m, a->h, t, id_len > 0 ? ELEMENTSOF(t) : ELEMENTSOF(t) - 1,
+				&h);
+	if (rv != CKR_OK) {
+		r = rv == CKR_DEVICE_MEMORY
+			    ? ca_error_set(err, CA_E_FAILED,
+					   "token \"%s\" is full: delete objects you no longer "
+					   "need (`certagent delete`) and try again",
+					   admin_session_label(a))
+			    : call_error(rv, &a->tok, "C_CreateObject", err);
+		goto out;
+	}
+	if (ret_handle)
+		*ret_handle = h;
+out:
+	gnutls_free(subj.data);
+	gnutls_free(iss.data);
+	gnutls_x509_crt_deinit(crt);
+	return r;
+}
+
+int admin_destroy(AdminSession *a, unsigned long handle, CaError *err)
+{
+	CK_RV rv = call_destroy_object(a->m, a->h, handle);
+
+	return rv == CKR_OK ? 0 : call_error(rv, &a->tok, "C_DestroyObject", err);
+}
+
+int admin_set_label(AdminSession *a, unsigned long handle, const char *label, CaError *err)
+{
+	CK_ATTRIBUTE t = {CKA_LABEL, (void *)label, strlen(label)};
+	CK_RV rv = call_set_attributes(a->m, a->h, handle, &t, 1);
+
+	return rv == CKR_OK ? 0 : call_error(rv, &a->tok, "C_SetAttributeValue", err);
+}
+
+int admin_sign(AdminSession *a, const uint8_t *id, size_t id_len, CaSigKind kind,
+	       const uint8_t *data, size_t len, uint8_t **ret_sig, size_t *ret_len, CaError *err)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE find[] = {
+		{CKA_CLASS, &cls, sizeof(cls)},
+		{CKA_ID, (void *)id, id_len},
+	};
+	_cleanup_free_ CK_OBJECT_HANDLE *keys = NULL;
+	CK_MECHANISM mech = {0, NULL, 0};
+	uint8_t sig[1024];
+	CK_ULONG sig_len = sizeof(sig);
+	size_t n = 0;
+	CK_RV rv;
+
+	rv = call_find_objects(a->m, a->h, find, ELEMENTSOF(find), &keys, &n);
+	if (rv != CKR_OK)
+		return call_error(rv, &a->tok, "C_FindObjects", err);
+	if (n != 1)
+		return ca_error_set(err, CA_E_KEY_NOT_FOUND,
+				    "%zu private keys with this ID on token \"%s\" (logged in): "
+				    "name exactly one key",
+				    n, admin_session_label(a));
+	mech.mechanism = kind == CA_SIG_RSA_PKCS1 ? CKM_RSA_PKCS
+			 : kind == CA_SIG_ECDSA	  ? CKM_ECDSA
+			 : kind == CA_SIG_EDDSA	  ? CKM_EDDSA
+						  : CKM_VENDOR_DEFINED;
+	if (mech.mechanism == CKM_VENDOR_DEFINED)
+		return ca_error_set(err, CA_E_UNSUPPORTED_SCHEME, "unsupported signature kind");
+	rv = call_sign_init(a->m, a->h, &mech, keys[0]);
+	if (rv != CKR_OK)
+		return call_error(rv, &a->tok, "C_SignInit", err);
+	rv = call_sign(a->m, a->h, data, len, sig, &sig_len);
+	if (rv != CKR_OK)
+		return call_error(rv, &a->tok, "C_Sign", err);
+	if (kind == CA_SIG_ECDSA) {
+		gnutls_datum_t rr = {sig, sig_len / 2}, ss = {sig + sig_len / 2, sig_len / 2};
+		gnutls_datum_t d = {NULL, 0};
+
+		if (sig_len == 0 || sig_len % 2 || gnutls_encode_rs_value(&d, &rr, &ss) < 0)
+			return ca_error_set(err, CA_E_FAILED, "malformed ECDSA signature");
+		*ret_sig = malloc(d.size);
+		if (!*ret_sig) {
+			gnutls_free(d.data);
+			return -ENOMEM;
+		}
+		memcpy(*ret_sig, d.data, d.size);
+		*ret_len = d.size;
+		gnutls_free(d.data);
+		return 0;
+	}
+	*ret_sig = malloc(sig_len);
+	if (!*ret_sig)
+		return -ENOMEM;
+	memcpy(*ret_sig, sig, sig_len);
+	*ret_len = sig_len;
+	return 0;
+}
+
+/* Reads the hex ID after ADMIN_TMP_PREFIX. */
+static size_t tmp_label_id(const char *label, uint8_t *out)
+{
+	const char *p = label + strlen(ADMIN_TMP_PREFIX);
+	size_t n = 0;
+	unsigned v;
+
+	while (n < ADMIN_ID_MAX && sscanf(p, "%2x", &v) == 1 && p[0] && p[1] &&
+	       strchr("0123456789abcdefABCDEF", p[0]) && strchr("0123456789abcdefABCDEF", p[1])) {
+		out[n++] = (uint8_t)v;
+		p += 2;
+	}
+	return n;
+}
+
+int admin_cleanup_orphans(AdminSession *a, size_t *ret_n, CaError *err)
+{
+	AdminObjectList *l = NULL;
+	size_t destroyed = 0;
+	int r;
+
+	r = admin_list_objects(a, &l, err);
+	if (r != 0)
+		return r;
+	for (size_t i = 0; i < l->n && r == 0; i++) {
+		uint8_t id[ADMIN_ID_MAX];
+		size_t id_len;
+		bool finished = false;
+
+		if (!label_is_tmp(l->items[i].label))
+			continue;
+		id_len = tmp_label_id(l->items[i].label, id);
+		for (size_t j = 0; j < l->n; j++)
+			if (l->items[j].cls == ADMIN_OBJ_PRIVATE &&
+			    bytes_eq(l->items[j].id, l->items[j].id_len, id, id_len) &&
+			    !label_is_tmp(l->items[j].label))
+				finished = true;
+		for (size_t j = 0; j < l->n && r == 0; j++) {
+			AdminObject *o = &l->items[j];
+
+			if (o->handle == 0)
+				continue; /* already destroyed */
+			if (j != i && (finished || id_len == 0 ||
+				       !bytes_eq(o->id, o->id_len, id, id_len)))
+				continue;
+			call_log(LOG_INFO, "token \"%s\": removing %s left by an unfinished "
+				 "enrolment", admin_session_label(a), o->uri);
+			r = admin_destroy(a, o->handle, err);
+			if (r == 0) {
+				o->handle = 0;
+				destroyed++;
+			}
+		}
+	}
+	admin_object_list_free(l);
+	if (ret_n)
+		*ret_n = destroyed;
+	return r;
+}
