@@ -285,8 +285,10 @@ void explain_offered(Explain *e, gnutls_priority_t prio)
 	int n;
 
 	n = gnutls_priority_protocol_list(prio, &list);
+	/* The list holds DTLS too; this is a TCP connection. */
 	for (int i = 0; i < n && e->n_versions < MAX_LIST; i++)
-		if (gnutls_protocol_get_name(list[i]))
+		if (gnutls_protocol_get_name(list[i]) &&
+		    strncmp(gnutls_protocol_get_name(list[i]), "DTLS", 4) != 0)
 			e->versions[e->n_versions++] = gnutls_protocol_get_name(list[i]);
 	n = gnutls_priority_group_list(prio, &list);
 	for (int i = 0; i < n && e->n_groups < MAX_LIST; i++)
@@ -643,6 +645,34 @@ void explain_set_result(Explain *e, const char *result, const char *fmt, ...)
 
 /* --- text ------------------------------------------------------------------------------------ */
 
+#define TEXT_WIDTH 99
+
+/* Prints text from column col, wrapping at TEXT_WIDTH and indenting new lines to indent. */
+static void wrap(const char *text, size_t col, size_t indent, FILE *f)
+{
+	const char *p = text;
+	bool first = true;
+
+	while (*p) {
+		size_t word = strcspn(p, " ");
+
+		if (!first && col + 1 + word > TEXT_WIDTH) {
+			fprintf(f, "\n%*s", (int)indent, "");
+			col = indent;
+		} else if (!first) {
+			fputc(' ', f);
+			col++;
+		}
+		fwrite(p, 1, word, f);
+		col += word;
+		first = false;
+		p += word;
+		while (*p == ' ')
+			p++;
+	}
+	fputc('\n', f);
+}
+
 static void print_list(const char *label, const char *const *v, size_t n, FILE *f)
 {
 	size_t col = 4 + 22;
@@ -653,9 +683,9 @@ static void print_list(const char *label, const char *const *v, size_t n, FILE *
 	for (size_t i = 0; i < n; i++) {
 		size_t len = strlen(v[i]) + 1;
 
-		if (col + len > 99 && i > 0) {
-			fprintf(f, "\n%26s", "");
-			col = 26;
+		if (col + len > TEXT_WIDTH && i > 0) {
+			fprintf(f, "\n%25s", "");
+			col = 25;
 		}
 		fprintf(f, " %s", v[i]);
 		col += len;
@@ -665,25 +695,15 @@ static void print_list(const char *label, const char *const *v, size_t n, FILE *
 
 static void print_para(const char *text, FILE *f)
 {
-	const char *p = text;
-	size_t col = 4;
+	fputs("    ", f);
+	wrap(text, 4, 4, f);
+}
 
-	fputs("   ", f);
-	while (*p) {
-		size_t word = strcspn(p, " ");
-
-		if (col + 1 + word > 99) {
-			fputs("\n   ", f);
-			col = 3;
-		}
-		fputc(' ', f);
-		fwrite(p, 1, word, f);
-		col += word + 1;
-		p += word;
-		while (*p == ' ')
-			p++;
-	}
-	fputc('\n', f);
+/* "    label      text", text wrapped under itself. */
+static void print_field(const char *label, const char *text, FILE *f)
+{
+	fprintf(f, "    %-10s ", label);
+	wrap(text ? text : "?", 15, 15, f);
 }
 
 static const char *status_mark(const char *status)
@@ -741,8 +761,8 @@ void explain_print_text(const Explain *e, FILE *f)
 
 			if (c->link >= 0)
 				snprintf(where, sizeof(where), "[%d]", c->link);
-			fprintf(f, "      %s %s %-12s %s\n", status_mark(c->status), where, c->kind,
-				c->detail ? c->detail : "");
+			fprintf(f, "      %s %-4s %-12s ", status_mark(c->status), where, c->kind);
+			wrap(c->detail ? c->detail : "", 31, 31, f);
 		}
 	}
 
@@ -769,9 +789,11 @@ void explain_print_text(const Explain *e, FILE *f)
 			e->identity_subject ? e->identity_subject : "?");
 		fprintf(f, "    %-10s %s (%s key)\n", "token", e->token_label ? e->token_label : "?",
 			e->key_type ? e->key_type : "?");
-		fprintf(f, "    %-10s %s\n", "why", e->reason ? e->reason : "?");
+		print_field("why", e->reason, f);
 	} else if (e->none_reason) {
-		fprintf(f, "    No identity fits, so no certificate was sent: %s\n", e->none_reason);
+		fputs("    ", f);
+		wrap("No identity fits, so no certificate was sent:", 4, 4, f);
+		print_field("why", e->none_reason, f);
 	} else {
 		fputs("    None was needed.\n", f);
 	}
@@ -813,8 +835,8 @@ void explain_print_text(const Explain *e, FILE *f)
 	}
 
 	fputs("\n7. Did the server accept the client?\n", f);
-	fprintf(f, "    %s: %s\n", e->result ? e->result : "unknown",
-		e->result_detail ? e->result_detail : "");
+	print_field("result", e->result ? e->result : "failed", f);
+	print_field("why", e->result_detail, f);
 }
 
 /* --- JSON ------------------------------------------------------------------------------------ */

@@ -183,7 +183,8 @@ static void print_row(const char *cmd, const CliOption *o, FILE *f)
 void cli_print_table(const CliCommand *const *cmds, size_t n, FILE *f)
 {
 	for (size_t i = 0; i < n; i++) {
-		fprintf(f, "%s\t\t\t%s\t%s\n", cmds[i]->name, cmds[i]->synopsis, cmds[i]->summary);
+		fprintf(f, "%s\t\t\t%s\t%s\t%s\n", cmds[i]->name, cmds[i]->synopsis,
+			cmds[i]->summary, cmds[i]->description);
 		for (size_t j = 0; j < cmds[i]->n_options; j++)
 			print_row(cmds[i]->name, &cmds[i]->options[j], f);
 		print_row(cmds[i]->name, &help_option, f);

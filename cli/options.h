@@ -61,7 +61,11 @@ void cli_parser_deinit(CliParser *p);
 int cli_options_next(CliParser *p, const char **ret_arg);
 
 void cli_print_command_help(const CliCommand *cmd, FILE *f);
-/* One line per option, tab-separated: command, --name, -s, ARG, help. For man and completion. */
+/*
+ * The tables as tab-separated lines, for cli/gen-docs.py (man page, bash completion) and tests:
+ * per command first "COMMAND<tab><tab><tab>SYNOPSIS<tab>SUMMARY<tab>DESCRIPTION", then one line
+ * per option "COMMAND<tab>--name<tab>-s<tab>ARG<tab>HELP" (-s and ARG may be empty).
+ */
 void cli_print_table(const CliCommand *const *cmds, size_t n, FILE *f);
 int cli_usage_error(const CliCommand *cmd, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -302,3 +302,31 @@ void p11cli_test_stop(const char *step)
 	fprintf(stderr, "certagent: test hook: stopped after step \"%s\"\n", step);
 	raise(SIGSTOP);
 }
+
+int p11cli_write_file(const char *path, const void *data, size_t len, bool no_overwrite)
+{
+	_cleanup_free_ char *tmp = NULL;
+	FILE *f;
+	bool ok;
+
+	if (no_overwrite && access(path, F_OK) == 0) {
+		fprintf(stderr, "certagent: %s exists: not overwritten\n", path);
+		return P11CLI_EXIT_REFUSED;
+	}
+	if (asprintf(&tmp, "%s.certagent-tmp", path) < 0)
+		return CLI_EXIT_IO;
+	f = fopen(tmp, "we");
+	if (!f) {
+		fprintf(stderr, "certagent: cannot write %s: %s\n", tmp, strerror(errno));
+		return CLI_EXIT_IO;
+	}
+	ok = fwrite(data, 1, len, f) == len;
+	ok = (fflush(f) == 0 && fsync(fileno(f)) == 0) && ok;
+	ok = fclose(f) == 0 && ok;
+	if (!ok || rename(tmp, path) < 0) {
+		fprintf(stderr, "certagent: cannot write %s: %s\n", path, strerror(errno));
+		unlink(tmp);
+		return CLI_EXIT_IO;
+	}
+	return 0;
+}

@@ -68,3 +68,26 @@ void p11cli_test_stop(const char *step);
 /* SIGINT/SIGTERM/SIGHUP set a flag instead of killing us, so an enrolment can roll back. */
 void p11cli_trap_signals(void);
 bool p11cli_interrupted(void);
+
+/* --- enrolment building blocks (cmd-csr.c, cmd-cert.c) ------------------------------------- */
+
+/* Checks a DN (RFC 4514, e.g. "CN=alice,O=Example") and SANs ("dns:…", "email:…", "uri:…",
+ * "ip:…") without touching a token. Exit code (2 with a message) or 0. */
+int p11cli_check_subject(const char *subject, char *const *sans, size_t n_sans);
+
+/*
+ * A PKCS#10 request for the private key with CKA_ID id (user logged in), asking for the
+ * clientAuth extended key usage, signed by that key on the token. Exit code or 0.
+ */
+int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t *id,
+		    size_t id_len, const char *subject, char *const *sans, size_t n_sans,
+		    gnutls_x509_crq_t *ret);
+
+/* The private key among objs whose public key is spki (via its public key or itself). */
+const AdminObject *p11cli_key_for_spki(const AdminObjectList *objs, const gnutls_datum_t *spki);
+
+/* The DER SubjectPublicKeyInfo of a certificate (gnutls_free). */
+int p11cli_crt_spki(gnutls_x509_crt_t crt, gnutls_datum_t *ret);
+
+/* Writes data to path through a temporary file and rename (no partial files). Exit code. */
+int p11cli_write_file(const char *path, const void *data, size_t len, bool no_overwrite);

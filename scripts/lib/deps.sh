@@ -7,9 +7,14 @@
 # and apt-get install for just those (as root, or through `sudo -n` when that works). Prints
 # one line either way. Does nothing on a system without dpkg (a note says so).
 
+# Build: meson ninja-build pkg-config gcc libc6-dev and the -dev packages. Tests and demo:
+# softhsm2 (token), gnutls-bin (certtool, p11tool, gnutls-serv, gnutls-cli), opensc
+# (pkcs11-tool: Ed25519 keys), openssl (s_server), dbus (dbus-daemon, dbus-send), systemd
+# (busctl, used by tests/agent; nothing of systemd runs), python3-dbus (agent/fault tests).
 DEPS_PACKAGES="meson ninja-build pkg-config gcc libc6-dev
 	softhsm2 gnutls-bin libgnutls28-dev libp11-kit-dev p11-kit p11-kit-modules
-	libdbus-1-dev dbus opensc libassuan-dev libinih-dev python3 python3-dbus openssl"
+	libdbus-1-dev dbus opensc libassuan-dev libinih-dev python3 python3-dbus openssl
+	systemd"
 
 deps_missing() {
 	local p
