@@ -180,14 +180,19 @@ _certagent() {
 	fi
 
 	# Next word of a command name (commands may have two words: "token init").
+	local -A seen=()
 	local -a next=()
 	for c in "${commands[@]}"; do
-		if [[ -z $cmd && $c != *" "* ]] || [[ -z $cmd && $c == *" "* ]]; then
-			next+=("${c%%%% *}")
-		elif [[ -n $cmd && $c == "$cmd "* ]]; then
+		if [[ -z $cmd ]]; then
+			w=${c%%%% *}
+		elif [[ $c == "$cmd "* ]]; then
 			w=${c#"$cmd "}
-			next+=("${w%%%% *}")
+			w=${w%%%% *}
+		else
+			continue
 		fi
+		[[ -n ${seen[$w]:-} ]] || next+=("$w")
+		seen[$w]=1
 	done
 	if [[ $cur == -* || ${#next[@]} == 0 ]]; then
 		if [[ -z $cmd ]]; then

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
 # The Debian packages certagent needs to build, test and run its demo, and one function that
-# installs whichever are missing. Sourced by scripts/test and scripts/demo.
+# installs whichever are missing. Sourced by scripts/test, scripts/demo and scripts/bench.
 #
 # deps_install: checks each package with dpkg-query; if some are missing, runs apt-get update
 # and apt-get install for just those (as root, or through `sudo -n` when that works). Prints
