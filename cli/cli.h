@@ -16,6 +16,15 @@ extern const CliCommand cli_cmd_list;
 extern const CliCommand cli_cmd_unlock;
 extern const CliCommand cli_cmd_connect;
 extern const CliCommand cli_cmd_status;
+/* Token enrolment (cmd-token.c, cmd-key.c, ...; docs/cli-admin.md). */
+extern const CliCommand cli_cmd_tokens;
+extern const CliCommand cli_cmd_token;
+extern const CliCommand cli_cmd_key;
+extern const CliCommand cli_cmd_csr;
+extern const CliCommand cli_cmd_cert;
+extern const CliCommand cli_cmd_enroll;
+extern const CliCommand cli_cmd_delete;
+extern const CliCommand cli_cmd_export_cert;
 
 /* Prints "certagent: MESSAGE" for an agent error and returns the exit code for it. */
 int cli_agent_error(const certagent_error *err);

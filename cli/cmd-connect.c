@@ -374,12 +374,13 @@ static void explain_failure(const Connect *x, int r)
 
 		if (alert_is_about_client(a) ||
 		    (gnutls_certificate_client_get_request_status(x->session) && !uri))
-			explain_set_result(x->ex, "rejected",
-					   "the server rejected the client during the handshake "
-					   "(TLS 1.2: it checks the client's certificate before its "
-					   "Finished message) with the alert %s; %s",
-					   name ? name : "?",
-					   uri ? "a certificate was sent" : "no certificate was sent");
+			explain_set_result(
+				x->ex, "rejected",
+				"the server rejected the client during the handshake "
+				"(TLS 1.2: it checks the client's certificate before its "
+				"Finished message) with the alert %s; %s",
+				name ? name : "?",
+				uri ? "a certificate was sent" : "no certificate was sent");
 		else
 			explain_set_result(x->ex, "failed",
 					   "the server ended the handshake with the alert %s",
@@ -656,7 +657,8 @@ static int explain_verdict(Connect *x)
 					   "after the handshake completes on the client's side; it "
 					   "answered with the alert %s; %s",
 					   name ? name : "?",
-					   uri ? "a certificate was sent" : "no certificate was sent");
+					   uri ? "a certificate was sent"
+					       : "no certificate was sent");
 			return report_rejection(x, "after the handshake");
 		}
 		if (n == 0 || n == GNUTLS_E_PREMATURE_TERMINATION) {
@@ -677,11 +679,12 @@ static int explain_verdict(Connect *x)
 			return CLI_EXIT_TLS;
 		}
 		if (gnutls_session_get_flags(x->session) & GNUTLS_SFLAGS_SESSION_TICKET) {
-			explain_set_result(x->ex, "accepted",
-					   "%s: after the handshake the server sent a TLS 1.3 "
-					   "session ticket, which it does only once it has verified "
-					   "the client's Finished (and certificate)",
-					   what);
+			explain_set_result(
+				x->ex, "accepted",
+				"%s: after the handshake the server sent a TLS 1.3 "
+				"session ticket, which it does only once it has verified "
+				"the client's Finished (and certificate)",
+				what);
 			return CLI_EXIT_OK;
 		}
 	}

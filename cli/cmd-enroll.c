@@ -191,9 +191,14 @@ static int commit(Enroll *e)
 	if (rc == 0 && e->ca_handle) {
 		_cleanup_free_ char *cn = NULL;
 
-		for (size_t i = 0; i < l->n; i++)
-			if (l->items[i].handle == e->ca_handle)
-				cn = p11cli_crt_dn(e->ca_crt, false);
+		char buf[ADMIN_LABEL_MAX + 1];
+		size_t len = sizeof(buf);
+
+		if (gnutls_x509_crt_get_dn_by_oid(e->ca_crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf,
+						  &len) == 0)
+			cn = strdup(buf);
+		else
+			cn = p11cli_crt_dn(e->ca_crt, false);
 		rc = p11cli_fail(admin_set_label(e->a, e->ca_handle, cn ? cn : "CA", &err), &err);
 		if (rc == 0)
 			rc = step_done("renamed-ca");

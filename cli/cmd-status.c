@@ -116,7 +116,7 @@ static void print_text(const Status *st, FILE *f)
 
 		fprintf(f, "  %-16s %-8s %zu identit%s; %s %s, serial %s%s%s%s\n",
 			*certagent_token_label(t) ? certagent_token_label(t) : "(no label)",
-			certagent_token_logged_in(t)		 ? "unlocked"
+			certagent_token_logged_in(t)	  ? "unlocked"
 			: !(flags & TOKEN_LOGIN_REQUIRED) ? "no-login"
 							  : "locked",
 			n, n == 1 ? "y" : "ies", certagent_token_manufacturer(t),
@@ -245,11 +245,12 @@ const CliCommand cli_cmd_status = {
 	.name = "status",
 	.synopsis = "",
 	.summary = "Say whether the agent runs, its version, its tokens (locked or unlocked)",
-	.description = "Says whether certagentd answers on the bus (and which bus), its version, "
-		       "the tokens it sees with their state (unlocked, locked, PIN warnings) and "
-		       "how many identities each holds. Exits 3 when the agent is not running, so "
-		       "scripts can test for it. If the bus can start the agent (D-Bus activation), "
-		       "asking starts it.",
+	.description =
+		"Says whether certagentd answers on the bus (and which bus), its version, "
+		"the tokens it sees with their state (unlocked, locked, PIN warnings) and "
+		"how many identities each holds. Exits 3 when the agent is not running, so "
+		"scripts can test for it. If the bus can start the agent (D-Bus activation), "
+		"asking starts it.",
 	.options = options,
 	.n_options = ELEMENTSOF(options),
 	.run = run,

@@ -46,8 +46,8 @@ typedef struct ChainCert {
 } ChainCert;
 
 typedef struct Check {
-	const char *kind; /* validity, signature, trust-anchor, hostname, crl, ocsp, gnutls */
-	int link;	  /* index in the chain, -1 for the chain as a whole */
+	const char *kind;   /* validity, signature, trust-anchor, hostname, crl, ocsp, gnutls */
+	int link;	    /* index in the chain, -1 for the chain as a whole */
 	const char *status; /* "ok", "failed", "info" */
 	char *detail;
 } Check;
@@ -150,10 +150,10 @@ Explain *explain_free(Explain *e)
 	return NULL;
 }
 
-static void add_check(Explain *e, const char *kind, int link, const char *status,
-		      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void add_check(Explain *e, const char *kind, int link, const char *status,
-		      const char *fmt, ...)
+static void add_check(Explain *e, const char *kind, int link, const char *status, const char *fmt,
+		      ...) __attribute__((format(printf, 5, 6)));
+static void add_check(Explain *e, const char *kind, int link, const char *status, const char *fmt,
+		      ...)
 {
 	Check *c;
 	va_list ap;
@@ -176,7 +176,8 @@ static const char *time_str(time_t t, char *buf, size_t size)
 {
 	struct tm tm;
 
-	if (t == (time_t)-1 || !gmtime_r(&t, &tm) || !strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm))
+	if (t == (time_t)-1 || !gmtime_r(&t, &tm) ||
+	    !strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm))
 		snprintf(buf, size, "?");
 	return buf;
 }
@@ -235,10 +236,10 @@ static void on_event(const certagent_event *ev, void *userdata)
 		e->token_label = xstrdup(certagent_identity_token_label(ev->identity));
 		e->key_type = xstrdup(certagent_identity_key_type(ev->identity));
 		e->reason = xstrdup(ev->reason);
-		e->identity_subject = certagent_identity_cert_count(ev->identity) > 0
-					      ? cli_cert_dn(certagent_identity_cert(ev->identity, 0),
-							    false)
-					      : NULL;
+		e->identity_subject =
+			certagent_identity_cert_count(ev->identity) > 0
+				? cli_cert_dn(certagent_identity_cert(ev->identity, 0), false)
+				: NULL;
 		break;
 	case CERTAGENT_EVENT_NONE_FITS:
 		free(e->none_reason);
@@ -472,10 +473,11 @@ static void check_crl(Explain *e, int link, gnutls_x509_crt_t crt)
 				  "(%s, issued %s, next update %s)",
 				  e->crl_file, b1, b2);
 		else if (r == 0)
-			add_check(e, "crl", link, "ok",
-				  "not revoked: the CRL from its issuer (%s, issued %s, next update "
-				  "%s) does not list its serial number",
-				  e->crl_file, b1, b2);
+			add_check(
+				e, "crl", link, "ok",
+				"not revoked: the CRL from its issuer (%s, issued %s, next update "
+				"%s) does not list its serial number",
+				e->crl_file, b1, b2);
 		else
 			add_check(e, "crl", link, "failed", "the CRL cannot be checked: %s",
 				  gnutls_strerror(r));
@@ -505,10 +507,11 @@ static void check_ocsp(Explain *e, gnutls_session_t session)
 	if (gnutls_ocsp_resp_init(&resp) < 0)
 		return;
 	if (gnutls_ocsp_resp_import(resp, &data) < 0 ||
-	    gnutls_ocsp_resp_get_single(resp, 0, NULL, NULL, NULL, NULL, &cert_status,
-					&this_update, &next_update, &revoked, &reason) < 0) {
-		add_check(e, "ocsp", 0, "failed", "the server stapled an OCSP response that cannot "
-						   "be read");
+	    gnutls_ocsp_resp_get_single(resp, 0, NULL, NULL, NULL, NULL, &cert_status, &this_update,
+					&next_update, &revoked, &reason) < 0) {
+		add_check(e, "ocsp", 0, "failed",
+			  "the server stapled an OCSP response that cannot "
+			  "be read");
 	} else if (cert_status == GNUTLS_OCSP_CERT_GOOD) {
 		add_check(e, "ocsp", 0, "ok",
 			  "the server stapled an OCSP response saying \"good\" (produced %s)",
@@ -565,8 +568,8 @@ void explain_server_chain(Explain *e, gnutls_session_t session,
 
 	/* The top of what the server sent must lead to a CA in our trust store. */
 	gnutls_certificate_get_trust_list(cred, &tl);
-	if (tl && gnutls_x509_trust_list_get_issuer(tl, crts[m - 1], &anchor,
-						    GNUTLS_TL_GET_COPY) == 0) {
+	if (tl &&
+	    gnutls_x509_trust_list_get_issuer(tl, crts[m - 1], &anchor, GNUTLS_TL_GET_COPY) == 0) {
 		bool self = gnutls_x509_crt_check_issuer(crts[m - 1], crts[m - 1]) &&
 			    gnutls_x509_crt_equals(crts[m - 1], anchor);
 		int top = (int)m - 1;
@@ -586,7 +589,8 @@ void explain_server_chain(Explain *e, gnutls_session_t session,
 		add_check(e, "trust-anchor", (int)m - 1, "failed",
 			  "no CA in the trust store (%s) issued %s (issuer %s): the chain does "
 			  "not lead to a CA the client trusts",
-			  e->trust ? e->trust : "?", e->chain[m - 1].subject, e->chain[m - 1].issuer);
+			  e->trust ? e->trust : "?", e->chain[m - 1].subject,
+			  e->chain[m - 1].issuer);
 	}
 
 	if (gnutls_x509_crt_check_hostname2(crts[0], name, 0))
@@ -772,10 +776,11 @@ void explain_print_text(const Explain *e, FILE *f)
 			   "not mutual TLS, and no identity was used.",
 			   f);
 	} else {
-		print_para("In mutual TLS the server names the CAs whose certificates it accepts "
-			   "and the signature algorithms it can verify; the client must answer with "
-			   "a certificate that fits both.",
-			   f);
+		print_para(
+			"In mutual TLS the server names the CAs whose certificates it accepts "
+			"and the signature algorithms it can verify; the client must answer with "
+			"a certificate that fits both.",
+			f);
 		print_list("acceptable CAs", (const char *const *)e->ca_names, e->n_ca_names, f);
 		print_list("signature algorithms", e->req_sigs, e->n_req_sigs, f);
 	}
@@ -787,8 +792,8 @@ void explain_print_text(const Explain *e, FILE *f)
 		fprintf(f, "    %-10s %s\n", "uri", e->identity_uri);
 		fprintf(f, "    %-10s %s\n", "subject",
 			e->identity_subject ? e->identity_subject : "?");
-		fprintf(f, "    %-10s %s (%s key)\n", "token", e->token_label ? e->token_label : "?",
-			e->key_type ? e->key_type : "?");
+		fprintf(f, "    %-10s %s (%s key)\n", "token",
+			e->token_label ? e->token_label : "?", e->key_type ? e->key_type : "?");
 		print_field("why", e->reason, f);
 	} else if (e->none_reason) {
 		fputs("    ", f);
@@ -828,7 +833,8 @@ void explain_print_text(const Explain *e, FILE *f)
 		if (e->kx)
 			fprintf(f, "    %-22s %s\n", "key exchange", e->kx);
 		fprintf(f, "    %-22s %s\n", "group", e->group ? e->group : "?");
-		fprintf(f, "    %-22s %s\n", "server's signature", e->server_sig ? e->server_sig : "?");
+		fprintf(f, "    %-22s %s\n", "server's signature",
+			e->server_sig ? e->server_sig : "?");
 		fprintf(f, "    %-22s %s\n", "client's signature",
 			e->client_sig ? e->client_sig : "(none)");
 		fprintf(f, "    %-22s %s\n", "in short", e->desc ? e->desc : "?");
@@ -874,7 +880,8 @@ static void json_time(time_t t, FILE *f)
 	char b[40];
 	struct tm tm;
 
-	if (t == (time_t)-1 || !gmtime_r(&t, &tm) || !strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%SZ", &tm)) {
+	if (t == (time_t)-1 || !gmtime_r(&t, &tm) ||
+	    !strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%SZ", &tm)) {
 		fputs("null", f);
 		return;
 	}
@@ -979,7 +986,8 @@ void explain_print_json(const Explain *e, FILE *f)
 		json_string(s->mechanism, f);
 		fputs(", \"token_label\": ", f);
 		json_string(e->token_label, f);
-		fprintf(f, ", \"elapsed_us\": %llu, \"error\": ", (unsigned long long)s->elapsed_us);
+		fprintf(f,
+			", \"elapsed_us\": %llu, \"error\": ", (unsigned long long)s->elapsed_us);
 		if (s->code == CERTAGENT_OK)
 			fputs("null", f);
 		else

@@ -7,7 +7,8 @@ prints them, --help-table dumps them as tab-separated rows, and this script turn
 into the man page and the completion, so the three never disagree. Run at build time by
 meson (cli/meson.build):
 
-    gen-docs.py CERTAGENT-BINARY VERSION OUT-MAN OUT-COMPLETION
+    gen-docs.py man CERTAGENT-BINARY VERSION OUTPUT      # certagent(1)
+    gen-docs.py bash CERTAGENT-BINARY VERSION OUTPUT     # the bash completion
 
 Table rows (see cli/options.h): a command row "NAME<tab><tab><tab>SYNOPSIS<tab>SUMMARY<tab>
 DESCRIPTION", then option rows "NAME<tab>--long<tab>-s<tab>ARG<tab>HELP". A command name may
@@ -210,16 +211,14 @@ complete -F _certagent certagent
 
 
 def main():
-    if len(sys.argv) != 5:
-        raise SystemExit("usage: gen-docs.py CERTAGENT VERSION OUT-MAN OUT-COMPLETION")
-    binary, version, out_man, out_comp = sys.argv[1:]
+    if len(sys.argv) != 5 or sys.argv[1] not in ("man", "bash"):
+        raise SystemExit("usage: gen-docs.py man|bash CERTAGENT VERSION OUTPUT")
+    what, binary, version, out = sys.argv[1:]
     commands = read_table(binary)
     if not commands:
         raise SystemExit("gen-docs: --help-table printed no commands")
-    with open(out_man, "w") as f:
-        f.write(man_page(commands, version))
-    with open(out_comp, "w") as f:
-        f.write(completion(commands))
+    with open(out, "w") as f:
+        f.write(man_page(commands, version) if what == "man" else completion(commands))
 
 
 if __name__ == "__main__":

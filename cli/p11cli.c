@@ -17,7 +17,8 @@
 
 static void log_to_stderr(int prio, const char *msg, void *ud)
 {
-	if (prio <= LOG_WARNING || getenv("CERTAGENT_DEBUG"))
+	/* Our errors carry the message; the layer's own lines are for debugging. */
+	if (prio <= LOG_ERR || secure_getenv("CERTAGENT_DEBUG"))
 		fprintf(stderr, "certagent: %s\n", msg);
 }
 

@@ -168,17 +168,18 @@ enum {
 };
 
 typedef struct certagent_event {
-	uint32_t version;	/* CERTAGENT_API_VERSION when the library was built; fields are
-				   only ever added at the end */
+	/* CERTAGENT_API_VERSION of the library; fields are only ever added at the end. */
+	uint32_t version;
 	certagent_event_kind kind;
-	gnutls_session_t session;		 /* the handshake's session */
-	const certagent_identity *identity;	 /* CHOSEN, else NULL */
-	const char *identity_uri;		 /* CHOSEN, SIGN_*, else NULL */
-	const char *reason;			 /* CHOSEN, NONE_FITS, else NULL */
-	const char *scheme;			 /* SIGN_*: TLS SignatureScheme name */
-	uint64_t elapsed_us;			 /* SIGN_DONE */
-	certagent_code code;			 /* SIGN_DONE */
-	const gnutls_datum_t *ca_names;		 /* REQUEST */
+	gnutls_session_t session;                  /* the handshake's session (NULL for keys
+	                                              from certagent_privkey_new) */
+	const certagent_identity *identity;        /* CHOSEN, else NULL */
+	const char *identity_uri;                  /* CHOSEN, SIGN_*, else NULL */
+	const char *reason;                        /* CHOSEN, NONE_FITS, else NULL */
+	const char *scheme;                        /* SIGN_*: TLS SignatureScheme name */
+	uint64_t elapsed_us;                       /* SIGN_DONE */
+	certagent_code code;                       /* SIGN_DONE */
+	const gnutls_datum_t *ca_names;            /* REQUEST: DER names */
 	size_t n_ca_names;
 	const gnutls_sign_algorithm_t *sign_algos; /* REQUEST */
 	size_t n_sign_algos;

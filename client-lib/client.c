@@ -345,7 +345,7 @@ _public_ void certagent_client_set_timeout(certagent_client *c, int timeout_ms)
 }
 
 _public_ void certagent_client_set_observer(certagent_client *c, certagent_observer_fn fn,
-					   void *userdata)
+					    void *userdata)
 {
 	if (!c)
 		return;

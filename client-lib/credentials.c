@@ -34,7 +34,7 @@ typedef struct Request {
 	const struct gnutls_cert_retr_st *info;
 	const CaScheme *schemes[MAX_REQUESTED];
 	size_t n_schemes;
-	bool any_scheme; /* the server named no signature algorithms */
+	bool any_scheme;			      /* the server named no signature algorithms */
 	gnutls_sign_algorithm_t algos[MAX_REQUESTED]; /* as the server sent them, for observers */
 	size_t n_algos;
 } Request;
@@ -95,8 +95,7 @@ static int dn_requested(const Request *req, const gnutls_datum_t *dn)
  * Whether a CA the server named issued a certificate of the chain (or is one of them); the
  * index of that name in *ret_dn (-1 when the server named none).
  */
-static bool chain_issued_by_requested(const Request *req, const certagent_identity *id,
-				      int *ret_dn)
+static bool chain_issued_by_requested(const Request *req, const certagent_identity *id, int *ret_dn)
 {
 	*ret_dn = -1;
 	if (req->info->nreqs == 0)
@@ -245,10 +244,9 @@ static const certagent_identity *choose(CredContext *ctx, const certagent_identi
 			 "the first of the agent's %zu identities that fits: %s; its key type "
 			 "(%s) is one the server accepts; it can sign with %s%s",
 			 l->n,
-			 dn >= 0 ? "its chain was issued by a CA the server named" :
-				   "the server named no CAs, so any issuer will do",
-			 l->items[i].key_type,
-			 scheme ? scheme : "any scheme",
+			 dn >= 0 ? "its chain was issued by a CA the server named"
+				 : "the server named no CAs, so any issuer will do",
+			 l->items[i].key_type, scheme ? scheme : "any scheme",
 			 scheme ? ", which the server accepts" : " (the server named none)");
 		if (dn >= 0)
 			append(reason, reason_size, " [CA: %s]", dn_str);
@@ -374,9 +372,8 @@ static int cred_retrieve(gnutls_session_t session, const struct gnutls_cert_retr
 none:
 	/* Send no certificate: the server decides whether that is enough, we say why. */
 	client_record_error(c, &e);
-	ev = (certagent_event){.kind = CERTAGENT_EVENT_NONE_FITS,
-			       .session = session,
-			       .reason = e.message};
+	ev = (certagent_event){
+		.kind = CERTAGENT_EVENT_NONE_FITS, .session = session, .reason = e.message};
 	client_notify(c, &ev);
 	return 0;
 }

@@ -76,9 +76,8 @@ static int key_sign(AgentKey *k, const CaScheme *s, const uint8_t *data, size_t 
 				"GnuTLS asked for a %s signature, which the agent does not list "
 				"for %s",
 				s->name, k->uri);
-	certagent_event ev = {.kind = CERTAGENT_EVENT_SIGN_START,
-			      .identity_uri = k->uri,
-			      .scheme = s->name};
+	certagent_event ev = {
+		.kind = CERTAGENT_EVENT_SIGN_START, .identity_uri = k->uri, .scheme = s->name};
 	struct timespec t0, t1;
 	int r;
 

@@ -151,8 +151,7 @@ _public_ int certagent_list_tokens(certagent_client *c, certagent_token_list **r
 	if (!c || !ret)
 		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
 					"client and ret must not be NULL");
-	msg = dbus_message_new_method_call(CA_BUS_NAME, CA_OBJECT_PATH, CA_INTERFACE,
-					   "ListTokens");
+	msg = dbus_message_new_method_call(CA_BUS_NAME, CA_OBJECT_PATH, CA_INTERFACE, "ListTokens");
 	if (!msg)
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	r = client_call(c, msg, &reply, err);
@@ -189,8 +188,7 @@ _public_ int certagent_list_tokens(certagent_client *c, certagent_token_list **r
 }
 
 /* Positive codes: as certagent_list_tokens. */
-_public_ int certagent_agent_version(certagent_client *c, char **ret_version,
-				     certagent_error *err)
+_public_ int certagent_agent_version(certagent_client *c, char **ret_version, certagent_error *err)
 {
 	_cleanup_message_ DBusMessage *msg = NULL, *reply = NULL;
 	const char *iface = CA_INTERFACE, *prop = "Version", *s;

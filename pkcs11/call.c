@@ -393,6 +393,17 @@ CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len,
 	return CALL(m, C_Sign, h, (CK_BYTE *)data, len, sig, sig_len);
 }
 
+/* Blocking unless flags has CKF_DONT_BLOCK; only hotplug.c's slot-event threads block here. */
+CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret)
+{
+	CK_RV rv = (m && m->fl && m->fl->C_WaitForSlotEvent)
+			   ? m->fl->C_WaitForSlotEvent(flags, ret, NULL)
+			   : CKR_FUNCTION_NOT_SUPPORTED;
+
+	/* CKR_NO_EVENT is the normal answer to a CKF_DONT_BLOCK probe: not worth a line. */
+	return rv == CKR_NO_EVENT ? rv : done(m, "C_WaitForSlotEvent", rv);
+}
+
 /* --- Administration (pkcs11/admin.c): read-write sessions, token and PIN set-up, objects. --- */
 
 CK_RV call_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret)

@@ -77,7 +77,17 @@ typedef struct Token {
 	size_t pin_len;
 	bool pin_source_failed; /* a pin-source PIN failed: not tried again until reload */
 	bool rescan_needed;	/* logged in since the last scan: private keys became visible */
+	uint64_t last_used;	/* CLOCK_MONOTONIC usec of the last login or signature; 0 when
+				 * not logged in by us (for login_idle_usec) */
+
+	/* Hotplug (hotplug.c). gone: a call met CKR_DEVICE_REMOVED/CKR_TOKEN_NOT_PRESENT; the
+	 * token is refused (TokenAbsent) until the next poll drops or rescans it. Atomic. */
+	bool gone;
+	uint8_t fp[32]; /* digest of the public keys and certificates seen at scan time */
+	bool has_fp;
 } Token;
+
+typedef struct Hotplug Hotplug;
 
 struct Store {
 	pthread_rwlock_t lock;
@@ -89,11 +99,15 @@ struct Store {
 	StorePinSource *pin_sources;
 	size_t n_pin_sources;
 	unsigned sessions_per_token;
+	bool prompting;		  /* StoreOptions.prompting */
+	uint64_t login_idle_usec; /* StoreOptions.login_idle_usec */
 
 	Module **modules;
 	size_t n_modules;
 	Token **tokens;
 	size_t n_tokens;
+
+	Hotplug *hotplug; /* watch threads and the memory of removed tokens; under lock */
 };
 
 /* call.c: the one wrapper layer over C_* functions, logging and the CK_RV mapping. */
@@ -123,6 +137,7 @@ CK_RV call_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTR
 CK_RV call_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
 CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
 		CK_ULONG *sig_len);
+CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret);
 /* For admin.c only: writing to tokens. */
 CK_RV call_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret);
 CK_RV call_open_rw_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret);
@@ -148,6 +163,18 @@ void module_unload_all(Store *s);
 int token_scan_all(Store *s, CaError *err);
 void token_free_all(Store *s);
 bool token_session_logged_in(Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv);
+int token_add(Store *s, Module *m, CK_SLOT_ID slot, Token **ret);
+void token_remove(Store *s, Token *t);
+
+/* hotplug.c (with the store lock held exclusively unless said otherwise) */
+void hotplug_fingerprint(Token *t);
+void hotplug_remember(Store *s, Token *t);
+bool hotplug_token_seen(Store *s, Token *t);
+int hotplug_match_gone(Store *s, P11KitUri *u, CaError *err); /* lock held shared is enough */
+void hotplug_token_lost(Store *s, Token *t);		       /* lock held shared is enough */
+void hotplug_modules_down(Store *s);
+void hotplug_modules_up(Store *s);
+void hotplug_free(Store *s);
 
 /* session.c */
 int session_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err);
@@ -156,8 +183,13 @@ void session_discard(Token *t, CK_SESSION_HANDLE h);
 void session_pool_close(Token *t);
 
 /* login.c */
-int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err);
-int login_context_specific(Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err);
+int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_len,
+		 CK_RV *ret_rv, CaError *err);
+int login_context_specific(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin,
+			   size_t pin_len, CK_RV *ret_rv, CaError *err);
+int login_check(Token *t, CK_TOKEN_INFO *ret_info, CaError *err);
+void login_touch(Token *t);
+bool login_expire(Store *s, Token *t);
 int login_with_pin(Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_len, CaError *err);
 void login_forget(Token *t);
 int login_logout(Token *t);
@@ -171,5 +203,5 @@ int object_find_private_key(Token *t, CK_SESSION_HANDLE h, const Identity *id,
 
 /* sign.c */
 int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, const uint8_t *data,
-	     size_t len, uint8_t **ret_sig, size_t *ret_sig_len, StoreSignInfo *ret_info,
-	     CaError *err);
+	     size_t len, const char *pin, size_t pin_len, uint8_t **ret_sig, size_t *ret_sig_len,
+	     StoreSignInfo *ret_info, CaError *err);

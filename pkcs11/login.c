@@ -8,12 +8,19 @@
  * tokens with a protected authentication path (pinpad) log in with a NULL PIN; keys with
  * CKA_ALWAYS_AUTHENTICATE get a CKU_CONTEXT_SPECIFIC login right before C_Sign. PINs are
  * wiped after use and never logged.
+ *
+ * With StoreOptions.prompting the agent asks the user: where a PIN is neither remembered nor
+ * in a pin source (and for pinpads, so the user is told to use the keypad) we answer
+ * CA_E_PIN_REQUIRED and the agent comes back with store_unlock() or a PIN for one signature
+ * (store_sign_pin()); a CKA_ALWAYS_AUTHENTICATE key then never reuses a remembered PIN.
+ * A login idle for StoreOptions.login_idle_usec is dropped (login_expire()).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -26,7 +33,58 @@ void login_forget(Token *t)
 	t->pin_len = 0;
 }
 
+static uint64_t login_now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A signature or a login just happened: the idle clock starts again. */
+void login_touch(Token *t)
+{
+	pthread_mutex_lock(&t->login_lock);
+	t->last_used = login_now_usec();
+	pthread_mutex_unlock(&t->login_lock);
+}
+
 /* Codes: CA_E_PIN_LOCKED when the token's flags forbid a try. */
+static int login_policy(Token *t, const CK_TOKEN_INFO *ti, CaError *err)
+{
+	if (ti->flags & CKF_USER_PIN_LOCKED)
+		return call_error(CKR_PIN_LOCKED, t, "C_Login", err);
+	if (ti->flags & CKF_USER_PIN_FINAL_TRY)
+		return ca_error_set(
+			err, CA_E_PIN_LOCKED,
+			"token \"%s\" allows only one more PIN try before it locks: "
+			"certagent will not risk it; log in once with the token's own "
+			"tools (e.g. `pkcs11-tool --login --test`) to reset the counter",
+			t->label);
+	if (ti->flags & CKF_USER_PIN_TO_BE_CHANGED)
+		return ca_error_set(err, CA_E_PIN_LOCKED,
+				    "token \"%s\" requires its PIN to be changed first: change it "
+				    "with the token's tools (e.g. `pkcs11-tool --change-pin`)",
+				    t->label);
+	return 0;
+}
+
+/*
+ * The policy before any try (or prompt), on fresh token flags, given back in *ret_info when
+ * not NULL. Codes: CA_E_PIN_LOCKED when the flags forbid a try; those of call_error().
+ */
+int login_check(Token *t, CK_TOKEN_INFO *ret_info, CaError *err)
+{
+	CK_TOKEN_INFO ti;
+	CK_RV rv = call_get_token_info(t->module, t->slot, &ti);
+
+	if (rv != CKR_OK)
+		return call_error(rv, t, "C_GetTokenInfo", err);
+	if (ret_info)
+		*ret_info = ti;
+	return login_policy(t, &ti, err);
+}
+
 static int login_check_flags(Token *t, CK_RV *ret_rv, CaError *err)
 {
 	CK_TOKEN_INFO ti;
@@ -36,21 +94,7 @@ static int login_check_flags(Token *t, CK_RV *ret_rv, CaError *err)
 		*ret_rv = rv;
 		return call_error(rv, t, "C_GetTokenInfo", err);
 	}
-	if (ti.flags & CKF_USER_PIN_LOCKED)
-		return call_error(CKR_PIN_LOCKED, t, "C_Login", err);
-	if (ti.flags & CKF_USER_PIN_FINAL_TRY)
-		return ca_error_set(
-			err, CA_E_PIN_LOCKED,
-			"token \"%s\" allows only one more PIN try before it locks: "
-			"certagent will not risk it; log in once with the token's own "
-			"tools (e.g. `pkcs11-tool --login --test`) to reset the counter",
-			t->label);
-	if (ti.flags & CKF_USER_PIN_TO_BE_CHANGED)
-		return ca_error_set(err, CA_E_PIN_LOCKED,
-				    "token \"%s\" requires its PIN to be changed first: change it "
-				    "with the token's tools (e.g. `pkcs11-tool --change-pin`)",
-				    t->label);
-	return 0;
+	return login_policy(t, &ti, err);
 }
 
 /* One C_Login, no retry. pin may be NULL for a protected authentication path. */
@@ -77,9 +121,23 @@ static int login_do(Token *t, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char
 	}
 	if (user == CKU_USER) {
 		t->rescan_needed = true;
+		t->last_used = login_now_usec();
 		call_log(LOG_INFO, "token \"%s\": logged in", t->label);
 	}
 	return 0;
+}
+
+static int login_prompt_needed(Token *t, bool per_signature, CaError *err)
+{
+	if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH)
+		return ca_error_set(err, CA_E_PIN_REQUIRED,
+				    "token \"%s\" needs a login on the reader's keypad%s", t->label,
+				    per_signature ? " for this signature" : "");
+	return ca_error_set(err, CA_E_PIN_REQUIRED,
+			    per_signature ? "the key on token \"%s\" needs the PIN for every "
+					    "signature"
+					  : "token \"%s\" needs its PIN: run `certagent unlock '%s'`",
+			    t->label, t->short_uri);
 }
 
 /* Reads the first line of path into a new NUL-terminated buffer. -errno on failure. */
@@ -144,16 +202,25 @@ static const StorePinSource *login_find_pin_source(Store *s, Token *t)
 	return NULL;
 }
 
-/* With login_lock held: log in as user with the Unlock PIN, else a pin source. */
-static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err)
+/*
+ * With login_lock held: log in as user with the PIN for this signature (op_pin), the Unlock
+ * PIN, else a pin source; else ask the prompting layer.
+ */
+static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, const char *op_pin,
+			     size_t op_pin_len, CK_RV *ret_rv, CaError *err)
 {
 	const StorePinSource *ps;
 	char *pin = NULL;
 	size_t pin_len = 0;
 	int r;
 
-	if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH)
+	if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH) {
+		if (s && s->prompting && !op_pin && !t->pin)
+			return login_prompt_needed(t, false, err);
 		return login_do(t, h, CKU_USER, NULL, 0, ret_rv, err);
+	}
+	if (op_pin)
+		return login_do(t, h, CKU_USER, op_pin, op_pin_len, ret_rv, err);
 	if (t->pin) {
 		r = login_do(t, h, CKU_USER, t->pin, t->pin_len, ret_rv, err);
 		if (r == CA_E_PIN_INCORRECT)
@@ -161,6 +228,8 @@ static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret
 		return r;
 	}
 	ps = s ? login_find_pin_source(s, t) : NULL;
+	if (!ps && s && s->prompting)
+		return login_prompt_needed(t, false, err);
 	if (!ps)
 		return call_error(CKR_USER_NOT_LOGGED_IN, t, "C_Login", err);
 	if (t->pin_source_failed)
@@ -193,7 +262,8 @@ static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret
  * source. *ret_rv gets the failing CK_RV (for the caller's reopen-once on lost sessions).
  * Codes: CA_E_PIN_REQUIRED, CA_E_PIN_INCORRECT, CA_E_PIN_LOCKED, CA_E_TOKEN_ABSENT, CA_E_FAILED.
  */
-int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err)
+int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_len,
+		 CK_RV *ret_rv, CaError *err)
 {
 	CK_RV rv = CKR_OK;
 	int r;
@@ -201,6 +271,8 @@ int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError
 	*ret_rv = CKR_OK;
 	if (!(t->info.flags & CKF_LOGIN_REQUIRED))
 		return 0;
+	if (s)
+		login_expire(s, t);
 	if (token_session_logged_in(t, h, &rv))
 		return 0;
 	if (rv != CKR_OK) {
@@ -214,23 +286,32 @@ int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError
 		*ret_rv = rv;
 		r = call_error(rv, t, "C_GetSessionInfo", err);
 	} else
-		r = login_user_locked(s, t, h, ret_rv, err);
+		r = login_user_locked(s, t, h, pin, pin_len, ret_rv, err);
 	pthread_mutex_unlock(&t->login_lock);
 	return r;
 }
 
 /*
- * The context-specific login for a CKA_ALWAYS_AUTHENTICATE key, after C_SignInit.
- * Codes: CA_E_PIN_REQUIRED (no Unlock PIN known), CA_E_PIN_INCORRECT, CA_E_PIN_LOCKED, CA_E_FAILED.
+ * The context-specific login for a CKA_ALWAYS_AUTHENTICATE key, after C_SignInit, with the
+ * PIN given for this signature (pin), else (without prompting) the Unlock PIN.
+ * Codes: CA_E_PIN_REQUIRED (no PIN for it), CA_E_PIN_INCORRECT, CA_E_PIN_LOCKED, CA_E_FAILED.
  */
-int login_context_specific(Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv, CaError *err)
+int login_context_specific(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin,
+			   size_t pin_len, CK_RV *ret_rv, CaError *err)
 {
+	bool prompting = s && s->prompting;
 	int r;
 
 	*ret_rv = CKR_OK;
 	pthread_mutex_lock(&t->login_lock);
-	if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH)
+	if ((t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH) && prompting && !pin)
+		r = login_prompt_needed(t, true, err);
+	else if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH)
 		r = login_do(t, h, CKU_CONTEXT_SPECIFIC, NULL, 0, ret_rv, err);
+	else if (pin)
+		r = login_do(t, h, CKU_CONTEXT_SPECIFIC, pin, pin_len, ret_rv, err);
+	else if (prompting)
+		r = login_prompt_needed(t, true, err);
 	else if (!t->pin)
 		r = ca_error_set(err, CA_E_PIN_REQUIRED,
 				 "the key on token \"%s\" needs the PIN for every signature: run "
@@ -290,6 +371,7 @@ int login_logout(Token *t)
 
 	pthread_mutex_lock(&t->login_lock);
 	login_forget(t);
+	t->last_used = 0;
 	pthread_mutex_unlock(&t->login_lock);
 	r = session_acquire(t, &h, NULL);
 	if (r != 0)
@@ -304,4 +386,26 @@ int login_logout(Token *t)
 		pthread_mutex_unlock(&t->login_lock);
 	}
 	return call_error(rv, t, "C_Logout", NULL);
+}
+
+/*
+ * Logs out of t when s->login_idle_usec passed since its last login or signature (a login
+ * not made by us, e.g. by a pinpad elsewhere, has no clock and is left alone). Returns
+ * whether it logged out.
+ */
+bool login_expire(Store *s, Token *t)
+{
+	bool idle;
+
+	if (!s->login_idle_usec)
+		return false;
+	pthread_mutex_lock(&t->login_lock);
+	idle = t->last_used && login_now_usec() - t->last_used >= s->login_idle_usec;
+	pthread_mutex_unlock(&t->login_lock);
+	if (!idle)
+		return false;
+	call_log(LOG_INFO, "token \"%s\": no signature for %llu s: logging out", t->label,
+		 (unsigned long long)(s->login_idle_usec / 1000000u));
+	login_logout(t);
+	return true;
 }

@@ -75,6 +75,8 @@ typedef struct SignOp {
 	const CaScheme *scheme;
 	const uint8_t *data;
 	size_t len;
+	const char *pin; /* store_sign_pin(): for this signature only; NULL otherwise */
+	size_t pin_len;
 	StoreSignInfo info;
 	CK_RV rv;      /* last failing CK_RV, for the reopen-once decision */
 	bool poisoned; /* an operation may still be active on the session: close it */
@@ -98,7 +100,7 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 
 	op->rv = CKR_OK;
 	op->poisoned = false;
-	r = login_ensure(op->s, t, h, &op->rv, err);
+	r = login_ensure(op->s, t, h, op->pin, op->pin_len, &op->rv, err);
 	if (r != 0)
 		return r;
 	if (key == CK_INVALID_HANDLE) {
@@ -151,7 +153,7 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 		return call_error(op->rv, t, "C_SignInit", err);
 	op->poisoned = true;
 	if (always) {
-		r = login_context_specific(t, h, &op->rv, err);
+		r = login_context_specific(op->s, t, h, op->pin, op->pin_len, &op->rv, err);
 		if (r != 0)
 			return r;
 	}
@@ -204,10 +206,17 @@ static bool rv_session_lost(CK_RV rv)
  * the scheme and the input. Codes: see store_sign().
  */
 int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, const uint8_t *data,
-	     size_t len, uint8_t **ret_sig, size_t *ret_sig_len, StoreSignInfo *ret_info,
-	     CaError *err)
+	     size_t len, const char *pin, size_t pin_len, uint8_t **ret_sig, size_t *ret_sig_len,
+	     StoreSignInfo *ret_info, CaError *err)
 {
-	SignOp op = {.s = s, .t = t, .id = id, .scheme = scheme, .data = data, .len = len};
+	SignOp op = {.s = s,
+		     .t = t,
+		     .id = id,
+		     .scheme = scheme,
+		     .data = data,
+		     .len = len,
+		     .pin = pin,
+		     .pin_len = pin_len};
 	int r = 0;
 
 	snprintf(op.info.token_label, sizeof(op.info.token_label), "%s", t->label);
@@ -222,6 +231,7 @@ int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, con
 		r = sign_once(&op, h, &sig, &sig_len, err);
 		if (r == 0) {
 			session_release(t, h);
+			login_touch(t);
 			*ret_sig = sig;
 			*ret_sig_len = sig_len;
 			if (ret_info)

@@ -47,6 +47,8 @@ static int options_copy(Store *s, const StoreOptions *o)
 
 	s->load_registered = o->load_registered;
 	s->sessions_per_token = o->sessions_per_token ? o->sessions_per_token : 4;
+	s->prompting = o->prompting;
+	s->login_idle_usec = o->login_idle_usec;
 	if (o->registered_allow) {
 		size_t n = 0;
 
@@ -454,6 +456,14 @@ int store_sign(Store *s, const char *identity_uri, const CaScheme *scheme, const
 	       size_t len, uint8_t **ret_sig, size_t *ret_sig_len, StoreSignInfo *ret_info,
 	       CaError *err)
 {
+	return store_sign_pin(s, identity_uri, scheme, data, len, NULL, 0, ret_sig, ret_sig_len,
+			      ret_info, err);
+}
+
+int store_sign_pin(Store *s, const char *identity_uri, const CaScheme *scheme,
+		   const uint8_t *data, size_t len, const char *pin, size_t pin_len,
+		   uint8_t **ret_sig, size_t *ret_sig_len, StoreSignInfo *ret_info, CaError *err)
+{
 	const Identity *id = NULL;
 	Token *t = NULL;
 	bool can = false;
@@ -484,7 +494,8 @@ int store_sign(Store *s, const char *identity_uri, const CaScheme *scheme, const
 			scheme->name);
 		goto out;
 	}
-	r = sign_run(s, t, id, scheme, data, len, ret_sig, ret_sig_len, ret_info, err);
+	r = sign_run(s, t, id, scheme, data, len, pin, pin_len, ret_sig, ret_sig_len, ret_info,
+		     err);
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return r;
@@ -543,4 +554,99 @@ int store_lock(Store *s)
 	}
 	pthread_rwlock_unlock(&s->lock);
 	return r;
+}
+
+void store_pin_request_clear(StorePinRequest *r)
+{
+	if (!r)
+		return;
+	free(r->token_uri);
+	free(r->token_label);
+	free(r->token_serial);
+	*r = (StorePinRequest){0};
+}
+
+/* With the lock held: the one token a token URI names. Codes: see store_pin_request(). */
+static int store_find_one_token(Store *s, const char *uri, Token **ret, CaError *err)
+{
+	P11KitUri *u = NULL;
+	Token *found = NULL;
+	size_t n = 0;
+	int r;
+
+	r = uri_parse(uri, &u, err);
+	if (r != 0)
+		return r;
+	for (size_t i = 0; i < s->n_tokens; i++)
+		if (uri_matches_token(u, s->tokens[i]) && n++ == 0)
+			found = s->tokens[i];
+	p11_kit_uri_free(u);
+	if (n == 0)
+		return ca_error_set(err, CA_E_TOKEN_ABSENT,
+				    "no token matches \"%s\": run `certagent tokens` to see them "
+				    "(or `certagent reload` if it is new)",
+				    uri);
+	if (n > 1)
+		return ca_error_set(err, CA_E_INVALID_ARGS,
+				    "\"%s\" matches %zu tokens; a PIN prompt is for one: add "
+				    "serial= to the URI, e.g. \"%s\"",
+				    uri, n, found->uri);
+	*ret = found;
+	return 0;
+}
+
+int store_pin_request(Store *s, const char *uri, bool is_identity, StorePinRequest *ret,
+		      CaError *err)
+{
+	StorePinRequest pr = {0};
+	const Identity *id = NULL;
+	CK_TOKEN_INFO ti;
+	Token *t = NULL;
+	bool oom = false;
+	int r;
+
+	if (!s || !uri || !ret)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "missing argument");
+	pthread_rwlock_rdlock(&s->lock);
+	if (is_identity)
+		r = store_find_identity(s, uri, &t, &id, err);
+	else
+		r = store_find_one_token(s, uri, &t, err);
+	if (r == 0)
+		r = login_check(t, &ti, err);
+	if (r == 0) {
+		pr.token_uri = strdup_or_null(t->uri, &oom);
+		pr.token_label = strdup_or_null(t->label, &oom);
+		pr.token_serial = strdup_or_null(t->serial, &oom);
+		pr.token_flags = ti.flags;
+		pr.logged_in = !(ti.flags & CKF_LOGIN_REQUIRED) || token_logged_in(t);
+		pr.pinpad = ti.flags & CKF_PROTECTED_AUTHENTICATION_PATH;
+		pr.per_signature =
+			id && __atomic_load_n(&id->always_authenticate, __ATOMIC_RELAXED);
+		pr.few_tries = ti.flags & CKF_USER_PIN_COUNT_LOW;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	if (r == 0 && oom)
+		r = ca_error_set(err, -ENOMEM, "out of memory");
+	if (r != 0) {
+		store_pin_request_clear(&pr);
+		return r;
+	}
+	*ret = pr;
+	return 0;
+}
+
+int store_expire_logins(Store *s, size_t *ret_n)
+{
+	size_t n = 0;
+
+	if (s->login_idle_usec) {
+		pthread_rwlock_rdlock(&s->lock);
+		for (size_t i = 0; i < s->n_tokens; i++)
+			n += login_expire(s, s->tokens[i]);
+		pthread_rwlock_unlock(&s->lock);
+	}
+	if (ret_n)
+		*ret_n = n;
+	return 0;
 }

@@ -47,6 +47,18 @@ typedef struct StoreOptions {
 	size_t n_pin_sources;
 	/* Sessions kept open per token for concurrent signatures (0: a default of 4). */
 	unsigned sessions_per_token;
+	/*
+	 * A layer above asks the user for PINs (the agent's pinentry). When a login needs a PIN
+	 * that is neither remembered (store_unlock) nor in a pin source, or a pinpad (so the user
+	 * can be told to use the keypad), store_sign() returns CA_E_PIN_REQUIRED at once; the
+	 * caller asks store_pin_request() what to prompt for, then calls store_unlock() or
+	 * store_sign_pin(). Keys with CKA_ALWAYS_AUTHENTICATE then never reuse a remembered PIN:
+	 * each signature needs store_sign_pin().
+	 */
+	bool prompting;
+	/* Log out of a token after this long without a signature (0: never); see
+	 * store_expire_logins(). */
+	uint64_t login_idle_usec;
 } StoreOptions;
 
 /* Loads and initialises modules (CKF_OS_LOCKING_OK) and scans tokens. */
@@ -137,6 +149,107 @@ int store_unlock(Store *s, const char *token_uri, const char *pin, size_t pin_le
 
 /* Logs out of every token and forgets remembered PINs. */
 int store_lock(Store *s);
+
+/* ---- Hotplug (pkcs11/hotplug.c) ---- */
+
+typedef enum StoreEventKind {
+	STORE_EVENT_TOKEN_ADDED,
+	STORE_EVENT_TOKEN_REMOVED,
+} StoreEventKind;
+
+typedef struct StoreEvent {
+	StoreEventKind kind;
+	char *token_uri;
+	char *label;
+	char *serial;
+	/* ADDED only: a token was removed earlier with this label (or serial) but this one is a
+	 * different token (other serial, or other public keys): nothing of the old one applies. */
+	bool replaced;
+} StoreEvent;
+
+typedef struct StoreEventList {
+	StoreEvent *items;
+	size_t n;
+} StoreEventList;
+
+StoreEventList *store_event_list_free(StoreEventList *l);
+
+/*
+ * Looks at every slot once (C_GetSlotList(CK_TRUE) + C_GetTokenInfo) and applies what changed:
+ * a token that left is forgotten with everything cached about it (sessions, login, PIN, key
+ * handles, identities, failed pin sources); a token that arrived is scanned, and checked
+ * against the tokens that left (serial, fingerprint of its public keys and certificates).
+ * Tokens created after C_Initialize in modules that only list them after re-initialising
+ * (SoftHSM) are not seen: store_reload() finds those. *ret is NULL when nothing changed.
+ * Codes: -ENOMEM.
+ */
+int store_poll(Store *s, StoreEventList **ret, CaError *err);
+
+/*
+ * Called on the store's watch thread with the changes of one store_poll(); takes ownership
+ * of events (free with store_event_list_free).
+ */
+typedef void (*StoreEventFunc)(StoreEventList *events, void *userdata);
+
+/*
+ * Starts watching: a thread runs store_poll() every poll_interval_ms (when a module cannot
+ * report slot events) or when woken, and calls fn for each change. Modules whose
+ * C_WaitForSlotEvent works (probed with CKF_DONT_BLOCK) get a thread blocked in it that wakes
+ * the watch thread. A signature that meets CKR_DEVICE_REMOVED or CKR_TOKEN_NOT_PRESENT marks
+ * its token absent and wakes the watch thread too.
+ * Codes: -ENOMEM, -EAGAIN (no thread), -EALREADY.
+ */
+int store_watch(Store *s, unsigned poll_interval_ms, StoreEventFunc fn, void *userdata);
+
+/*
+ * Stops watching and joins the threads, waiting up to timeout_ms for a poll that is stuck in
+ * a token. Returns false if it is still stuck (then the store must not be freed). Idempotent;
+ * store_free() calls it too.
+ */
+bool store_unwatch(Store *s, unsigned timeout_ms);
+
+/* ---- Prompting (StoreOptions.prompting) ---- */
+
+/* What a PIN prompt for a token needs to know, fresh from the token. */
+typedef struct StorePinRequest {
+	char *token_uri;	   /* full token URI: what store_unlock() gets, and a key to share
+				    * one prompt between the signatures waiting for it */
+	char *token_label;
+	char *token_serial;
+	unsigned long token_flags; /* CK_TOKEN_INFO.flags now (PIN counters) */
+	bool logged_in;		   /* no login prompt needed (per_signature may still be) */
+	bool pinpad;		   /* CKF_PROTECTED_AUTHENTICATION_PATH: nothing to type here */
+	bool per_signature;	   /* the identity has CKA_ALWAYS_AUTHENTICATE */
+	bool few_tries;		   /* CKF_USER_PIN_COUNT_LOW: a wrong PIN came before */
+} StorePinRequest;
+
+/*
+ * What to prompt for before store_unlock(uri) (is_identity false: a token URI that must
+ * match exactly one token) or before signing with the identity uri (is_identity true).
+ * Refuses when a try would be unwise: the login policy of pkcs11/login.c decides.
+ * Codes: CA_E_KEY_NOT_FOUND, CA_E_TOKEN_ABSENT, CA_E_INVALID_ARGS (bad URI, or it matches
+ * several tokens), CA_E_PIN_LOCKED (PIN locked, on its final try, or must be changed).
+ */
+int store_pin_request(Store *s, const char *uri, bool is_identity, StorePinRequest *ret,
+		      CaError *err);
+void store_pin_request_clear(StorePinRequest *r);
+
+/*
+ * store_sign() with a PIN the user just gave for this one signature: used for the
+ * context-specific login of a CKA_ALWAYS_AUTHENTICATE key, and for the user login when the
+ * token is not logged in (the PIN is not remembered). On a pinpad token pin is ignored (pass
+ * ""): it says the user was told to use the keypad. Codes: see store_sign().
+ */
+int store_sign_pin(Store *s, const char *identity_uri, const CaScheme *scheme,
+		   const uint8_t *data, size_t len, const char *pin, size_t pin_len,
+		   uint8_t **ret_sig, size_t *ret_sig_len, StoreSignInfo *ret_info, CaError *err);
+
+/*
+ * Logs out of every token that is logged in and has not signed for
+ * StoreOptions.login_idle_usec, and forgets its PIN. *ret_n (may be NULL) gets how many.
+ * Returns 0 (failures to log out are logged; the PIN is forgotten anyway).
+ */
+int store_expire_logins(Store *s, size_t *ret_n);
 
 /* Largest `data` store_sign() accepts (Ed25519 in TLS 1.2 signs the handshake messages). */
 #define STORE_SIGN_DATA_MAX (256 * 1024)

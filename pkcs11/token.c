@@ -128,6 +128,7 @@ static int token_new(Store *s, Module *m, CK_SLOT_ID slot, Token **ret)
 	}
 	if (r > 0)
 		call_log(LOG_WARNING, "token \"%s\": could not list its objects", t->label);
+	hotplug_fingerprint(t);
 	*ret = t;
 	return 0;
 }
@@ -162,11 +163,44 @@ int token_scan_all(Store *s, CaError *err)
 			}
 			s->tokens = p;
 			s->tokens[s->n_tokens++] = t;
+			hotplug_token_seen(s, t);
 			call_log(LOG_INFO, "token \"%s\" (%s): %zu identities", t->label, m->name,
 				 t->n_ids);
 		}
 	}
 	return 0;
+}
+
+/* One token that arrived (hotplug.c). Returns 0, 1 when the slot has nothing usable, -ENOMEM. */
+int token_add(Store *s, Module *m, CK_SLOT_ID slot, Token **ret)
+{
+	Token *t = NULL, **p;
+	int r = token_new(s, m, slot, &t);
+
+	if (r != 0)
+		return r;
+	p = reallocarray(s->tokens, s->n_tokens + 1, sizeof(*p));
+	if (!p) {
+		token_free(t);
+		return -ENOMEM;
+	}
+	s->tokens = p;
+	s->tokens[s->n_tokens++] = t;
+	*ret = t;
+	return 0;
+}
+
+/* One token that left (hotplug.c): out of the list, and everything about it forgotten. */
+void token_remove(Store *s, Token *t)
+{
+	for (size_t i = 0; i < s->n_tokens; i++)
+		if (s->tokens[i] == t) {
+			memmove(s->tokens + i, s->tokens + i + 1,
+				(s->n_tokens - i - 1) * sizeof(*s->tokens));
+			s->n_tokens--;
+			break;
+		}
+	token_free(t);
 }
 
 void token_free_all(Store *s)

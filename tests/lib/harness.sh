@@ -15,7 +15,8 @@
 #   h_keygen TOKEN TYPE LABEL ID           key generated ON the token:
 #                                          rsa2048|rsa3072|rsa4096|p256|p384|p521|ed25519
 #   h_ca                                   $H_TMP/ca/{root,inter,server,other-root}.{pem,key}
-#   h_client_cert TOKEN LABEL ID SUBJECT   cert by inter for the token key, stored on the token
+#   h_client_cert TOKEN LABEL ID SUBJECT [CA]  cert by inter (or CA) for the token key, stored
+#                                          on the token; $H_TMP/ca/LABEL.pem, LABEL-chain.pem
 #   h_bus [XML-LINE...]                    private dbus-daemon, exports DBUS_SESSION_BUS_ADDRESS
 #   h_agent [CONFIG-LINE...]               writes $H_TMP/agent.conf, starts certagentd, waits
 #   h_agent_stop                           stops the agent (SIGTERM, then SIGKILL)
@@ -36,14 +37,16 @@
 # H_CERTAGENTD and H_CERTAGENT (binaries, from $CERTAGENT_BUILD).
 # Set H_KEEP=1 to keep $H_TMP after the run (its path is printed), H_VERBOSE=1 to trace.
 #
-# How the servers report the client certificate (what h_assert_server_saw reads):
-#   gnutls-serv (started with -d 0 ... prints per connection, on stdout):
-#     "- Peer has a certificate" block with " - subject `CN=alice,O=...', issuer `...'"
-#     — the subject in RFC 4514 form, printed only after the certificate verified (we pass
-#     --verify-client-cert so a bad chain ends the handshake before that).
-#   openssl s_server (started with -rev -nameopt RFC2253 -verify_return_error -Verify N)
-#     prints "Peer certificate: CN=alice,O=..." and "Signature type: ..." per handshake,
-#     only after verification succeeded (-verify_return_error aborts otherwise).
+# How the servers report the client certificate (what h_assert_server_saw reads). Both print
+# it only for handshakes where the client chain verified against the CA file, since they are
+# started so that a missing or unverifiable client certificate ends the handshake:
+#   gnutls-serv --require-client-cert --verify-client-cert (stdout, per connection):
+#     "- Status: The certificate is trusted.", then "- Certificate[0] info:" followed by a
+#     certtool-style dump whose "<TAB>Subject: CN=alice,O=..." line is the leaf's subject
+#     (RFC 4514), and "- Version: TLS1.3", "- Client Signature: RSA-PSS-RSAE-SHA256".
+#   openssl s_server -rev -nameopt RFC2253 -Verify 3 -verify_return_error (stdout/stderr):
+#     "Protocol version: TLSv1.3", "Peer certificate: CN=alice,O=...", "Hash used: SHA256",
+#     "Signature type: RSA-PSS", "Verification: OK".
 
 set -eu
 
@@ -394,12 +397,25 @@ h_unlock() {
 
 # --- TLS servers -------------------------------------------------------------------------------
 
-# h__listening PORT: something listens on TCP PORT (read from /proc: no iproute2 needed).
-h__listening() {
+# h__listen_inodes PORT: socket inodes listening on TCP PORT (from /proc: no iproute2 needed).
+h__listen_inodes() {
 	local hex
 	hex=$(printf '%04X' "$1")
 	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
-		awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { f = 1 } END { exit !f }'
+		awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10 }'
+}
+
+# h__listening PORT [PID]: something (PID itself, if given) listens on TCP PORT. With PID, a
+# server that lost a race for the port is not mistaken for one that listens.
+h__listening() {
+	local ino fd
+	[ $# -ge 2 ] || { [ -n "$(h__listen_inodes "$1")" ]; return; }
+	for ino in $(h__listen_inodes "$1"); do
+		for fd in /proc/"$2"/fd/*; do
+			[ "$(readlink "$fd" 2>/dev/null)" = "socket:[$ino]" ] && return 0
+		done
+	done
+	return 1
 }
 
 # A TCP port nobody listens on now (the server may still lose a race; we retry then).
@@ -420,7 +436,7 @@ h__start_server() {
 	h_track "$H_SERV_PID"
 	local n=100
 	while [ "$n" -gt 0 ]; do
-		h__listening "$H_PORT" && return 0
+		h__listening "$H_PORT" "$H_SERV_PID" && return 0
 		if ! kill -0 "$H_SERV_PID" 2>/dev/null; then
 			wait "$H_SERV_PID" 2>/dev/null || true
 			h_untrack "$H_SERV_PID"

@@ -1,0 +1,793 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * hotplug: tokens arriving and leaving while the agent runs.
+ *
+ * One watch thread per store runs store_poll(): C_GetSlotList(CK_TRUE) + C_GetTokenInfo on
+ * every module, compared with the tokens we hold. It runs every poll interval, and at once
+ * when woken: by a slot-event thread (one per module whose C_WaitForSlotEvent works, blocked
+ * in it; C_Finalize releases it) or by a signature that met CKR_DEVICE_REMOVED /
+ * CKR_TOKEN_NOT_PRESENT (hotplug_token_lost). Detection runs with the store lock shared; only
+ * a change takes it exclusively.
+ *
+ * A token that leaves is forgotten entirely (token_remove: sessions, login, PIN, key handles,
+ * identities, failed pin sources). What we keep is a short memory of it (Gone): its token and
+ * module info, the IDs and labels of its keys, and a fingerprint of its public keys and
+ * certificates. The memory answers a Sign on one of its keys with TokenAbsent rather than
+ * KeyNotFound, and when a token with that serial or label arrives, tells whether it is the
+ * same token: another serial, or the same serial with other keys, is logged and reported as
+ * a replacement. Either way the PIN is asked again: nothing of the old login survives.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <gnutls/crypto.h>
+
+#include "internal.h"
+
+#define GONE_MAX 32		 /* removed tokens remembered */
+#define GONE_IDS_MAX 64		 /* keys remembered per removed token */
+#define WAITER_JOIN_MS 3000	 /* how long we wait for C_WaitForSlotEvent to let go */
+#define EVENT_POLL_FACTOR 15	 /* with slot events everywhere, poll this much less often */
+
+typedef struct GoneId {
+	uint8_t *id;
+	size_t id_len;
+	char *label;
+} GoneId;
+
+typedef struct Gone {
+	char *module;
+	CK_INFO module_info;
+	CK_TOKEN_INFO info;
+	char *label, *serial;
+	uint8_t fp[32];
+	bool has_fp;
+	GoneId *ids;
+	size_t n_ids;
+} Gone;
+
+typedef struct Waiter {
+	Hotplug *h;
+	Module *m;
+	pthread_t thread;
+	bool running; /* thread started and not joined */
+	bool stop;    /* atomic */
+	bool failed;  /* atomic: the module's events stopped working: poll it */
+} Waiter;
+
+struct Hotplug {
+	Store *s;
+	Gone *gone;
+	size_t n_gone;
+
+	/* Watching (store_watch). Under lock, except the fields set before the thread starts. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool watching, woken, stop;
+	pthread_t thread;
+	bool thread_running;
+	unsigned interval_ms;
+	StoreEventFunc fn;
+	void *userdata;
+
+	Waiter **waiters; /* under the store lock held exclusively */
+	size_t n_waiters;
+};
+
+static Hotplug *hotplug_get(Store *s)
+{
+	Hotplug *h = s->hotplug;
+	pthread_condattr_t ca;
+
+	if (h)
+		return h;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->s = s;
+	pthread_mutex_init(&h->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&h->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	s->hotplug = h;
+	return h;
+}
+
+/* ---- fingerprints ---- */
+
+static int digest_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, 32);
+}
+
+static void fp_add_objects(Token *t, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,
+			   const CK_ATTRIBUTE_TYPE *types, size_t n_types, uint8_t **digests,
+			   size_t *n)
+{
+	CK_ATTRIBUTE tmpl = {CKA_CLASS, &cls, sizeof(cls)};
+	_cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
+	size_t n_objs = 0;
+
+	if (call_find_objects(t->module, h, &tmpl, 1, &objs, &n_objs) != CKR_OK)
+		return;
+	for (size_t i = 0; i < n_objs; i++) {
+		gnutls_hash_hd_t hd;
+		uint8_t *grown;
+		bool any = false;
+
+		grown = reallocarray(*digests, *n + 1, 32);
+		if (!grown)
+			return;
+		*digests = grown;
+		if (gnutls_hash_init(&hd, GNUTLS_DIG_SHA256) < 0)
+			return;
+		gnutls_hash(hd, &cls, sizeof(cls));
+		for (size_t k = 0; k < n_types; k++) {
+			_cleanup_free_ uint8_t *v = NULL;
+			size_t len = 0;
+
+			if (call_get_attribute(t->module, h, objs[i], types[k], &v, &len) != CKR_OK)
+				continue;
+			gnutls_hash(hd, &types[k], sizeof(types[k]));
+			gnutls_hash(hd, &len, sizeof(len));
+			gnutls_hash(hd, v, len);
+			any = true;
+		}
+		gnutls_hash_deinit(hd, *digests + 32 * *n);
+		if (any)
+			(*n)++;
+	}
+}
+
+/*
+ * What a token is, beyond its serial: its public keys (with their IDs) and certificates,
+ * order-independent. Public objects only, so it reads the same logged in or not.
+ */
+void hotplug_fingerprint(Token *t)
+{
+	static const CK_ATTRIBUTE_TYPE pub[] = {CKA_ID, CKA_MODULUS, CKA_PUBLIC_EXPONENT,
+						CKA_EC_POINT};
+	static const CK_ATTRIBUTE_TYPE cert[] = {CKA_ID, CKA_VALUE};
+	_cleanup_free_ uint8_t *digests = NULL;
+	CK_SESSION_HANDLE h;
+	size_t n = 0;
+
+	t->has_fp = false;
+	if (session_acquire(t, &h, NULL) != 0)
+		return;
+	fp_add_objects(t, h, CKO_PUBLIC_KEY, pub, ELEMENTSOF(pub), &digests, &n);
+	fp_add_objects(t, h, CKO_CERTIFICATE, cert, ELEMENTSOF(cert), &digests, &n);
+	session_release(t, h);
+	if (n > 0)
+		qsort(digests, n, 32, digest_cmp);
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, digests ? digests : (uint8_t *)"", 32 * n, t->fp) <
+	    0)
+		return;
+	t->has_fp = true;
+}
+
+/* ---- the memory of removed tokens ---- */
+
+static void gone_deinit(Gone *g)
+{
+	free(g->module);
+	free(g->label);
+	free(g->serial);
+	for (size_t i = 0; i < g->n_ids; i++) {
+		free(g->ids[i].id);
+		free(g->ids[i].label);
+	}
+	free(g->ids);
+}
+
+static void gone_drop(Hotplug *h, size_t i)
+{
+	gone_deinit(&h->gone[i]);
+	memmove(h->gone + i, h->gone + i + 1, (h->n_gone - i - 1) * sizeof(*h->gone));
+	h->n_gone--;
+}
+
+static char *dup_or_empty(const char *p)
+{
+	return strdup(p ? p : "");
+}
+
+/* Before t is freed because it left (or a reload drops every token). Best effort on OOM. */
+void hotplug_remember(Store *s, Token *t)
+{
+	Hotplug *h = hotplug_get(s);
+	Gone g = {0}, *grown;
+
+	if (!h)
+		return;
+	/* One memory per token: the newest. */
+	for (size_t i = 0; i < h->n_gone; i++)
+		if (strcmp(h->gone[i].module, t->module->name) == 0 &&
+		    strcmp(h->gone[i].serial, t->serial) == 0 &&
+		    strcmp(h->gone[i].label, t->label) == 0) {
+			gone_drop(h, i);
+			break;
+		}
+	if (h->n_gone >= GONE_MAX)
+		gone_drop(h, 0);
+	g.module = dup_or_empty(t->module->name);
+	g.label = dup_or_empty(t->label);
+	g.serial = dup_or_empty(t->serial);
+	g.module_info = t->module->info;
+	g.info = t->info;
+	memcpy(g.fp, t->fp, sizeof(g.fp));
+	g.has_fp = t->has_fp;
+	g.ids = calloc(t->n_ids ? t->n_ids : 1, sizeof(*g.ids));
+	grown = reallocarray(h->gone, h->n_gone + 1, sizeof(*h->gone));
+	if (!g.module || !g.label || !g.serial || !g.ids || !grown) {
+		if (grown)
+			h->gone = grown;
+		gone_deinit(&g);
+		return;
+	}
+	h->gone = grown;
+	for (size_t i = 0; i < t->n_ids && g.n_ids < GONE_IDS_MAX; i++) {
+		GoneId *gi = &g.ids[g.n_ids];
+
+		gi->id = malloc(t->ids[i].id_len ? t->ids[i].id_len : 1);
+		gi->label = t->ids[i].label ? strdup(t->ids[i].label) : NULL;
+		if (!gi->id || (t->ids[i].label && !gi->label)) {
+			free(gi->id);
+			free(gi->label);
+			break;
+		}
+		memcpy(gi->id, t->ids[i].id, t->ids[i].id_len);
+		gi->id_len = t->ids[i].id_len;
+		g.n_ids++;
+	}
+	h->gone[h->n_gone++] = g;
+}
+
+/*
+ * A token was scanned: if it matches a removed one (same module and serial, or same label),
+ * decide whether it is the same token. Returns true when it replaces another one.
+ */
+bool hotplug_token_seen(Store *s, Token *t)
+{
+	Hotplug *h = s->hotplug;
+	bool replaced = false;
+	size_t i;
+
+	if (!h)
+		return false;
+	for (i = 0; i < h->n_gone; i++)
+		if (strcmp(h->gone[i].module, t->module->name) == 0 &&
+		    strcmp(h->gone[i].serial, t->serial) == 0)
+			break;
+	if (i == h->n_gone)
+		for (i = 0; i < h->n_gone; i++)
+			if (strcmp(h->gone[i].module, t->module->name) == 0 &&
+			    strcmp(h->gone[i].label, t->label) == 0)
+				break;
+	if (i == h->n_gone)
+		return false;
+	if (strcmp(h->gone[i].serial, t->serial) != 0) {
+		call_log(LOG_WARNING,
+			 "token \"%s\" (serial %s) is not the token \"%s\" that was removed "
+			 "(serial %s): treated as a new token",
+			 t->label, t->serial, h->gone[i].label, h->gone[i].serial);
+		replaced = true;
+	} else if (h->gone[i].has_fp && t->has_fp &&
+		   memcmp(h->gone[i].fp, t->fp, sizeof(t->fp)) != 0) {
+		call_log(LOG_WARNING,
+			 "token \"%s\" (serial %s) came back with other keys or certificates: "
+			 "treated as a new token",
+			 t->label, t->serial);
+		replaced = true;
+	} else {
+		call_log(LOG_INFO, "token \"%s\" (serial %s) is back: same keys; log in again",
+			 t->label, t->serial);
+	}
+	gone_drop(h, i);
+	return replaced;
+}
+
+/* From store_sign when no key matched. Codes: CA_E_TOKEN_ABSENT if a removed token had it. */
+int hotplug_match_gone(Store *s, P11KitUri *u, CaError *err)
+{
+	Hotplug *h = s->hotplug;
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+
+	for (size_t i = 0; h && i < h->n_gone; i++) {
+		Gone *g = &h->gone[i];
+
+		if (p11_kit_uri_match_module_info(u, &g->module_info) != 1 ||
+		    p11_kit_uri_match_token_info(u, &g->info) != 1)
+			continue;
+		for (size_t j = 0; j < g->n_ids; j++) {
+			CK_ATTRIBUTE attrs[] = {
+				{CKA_CLASS, &cls, sizeof(cls)},
+				{CKA_ID, g->ids[j].id, g->ids[j].id_len},
+				{CKA_LABEL, g->ids[j].label,
+				 g->ids[j].label ? strlen(g->ids[j].label) : 0},
+			};
+
+			if (p11_kit_uri_match_attributes(u, attrs, ELEMENTSOF(attrs)) == 1)
+				return ca_error_set(err, CA_E_TOKEN_ABSENT,
+						    "token \"%s\" (serial %s) was removed: insert it "
+						    "again; its keys come back by themselves and the "
+						    "PIN is asked again",
+						    g->label, g->serial);
+		}
+	}
+	return 0;
+}
+
+/* ---- waking the watch thread ---- */
+
+static void hotplug_wake(Hotplug *h)
+{
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	h->woken = true;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/* A call on t met CKR_DEVICE_REMOVED / CKR_TOKEN_NOT_PRESENT: refuse it, look at once. */
+void hotplug_token_lost(Store *s, Token *t)
+{
+	if (!__atomic_exchange_n(&t->gone, true, __ATOMIC_RELAXED))
+		call_log(LOG_WARNING, "token \"%s\" is gone; looking at the slots again", t->label);
+	hotplug_wake(s->hotplug);
+}
+
+/* ---- slot-event threads ---- */
+
+static void *waiter_main(void *userdata)
+{
+	Waiter *w = userdata;
+
+	for (;;) {
+		CK_SLOT_ID slot = 0;
+		CK_RV rv = call_wait_for_slot_event(w->m, 0, &slot);
+
+		if (__atomic_load_n(&w->stop, __ATOMIC_RELAXED))
+			break;
+		if (rv == CKR_OK) {
+			call_log(LOG_DEBUG, "%s: slot event on slot %lu", w->m->name,
+				 (unsigned long)slot);
+			hotplug_wake(w->h);
+			continue;
+		}
+		if (rv != CKR_CRYPTOKI_NOT_INITIALIZED) {
+			char buf[32];
+
+			call_log(LOG_WARNING,
+				 "module %s: C_WaitForSlotEvent failed (%s): polling it instead",
+				 w->m->name, call_rv_name(rv, buf));
+			__atomic_store_n(&w->failed, true, __ATOMIC_RELAXED);
+			hotplug_wake(w->h);
+		}
+		break;
+	}
+	return NULL;
+}
+
+/* With the store lock exclusive: a waiter for every module whose slot events work. */
+void hotplug_modules_up(Store *s)
+{
+	Hotplug *h = s->hotplug;
+
+	if (!h || !h->watching)
+		return;
+	for (size_t i = 0; i < s->n_modules; i++) {
+		Module *m = s->modules[i];
+		CK_SLOT_ID slot = 0;
+		CK_RV rv = call_wait_for_slot_event(m, CKF_DONT_BLOCK, &slot);
+		Waiter *w, **grown;
+		sigset_t all, old;
+		char buf[32];
+
+		if (rv != CKR_OK && rv != CKR_NO_EVENT) {
+			call_log(LOG_INFO, "module %s: no slot events (%s): polling every %u ms",
+				 m->name, call_rv_name(rv, buf), h->interval_ms);
+			continue;
+		}
+		w = calloc(1, sizeof(*w));
+		grown = reallocarray(h->waiters, h->n_waiters + 1, sizeof(*grown));
+		if (!w || !grown) {
+			free(w);
+			if (grown)
+				h->waiters = grown;
+			continue;
+		}
+		h->waiters = grown;
+		w->h = h;
+		w->m = m;
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		w->running = pthread_create(&w->thread, NULL, waiter_main, w) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (!w->running) {
+			free(w);
+			continue;
+		}
+		pthread_setname_np(w->thread, "ca-slotevent");
+		h->waiters[h->n_waiters++] = w;
+		call_log(LOG_INFO, "module %s: watching slot events (C_WaitForSlotEvent)", m->name);
+	}
+}
+
+/*
+ * With the store lock exclusive, before the modules are finalised: C_Finalize releases a
+ * thread blocked in C_WaitForSlotEvent (PKCS#11 2.40 §5.4); we finalise those modules here so
+ * the threads are gone before the modules are freed. A thread still stuck is left behind.
+ */
+void hotplug_modules_down(Store *s)
+{
+	Hotplug *h = s->hotplug;
+
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->n_waiters; i++) {
+		Waiter *w = h->waiters[i];
+		struct timespec deadline;
+
+		__atomic_store_n(&w->stop, true, __ATOMIC_RELAXED);
+		call_module_finalize(w->m);
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += WAITER_JOIN_MS / 1000;
+		if (pthread_timedjoin_np(w->thread, NULL, &deadline) != 0) {
+			call_log(LOG_WARNING,
+				 "module %s: C_WaitForSlotEvent did not return after C_Finalize",
+				 w->m->name);
+			pthread_detach(w->thread);
+			continue; /* w leaks on purpose: the thread still has it */
+		}
+		free(w);
+	}
+	free(h->waiters);
+	h->waiters = NULL;
+	h->n_waiters = 0;
+}
+
+/* ---- polling ---- */
+
+typedef struct Seen {
+	Module *m;
+	CK_SLOT_ID slot;
+	CK_TOKEN_INFO info;
+	bool matched;
+} Seen;
+
+typedef struct Scan {
+	Seen *seen;
+	size_t n_seen;
+	bool *keep; /* per s->tokens entry */
+	size_t n_removed, n_added;
+} Scan;
+
+static void scan_clear(Scan *sc)
+{
+	free(sc->seen);
+	free(sc->keep);
+	*sc = (Scan){0};
+}
+
+static bool same_token(const Token *t, const Seen *e)
+{
+	return t->module == e->m && t->slot == e->slot &&
+	       memcmp(t->info.label, e->info.label, sizeof(e->info.label)) == 0 &&
+	       memcmp(t->info.serialNumber, e->info.serialNumber, sizeof(e->info.serialNumber)) ==
+		       0 &&
+	       memcmp(t->info.manufacturerID, e->info.manufacturerID,
+		      sizeof(e->info.manufacturerID)) == 0 &&
+	       memcmp(t->info.model, e->info.model, sizeof(e->info.model)) == 0;
+}
+
+/* With the store lock held (either way): what is in the slots now against what we hold. */
+static int scan_slots(Store *s, Scan *sc)
+{
+	*sc = (Scan){0};
+	sc->keep = calloc(s->n_tokens + 1, sizeof(*sc->keep));
+	if (!sc->keep)
+		return -ENOMEM;
+	for (size_t i = 0; i < s->n_modules; i++) {
+		Module *m = s->modules[i];
+		_cleanup_free_ CK_SLOT_ID *slots = NULL;
+		size_t n = 0;
+
+		if (call_get_slot_list(m, &slots, &n) != CKR_OK) {
+			/* Cannot tell: keep this module's tokens as they are. */
+			for (size_t k = 0; k < s->n_tokens; k++)
+				if (s->tokens[k]->module == m)
+					sc->keep[k] = true;
+			continue;
+		}
+		for (size_t j = 0; j < n; j++) {
+			Seen e = {.m = m, .slot = slots[j]}, *grown;
+
+			if (call_get_token_info(m, slots[j], &e.info) != CKR_OK ||
+			    !(e.info.flags & CKF_TOKEN_INITIALIZED))
+				continue;
+			grown = reallocarray(sc->seen, sc->n_seen + 1, sizeof(*grown));
+			if (!grown) {
+				scan_clear(sc);
+				return -ENOMEM;
+			}
+			sc->seen = grown;
+			sc->seen[sc->n_seen++] = e;
+		}
+	}
+	for (size_t k = 0; k < s->n_tokens; k++) {
+		Token *t = s->tokens[k];
+
+		if (__atomic_load_n(&t->gone, __ATOMIC_RELAXED))
+			continue; /* even if listed: rescan it from scratch */
+		for (size_t j = 0; j < sc->n_seen && !sc->keep[k]; j++)
+			if (!sc->seen[j].matched && same_token(t, &sc->seen[j]))
+				sc->keep[k] = sc->seen[j].matched = true;
+	}
+	for (size_t k = 0; k < s->n_tokens; k++)
+		sc->n_removed += !sc->keep[k];
+	for (size_t j = 0; j < sc->n_seen; j++)
+		sc->n_added += !sc->seen[j].matched;
+	return 0;
+}
+
+StoreEventList *store_event_list_free(StoreEventList *l)
+{
+	if (!l)
+		return NULL;
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->items[i].token_uri);
+		free(l->items[i].label);
+		free(l->items[i].serial);
+	}
+	free(l->items);
+	free(l);
+	return NULL;
+}
+
+static void event_add(StoreEventList *l, StoreEventKind kind, Token *t, bool replaced)
+{
+	StoreEvent *e = &l->items[l->n];
+
+	*e = (StoreEvent){.kind = kind, .replaced = replaced};
+	e->token_uri = dup_or_empty(t->uri);
+	e->label = dup_or_empty(t->label);
+	e->serial = dup_or_empty(t->serial);
+	if (!e->token_uri || !e->label || !e->serial) {
+		free(e->token_uri);
+		free(e->label);
+		free(e->serial);
+		return;
+	}
+	l->n++;
+}
+
+/* With the store lock exclusive: apply sc. */
+static int apply_scan(Store *s, Scan *sc, StoreEventList *l)
+{
+	Token **drop;
+	size_t n_drop = 0;
+
+	l->items = calloc(sc->n_removed + sc->n_added + 1, sizeof(*l->items));
+	drop = calloc(s->n_tokens + 1, sizeof(*drop));
+	if (!l->items || !drop || !hotplug_get(s)) {
+		free(drop);
+		return -ENOMEM;
+	}
+	for (size_t k = 0; k < s->n_tokens; k++)
+		if (!sc->keep[k])
+			drop[n_drop++] = s->tokens[k];
+	for (size_t k = 0; k < n_drop; k++) {
+		Token *t = drop[k];
+
+		call_log(LOG_INFO, "token \"%s\" (serial %s, %s) removed: login and keys forgotten",
+			 t->label, t->serial, t->module->name);
+		event_add(l, STORE_EVENT_TOKEN_REMOVED, t, false);
+		hotplug_remember(s, t);
+		token_remove(s, t);
+	}
+	free(drop);
+	for (size_t j = 0; j < sc->n_seen; j++) {
+		Token *t = NULL;
+		bool replaced;
+		int r;
+
+		if (sc->seen[j].matched)
+			continue;
+		r = token_add(s, sc->seen[j].m, sc->seen[j].slot, &t);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			continue;
+		replaced = hotplug_token_seen(s, t);
+		call_log(LOG_INFO, "token \"%s\" (serial %s, %s) inserted: %zu identities",
+			 t->label, t->serial, t->module->name, t->n_ids);
+		event_add(l, STORE_EVENT_TOKEN_ADDED, t, replaced);
+	}
+	return 0;
+}
+
+int store_poll(Store *s, StoreEventList **ret, CaError *err)
+{
+	StoreEventList *l = NULL;
+	Scan sc;
+	int r;
+
+	*ret = NULL;
+	pthread_rwlock_rdlock(&s->lock);
+	r = scan_slots(s, &sc);
+	pthread_rwlock_unlock(&s->lock);
+	if (r < 0)
+		return ca_error_set(err, r, "out of memory looking at the slots");
+	if (sc.n_removed + sc.n_added == 0) {
+		scan_clear(&sc);
+		return 0;
+	}
+	scan_clear(&sc);
+
+	/* Something changed: look again with the lock exclusive (tokens may have moved). */
+	pthread_rwlock_wrlock(&s->lock);
+	r = scan_slots(s, &sc);
+	if (r == 0 && sc.n_removed + sc.n_added > 0) {
+		l = calloc(1, sizeof(*l));
+		r = l ? apply_scan(s, &sc, l) : -ENOMEM;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	scan_clear(&sc);
+	if (r < 0) {
+		store_event_list_free(l);
+		return ca_error_set(err, r, "out of memory applying slot changes");
+	}
+	if (l && l->n == 0)
+		l = store_event_list_free(l);
+	*ret = l;
+	return 0;
+}
+
+/* ---- the watch thread ---- */
+
+static bool hotplug_all_have_events(Hotplug *h)
+{
+	Store *s = h->s;
+	bool all;
+
+	/* n_waiters only changes with the store lock exclusive. */
+	pthread_rwlock_rdlock(&s->lock);
+	all = s->n_modules > 0 && h->n_waiters == s->n_modules;
+	for (size_t i = 0; all && i < h->n_waiters; i++)
+		all = !__atomic_load_n(&h->waiters[i]->failed, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&s->lock);
+	return all;
+}
+
+static void *watch_main(void *userdata)
+{
+	Hotplug *h = userdata;
+
+	pthread_mutex_lock(&h->lock);
+	while (!h->stop) {
+		StoreEventList *events = NULL;
+		CaError err = {0};
+		unsigned ms;
+
+		if (!h->woken) {
+			struct timespec deadline;
+
+			pthread_mutex_unlock(&h->lock);
+			ms = h->interval_ms * (hotplug_all_have_events(h) ? EVENT_POLL_FACTOR : 1);
+			pthread_mutex_lock(&h->lock);
+			clock_gettime(CLOCK_MONOTONIC, &deadline);
+			deadline.tv_sec += ms / 1000;
+			deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+			if (deadline.tv_nsec >= 1000000000L) {
+				deadline.tv_sec++;
+				deadline.tv_nsec -= 1000000000L;
+			}
+			while (!h->woken && !h->stop &&
+			       pthread_cond_timedwait(&h->cond, &h->lock, &deadline) == 0)
+				;
+			if (h->stop)
+				break;
+		}
+		h->woken = false;
+		pthread_mutex_unlock(&h->lock);
+
+		if (store_poll(h->s, &events, &err) != 0)
+			call_log(LOG_WARNING, "cannot look at the slots: %s", err.message);
+		if (events)
+			h->fn(events, h->userdata);
+
+		pthread_mutex_lock(&h->lock);
+	}
+	pthread_mutex_unlock(&h->lock);
+	return NULL;
+}
+
+int store_watch(Store *s, unsigned poll_interval_ms, StoreEventFunc fn, void *userdata)
+{
+	sigset_t all, old;
+	Hotplug *h;
+	int r = 0;
+
+	pthread_rwlock_wrlock(&s->lock);
+	h = hotplug_get(s);
+	if (!h)
+		r = -ENOMEM;
+	else if (h->watching)
+		r = -EALREADY;
+	if (r) {
+		pthread_rwlock_unlock(&s->lock);
+		return r;
+	}
+	h->interval_ms = poll_interval_ms ? poll_interval_ms : 2000;
+	h->fn = fn;
+	h->userdata = userdata;
+	h->stop = h->woken = false;
+	h->watching = true;
+	hotplug_modules_up(s);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = -pthread_create(&h->thread, NULL, watch_main, h);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r) {
+		hotplug_modules_down(s);
+		h->watching = false;
+	} else {
+		pthread_setname_np(h->thread, "ca-hotplug");
+		h->thread_running = true;
+	}
+	pthread_rwlock_unlock(&s->lock);
+	return r == -EAGAIN ? -EAGAIN : r;
+}
+
+bool store_unwatch(Store *s, unsigned timeout_ms)
+{
+	Hotplug *h = s ? s->hotplug : NULL;
+	struct timespec deadline;
+
+	if (!h || !h->watching)
+		return true;
+	if (h->thread_running) {
+		pthread_mutex_lock(&h->lock);
+		h->stop = true;
+		pthread_cond_signal(&h->cond);
+		pthread_mutex_unlock(&h->lock);
+		clock_gettime(CLOCK_REALTIME, &deadline);
+		deadline.tv_sec += timeout_ms / 1000;
+		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+		if (deadline.tv_nsec >= 1000000000L) {
+			deadline.tv_sec++;
+			deadline.tv_nsec -= 1000000000L;
+		}
+		if (pthread_timedjoin_np(h->thread, NULL, &deadline) != 0)
+			return false; /* stuck behind a token: the caller leaks the store */
+		h->thread_running = false;
+	}
+	pthread_rwlock_wrlock(&s->lock);
+	hotplug_modules_down(s);
+	h->watching = false;
+	pthread_rwlock_unlock(&s->lock);
+	return true;
+}
+
+/* At store_free(), after store_unwatch(). */
+void hotplug_free(Store *s)
+{
+	Hotplug *h = s->hotplug;
+
+	if (!h)
+		return;
+	for (size_t i = 0; i < h->n_gone; i++)
+		gone_deinit(&h->gone[i]);
+	free(h->gone);
+	free(h->waiters);
+	pthread_mutex_destroy(&h->lock);
+	pthread_cond_destroy(&h->cond);
+	free(h);
+	s->hotplug = NULL;
+}
