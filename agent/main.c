@@ -22,6 +22,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "prompt.h"
 #include "server.h"
 #include "settings.h"
 #include "store.h"
@@ -208,6 +209,7 @@ int main(int argc, char **argv)
 	DBusConnection *conn = NULL;
 	Store *store = NULL;
 	Server *server = NULL;
+	Prompter *prompter = NULL;
 	CaError err = {0};
 	sigset_t mask;
 	int ready_fd = -1, r;
@@ -273,6 +275,23 @@ int main(int argc, char **argv)
 		dbus_connection_unref(conn);
 		return 1;
 	}
+	r = prompt_new(&(PromptConfig){.pinentry = settings->pinentry,
+				       .store = store,
+				       .login_idle_timeout = settings->login_idle_timeout,
+				       .logins_expired = methods_refresh_internal,
+				       .userdata = server},
+		       &prompter);
+	if (r) {
+		log_error("cannot start the PIN prompter: %s", strerror(-r));
+		server_shutdown(server);
+		server_free(server);
+		store_free(store);
+		dbus_connection_close(conn);
+		dbus_connection_unref(conn);
+		return 1;
+	}
+	if (settings->pinentry)
+		methods_set_prompter(prompter);
 	if (ready_fd >= 0) {
 		(void)!write(ready_fd, "1", 1);
 		close(ready_fd);
@@ -282,6 +301,9 @@ int main(int argc, char **argv)
 	if (r < 0)
 		log_error("the main loop failed: %s", strerror(-r));
 
+	/* Closes open dialogs; their waiters go back to the pools, which answer them. */
+	methods_set_prompter(NULL);
+	prompter = prompt_free(prompter);
 	clean = server_shutdown(server);
 	server_free(server);
 	if (clean)

@@ -4,16 +4,24 @@
  * to the workers. Every size a caller controls is checked against its IPC_* cap before
  * anything is copied. A request owns copies of its arguments (the message's strings die with
  * it); the PIN of Unlock is wiped in the message and in our copy.
+ *
+ * The one place that decides "login needed -> ask the user -> log in -> sign": a Sign (or an
+ * Unlock without PIN) whose token needs a PIN parks on the prompter (prompt.c) instead of
+ * holding its worker, and comes back to a worker once the prompt is over, to sign once more
+ * (never more than once per kind of prompt) or to report what the prompt ended with.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "appinfo.h"
 #include "config.h" /* the build's: CERTAGENT_VERSION */
 #include "log.h"
+#include "prompt.h"
 #include "server.h"
 
 typedef enum RequestKind {
@@ -21,6 +29,7 @@ typedef enum RequestKind {
 	REQUEST_UNLOCK,
 	REQUEST_LOCK,
 	REQUEST_RELOAD,
+	REQUEST_REFRESH, /* internal: list the store again (after an idle logout) */
 } RequestKind;
 
 typedef struct Request {
@@ -38,9 +47,15 @@ typedef struct Request {
 	uint8_t *data;
 	size_t data_len;
 	char *server_name;
-	char *pin;
+	char *pin; /* Unlock's PIN, or a per-signature PIN from a prompt; wiped after use */
 	size_t pin_len;
 	bool refresh; /* list the store again after running */
+	bool untracked; /* submitted from another thread: not counted in server->pending */
+
+	/* prompting (prompt.c): the request is parked there while a prompt runs */
+	PromptWaiter waiter;
+	bool prompted_login, prompted_signature; /* each kind of prompt at most once */
+	bool finished; /* the prompt decided the outcome: run() only lists */
 
 	/* results */
 	int r;
@@ -86,7 +101,84 @@ static void request_freep(Request **q)
 }
 #define _cleanup_request_ _cleanup_(request_freep)
 
+/* Set once by main() before the loop runs; NULL when prompting is off. */
+static Prompter *methods_prompter;
+
+void methods_set_prompter(Prompter *p)
+{
+	methods_prompter = p;
+}
+
+/* ---- on the prompt thread ---- */
+
+static void request_prompt_done(PromptWaiter *w, int r, const CaError *err, char *pin,
+				size_t pin_len)
+{
+	Request *q = (Request *)((char *)w - offsetof(Request, waiter));
+	Server *s = q->server;
+
+	erase_and_free(q->pin, q->pin_len);
+	q->pin = pin; /* a per-signature PIN, for the one signature it was asked for */
+	q->pin_len = pin_len;
+	q->err = (CaError){0};
+	q->r = r;
+	if (r)
+		q->err = *err;
+	/* An Unlock is done when the prompt is; a Sign signs again (or reports the failure). */
+	q->finished = r != 0 || q->kind != REQUEST_SIGN;
+	worker_pool_submit(q->kind == REQUEST_SIGN ? s->sign_pool : s->control_pool, &q->job);
+}
+
 /* ---- on a worker thread ---- */
+
+/*
+ * q met CA_E_PIN_REQUIRED: hands it to the prompter. Returns true when it is parked there
+ * (the worker must forget it); false to finish with q->r/q->err as they are (prompting is
+ * off, this kind of prompt already happened, or the token refuses a try: PinLocked).
+ */
+static bool request_prompt(Request *q)
+{
+	StorePinRequest need = {0};
+	CaError err = {0};
+	AppInfo app;
+	char app_text[APPINFO_FIELD_MAX * 3 + 96];
+	PromptAsk ask;
+	bool parked;
+	int r;
+
+	if (!methods_prompter)
+		return false;
+	r = store_pin_request(q->server->store, q->uri, q->kind == REQUEST_SIGN, &need, &err);
+	if (r) {
+		/* The policy refuses a try (final try, locked) or the token left. */
+		q->r = r;
+		q->err = err;
+		return false;
+	}
+	if (need.per_signature ? q->prompted_signature : q->prompted_login) {
+		store_pin_request_clear(&need);
+		return false;
+	}
+	if (need.per_signature)
+		q->prompted_signature = true;
+	else
+		q->prompted_login = true;
+	appinfo_read(q->pid, &app);
+	appinfo_describe(&app, app_text, sizeof(app_text));
+	ask = (PromptAsk){
+		.need = &need,
+		.app = app_text,
+		.server_name = q->server_name,
+		.unlock = q->kind == REQUEST_UNLOCK,
+	};
+	q->waiter.done = request_prompt_done;
+	worker_job_detach();
+	parked = prompt_login(methods_prompter, &ask, &q->waiter);
+	if (!parked)
+		worker_job_attach();
+	store_pin_request_clear(&need);
+	return parked;
+}
 
 static void request_run(WorkerJob *job)
 {
@@ -95,17 +187,42 @@ static void request_run(WorkerJob *job)
 
 	switch (q->kind) {
 	case REQUEST_SIGN:
-		q->r = store_sign(store, q->uri, q->scheme, q->data, q->data_len, &q->sig,
-				  &q->sig_len, &q->info, &q->err);
-		/* A pin source may have logged the token in. */
-		if (q->r == 0 && q->refresh)
+		if (!q->finished) {
+			if (q->pin)
+				q->r = store_sign_pin(store, q->uri, q->scheme, q->data,
+						      q->data_len, q->pin, q->pin_len, &q->sig,
+						      &q->sig_len, &q->info, &q->err);
+			else
+				q->r = store_sign(store, q->uri, q->scheme, q->data, q->data_len,
+						  &q->sig, &q->sig_len, &q->info, &q->err);
+			q->pin = erase_and_free(q->pin, q->pin_len);
+			q->pin_len = 0;
+			if (q->r == CA_E_PIN_REQUIRED && request_prompt(q))
+				return; /* parked: the prompt thread submits it again */
+		}
+		/* A pin source or a prompt may have logged the token in. */
+		if (q->refresh || q->prompted_login)
 			q->list_seq = server_take_listing(q->server, &q->identities, &q->tokens);
 		return;
 	case REQUEST_UNLOCK:
-		q->r = store_unlock(store, q->uri, q->pin, q->pin_len, &q->err);
+		if (q->finished)
+			break;
+		if (q->pin) {
+			q->r = store_unlock(store, q->uri, q->pin, q->pin_len, &q->err);
+		} else {
+			q->r = ca_error_set(&q->err, CA_E_PIN_REQUIRED,
+					    "no PIN given and no PIN prompt configured (pinentry = "
+					    "none): pass the PIN (certagent unlock reads it from a "
+					    "file or the terminal)");
+			if (request_prompt(q))
+				return;
+		}
 		erase_and_free(q->pin, q->pin_len);
 		q->pin = NULL;
 		q->pin_len = 0;
+		break;
+	case REQUEST_REFRESH:
+		q->r = 0;
 		break;
 	case REQUEST_LOCK:
 		q->r = store_lock(store);
@@ -419,17 +536,16 @@ static int method_unlock(void *userdata, DBusMessage *msg, DBusMessage **ret_rep
 				 "the token must be a pkcs11: URI (such as pkcs11:token=LABEL), "
 				 "not \"%.64s\"",
 				 token);
-	else if (pin_len == 0)
-		r = ca_error_set(err, CA_E_PIN_REQUIRED,
-				 "interactive prompting is not available yet; pass the PIN to "
-				 "Unlock (certagent unlock reads it from a file or the terminal)");
 	else
 		r = 0;
 	if (r == 0) {
+		/* An empty PIN: the agent asks the user (request_run). */
 		q = request_new(s, REQUEST_UNLOCK, msg);
-		if (!q || !(q->uri = strdup(token)) || !(q->pin = malloc(pin_len + 1))) {
+		if (!q || !(q->uri = strdup(token)))
 			r = -ENOMEM;
-		} else {
+		else if (pin_len > 0 && !(q->pin = malloc(pin_len + 1)))
+			r = -ENOMEM;
+		else if (pin_len > 0) {
 			memcpy(q->pin, pin, pin_len + 1);
 			q->pin_len = pin_len;
 		}
@@ -468,6 +584,19 @@ static int method_lock(void *userdata, DBusMessage *msg, DBusMessage **ret_reply
 static int method_reload(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err)
 {
 	return method_simple(userdata, REQUEST_RELOAD, msg, err);
+}
+
+void methods_refresh_internal(void *server)
+{
+	Server *s = server;
+	Request *q = request_new(s, REQUEST_REFRESH, NULL);
+
+	if (!q) {
+		log_warning("cannot refresh the identities: out of memory");
+		return;
+	}
+	q->untracked = true;
+	worker_pool_submit(s->control_pool, &q->job);
 }
 
 void methods_reload_internal(Server *s)
@@ -515,6 +644,7 @@ static const char *kind_name(RequestKind k)
 		[REQUEST_UNLOCK] = "unlock",
 		[REQUEST_LOCK] = "lock",
 		[REQUEST_RELOAD] = "reload",
+		[REQUEST_REFRESH] = "refresh",
 	};
 	return names[k];
 }
@@ -547,6 +677,8 @@ static void request_log(const Request *q, uint64_t total_usec)
 				q->err.message, q->uri, q->scheme->name, server);
 		return;
 	}
+	if (q->kind == REQUEST_REFRESH)
+		return;
 	/* Never the PIN: only the token and the outcome. */
 	if (q->r == 0)
 		log_info("%s: %s%s%s: done in %.1f ms", kind_name(q->kind), who,
@@ -589,7 +721,7 @@ void methods_complete(Server *s, WorkerJob *job)
 		q->r = CA_E_CANCELLED;
 		ca_error_set(&q->err, CA_E_CANCELLED, "the agent is shutting down");
 	}
-	if (s->pending)
+	if (s->pending && !q->untracked)
 		s->pending--;
 	if (q->sender)
 		caller_release(&s->callers, q->sender);

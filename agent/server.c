@@ -13,8 +13,10 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "hotplug.h"
 #include "log.h"
 #include "server.h"
 
@@ -129,9 +131,46 @@ static int server_policy(void *userdata, DBusMessage *msg, unsigned flags, CaErr
 	return 0;
 }
 
+static uint64_t server_now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/*
+ * idle-exit: the poll timeout until the agent has had no call in flight and no token logged
+ * in for idle-exit seconds (-1: never); sets quit when that time is up. Bus activation (or
+ * systemd) starts the agent again on the next call.
+ */
+static int server_idle_ms(Server *s)
+{
+	uint64_t now = server_now_usec(), end;
+	bool busy = s->pending > 0;
+
+	if (!s->settings->idle_exit)
+		return -1;
+	for (size_t i = 0; !busy && s->tokens && i < s->tokens->n; i++)
+		busy = s->tokens->items[i].logged_in;
+	if (busy || !s->idle_since_usec)
+		s->idle_since_usec = now;
+	end = s->idle_since_usec + (uint64_t)s->settings->idle_exit * 1000000u;
+	if (now >= end) {
+		log_info("idle for %u s (no calls, no token logged in); exiting",
+			 s->settings->idle_exit);
+		s->quit = true;
+		return 0;
+	}
+	return (int)((end - now + 999) / 1000);
+}
+
 static DBusHandlerResult server_filter(DBusConnection *conn, DBusMessage *msg, void *userdata)
 {
 	Server *s = userdata;
+
+	if (dbus_message_get_type(msg) == DBUS_MESSAGE_TYPE_METHOD_CALL)
+		s->idle_since_usec = server_now_usec();
 
 	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected")) {
 		log_info("the bus connection closed; exiting");
@@ -311,6 +350,9 @@ int server_new(DBusConnection *conn, Store *store, const Settings *settings, Ser
 	if (!tokens)
 		tokens = calloc(1, sizeof(*tokens));
 	server_apply_snapshot(s, seq, ids, tokens);
+	r = agent_hotplug_new(s, &s->hotplug, err);
+	if (r)
+		goto fail;
 	*ret = s;
 	return 0;
 fail:
@@ -322,6 +364,8 @@ fail:
 static void server_drain(Server *s)
 {
 	WorkerPool *pools[] = {s->sign_pool, s->control_pool};
+
+	agent_hotplug_drain(s);
 
 	for (size_t i = 0; i < ELEMENTSOF(pools); i++) {
 		WorkerJob *job;
@@ -387,7 +431,7 @@ int server_run(Server *s)
 		if (dbus_connection_has_messages_to_send(s->conn))
 			fds[0].events |= POLLOUT;
 
-		if (poll(fds, ELEMENTSOF(fds), -1) < 0) {
+		if (poll(fds, ELEMENTSOF(fds), server_idle_ms(s)) < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
@@ -402,6 +446,7 @@ int server_run(Server *s)
 		}
 		if (fds[2].revents & POLLIN)
 			server_handle_signal(s);
+		server_idle_ms(s);
 	}
 	return 0;
 }
@@ -416,6 +461,11 @@ bool server_shutdown(Server *s)
 		ok = false;
 	if (s->control_pool && !worker_pool_stop(s->control_pool, SERVER_STOP_TIMEOUT_MS))
 		ok = false;
+	/* After the pools: no job left that a poll could race with. */
+	if (!agent_hotplug_stop(s->hotplug)) {
+		ok = false;
+		s->hotplug = NULL; /* its poll is stuck in a token and may still call back: leak */
+	}
 	/* Answer everything that finished or was cancelled, then make sure it left. */
 	server_drain(s);
 	if (s->conn && dbus_connection_get_is_connected(s->conn))
@@ -438,6 +488,7 @@ Server *server_free(Server *s)
 		dbus_connection_remove_filter(s->conn, server_filter, s);
 	worker_pool_free(s->sign_pool);
 	worker_pool_free(s->control_pool);
+	agent_hotplug_free(s->hotplug);
 	if (s->event_fd >= 0)
 		close(s->event_fd);
 	if (s->signal_fd >= 0)

@@ -46,6 +46,9 @@ typedef struct Server {
 	uint64_t snapshot_seq;	       /* main thread: seq of the snapshot in use */
 	atomic_uint_fast64_t list_seq; /* workers: seq of the latest listing started */
 
+	struct AgentHotplug *hotplug; /* NULL when poll-interval = 0 */
+	uint64_t idle_since_usec;     /* idle-exit: start of the current idle time */
+
 	bool quit;
 } Server;
 

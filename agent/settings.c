@@ -56,6 +56,7 @@ Settings *settings_free(Settings *c)
 		free(c->pin_sources[i].path);
 	}
 	free(c->pin_sources);
+	free(c->pinentry);
 	free(c);
 	return NULL;
 }
@@ -73,8 +74,12 @@ static Settings *settings_new_default(void)
 		return NULL;
 	c->registered_modules = true;
 	c->workers = SETTINGS_WORKERS_DEFAULT;
+	c->poll_interval = SETTINGS_POLL_INTERVAL_DEFAULT;
 	c->log_target = LOG_TARGET_STDERR;
 	c->log_level = LOG_LEVEL_INFO;
+	c->pinentry = strdup(SETTINGS_PINENTRY_DEFAULT);
+	if (!c->pinentry)
+		return settings_free(c);
 	return c;
 }
 
@@ -189,9 +194,51 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 					    "log-level must be info or debug, not \"%s\"", value);
 		return 0;
 	}
+	if (strcmp(key, "pinentry") == 0) {
+		if (!value[0])
+			return ca_error_set(p->err, CA_E_INVALID_ARGS,
+					    "pinentry must name a program (or be \"none\")");
+		free(c->pinentry);
+		c->pinentry = NULL;
+		if (strcmp(value, "none") == 0)
+			return 0;
+		c->pinentry = strdup(value);
+		return c->pinentry ? 0 : -ENOMEM;
+	}
+	if (strcmp(key, "login-idle-timeout") == 0) {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(value, &end, 10);
+		if (errno || *end || end == value || value[0] == '-' ||
+		    n > SETTINGS_IDLE_TIMEOUT_MAX)
+			return ca_error_set(p->err, CA_E_INVALID_ARGS,
+					    "login-idle-timeout must be seconds from 0 (never) to "
+					    "%d, not \"%s\"",
+					    SETTINGS_IDLE_TIMEOUT_MAX, value);
+		c->login_idle_timeout = (unsigned)n;
+		return 0;
+	}
+	if (strcmp(key, "poll-interval") == 0 || strcmp(key, "idle-exit") == 0) {
+		bool poll = key[0] == 'p';
+		unsigned long max = poll ? SETTINGS_POLL_INTERVAL_MAX : SETTINGS_IDLE_TIMEOUT_MAX;
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(value, &end, 10);
+		if (errno || *end || end == value || value[0] == '-' || n > max)
+			return ca_error_set(p->err, CA_E_INVALID_ARGS,
+					    "%s must be seconds from 0 (%s) to %lu, not \"%s\"", key,
+					    poll ? "no hotplug" : "never", max, value);
+		*(poll ? &c->poll_interval : &c->idle_exit) = (unsigned)n;
+		return 0;
+	}
 	return ca_error_set(p->err, CA_E_INVALID_ARGS,
 			    "unknown key \"%s\" in [agent] (known: registered-modules, "
-			    "allow-registered, workers, log, log-level)",
+			    "allow-registered, workers, log, log-level, pinentry, "
+			    "login-idle-timeout, poll-interval, idle-exit)",
 			    key);
 }
 
@@ -395,5 +442,7 @@ void settings_store_options(const Settings *c, StoreOptions *ret)
 		.pin_sources = c->pin_sources,
 		.n_pin_sources = c->n_pin_sources,
 		.sessions_per_token = c->workers,
+		.prompting = c->pinentry != NULL,
+		.login_idle_usec = (uint64_t)c->login_idle_timeout * 1000000u,
 	};
 }

@@ -14,6 +14,10 @@
 
 #define SETTINGS_WORKERS_MAX 64
 #define SETTINGS_WORKERS_DEFAULT 4
+#define SETTINGS_PINENTRY_DEFAULT "pinentry"
+#define SETTINGS_IDLE_TIMEOUT_MAX (7 * 24 * 3600) /* a week, in seconds */
+#define SETTINGS_POLL_INTERVAL_DEFAULT 2
+#define SETTINGS_POLL_INTERVAL_MAX 3600
 
 typedef struct Settings {
 	char *path;		 /* the file read, or NULL when none was */
@@ -26,6 +30,10 @@ typedef struct Settings {
 	size_t n_modules;
 	StorePinSource *pin_sources;
 	size_t n_pin_sources;
+	char *pinentry;		     /* program that asks for PINs; NULL: never prompt ("none") */
+	unsigned login_idle_timeout; /* seconds without a signature before logging out; 0: never */
+	unsigned poll_interval;	     /* seconds between slot polls (hotplug); 0: no hotplug */
+	unsigned idle_exit;	     /* seconds idle (no calls, no login) before exiting; 0: never */
 } Settings;
 
 /*

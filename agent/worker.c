@@ -46,6 +46,19 @@ static void notify(WorkerPool *p)
 	(void)!write(p->done_fd, &one, sizeof(one));
 }
 
+/* Set by the running job when it handed itself over (see worker_job_detach). */
+static __thread bool worker_detached;
+
+void worker_job_detach(void)
+{
+	worker_detached = true;
+}
+
+void worker_job_attach(void)
+{
+	worker_detached = false;
+}
+
 static void *worker_main(void *userdata)
 {
 	WorkerPool *p = userdata;
@@ -64,11 +77,15 @@ static void *worker_main(void *userdata)
 			p->queue_tail = NULL;
 		pthread_mutex_unlock(&p->lock);
 
+		worker_detached = false;
 		job->run(job);
 
 		pthread_mutex_lock(&p->lock);
-		list_append(&p->done_head, &p->done_tail, job);
-		notify(p);
+		/* A detached job may already be queued again: do not touch it. */
+		if (!worker_detached) {
+			list_append(&p->done_head, &p->done_tail, job);
+			notify(p);
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;

@@ -35,5 +35,13 @@ WorkerJob *worker_pool_take_done(WorkerPool *p);
  */
 bool worker_pool_stop(WorkerPool *p, unsigned timeout_ms);
 
+/*
+ * Called from a job's run(): the job was handed to someone else (a PIN prompt) who will
+ * submit it again; the pool forgets it when run() returns instead of reporting it finished.
+ * worker_job_attach() undoes it when the hand-over did not happen.
+ */
+void worker_job_detach(void);
+void worker_job_attach(void);
+
 /* Frees a stopped pool (stopping it first, waiting as long as it takes). */
 WorkerPool *worker_pool_free(WorkerPool *p);

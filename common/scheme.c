@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * scheme: the TLS SignatureScheme table and the checks that the agent signs only what a TLS
+ * client handshake needs (DigestInfo shape, hash lengths, the Ed25519 framing).
+ */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,7 +193,60 @@ int ca_scheme_check_input(const CaScheme *s, const uint8_t *data, size_t len, Ca
 			return ca_error_set(err, CA_E_INVALID_ARGS,
 					    "data for %s must be the message to sign, not empty",
 					    s->name);
+		if (ca_tls_framing_check(data, len) == CA_TLS_FRAMING_NONE)
+			return ca_error_set(err, CA_E_INVALID_ARGS,
+					    "data for %s must be what a TLS client signs: a TLS 1.3 "
+					    "client CertificateVerify (64 spaces, the context string, "
+					    "0, a 32- or 48-byte transcript hash) or the TLS 1.2 "
+					    "handshake messages from ClientHello on; %zu bytes of "
+					    "something else were given",
+					    s->name, len);
 		return 0;
 	}
 	return ca_error_set(err, CA_E_UNSUPPORTED_SCHEME, "unknown scheme kind");
+}
+
+/* RFC 8446 §4.4.3: what a TLS 1.3 client's CertificateVerify signs, before the hash. */
+#define TLS13_PAD 64
+static const char tls13_client_context[] = "TLS 1.3, client CertificateVerify";
+
+CaTlsFraming ca_tls_framing_check(const uint8_t *data, size_t len)
+{
+	size_t ctx_len = sizeof(tls13_client_context); /* with its 0 separator */
+	size_t off = 0;
+
+	if (!data)
+		return CA_TLS_FRAMING_NONE;
+	/* TLS 1.3: 64 × 0x20 ‖ context ‖ 0x00 ‖ Transcript-Hash (SHA-256 or SHA-384). */
+	if ((len == TLS13_PAD + ctx_len + 32 || len == TLS13_PAD + ctx_len + 48) &&
+	    memcmp(data + TLS13_PAD, tls13_client_context, ctx_len) == 0) {
+		size_t i = 0;
+
+		while (i < TLS13_PAD && data[i] == 0x20)
+			i++;
+		if (i == TLS13_PAD)
+			return CA_TLS_FRAMING_TLS13;
+	}
+	/*
+	 * TLS 1.2 (RFC 8422 §5.8 with RFC 5246 §7.4.8): the handshake messages so far, each
+	 * type(1) ‖ length(3) ‖ body, back to back, the first a ClientHello. At least a
+	 * ClientHello, ServerHello and the client's Certificate: three messages.
+	 */
+	if (len < 4 || data[0] != 1)
+		return CA_TLS_FRAMING_NONE;
+	for (unsigned n = 0;; n++) {
+		size_t body;
+
+		if (off == len)
+			return n >= 3 ? CA_TLS_FRAMING_TLS12 : CA_TLS_FRAMING_NONE;
+		if (len - off < 4)
+			return CA_TLS_FRAMING_NONE;
+		/* HelloRequest (0) is never part of the transcript; types above 24 do not exist. */
+		if (data[off] == 0 || data[off] > 24)
+			return CA_TLS_FRAMING_NONE;
+		body = (size_t)data[off + 1] << 16 | (size_t)data[off + 2] << 8 | data[off + 3];
+		if (body > len - off - 4)
+			return CA_TLS_FRAMING_NONE;
+		off += 4 + body;
+	}
 }

@@ -57,10 +57,21 @@ CaKeyType ca_key_type_from_name(const char *s);
  */
 bool ca_scheme_fits_key(const CaScheme *s, CaKeyType type, unsigned bits);
 
+typedef enum CaTlsFraming {
+	CA_TLS_FRAMING_NONE = 0,
+	CA_TLS_FRAMING_TLS13, /* 64 spaces ‖ "TLS 1.3, client CertificateVerify" ‖ 0 ‖ hash */
+	CA_TLS_FRAMING_TLS12, /* ClientHello ‖ … : whole handshake messages, lengths consistent */
+} CaTlsFraming;
+
+/* Which TLS client CertificateVerify input data is, if any (for the Ed25519 check). */
+CaTlsFraming ca_tls_framing_check(const uint8_t *data, size_t len);
+
 /*
  * Checks that data is what the scheme signs: a well-formed DigestInfo of the scheme's hash for
- * RSA PKCS#1, a hash of exactly the right length for PSS/ECDSA, a non-empty message for EdDSA.
- * Returns 0 or CA_E_INVALID_ARGS (err says what was wrong).
+ * RSA PKCS#1 (SHA-256/384/512 only: there is no SHA-1 scheme), a hash of exactly the right
+ * length for PSS/ECDSA, and for EdDSA a message with the framing of a TLS client
+ * CertificateVerify (ca_tls_framing_check). Returns 0 or CA_E_INVALID_ARGS (err says what
+ * was wrong).
  */
 int ca_scheme_check_input(const CaScheme *s, const uint8_t *data, size_t len, CaError *err);
 

@@ -18,6 +18,7 @@
  * a replacement. Either way the PIN is asked again: nothing of the old login survives.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -768,20 +769,21 @@ bool store_unwatch(Store *s, unsigned timeout_ms)
 			return false; /* stuck behind a token: the caller leaks the store */
 		h->thread_running = false;
 	}
+	/* Slot-event threads stay until the modules are finalised (reload or store_free). */
 	pthread_rwlock_wrlock(&s->lock);
-	hotplug_modules_down(s);
 	h->watching = false;
 	pthread_rwlock_unlock(&s->lock);
 	return true;
 }
 
-/* At store_free(), after store_unwatch(). */
+/* At store_free(), after store_unwatch(), before the modules are finalised. */
 void hotplug_free(Store *s)
 {
 	Hotplug *h = s->hotplug;
 
 	if (!h)
 		return;
+	hotplug_modules_down(s);
 	for (size_t i = 0; i < h->n_gone; i++)
 		gone_deinit(&h->gone[i]);
 	free(h->gone);

@@ -88,7 +88,9 @@ Store *store_free(Store *s)
 {
 	if (!s)
 		return NULL;
+	store_unwatch(s, 60 * 1000);
 	token_free_all(s);
+	hotplug_free(s); /* joins slot-event threads: before the modules go */
 	module_unload_all(s);
 	options_free(s);
 	pthread_rwlock_destroy(&s->lock);
@@ -170,9 +172,15 @@ int store_reload(Store *s, bool *ret_changed, CaError *err)
 
 	pthread_rwlock_wrlock(&s->lock);
 	store_fingerprint(s, before);
+	/* Remembered like removed tokens: the scan tells whether each one is still the same. */
+	for (size_t i = 0; i < s->n_tokens; i++)
+		hotplug_remember(s, s->tokens[i]);
 	token_free_all(s); /* closes sessions, wipes PINs, forgets failed pin sources */
+	hotplug_modules_down(s);
 	module_unload_all(s);
 	r = module_load_all(s, err);
+	if (r == 0)
+		hotplug_modules_up(s);
 	if (r == 0)
 		r = token_scan_all(s, err);
 	store_fingerprint(s, after);
@@ -360,7 +368,11 @@ int store_list_identities(Store *s, StoreIdentityList **ret, CaError *err)
 	l->items = calloc(n + 1, sizeof(*l->items));
 	for (size_t i = 0; l->items && i < s->n_tokens; i++) {
 		Token *t = s->tokens[i];
-		bool logged_in = t->n_ids > 0 && token_logged_in(t);
+		bool logged_in;
+
+		if (__atomic_load_n(&t->gone, __ATOMIC_RELAXED))
+			continue; /* removed; the next poll drops it */
+		logged_in = t->n_ids > 0 && token_logged_in(t);
 
 		for (size_t j = 0; j < t->n_ids; j++)
 			identity_copy(t, &t->ids[j], logged_in, &l->items[l->n++], &oom);
@@ -434,7 +446,11 @@ static int store_find_identity(Store *s, const char *uri, Token **ret_t, const I
 					found_t = t, found = &t->ids[j];
 			}
 	}
+	/* A key of a token that was removed: say so, rather than "no such key". */
+	r = n == 0 ? hotplug_match_gone(s, u, err) : 0;
 	p11_kit_uri_free(u);
+	if (r != 0)
+		return r;
 	if (n == 0)
 		return ca_error_set(
 			err, CA_E_KEY_NOT_FOUND,
@@ -494,8 +510,17 @@ int store_sign_pin(Store *s, const char *identity_uri, const CaScheme *scheme,
 			scheme->name);
 		goto out;
 	}
+	if (__atomic_load_n(&t->gone, __ATOMIC_RELAXED)) {
+		r = ca_error_set(err, CA_E_TOKEN_ABSENT,
+				 "token \"%s\" was removed: insert it again; its keys come back by "
+				 "themselves and the PIN is asked again",
+				 t->label);
+		goto out;
+	}
 	r = sign_run(s, t, id, scheme, data, len, pin, pin_len, ret_sig, ret_sig_len, ret_info,
 		     err);
+	if (r == CA_E_TOKEN_ABSENT)
+		hotplug_token_lost(s, t); /* CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, ... */
 out:
 	pthread_rwlock_unlock(&s->lock);
 	return r;

@@ -84,5 +84,14 @@ diff -u "$tmp/cmds1" "$tmp/comp-cmds" >&2 || fail "the completion offers other c
 touch "$tmp/some-ca.pem"
 [ "$(complete_words connect --cafile "$tmp/some-ca")" = "$tmp/some-ca.pem" ] ||
 	fail "--cafile FILE did not complete a file name"
+# A command whose synopsis starts with literal words ("init|set-pin TOKEN") completes them.
+awk -F'\t' '$2 == "" && $4 ~ /^[a-z][a-z0-9-]*(\|[a-z][a-z0-9-]*)*( |$)/ {
+	split($4, w, " "); print $1 "\t" w[1] }' "$tmp/table" |
+	while IFS=$'\t' read -r cmd subs; do
+		# shellcheck disable=SC2086
+		got=$(complete_words $cmd "" | tr '\n' '|' | sed 's/|$//')
+		want=$(printf '%s\n' "${subs//|/$'\n'}" | sort -u | tr '\n' '|' | sed 's/|$//')
+		[ "$got" = "$want" ] || fail "\"certagent $cmd \" completes to '$got', not '$want'"
+	done
 man_cmds=$(wc -l <"$tmp/cmds")
 echo "ok: --help, man page and completion agree on $man_cmds commands"

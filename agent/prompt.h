@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * prompt: asking the user for a token's PIN with their pinentry program (Assuan, through
+ * libassuan), and the lifetime of the logins that follow.
+ *
+ * A request that met CA_E_PIN_REQUIRED parks itself here (prompt_login) instead of holding a
+ * worker thread; the first one for a token starts a prompt thread, later ones for the same
+ * token wait for that one prompt and share its outcome. The prompt thread asks, logs in
+ * (store_unlock; the PIN is wiped right after and never logged) and hands every waiter back
+ * through its done callback, which resubmits it to a worker pool. Keys with
+ * CKA_ALWAYS_AUTHENTICATE get a prompt of their own per signature, whose PIN goes to that one
+ * signature. Dialogs are shown one at a time; neither the D-Bus loop nor other tokens wait.
+ *
+ * The prompter also runs the idle-logout clock (login-idle-timeout).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+#include "store.h"
+
+#define PROMPT_PIN_MAX 256	/* longest PIN taken from pinentry (as IPC_PIN_MAX) */
+#define PROMPT_TIMEOUT_SEC 90	/* pinentry gives up (a client's call waits 120 s) */
+
+typedef struct Prompter Prompter;
+typedef struct PromptWaiter PromptWaiter;
+
+struct PromptWaiter {
+	/*
+	 * On the prompt thread, once: r is 0 (the token is logged in now; for a per-signature
+	 * prompt, pin holds the PIN, malloc'd, to be wiped and freed by the callee), or a code
+	 * with err: CA_E_CANCELLED (the user cancelled, or the agent stops), CA_E_PIN_INCORRECT,
+	 * CA_E_PIN_LOCKED, CA_E_PIN_REQUIRED (no prompt could be shown), CA_E_TOKEN_ABSENT.
+	 */
+	void (*done)(PromptWaiter *w, int r, const CaError *err, char *pin, size_t pin_len);
+	PromptWaiter *next; /* owned by the prompter while waiting */
+};
+
+typedef struct PromptConfig {
+	const char *pinentry;	     /* program (searched in PATH) or path; NULL: never prompt */
+	Store *store;		     /* borrowed */
+	unsigned login_idle_timeout; /* seconds; 0: no idle clock */
+	/* On the idle thread after logging out of idle tokens (to refresh what clients see). */
+	void (*logins_expired)(void *userdata);
+	void *userdata;
+} PromptConfig;
+
+/* Starts the idle thread when needed. Returns 0 or a negative errno. */
+int prompt_new(const PromptConfig *cfg, Prompter **ret);
+
+/*
+ * Kills dialogs still open, answers their waiters with CA_E_CANCELLED, waits for the prompt
+ * threads and frees. Call before the worker pools stop (waiters are resubmitted to them).
+ */
+Prompter *prompt_free(Prompter *p);
+
+/* What to say in the dialog. */
+typedef struct PromptAsk {
+	const StorePinRequest *need; /* from store_pin_request(); copied */
+	const char *app;	     /* appinfo_describe() of the caller */
+	const char *server_name;     /* the TLS server the client named, or NULL */
+	bool unlock;		     /* an Unlock call, not a Sign */
+} PromptAsk;
+
+/*
+ * Parks w until the prompt for need->token_uri is over (starting it unless one is running).
+ * Returns false, not touching w, when prompting is off or the prompter stops: the caller
+ * finishes with its own error. w->done may run before this returns.
+ */
+bool prompt_login(Prompter *p, const PromptAsk *ask, PromptWaiter *w);
+
+/* methods.c: where parked requests come from (set once at start, NULL when prompting is off). */
+void methods_set_prompter(Prompter *p);
+/* methods.c, any thread: refresh the snapshot clients see (after an idle logout). */
+void methods_refresh_internal(void *server);
