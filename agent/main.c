@@ -15,6 +15,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <syslog.h>
 #include <unistd.h>
 #include <dirent.h>
 
@@ -200,6 +201,17 @@ static void settings_freep(Settings **s)
 	settings_free(*s);
 }
 
+/* The pkcs11/ layer's messages (token events, failing C_* calls at debug) into our log. */
+static void store_log(int prio, const char *msg, void *userdata)
+{
+	LogLevel level = prio <= LOG_ERR       ? LOG_LEVEL_ERROR
+			 : prio <= LOG_WARNING ? LOG_LEVEL_WARNING
+			 : prio <= LOG_INFO    ? LOG_LEVEL_INFO
+					       : LOG_LEVEL_DEBUG;
+
+	log_msg(level, "%s", msg);
+}
+
 int main(int argc, char **argv)
 {
 	Options o = {0};
@@ -233,6 +245,7 @@ int main(int argc, char **argv)
 	if (o.debug)
 		settings->log_level = LOG_LEVEL_DEBUG;
 	log_setup(settings->log_target, settings->log_level);
+	store_set_log(store_log, NULL);
 
 	/* Signals arrive through the server's signalfd; every thread inherits this mask. */
 	signal(SIGPIPE, SIG_IGN);
@@ -302,9 +315,9 @@ int main(int argc, char **argv)
 		log_error("the main loop failed: %s", strerror(-r));
 
 	/* Closes open dialogs; their waiters go back to the pools, which answer them. */
-	methods_set_prompter(NULL);
-	prompter = prompt_free(prompter);
+	prompt_stop(prompter);
 	clean = server_shutdown(server);
+	prompter = prompt_free(prompter);
 	server_free(server);
 	if (clean)
 		store_free(store);

@@ -568,6 +568,10 @@ static void *prompt_idle_thread(void *userdata)
 			break;
 		pthread_mutex_unlock(&p->lock);
 		store_expire_logins(p->store, &n);
+		if (n > 0)
+			log_info("logged out of %zu token%s after %u s without a signature "
+				 "(login-idle-timeout)",
+				 n, n == 1 ? "" : "s", p->idle_sec);
 		if (n > 0 && p->logins_expired)
 			p->logins_expired(p->userdata);
 		pthread_mutex_lock(&p->lock);
@@ -611,10 +615,10 @@ int prompt_new(const PromptConfig *cfg, Prompter **ret)
 	return 0;
 }
 
-Prompter *prompt_free(Prompter *p)
+void prompt_stop(Prompter *p)
 {
 	if (!p)
-		return NULL;
+		return;
 	pthread_mutex_lock(&p->lock);
 	p->stopping = true;
 	for (size_t i = 0; i < PROMPT_PINENTRY_PIDS_MAX; i++)
@@ -626,6 +630,14 @@ Prompter *prompt_free(Prompter *p)
 	pthread_mutex_unlock(&p->lock);
 	if (p->idle_running)
 		pthread_join(p->idle_thread, NULL);
+	p->idle_running = false;
+}
+
+Prompter *prompt_free(Prompter *p)
+{
+	if (!p)
+		return NULL;
+	prompt_stop(p);
 	pthread_cond_destroy(&p->cond);
 	pthread_mutex_destroy(&p->ui_lock);
 	pthread_mutex_destroy(&p->lock);

@@ -51,9 +51,13 @@ typedef struct PromptConfig {
 int prompt_new(const PromptConfig *cfg, Prompter **ret);
 
 /*
- * Kills dialogs still open, answers their waiters with CA_E_CANCELLED, waits for the prompt
- * threads and frees. Call before the worker pools stop (waiters are resubmitted to them).
+ * Kills dialogs still open, answers their waiters with CA_E_CANCELLED and waits for the
+ * prompt threads; later prompt_login() calls return false. Call before the worker pools stop
+ * (waiters are resubmitted to them). Idempotent.
  */
+void prompt_stop(Prompter *p);
+
+/* Stops (if not yet) and frees; after the worker pools stopped (they may still call in). */
 Prompter *prompt_free(Prompter *p);
 
 /* What to say in the dialog. */

@@ -57,6 +57,7 @@ Settings *settings_free(Settings *c)
 	}
 	free(c->pin_sources);
 	free(c->pinentry);
+	policy_config_deinit(&c->policy);
 	free(c);
 	return NULL;
 }
@@ -77,6 +78,7 @@ static Settings *settings_new_default(void)
 	c->poll_interval = SETTINGS_POLL_INTERVAL_DEFAULT;
 	c->log_target = LOG_TARGET_STDERR;
 	c->log_level = LOG_LEVEL_INFO;
+	policy_config_init(&c->policy);
 	c->pinentry = strdup(SETTINGS_PINENTRY_DEFAULT);
 	if (!c->pinentry)
 		return settings_free(c);
@@ -235,10 +237,18 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 		*(poll ? &c->poll_interval : &c->idle_exit) = (unsigned)n;
 		return 0;
 	}
+	{
+		bool known;
+		int r = policy_config_agent_key(&c->policy, key, value, &known, p->err);
+
+		if (known)
+			return r;
+	}
 	return ca_error_set(p->err, CA_E_INVALID_ARGS,
 			    "unknown key \"%s\" in [agent] (known: registered-modules, "
 			    "allow-registered, workers, log, log-level, pinentry, "
-			    "login-idle-timeout, poll-interval, idle-exit)",
+			    "login-idle-timeout, poll-interval, idle-exit, audit-log, "
+			    "audit-max-size, audit-files, audit-fail-closed)",
 			    key);
 }
 
@@ -353,13 +363,16 @@ static int settings_handler(void *user, const char *section, const char *key, co
 		p->r = handle_module(p, name, new_section, key, v);
 	else if ((name = section_name(section, "pin-source")))
 		p->r = handle_pin_source(p, name, new_section, key, v);
+	else if ((name = section_name(section, "policy")))
+		p->r = policy_config_section_key(&p->config->policy, name, new_section, key, v,
+						 p->err);
 	else if (!*section)
 		p->r = ca_error_set(p->err, CA_E_INVALID_ARGS,
 				    "\"%s\" is outside any section; put it under [agent]", key);
 	else
 		p->r = ca_error_set(p->err, CA_E_INVALID_ARGS,
 				    "unknown section [%s] (known: [agent], [module NAME], "
-				    "[pin-source NAME])",
+				    "[pin-source NAME], [policy NAME])",
 				    section);
 	if (p->r == -ENOMEM)
 		ca_error_set(p->err, CA_E_FAILED, "out of memory");
@@ -380,6 +393,8 @@ static int settings_check(SettingsParser *p)
 			return ca_error_set(p->err, CA_E_INVALID_ARGS,
 					    "%s: a [pin-source] section needs both token and file",
 					    p->path);
+	if (policy_config_check(&c->policy, p->path, p->err))
+		return CA_E_INVALID_ARGS;
 	return 0;
 }
 

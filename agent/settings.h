@@ -10,6 +10,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "policy-config.h"
 #include "store.h"
 
 #define SETTINGS_WORKERS_MAX 64
@@ -34,6 +35,7 @@ typedef struct Settings {
 	unsigned login_idle_timeout; /* seconds without a signature before logging out; 0: never */
 	unsigned poll_interval;	     /* seconds between slot polls (hotplug); 0: no hotplug */
 	unsigned idle_exit;	     /* seconds idle (no calls, no login) before exiting; 0: never */
+	PolicyConfig policy;	     /* [policy NAME] sections and the audit-* keys */
 } Settings;
 
 /*

@@ -81,6 +81,7 @@ typedef struct Enroll {
 	AdminSession *a;
 	bool created;           /* objects with our ID may exist: remove them on failure */
 	bool csr_written;       /* we wrote csr_out: remove it on failure */
+	bool committed;         /* the private key has its final label: never roll back */
 	unsigned long ca_handle; /* the CA certificate we stored, if any */
 	char *key_uri, *cert_uri;
 } Enroll;
@@ -178,31 +179,20 @@ static int issue(Enroll *e, gnutls_x509_crq_t crq, gnutls_x509_crt_t *ret)
 	return 0;
 }
 
-/* Finds our objects (by ID) and the CA certificate we stored; renames them, private key last. */
+/*
+ * Renames our objects (found by ID) to the final label, the private key last: that rename is
+ * the commit. Then the CA certificate we stored gets its CN as label (cleanup finishes this
+ * step if we are killed before it).
+ */
 static int commit(Enroll *e)
 {
 	static const int order[] = {ADMIN_OBJ_PUBLIC, ADMIN_OBJ_CERT, ADMIN_OBJ_PRIVATE};
-	static const char *const steps[] = {"renamed-public", "renamed-cert", "committed"};
+	static const char *const steps[] = {"renamed-public", "renamed-cert", NULL};
 	AdminObjectList *l = NULL;
 	CaError err = {0};
 	int rc;
 
 	rc = p11cli_fail(admin_list_objects(e->a, &l, &err), &err);
-	if (rc == 0 && e->ca_handle) {
-		_cleanup_free_ char *cn = NULL;
-
-		char buf[ADMIN_LABEL_MAX + 1];
-		size_t len = sizeof(buf);
-
-		if (gnutls_x509_crt_get_dn_by_oid(e->ca_crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf,
-						  &len) == 0)
-			cn = strdup(buf);
-		else
-			cn = p11cli_crt_dn(e->ca_crt, false);
-		rc = p11cli_fail(admin_set_label(e->a, e->ca_handle, cn ? cn : "CA", &err), &err);
-		if (rc == 0)
-			rc = step_done("renamed-ca");
-	}
 	for (size_t k = 0; rc == 0 && k < ELEMENTSOF(order); k++) {
 		for (size_t i = 0; rc == 0 && i < l->n; i++) {
 			const AdminObject *o = &l->items[i];
@@ -212,8 +202,30 @@ static int commit(Enroll *e)
 				continue;
 			rc = p11cli_fail(admin_set_label(e->a, o->handle, e->label, &err), &err);
 		}
-		if (rc == 0)
+		if (rc == 0 && steps[k])
 			rc = step_done(steps[k]);
+	}
+	if (rc == 0) {
+		/* Committed: from here on nothing is rolled back, not even on a signal. */
+		e->committed = true;
+		p11cli_test_stop("committed");
+	}
+	/* After the commit: the CA certificate's label. Killed here, cleanup rolls forward. */
+	if (rc == 0 && e->ca_handle) {
+		_cleanup_free_ char *cn = NULL;
+		char buf[ADMIN_LABEL_MAX + 1];
+		size_t len = sizeof(buf);
+
+		if (gnutls_x509_crt_get_dn_by_oid(e->ca_crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf,
+						  &len) == 0)
+			cn = strdup(buf);
+		else
+			cn = p11cli_crt_dn(e->ca_crt, false);
+		if (admin_set_label(e->a, e->ca_handle, cn ? cn : "CA", &err) != 0)
+			fprintf(stderr, "certagent: warning: %s; the CA certificate keeps a temporary "
+					"label until `certagent token cleanup %s`\n",
+				err.message, e->token);
+		p11cli_test_stop("renamed-ca");
 	}
 	admin_object_list_free(l);
 	return rc;
@@ -224,7 +236,7 @@ static void rollback(Enroll *e)
 	AdminObjectList *l = NULL;
 	size_t n = 0;
 
-	if (!e->a || (!e->created && !e->ca_handle))
+	if (!e->a || e->committed || (!e->created && !e->ca_handle))
 		return;
 	/* Objects with our fresh ID are ours: the ID was checked unused before we began. */
 	if (admin_list_objects(e->a, &l, NULL) == 0) {
@@ -344,7 +356,7 @@ static int enroll(Enroll *e)
 	/* 4. Commit: rename, the private key last. */
 	if (rc == 0)
 		rc = commit(e);
-	if (rc != 0 && e->csr_written && unlink(e->csr_out) == 0)
+	if (rc != 0 && e->csr_written && !e->committed && unlink(e->csr_out) == 0)
 		/* The request names a key we are about to remove: it must not survive either. */
 		fprintf(stderr, "certagent: removed %s\n", e->csr_out);
 	if (rc != 0)

@@ -49,6 +49,10 @@ static const struct {
 	    0x03, 0x05, 0x00, 0x04, 0x40 } },
 };
 
+/* DigestInfo(SHA-1): recognised only to refuse it with a clear message. */
+static const uint8_t sha1_digest_info[15] = {0x30, 0x21, 0x30, 0x09, 0x06, 0x05, 0x2b, 0x0e,
+					     0x03, 0x02, 0x1a, 0x05, 0x00, 0x04, 0x14};
+
 const CaScheme *ca_scheme_table(size_t *ret_n)
 {
 	*ret_n = ELEMENTSOF(schemes);
@@ -173,6 +177,13 @@ int ca_scheme_check_input(const CaScheme *s, const uint8_t *data, size_t len, Ca
 {
 	switch (s->kind) {
 	case CA_SIG_RSA_PKCS1:
+		if (len == sizeof(sha1_digest_info) + 20 &&
+		    memcmp(data, sha1_digest_info, sizeof(sha1_digest_info)) == 0)
+			return ca_error_set(err, CA_E_INVALID_ARGS,
+					    "data for %s is a SHA-1 DigestInfo: certagent never "
+					    "signs SHA-1 (TLS 1.3 forbids it, and no TLS 1.2 peer "
+					    "worth talking to needs it)",
+					    s->name);
 		if (ca_digest_info_parse(data, len, NULL) != s->digest)
 			return ca_error_set(err, CA_E_INVALID_ARGS,
 					    "data for %s must be a DER DigestInfo of a %u-byte %s "

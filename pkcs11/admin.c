@@ -276,6 +276,9 @@ static int session_reopen(AdminSession *a, CaError *err)
 	rv = call_get_token_info(a->m, a->slot, &a->tok.info);
 	if (rv == CKR_OK && token_stub_fill(a) < 0)
 		return ca_error_set(err, -ENOMEM, "out of memory");
+	/* An uninitialised token takes no sessions; only C_InitToken, which wants none. */
+	if (rv == CKR_OK && !(a->tok.info.flags & CKF_TOKEN_INITIALIZED))
+		return 0;
 	if (rv == CKR_OK)
 		rv = call_open_rw_session(a->m, a->slot, &a->h);
 	if (rv != CKR_OK)
@@ -400,6 +403,15 @@ bool admin_session_pinpad(const AdminSession *a)
 
 /* --- logins and PINs -------------------------------------------------------------------- */
 
+/* The store keeps read-only sessions open on each token (its pool); C_InitToken wants no
+ * session at all and an SO login no read-only one (CKR_SESSION_READ_ONLY_EXISTS). */
+static void close_store_sessions(AdminSession *a)
+{
+	for (size_t i = 0; i < a->s->n_tokens; i++)
+		if (a->s->tokens[i]->module == a->m && a->s->tokens[i]->slot == a->slot)
+			session_pool_close(a->s->tokens[i]);
+}
+
 static int so_error(AdminSession *a, CK_RV rv, const char *what, CaError *err)
 {
 	const char *label = admin_session_label(a);
@@ -461,7 +473,14 @@ int admin_login(AdminSession *a, AdminUser who, const char *pin, size_t pin_len,
 				    admin_session_label(a));
 	if (admin_session_pinpad(a))
 		pin = NULL, pin_len = 0;
+	close_store_sessions(a);
 	rv = call_login(a->m, a->h, CKU_SO, pin, pin_len);
+	if (rv == CKR_SESSION_READ_ONLY_EXISTS)
+		return ca_error_set(err, CA_E_FAILED,
+				    "token \"%s\" is in use by another program (a read-only "
+				    "session): stop certagentd and other PKCS#11 users, then run the "
+				    "command again",
+				    admin_session_label(a));
 	if (rv == CKR_USER_ALREADY_LOGGED_IN)
 		rv = CKR_OK;
 	return rv == CKR_OK ? 0 : so_error(a, rv, "C_Login", err);
@@ -536,11 +555,10 @@ int admin_init_token(Store *s, AdminSession *a, const char *so_pin, size_t so_le
 	memset(padded, ' ', sizeof(padded));
 	memcpy(padded, label, strlen(label));
 	/* C_InitToken wants no session open on the token: ours and the store's pool. */
-	call_close_session(a->m, a->h);
+	if (a->open)
+		call_close_session(a->m, a->h);
 	a->open = false;
-	for (size_t i = 0; i < s->n_tokens; i++)
-		if (s->tokens[i]->module == a->m && s->tokens[i]->slot == a->slot)
-			session_pool_close(s->tokens[i]);
+	close_store_sessions(a);
 	rv = call_init_token(a->m, a->slot, admin_session_pinpad(a) ? NULL : so_pin,
 			     admin_session_pinpad(a) ? 0 : so_len, padded);
 	if (rv != CKR_OK) {
@@ -1184,6 +1202,24 @@ static size_t tmp_label_id(const char *label, uint8_t *out)
 	return n;
 }
 
+/* Gives a CA certificate stored by a committed enrolment its final label: its CN. */
+static int cert_label_final(AdminSession *a, const AdminObject *o, CaError *err)
+{
+	gnutls_x509_crt_t crt;
+	char cn[ADMIN_LABEL_MAX + 1] = "CA";
+	size_t n = sizeof(cn);
+
+	if (gnutls_x509_crt_init(&crt) == 0) {
+		if (gnutls_x509_crt_import(crt, &o->der, GNUTLS_X509_FMT_DER) < 0 ||
+		    gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, cn, &n) < 0)
+			snprintf(cn, sizeof(cn), "CA");
+		gnutls_x509_crt_deinit(crt);
+	}
+	call_log(LOG_INFO, "token \"%s\": finishing an enrolment: %s is now \"%s\"",
+		 admin_session_label(a), o->uri, cn);
+	return admin_set_label(a, o->handle, cn, err);
+}
+
 int admin_cleanup_orphans(AdminSession *a, size_t *ret_n, CaError *err)
 {
 	AdminObjectList *l = NULL;
@@ -1214,6 +1250,12 @@ int admin_cleanup_orphans(AdminSession *a, size_t *ret_n, CaError *err)
 			if (j != i && (finished || id_len == 0 ||
 				       !bytes_eq(o->id, o->id_len, id, id_len)))
 				continue;
+			if (j == i && finished && o->cls == ADMIN_OBJ_CERT) {
+				/* Committed (the private key has its final label), killed before
+				 * the CA certificate was renamed: finish the job. */
+				r = cert_label_final(a, o, err);
+				continue;
+			}
 			call_log(LOG_INFO, "token \"%s\": removing %s left by an unfinished "
 				 "enrolment", admin_session_label(a), o->uri);
 			r = admin_destroy(a, o->handle, err);

@@ -416,7 +416,8 @@ void hotplug_modules_up(Store *s)
 		}
 		pthread_setname_np(w->thread, "ca-slotevent");
 		h->waiters[h->n_waiters++] = w;
-		call_log(LOG_INFO, "module %s: watching slot events (C_WaitForSlotEvent)", m->name);
+		call_log(LOG_INFO, "module %s: watching slot events (C_WaitForSlotEvent probe: %s)",
+			 m->name, call_rv_name(rv, buf));
 	}
 }
 

@@ -282,8 +282,11 @@ int store_list_tokens(Store *s, StoreTokenList **ret, CaError *err)
 	pthread_rwlock_rdlock(&s->lock);
 	l->items = calloc(s->n_tokens + 1, sizeof(*l->items));
 	if (l->items)
-		for (size_t i = 0; i < s->n_tokens; i++, l->n++)
-			token_copy(s->tokens[i], &l->items[i], &oom);
+		for (size_t i = 0; i < s->n_tokens; i++) {
+			if (__atomic_load_n(&s->tokens[i]->gone, __ATOMIC_RELAXED))
+				continue; /* removed; the next poll drops it */
+			token_copy(s->tokens[i], &l->items[l->n++], &oom);
+		}
 	pthread_rwlock_unlock(&s->lock);
 	if (!l->items || oom) {
 		store_token_list_free(l);

@@ -161,9 +161,10 @@ class Fuzzer:
 
     def variant(self, v, s):
         # A typed variant: dbus-python infers the variant's signature from the Python type.
-        if isinstance(v, (dbus.Array, dbus.Dictionary)):
-            v.variant_level = 1
-            return v
+        if isinstance(v, dbus.Array):
+            return dbus.Array(list(v), signature=v.signature, variant_level=1)
+        if isinstance(v, dbus.Dictionary):
+            return dbus.Dictionary(dict(v), signature=v.signature, variant_level=1)
         if isinstance(v, dbus.ByteArray):
             return dbus.Array(list(v), signature='y', variant_level=1)
         if isinstance(v, dbus.Struct):
@@ -282,15 +283,15 @@ def main():
     while sent < a.count:
         c = fz.r.random()
         try:
-            if c < 0.05:
+            if c < 0.01:
                 # A burst without waiting: fills the pending caps, then the next call syncs.
-                for _ in range(fz.r.randint(10, 80)):
+                for _ in range(fz.r.randint(10, 40)):
                     bus.send_message(fz.message())
                     sent += 1
                 seen['(burst)'] += 1
                 continue
             msg = fz.message()
-            if c < 0.1:
+            if c < 0.06:
                 msg.set_no_reply(True)
                 bus.send_message(msg)
                 seen['(no-reply)'] += 1

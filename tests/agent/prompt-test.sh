@@ -1,0 +1,235 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# PIN prompts and login policy of certagentd: the real agent, a private dbus-daemon, a SoftHSM
+# token, and tests/agent/fake-pinentry.py as the user's pinentry (it speaks the real Assuan
+# pinentry protocol; its answers and a transcript of what it was asked come from files set
+# here). Usage: prompt-test.sh CASE (one meson test per case).
+. "$CERTAGENT_SRC/tests/lib/harness.sh"
+
+AGENT=org.certagent.Agent1
+OBJ=/org/certagent/Agent1
+ERR=org.certagent.Error
+
+PY=
+for p in /usr/bin/python3 python3; do
+	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
+		PY=$p
+		break
+	fi
+done
+[ -n "$PY" ] || h_skip "python3-dbus is not installed"
+[ -x /usr/bin/python3 ] || h_skip "fake-pinentry.py needs /usr/bin/python3"
+ctl() { "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
+bctl() { busctl --address="$DBUS_SESSION_BUS_ADDRESS" "$@"; }
+
+expect_error() {
+	local name=$1 out
+	shift
+	out=$("$@" 2>&1) && h_fail "expected $name, but the call succeeded: $*"
+	case $out in
+	*"$name"*) h_log "got $name as expected: ${out#*: }" ;;
+	*) h_fail "expected $name from: $* -- got: $out" ;;
+	esac
+	LAST_ERROR=$out
+}
+
+export FAKE_PINENTRY_TRANSCRIPT=$H_TMP/pinentry.log
+export FAKE_PINENTRY_ANSWERS=$H_TMP/pinentry.answers
+PINENTRY=$CERTAGENT_SRC/tests/agent/fake-pinentry.py
+: >"$FAKE_PINENTRY_TRANSCRIPT"
+: >"$FAKE_PINENTRY_ANSWERS"
+
+# answers LINE...: what the pinentry answers to its next prompts ("pin 1234", "cancel").
+answers() { printf '%s\n' "$@" >"$FAKE_PINENTRY_ANSWERS"; }
+getpins() { grep -c '^GETPIN' "$FAKE_PINENTRY_TRANSCRIPT" || true; }
+expect_getpins() {
+	local n
+	n=$(getpins)
+	[ "$n" = "$1" ] || h_fail "expected $1 PIN prompt(s), the pinentry saw $n: $(cat "$FAKE_PINENTRY_TRANSCRIPT")"
+}
+
+# Token demo with key "client" and its certificate; the agent prompts with the fake pinentry.
+setup() {
+	[ -x "$PINENTRY" ] || chmod +x "$PINENTRY" 2>/dev/null || h_fail "$PINENTRY is not executable"
+	h_token demo
+	h_keygen demo p256 client 01
+	h_ca
+	h_client_cert demo client 01 "CN=alice"
+	h_bus
+	h_agent "pinentry = $PINENTRY" "$@"
+	URI=$(h_key_uri demo client)
+	openssl rand 32 >"$H_TMP/h"
+	openssl x509 -in "$H_TMP/ca/client.pem" -noout -pubkey >"$H_TMP/pub.pem"
+}
+
+# sign [OUT] [OPTIONS...]: signs $H_TMP/h with the demo key; fails the test on error.
+sign() {
+	local out=${1:-$H_TMP/s}
+	shift || true
+	ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$out" "$@" >"$H_TMP/sign.out" ||
+		h_fail "Sign failed: $(cat "$H_TMP/sign.out")"
+}
+
+verify() {
+	openssl pkeyutl -verify -pubin -inkey "$H_TMP/pub.pem" -in "$H_TMP/h" -sigfile "$1" \
+		>/dev/null 2>&1 || h_fail "the signature in $1 does not verify"
+}
+
+token_field() { # FIELD: of token demo in ListTokens
+	ctl tokens | "$PY" -c "import json,sys; print([t for t in json.load(sys.stdin) if t['label']=='demo'][0]['$1'])"
+}
+
+no_pin_in_log() {
+	! grep -qw "$H_PIN" "$H_AGENT_LOG" || h_fail "the PIN appears in the agent log"
+}
+
+test_sign_prompts_once() {
+	setup
+	answers "pin $H_PIN"
+	sign "$H_TMP/s1" server-name=s:www.example.test
+	verify "$H_TMP/s1"
+	expect_getpins 1
+	local desc serial exe
+	desc=$(grep '^SETDESC' "$FAKE_PINENTRY_TRANSCRIPT")
+	serial=$(token_field serial)
+	exe=$(basename "$(readlink -f "$PY")")
+	h_log "prompt: $desc"
+	case $desc in *'token "demo"'*) ;; *) h_fail "the prompt does not name the token: $desc" ;; esac
+	case $desc in *"serial $serial"*) ;; *) h_fail "the prompt lacks the serial $serial: $desc" ;; esac
+	case $desc in *"$exe ("*"pid "*) ;; *) h_fail "the prompt does not name $exe: $desc" ;; esac
+	case $desc in *'"www.example.test"'*) ;; *) h_fail "the prompt lacks the server name: $desc" ;; esac
+	grep -q '^SETTITLE .*demo' "$FAKE_PINENTRY_TRANSCRIPT" || h_fail "no SETTITLE naming the token"
+	grep -q '^SETPROMPT PIN:' "$FAKE_PINENTRY_TRANSCRIPT" || h_fail "no SETPROMPT"
+	# Logged in now: no second prompt.
+	sign "$H_TMP/s2"
+	verify "$H_TMP/s2"
+	expect_getpins 1
+	[ "$(token_field logged-in)" = True ] || h_fail "the token is not shown logged in"
+	no_pin_in_log
+}
+
+test_cancel() {
+	setup
+	answers cancel
+	expect_error $ERR.Cancelled ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	case $LAST_ERROR in *cancelled*) ;; *) h_fail "the Cancelled message is unclear: $LAST_ERROR" ;; esac
+	expect_getpins 1
+	[ "$(token_field logged-in)" = False ] || h_fail "logged in after a cancelled prompt"
+	# The next Sign asks again.
+	answers "pin $H_PIN"
+	sign
+	expect_getpins 2
+}
+
+test_wrong_pin() {
+	setup
+	local flags
+	flags=$(token_field flags)
+	[ $((flags & 0x10000)) = 0 ] || h_fail "CKF_USER_PIN_COUNT_LOW set before any try"
+	answers "pin 9999" "pin $H_PIN"
+	expect_error $ERR.PinIncorrect ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	# One prompt, one failed try: never retried by itself.
+	expect_getpins 1
+	flags=$(token_field flags)
+	[ $((flags & 0x10000)) != 0 ] || h_fail "the token did not count the wrong PIN (flags $flags)"
+	grep -c 'prompt: token "demo": the PIN entered .* is wrong' "$H_AGENT_LOG" | grep -qx 1 ||
+		h_fail "expected exactly one failed login in the log: $(grep prompt: "$H_AGENT_LOG")"
+	# The next prompt warns: few tries left.
+	sign
+	expect_getpins 2
+	grep -q '^SETERROR .*Few tries left' "$FAKE_PINENTRY_TRANSCRIPT" ||
+		h_fail "no few-tries warning in the second prompt: $(cat "$FAKE_PINENTRY_TRANSCRIPT")"
+	! grep -qw 9999 "$H_AGENT_LOG" || h_fail "the wrong PIN appears in the log"
+	no_pin_in_log
+}
+
+test_concurrent() {
+	setup "workers = 4"
+	answers "pin $H_PIN"
+	export FAKE_PINENTRY_DELAY=1
+	# One connection, 5 Signs at once; a ListTokens while the prompt is open must not wait.
+	"$PY" - "$URI" "$H_TMP/h" <<'PYEOF' || h_fail "concurrent Signs"
+import os, sys, time, dbus
+from dbus.mainloop.glib import DBusGMainLoop
+from gi.repository import GLib
+DBusGMainLoop(set_as_default=True)
+bus = dbus.bus.BusConnection(os.environ['DBUS_SESSION_BUS_ADDRESS'])
+agent = dbus.Interface(bus.get_object('org.certagent.Agent1', '/org/certagent/Agent1'),
+                       'org.certagent.Agent1')
+uri, data = sys.argv[1], open(sys.argv[2], 'rb').read()
+ok, errors, loop = [], [], GLib.MainLoop()
+def done():
+    if len(ok) + len(errors) == 5:
+        loop.quit()
+def on_ok(sig):
+    ok.append(sig); done()
+def on_err(e):
+    errors.append(e.get_dbus_name() + ': ' + e.get_dbus_message()); done()
+for _ in range(5):
+    agent.Sign(uri, 'ecdsa_secp256r1_sha256', dbus.ByteArray(data),
+               dbus.Dictionary({'server-name': 'concurrent.test'}, signature='sv'),
+               reply_handler=on_ok, error_handler=on_err, timeout=60)
+def list_while_prompting():
+    agent.ListTokens(timeout=5)  # answered from the snapshot, not held by the prompt
+    return False
+GLib.timeout_add(300, list_while_prompting)
+GLib.timeout_add(60000, loop.quit)
+loop.run()
+print('ok=%d errors=%s' % (len(ok), errors))
+assert len(ok) == 5 and not errors, errors
+PYEOF
+	expect_getpins 1
+}
+
+test_unlock_prompts() {
+	setup
+	answers "pin $H_PIN"
+	bctl call $AGENT $OBJ $AGENT Unlock ss "pkcs11:token=demo" "" || h_fail "Unlock with an empty PIN failed"
+	expect_getpins 1
+	grep -q '^SETDESC .*asks to unlock token "demo"' "$FAKE_PINENTRY_TRANSCRIPT" ||
+		h_fail "the Unlock prompt says something else: $(grep SETDESC "$FAKE_PINENTRY_TRANSCRIPT")"
+	h_wait_until 5 sh -c "'$PY' '$CERTAGENT_SRC/tests/agent/agentctl.py' tokens | grep -q '\"logged-in\": true'" ||
+		h_fail "not logged in after the Unlock prompt"
+	sign
+	expect_getpins 1
+	# Cancel on Unlock: Cancelled.
+	bctl call $AGENT $OBJ $AGENT Lock || h_fail "Lock failed"
+	answers cancel
+	expect_error $ERR.Cancelled dbus-send --bus="$DBUS_SESSION_BUS_ADDRESS" --print-reply \
+		--dest=$AGENT $OBJ $AGENT.Unlock string:pkcs11:token=demo string:
+	no_pin_in_log
+}
+
+test_idle_logout() {
+	setup "login-idle-timeout = 1"
+	answers "pin $H_PIN" "pin $H_PIN"
+	sign
+	expect_getpins 1
+	# After a second without signatures the agent logs out (checked every second).
+	h_wait_until 10 sh -c "'$PY' '$CERTAGENT_SRC/tests/agent/agentctl.py' tokens | grep -q '\"logged-in\": false'" ||
+		h_fail "still logged in long after login-idle-timeout"
+	grep -q 'logged out of 1 token after 1 s without a signature' "$H_AGENT_LOG" ||
+		h_fail "the idle logout is not logged"
+	sign
+	expect_getpins 2
+}
+
+test_no_pinentry() {
+	# pinentry = none: no prompt, PinRequired as before; a pinentry that is missing: the same,
+	# saying why.
+	h_token demo
+	h_keygen demo p256 client 01
+	h_bus
+	h_agent "pinentry = none"
+	URI=$(h_key_uri demo client)
+	openssl rand 32 >"$H_TMP/h"
+	expect_error $ERR.PinRequired ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	expect_error $ERR.PinRequired ctl unlock pkcs11:token=demo ""
+	h_agent_stop
+	h_agent "pinentry = /nonexistent/pinentry"
+	expect_error $ERR.PinRequired ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	case $LAST_ERROR in *"/nonexistent/pinentry"*) ;; *) h_fail "the error does not say which pinentry failed: $LAST_ERROR" ;; esac
+}
+
+case=${1:?usage: prompt-test.sh CASE}
+"test_${case//-/_}"
