@@ -66,7 +66,8 @@ static void appinfo_unit(pid_t pid, char *ret, size_t size)
 			continue;
 		if (!(strncmp(line, "0::", 3) == 0 || strstr(line, ":name=systemd:")))
 			continue;
-		for (comp = strtok_r(cg + 1, "/", &csave); comp; comp = strtok_r(NULL, "/", &csave)) {
+		for (comp = strtok_r(cg + 1, "/", &csave); comp;
+		     comp = strtok_r(NULL, "/", &csave)) {
 			size_t len = strlen(comp);
 
 			if ((len > 8 && strcmp(comp + len - 8, ".service") == 0) ||
@@ -74,7 +75,8 @@ static void appinfo_unit(pid_t pid, char *ret, size_t size)
 				best = comp;
 		}
 		/* The user manager itself says nothing about the application. */
-		if (best && strncmp(best, "user@", 5) != 0 && strncmp(best, "init.scope", 10) != 0) {
+		if (best && strncmp(best, "user@", 5) != 0 &&
+		    strncmp(best, "init.scope", 10) != 0) {
 			snprintf(ret, size, "%s", best);
 			return;
 		}

@@ -13,10 +13,10 @@
 #define APPINFO_FIELD_MAX 256
 
 typedef struct AppInfo {
-	pid_t pid;			  /* 0 when unknown */
-	char exe[APPINFO_FIELD_MAX];	  /* "/usr/bin/python3.11", or "" */
-	char unit[APPINFO_FIELD_MAX];	  /* "app-firefox-1234.scope", or "" */
-	char flatpak[APPINFO_FIELD_MAX];  /* "org.mozilla.firefox", or "" */
+	pid_t pid;			 /* 0 when unknown */
+	char exe[APPINFO_FIELD_MAX];	 /* "/usr/bin/python3.11", or "" */
+	char unit[APPINFO_FIELD_MAX];	 /* "app-firefox-1234.scope", or "" */
+	char flatpak[APPINFO_FIELD_MAX]; /* "org.mozilla.firefox", or "" */
 } AppInfo;
 
 /* Fills info for pid (0: nothing known). Never fails: missing parts stay empty. */

@@ -22,6 +22,7 @@
 #include "config.h" /* the build's: CERTAGENT_VERSION */
 #include "log.h"
 #include "prompt.h"
+#include "policy.h"
 #include "server.h"
 
 typedef enum RequestKind {
@@ -57,6 +58,9 @@ typedef struct Request {
 	bool prompted_login, prompted_signature; /* each kind of prompt at most once */
 	bool finished; /* the prompt decided the outcome: run() only lists */
 
+	/* policy.c: the Sign's policy decision, confirmation and audit line */
+	PolicyTicket *ticket;
+
 	/* results */
 	int r;
 	CaError err;
@@ -91,6 +95,7 @@ static Request *request_free(Request *q)
 	erase_and_free(q->sig, q->sig_len);
 	store_identity_list_free(q->identities);
 	store_token_list_free(q->tokens);
+	policy_ticket_free(q->ticket);
 	free(q);
 	return NULL;
 }
@@ -187,6 +192,9 @@ static void request_run(WorkerJob *job)
 
 	switch (q->kind) {
 	case REQUEST_SIGN:
+		/* A policy confirmation first (asked once; a refusal is the outcome). */
+		if (!q->finished && (q->r = policy_ticket_confirm(q->ticket, &q->err)))
+			q->finished = true;
 		if (!q->finished) {
 			if (q->pin)
 				q->r = store_sign_pin(store, q->uri, q->scheme, q->data,
@@ -422,9 +430,15 @@ static int method_list_tokens(void *userdata, DBusMessage *msg, DBusMessage **re
 	return 0;
 }
 
+static void policy_ticket_freep(PolicyTicket **t)
+{
+	policy_ticket_free(*t);
+}
+
 static int sign_submit(Server *s, DBusMessage *msg, CaError *err)
 {
 	_cleanup_request_ Request *q = NULL;
+	_cleanup_(policy_ticket_freep) PolicyTicket *ticket = NULL;
 	const char *uri, *scheme_name, *server_name = NULL;
 	const unsigned char *data;
 	const IpcDictField options[] = {
@@ -475,10 +489,20 @@ static int sign_submit(Server *s, DBusMessage *msg, CaError *err)
 	r = ipc_dict_read(&iter, options, ELEMENTSOF(options), IPC_OPTIONS_MAX, err);
 	if (r)
 		return r;
+	{
+		const char *sender = dbus_message_get_sender(msg);
+		Caller *c = sender ? caller_find(&s->callers, sender) : NULL;
+
+		r = policy_sign_check(s->policy, msg, c ? c->pid : 0, uri, server_name, &ticket,
+				      err);
+		if (r)
+			return r;
+	}
 
 	q = request_new(s, REQUEST_SIGN, msg);
 	if (!q)
 		return -ENOMEM;
+	q->ticket = TAKE_PTR(ticket);
 	q->uri = strdup(uri);
 	q->scheme = scheme;
 	q->data = malloc(len ? (size_t)len : 1);
@@ -508,6 +532,7 @@ static int method_sign(void *userdata, DBusMessage *msg, DBusMessage **ret_reply
 		log_info("sign: %s (pid %d): refused: %s: %s", sender ? sender : "?",
 			 c ? (int)c->pid : 0, r < 0 ? "Failed" : ca_error_name(r),
 			 err->message[0] ? err->message : strerror(r < 0 ? -r : EIO));
+		policy_audit_refused(s->policy, msg, c ? c->pid : 0, r, err);
 	}
 	*ret_reply = NULL; /* methods_complete answers, or the dispatcher the error */
 	return r;
@@ -725,6 +750,13 @@ void methods_complete(Server *s, WorkerJob *job)
 		s->pending--;
 	if (q->sender)
 		caller_release(&s->callers, q->sender);
+	/* The audit line before the reply: with audit-fail-closed no unlogged signature leaves. */
+	if (q->kind == REQUEST_SIGN && q->ticket &&
+	    policy_ticket_finish(q->ticket, q->scheme->name, q->r, &q->err, total, &q->err)) {
+		q->r = CA_E_FAILED;
+		q->sig = erase_and_free(q->sig, q->sig_len);
+		q->sig_len = 0;
+	}
 	request_log(q, total);
 	if (q->identities || q->tokens) {
 		server_apply_snapshot(s, q->list_seq, TAKE_PTR(q->identities), TAKE_PTR(q->tokens));

@@ -274,8 +274,8 @@ static int prompt_run_pinentry(Prompter *p, const PromptText *txt, PinBuf *b, Ca
 		r = ca_error_set(err, CA_E_CANCELLED, "the PIN prompt was cancelled");
 		break;
 	case GPG_ERR_TIMEOUT:
-		r = ca_error_set(err, CA_E_CANCELLED,
-				 "nobody answered the PIN prompt within %d s", PROMPT_TIMEOUT_SEC);
+		r = ca_error_set(err, CA_E_CANCELLED, "nobody answered the PIN prompt within %d s",
+				 PROMPT_TIMEOUT_SEC);
 		break;
 	default:
 		if (b->too_long)
@@ -329,8 +329,8 @@ static void prompt_text(const PromptEntry *e, PromptText *t)
 			 action);
 	else
 		snprintf(t->desc, sizeof(t->desc),
-			 "%s wants to sign in to %s with a key on %s.\n\n%s", e->app, server,
-			 token, action);
+			 "%s wants to sign in to %s with a key on %s.\n\n%s", e->app, server, token,
+			 action);
 	if (n->few_tries && !n->pinpad)
 		snprintf(t->error, sizeof(t->error),
 			 "Few tries left: a wrong PIN was entered before; more wrong PINs will "
@@ -391,9 +391,8 @@ static int prompt_do(PromptEntry *e, char **ret_pin, size_t *ret_pin_len, CaErro
 		store_pin_request_clear(&fresh);
 	}
 	prompt_text(e, &txt);
-	log_info("prompt: asking for the PIN of token \"%s\" (%s)%s%s", e->need.token_label,
-		 e->app, e->need.few_tries ? "; few tries left" : "",
-		 e->need.pinpad ? "; pinpad" : "");
+	log_info("prompt: asking for the PIN of token \"%s\" (%s)%s%s", e->need.token_label, e->app,
+		 e->need.few_tries ? "; few tries left" : "", e->need.pinpad ? "; pinpad" : "");
 	r = prompt_run_pinentry(p, &txt, &b, err);
 	if (r) {
 		log_info("prompt: token \"%s\": %s", e->need.token_label, err->message);

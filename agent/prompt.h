@@ -21,8 +21,8 @@
 #include "error.h"
 #include "store.h"
 
-#define PROMPT_PIN_MAX 256	/* longest PIN taken from pinentry (as IPC_PIN_MAX) */
-#define PROMPT_TIMEOUT_SEC 90	/* pinentry gives up (a client's call waits 120 s) */
+#define PROMPT_PIN_MAX 256    /* longest PIN taken from pinentry (as IPC_PIN_MAX) */
+#define PROMPT_TIMEOUT_SEC 90 /* pinentry gives up (a client's call waits 120 s) */
 
 typedef struct Prompter Prompter;
 typedef struct PromptWaiter PromptWaiter;

@@ -325,6 +325,9 @@ int server_new(DBusConnection *conn, Store *store, const Settings *settings, Ser
 	r = server_open_fds(s, err);
 	if (r)
 		goto fail;
+	r = policy_new(&settings->policy, settings->pinentry, &s->policy, err);
+	if (r)
+		goto fail;
 	r = worker_pool_new("ca-sign", settings->workers, s->event_fd, &s->sign_pool);
 	if (r == 0)
 		r = worker_pool_new("ca-control", 1, s->event_fd, &s->control_pool);
@@ -496,6 +499,7 @@ Server *server_free(Server *s)
 	store_identity_list_free(s->identities);
 	store_token_list_free(s->tokens);
 	caller_table_deinit(&s->callers);
+	policy_free(s->policy);
 	free(s);
 	return NULL;
 }

@@ -18,6 +18,7 @@
 #include "settings.h"
 #include "error.h"
 #include "ipc.h"
+#include "policy.h"
 #include "store.h"
 #include "worker.h"
 
@@ -38,6 +39,7 @@ typedef struct Server {
 
 	CallerTable callers;
 	unsigned pending;
+	Policy *policy; /* [policy] rules, confirmations, the audit log (policy.h) */
 
 	/* What ListIdentities/ListTokens answer: refreshed by the workers after anything that
 	 * may change it, so listing never waits for a token. */

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 
 #include "certagent.h"
 #include "options.h"
@@ -30,5 +31,6 @@ extern const CliCommand cli_cmd_export_cert;
 int cli_agent_error(const certagent_error *err);
 int cli_exit_code_for(certagent_code code);
 
-/* The subject (or issuer) DN of a DER certificate in RFC 4514 form; malloc'd, or NULL. */
-char *cli_cert_dn(const gnutls_datum_t *der, bool issuer);
+/* The subject (or issuer) DN of a certificate in RFC 4514 form; malloc'd, or NULL. */
+char *cli_crt_dn(gnutls_x509_crt_t crt, bool issuer);
+char *cli_cert_dn(const gnutls_datum_t *der, bool issuer); /* the same from DER */

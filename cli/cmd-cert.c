@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json-print.h"
 #include "p11cli.h"
 #include "util.h"
 
@@ -47,7 +48,7 @@ static char *crt_cn(gnutls_x509_crt_t crt)
 
 	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &n) == 0)
 		return strdup(buf);
-	return p11cli_crt_dn(crt, false);
+	return cli_crt_dn(crt, false);
 }
 
 static bool der_on_token(const AdminObjectList *objs, const gnutls_datum_t *der, char **uri)
@@ -89,7 +90,7 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 			fprintf(stderr, "certagent: the certificate \"%s\" is already on token \"%s\" "
 					"(%s): nothing stored\n",
 				items[leaf].subject, admin_session_label(a), dup);
-			rc = P11CLI_EXIT_REFUSED;
+			rc = CLI_EXIT_REFUSED;
 			goto out;
 		}
 		if (p11cli_crt_spki(items[leaf].crt, &spki) == 0)
@@ -109,7 +110,7 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 						"nothing stored; delete the old one first "
 						"(`certagent delete '%s'`)\n",
 						key->label, o->uri, o->uri);
-					rc = P11CLI_EXIT_REFUSED;
+					rc = CLI_EXIT_REFUSED;
 					goto out;
 				}
 			}
@@ -119,13 +120,13 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 				"of \"%s\": nothing stored. Import it on the token that holds its "
 				"key, or add --no-key to store it anyway\n",
 				admin_session_label(a), items[leaf].subject);
-			rc = P11CLI_EXIT_NOT_FOUND;
+			rc = CLI_EXIT_NOT_FOUND;
 			goto out;
 		} else {
 			leaf_label = label_opt ? strdup(label_opt) : crt_cn(items[leaf].crt);
 		}
 		if (!leaf_label) {
-			rc = P11CLI_EXIT_TOKEN;
+			rc = CLI_EXIT_FAILED;
 			goto out;
 		}
 	}
@@ -145,7 +146,7 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 			continue;
 		label = items[i].is_leaf ? strdup(leaf_label) : crt_cn(items[i].crt);
 		if (!label)
-			rc = P11CLI_EXIT_TOKEN;
+			rc = CLI_EXIT_FAILED;
 		else
 			rc = p11cli_fail(admin_store_cert(a, &items[i].der, label,
 							  items[i].is_leaf ? id : NULL,
@@ -174,9 +175,9 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 		printf("{\"certificates\": [");
 		for (size_t i = 0; i < n; i++) {
 			printf("%s\n  {\"uri\": ", i ? "," : "");
-			p11cli_json_str(stdout, items[i].uri);
+			json_print_string(stdout, items[i].uri);
 			printf(", \"subject\": ");
-			p11cli_json_str(stdout, items[i].subject);
+			json_print_string(stdout, items[i].subject);
 			printf(", \"leaf\": %s, \"stored\": %s}", items[i].is_leaf ? "true" : "false",
 			       items[i].present ? "false" : "true");
 		}
@@ -207,7 +208,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc = 0;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
 		case OPT_NO_KEY: no_key = true; break;
@@ -239,7 +240,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 				continue;
 			}
 			items[n].crt = v[j];
-			items[n].subject = p11cli_crt_dn(v[j], false);
+			items[n].subject = cli_crt_dn(v[j], false);
 			if (gnutls_x509_crt_export2(v[j], GNUTLS_X509_FMT_DER, &items[n].der) < 0)
 				rc = CLI_EXIT_IO;
 			n++;

@@ -703,7 +703,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
 		case OPT_IDENTITY:
@@ -752,7 +752,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	if (x.explain &&
 	    !(x.ex = explain_new(x.host, x.port, x.servername ? x.servername : x.host))) {
 		fputs("certagent: out of memory\n", stderr);
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	}
 	rc = tcp_connect(&x) < 0 ? CLI_EXIT_TLS : 0;
 	if (rc == 0)

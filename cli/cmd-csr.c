@@ -186,7 +186,7 @@ int p11cli_check_subject(const char *subject, char *const *sans, size_t n_sans)
 	int rc;
 
 	if (gnutls_x509_crq_init(&crq) < 0)
-		return P11CLI_EXIT_TOKEN;
+		return CLI_EXIT_FAILED;
 	rc = crq_set_names(crq, subject, sans, n_sans);
 	gnutls_x509_crq_deinit(crq);
 	return rc;
@@ -268,7 +268,7 @@ int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t 
 	gnutls_pubkey_t pub = NULL;
 	gnutls_privkey_t priv = NULL;
 	gnutls_digest_algorithm_t dig = GNUTLS_DIG_SHA256;
-	int r, rc = P11CLI_EXIT_TOKEN;
+	int r, rc = CLI_EXIT_FAILED;
 
 	if (!src) {
 		fprintf(stderr,
@@ -276,7 +276,7 @@ int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t 
 			"(no public key object or certificate with its ID): certagent cannot "
 			"build a request for it\n",
 			admin_session_label(a));
-		return P11CLI_EXIT_NOT_FOUND;
+		return CLI_EXIT_NOT_FOUND;
 	}
 	if (gnutls_x509_crq_init(&crq) < 0 || gnutls_pubkey_init(&pub) < 0 ||
 	    gnutls_privkey_init(&priv) < 0)
@@ -284,7 +284,7 @@ int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t 
 	rc = crq_set_names(crq, subject, sans, n_sans);
 	if (rc != 0)
 		goto out;
-	rc = P11CLI_EXIT_TOKEN;
+	rc = CLI_EXIT_FAILED;
 	r = gnutls_pubkey_import(pub, &src->spki, GNUTLS_X509_FMT_DER);
 	if (r < 0) {
 		fprintf(stderr, "certagent: cannot read the key's public key: %s\n",
@@ -356,7 +356,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
 		case OPT_SUBJECT: subject = arg; break;
@@ -402,16 +402,16 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		fprintf(stderr, "certagent: %s %zu private keys on token \"%s\"%s\n", uri, matches,
 			admin_session_label(a),
 			matches ? ": add id= to the URI to name one" : " (see `certagent list`)");
-		rc = matches ? CLI_EXIT_USAGE : P11CLI_EXIT_NOT_FOUND;
+		rc = matches ? CLI_EXIT_USAGE : CLI_EXIT_NOT_FOUND;
 	}
 	if (rc == 0 && key->id_len == 0) {
 		fprintf(stderr, "certagent: the key has no CKA_ID: certagent cannot pair it\n");
-		rc = P11CLI_EXIT_NOT_FOUND;
+		rc = CLI_EXIT_NOT_FOUND;
 	}
 	if (rc == 0)
 		rc = p11cli_make_csr(a, objs, key->id, key->id_len, subject, sans, n_sans, &crq);
 	if (rc == 0 && gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_PEM, &pem) < 0)
-		rc = P11CLI_EXIT_TOKEN;
+		rc = CLI_EXIT_FAILED;
 	if (rc == 0 && out)
 		rc = p11cli_write_file(out, pem.data, pem.size, false);
 	else if (rc == 0)

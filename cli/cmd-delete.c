@@ -13,6 +13,7 @@
 #include <p11-kit/uri.h>
 
 #include "cli.h"
+#include "json-print.h"
 #include "p11cli.h"
 #include "pin-input.h"
 #include "util.h"
@@ -72,9 +73,9 @@ static void print_json(const AdminObjectList *l, const bool *sel, bool deleted)
 			continue;
 		p11cli_hex(l->items[i].id, l->items[i].id_len, hx);
 		printf("%s\n  {\"uri\": ", first ? "" : ",");
-		p11cli_json_str(stdout, l->items[i].uri);
+		json_print_string(stdout, l->items[i].uri);
 		printf(", \"class\": \"%s\", \"label\": ", class_name(l->items[i].cls));
-		p11cli_json_str(stdout, l->items[i].label);
+		json_print_string(stdout, l->items[i].label);
 		printf(", \"id\": \"%s\"}", hx);
 		first = false;
 	}
@@ -95,7 +96,7 @@ static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 	sel = calloc(l->n + 1, sizeof(bool));
 	if (!sel) {
 		admin_object_list_free(l);
-		return P11CLI_EXIT_TOKEN;
+		return CLI_EXIT_FAILED;
 	}
 	for (int k = 0; k < n_uris && rc == 0; k++) {
 		size_t hits = 0;
@@ -114,7 +115,7 @@ static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 			fprintf(stderr, "certagent: no object on token \"%s\" matches %s: nothing "
 					"deleted\n",
 				admin_session_label(a), uris[k]);
-			rc = P11CLI_EXIT_NOT_FOUND;
+			rc = CLI_EXIT_NOT_FOUND;
 		}
 	}
 	/* A private key must not leave its certificate behind. */
@@ -129,7 +130,7 @@ static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 					"certificate %s would stay, useless and misleading. Name the "
 					"certificate too to delete both. Nothing deleted\n",
 					l->items[i].uri, l->items[j].uri);
-				rc = P11CLI_EXIT_REFUSED;
+				rc = CLI_EXIT_REFUSED;
 				break;
 			}
 	}
@@ -149,7 +150,7 @@ static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 			if (json)
 				print_json(l, sel, false);
 			fprintf(stderr, "certagent: nothing deleted: add --yes to delete\n");
-			rc = P11CLI_EXIT_REFUSED;
+			rc = CLI_EXIT_REFUSED;
 		}
 	}
 	for (size_t i = 0; i < l->n && rc == 0; i++) {
@@ -180,7 +181,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
 		case OPT_YES: yes = true; break;

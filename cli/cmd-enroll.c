@@ -23,6 +23,7 @@
 #include <gnutls/x509.h>
 
 #include "cli.h"
+#include "json-print.h"
 #include "p11cli.h"
 #include "util.h"
 
@@ -130,7 +131,7 @@ static int step_done(const char *step)
 	p11cli_test_stop(step);
 	if (p11cli_interrupted()) {
 		fprintf(stderr, "certagent: interrupted after step \"%s\"\n", step);
-		return P11CLI_EXIT_TOKEN;
+		return CLI_EXIT_FAILED;
 	}
 	return 0;
 }
@@ -145,7 +146,7 @@ static int issue(Enroll *e, gnutls_x509_crq_t crq, gnutls_x509_crt_t *ret)
 	int r;
 
 	if (gnutls_x509_crt_init(&crt) < 0)
-		return P11CLI_EXIT_TOKEN;
+		return CLI_EXIT_FAILED;
 	gnutls_rnd(GNUTLS_RND_NONCE, serial, sizeof(serial));
 	serial[0] &= 0x7f;
 	serial[0] |= 0x01;
@@ -173,7 +174,7 @@ static int issue(Enroll *e, gnutls_x509_crq_t crq, gnutls_x509_crt_t *ret)
 		fprintf(stderr, "certagent: the lab CA could not issue the certificate: %s\n",
 			gnutls_strerror(r));
 		gnutls_x509_crt_deinit(crt);
-		return P11CLI_EXIT_TOKEN;
+		return CLI_EXIT_FAILED;
 	}
 	*ret = crt;
 	return 0;
@@ -220,7 +221,7 @@ static int commit(Enroll *e)
 						  &len) == 0)
 			cn = strdup(buf);
 		else
-			cn = p11cli_crt_dn(e->ca_crt, false);
+			cn = cli_crt_dn(e->ca_crt, false);
 		if (admin_set_label(e->a, e->ca_handle, cn ? cn : "CA", &err) != 0)
 			fprintf(stderr, "certagent: warning: %s; the CA certificate keeps a temporary "
 					"label until `certagent token cleanup %s`\n",
@@ -285,7 +286,7 @@ static int enroll(Enroll *e)
 			fprintf(stderr, "certagent: token \"%s\" already has an object labelled "
 					"\"%s\" (%s): choose another --label\n",
 				admin_session_label(e->a), e->label, objs->items[i].uri);
-			rc = P11CLI_EXIT_REFUSED;
+			rc = CLI_EXIT_REFUSED;
 		}
 		if (e->ca_crt && objs->items[i].cls == ADMIN_OBJ_CERT && !ca_present &&
 		    gnutls_x509_crt_export2(e->ca_crt, GNUTLS_X509_FMT_DER, &ca_der) == 0) {
@@ -323,7 +324,7 @@ static int enroll(Enroll *e)
 	if (rc == 0 && e->csr_out) {
 		/* 3a. The request to a file; then commit the key. */
 		if (gnutls_x509_crq_export2(crq, GNUTLS_X509_FMT_PEM, &pem) < 0)
-			rc = P11CLI_EXIT_TOKEN;
+			rc = CLI_EXIT_FAILED;
 		if (rc == 0)
 			rc = p11cli_write_file(e->csr_out, pem.data, pem.size, true);
 		if (rc == 0) {
@@ -336,7 +337,7 @@ static int enroll(Enroll *e)
 		if (rc == 0)
 			rc = step_done("issued");
 		if (rc == 0 && gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &der) < 0)
-			rc = P11CLI_EXIT_TOKEN;
+			rc = CLI_EXIT_FAILED;
 		if (rc == 0)
 			rc = p11cli_fail(admin_store_cert(e->a, &der, e->tmp_label, e->id, e->id_len,
 							  false, &leaf_handle, &err),
@@ -345,7 +346,7 @@ static int enroll(Enroll *e)
 			rc = step_done("cert-stored");
 		if (rc == 0 && !ca_present &&
 		    gnutls_x509_crt_export2(e->ca_crt, GNUTLS_X509_FMT_DER, &ca_der) < 0)
-			rc = P11CLI_EXIT_TOKEN;
+			rc = CLI_EXIT_FAILED;
 		if (rc == 0 && !ca_present)
 			rc = p11cli_fail(admin_store_cert(e->a, &ca_der, e->tmp_ca_label, NULL, 0,
 							  true, &e->ca_handle, &err),
@@ -411,7 +412,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
 		case OPT_TYPE: e.type = arg; break;
@@ -461,7 +462,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	if (rc == 0 && e.csr_out && access(e.csr_out, F_OK) == 0) {
 		fprintf(stderr, "certagent: %s exists: not overwritten; choose another --csr-out\n",
 			e.csr_out);
-		rc = P11CLI_EXIT_REFUSED;
+		rc = CLI_EXIT_REFUSED;
 	}
 	if (rc == 0) {
 		e.label = e.label_opt ? strdup(e.label_opt) : cn_of(e.subject);
@@ -474,12 +475,12 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		}
 	}
 	if (rc == 0 && !id_hex && gnutls_rnd(GNUTLS_RND_NONCE, e.id, e.id_len) < 0)
-		rc = P11CLI_EXIT_TOKEN;
+		rc = CLI_EXIT_FAILED;
 	if (rc == 0) {
 		p11cli_hex(e.id, e.id_len, e.id_hex);
 		if (asprintf(&e.tmp_label, ADMIN_TMP_PREFIX "%s", e.id_hex) < 0 ||
 		    asprintf(&e.tmp_ca_label, ADMIN_TMP_PREFIX "%s-ca", e.id_hex) < 0)
-			rc = P11CLI_EXIT_TOKEN;
+			rc = CLI_EXIT_FAILED;
 	}
 	if (rc == 0)
 		rc = p11cli_store_open(e.module, &s);
@@ -494,15 +495,15 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		uri_of(e.a, ADMIN_OBJ_CERT, e.id, e.id_len, &e.cert_uri);
 		if (e.json) {
 			printf("{\"key_uri\": ");
-			p11cli_json_str(stdout, e.key_uri);
+			json_print_string(stdout, e.key_uri);
 			printf(", \"certificate_uri\": ");
-			p11cli_json_str(stdout, e.cert_uri);
+			json_print_string(stdout, e.cert_uri);
 			printf(", \"label\": ");
-			p11cli_json_str(stdout, e.label);
+			json_print_string(stdout, e.label);
 			printf(", \"id\": \"%s\", \"subject\": ", e.id_hex);
-			p11cli_json_str(stdout, e.subject);
+			json_print_string(stdout, e.subject);
 			printf(", \"csr_file\": ");
-			p11cli_json_str(stdout, e.csr_out);
+			json_print_string(stdout, e.csr_out);
 			printf("}\n");
 		} else {
 			printf("key:         %s\n", e.key_uri ? e.key_uri : "?");

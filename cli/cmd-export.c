@@ -69,7 +69,7 @@ static int emit(FILE *f, const AdminObject *o)
 	int r = gnutls_pem_base64_encode2("CERTIFICATE", &o->der, &pem);
 
 	if (r < 0)
-		return P11CLI_EXIT_TOKEN;
+		return CLI_EXIT_FAILED;
 	r = fwrite(pem.data, 1, pem.size, f) == pem.size ? 0 : CLI_EXIT_IO;
 	gnutls_free(pem.data);
 	return r;
@@ -90,7 +90,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		if (o == OPT_CHAIN)
 			with_chain = true;
@@ -146,7 +146,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		fprintf(stderr, "certagent: %s names %zu certificates on token \"%s\"%s\n", uri,
 			n_leaves, admin_session_label(a),
 			n_leaves ? ": add id= or object= to name one" : "");
-		rc = n_leaves ? CLI_EXIT_USAGE : P11CLI_EXIT_NOT_FOUND;
+		rc = n_leaves ? CLI_EXIT_USAGE : CLI_EXIT_NOT_FOUND;
 	}
 	if (rc == 0) {
 		chain[n++] = leaf;

@@ -10,6 +10,7 @@
 #include <gnutls/crypto.h>
 
 #include "cli.h"
+#include "json-print.h"
 #include "p11cli.h"
 #include "util.h"
 
@@ -41,7 +42,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
 		case OPT_TYPE: type = arg; break;
@@ -73,7 +74,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	if (o < 0)
 		return CLI_EXIT_USAGE;
 	if (!id_hex && gnutls_rnd(GNUTLS_RND_NONCE, id, id_len) < 0)
-		return P11CLI_EXIT_TOKEN;
+		return CLI_EXIT_FAILED;
 
 	rc = p11cli_store_open(module, &s);
 	if (rc == 0)
@@ -96,11 +97,11 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		p11cli_hex(id, id_len, id_str);
 		if (json) {
 			printf("{\"uri\": ");
-			p11cli_json_str(stdout, uri);
+			json_print_string(stdout, uri);
 			printf(", \"label\": ");
-			p11cli_json_str(stdout, label);
+			json_print_string(stdout, label);
 			printf(", \"id\": \"%s\", \"type\": \"%s\", \"token\": ", id_str, type);
-			p11cli_json_str(stdout, admin_session_uri(a));
+			json_print_string(stdout, admin_session_uri(a));
 			printf("}\n");
 		} else {
 			printf("%s\n", uri);

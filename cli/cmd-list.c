@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json-print.h"
 #include "util.h"
 
 enum { OPT_JSON = 1, OPT_ADDRESS };
@@ -18,24 +19,6 @@ static const CliOption options[] = {
 	 "D-Bus address of the bus the agent is on "
 	 "(default: the session bus)"},
 };
-
-static void json_string(const char *s, FILE *f)
-{
-	if (!s) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
 
 static void print_json(const certagent_identity_list *l, FILE *f)
 {
@@ -48,22 +31,22 @@ static void print_json(const certagent_identity_list *l, FILE *f)
 
 		fputs(i ? ",\n  {" : "\n  {", f);
 		fputs("\"uri\": ", f);
-		json_string(certagent_identity_uri(id), f);
+		json_print_string(f, certagent_identity_uri(id));
 		fputs(", \"label\": ", f);
-		json_string(certagent_identity_label(id), f);
+		json_print_string(f, certagent_identity_label(id));
 		fputs(", \"key_type\": ", f);
-		json_string(certagent_identity_key_type(id), f);
+		json_print_string(f, certagent_identity_key_type(id));
 		fprintf(f, ", \"bits\": %u", certagent_identity_bits(id));
 		fputs(", \"token\": ", f);
-		json_string(certagent_identity_token(id), f);
+		json_print_string(f, certagent_identity_token(id));
 		fputs(", \"token_label\": ", f);
-		json_string(certagent_identity_token_label(id), f);
+		json_print_string(f, certagent_identity_token_label(id));
 		fprintf(f, ", \"logged_in\": %s",
 			certagent_identity_logged_in(id) ? "true" : "false");
 		fputs(", \"schemes\": [", f);
 		for (size_t j = 0; j < certagent_identity_scheme_count(id); j++) {
 			fputs(j ? ", " : "", f);
-			json_string(certagent_identity_scheme(id, j), f);
+			json_print_string(f, certagent_identity_scheme(id, j));
 		}
 		fputs("], \"chain\": [", f);
 		for (size_t j = 0; j < nc; j++) {
@@ -73,9 +56,9 @@ static void print_json(const certagent_identity_list *l, FILE *f)
 				cli_cert_dn(certagent_identity_cert(id, j), true);
 
 			fputs(j ? ", {\"subject\": " : "{\"subject\": ", f);
-			json_string(subject, f);
+			json_print_string(f, subject);
 			fputs(", \"issuer\": ", f);
-			json_string(issuer, f);
+			json_print_string(f, issuer);
 			fputc('}', f);
 		}
 		fputs("]}", f);
@@ -135,7 +118,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		if (o == OPT_JSON)
 			json = true;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "json-print.h"
 #include "util.h"
 
 enum { OPT_JSON = 1, OPT_ADDRESS };
@@ -35,24 +36,6 @@ typedef struct Status {
 	certagent_token_list *tokens;
 	certagent_identity_list *ids;
 } Status;
-
-static void json_string(const char *s, FILE *f)
-{
-	if (!s) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
 
 /* The bus libcertagent will use (the same order as certagent_client_new), for display. */
 static const char *bus_shown(const char *address, char *buf, size_t size)
@@ -143,15 +126,15 @@ static void print_json(const Status *st, FILE *f)
 	size_t nt = certagent_token_list_count(st->tokens);
 
 	fprintf(f, "{\"agent\": {\"running\": %s, \"bus\": ", st->running ? "true" : "false");
-	json_string(st->bus, f);
+	json_print_string(f, st->bus);
 	fputs(", \"version\": ", f);
-	json_string(st->version, f);
+	json_print_string(f, st->version);
 	fputs("},\n \"error\": ", f);
 	if (!st->running || st->failed) {
 		fputs("{\"code\": ", f);
-		json_string(certagent_strerror(st->err.code), f);
+		json_print_string(f, certagent_strerror(st->err.code));
 		fputs(", \"message\": ", f);
-		json_string(st->err.message, f);
+		json_print_string(f, st->err.message);
 		fputc('}', f);
 	} else {
 		fputs("null", f);
@@ -162,17 +145,17 @@ static void print_json(const Status *st, FILE *f)
 		uint64_t flags = certagent_token_flags(t);
 
 		fputs(i ? ",\n   {\"uri\": " : "\n   {\"uri\": ", f);
-		json_string(certagent_token_uri(t), f);
+		json_print_string(f, certagent_token_uri(t));
 		fputs(", \"label\": ", f);
-		json_string(certagent_token_label(t), f);
+		json_print_string(f, certagent_token_label(t));
 		fputs(", \"serial\": ", f);
-		json_string(certagent_token_serial(t), f);
+		json_print_string(f, certagent_token_serial(t));
 		fputs(", \"manufacturer\": ", f);
-		json_string(certagent_token_manufacturer(t), f);
+		json_print_string(f, certagent_token_manufacturer(t));
 		fputs(", \"model\": ", f);
-		json_string(certagent_token_model(t), f);
+		json_print_string(f, certagent_token_model(t));
 		fputs(", \"module\": ", f);
-		json_string(certagent_token_module(t), f);
+		json_print_string(f, certagent_token_module(t));
 		fprintf(f,
 			", \"logged_in\": %s, \"login_required\": %s, \"pin_pad\": %s, "
 			"\"pin_count_low\": %s, \"pin_final_try\": %s, \"pin_locked\": %s, "
@@ -198,7 +181,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc = CLI_EXIT_OK;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		if (o == OPT_JSON)
 			json = true;

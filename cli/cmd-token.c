@@ -11,6 +11,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include "cli.h"
+#include "json-print.h"
 #include "p11cli.h"
 #include "pin-input.h"
 #include "util.h"
@@ -66,21 +67,21 @@ static void tokens_json(const AdminSlotList *l, FILE *f)
 
 		fputs(i ? ",\n  {" : "\n  {", f);
 		fputs("\"module\": ", f);
-		p11cli_json_str(f, s->module);
+		json_print_string(f, s->module);
 		fputs(", \"module_path\": ", f);
-		p11cli_json_str(f, s->module_path);
+		json_print_string(f, s->module_path);
 		fprintf(f, ", \"slot_id\": %lu, \"slot_description\": ", s->slot_id);
-		p11cli_json_str(f, s->slot_description);
+		json_print_string(f, s->slot_description);
 		fprintf(f, ", \"initialized\": %s, \"label\": ", s->initialized ? "true" : "false");
-		p11cli_json_str(f, s->label);
+		json_print_string(f, s->label);
 		fputs(", \"uri\": ", f);
-		p11cli_json_str(f, s->uri);
+		json_print_string(f, s->uri);
 		fputs(", \"serial\": ", f);
-		p11cli_json_str(f, s->serial);
+		json_print_string(f, s->serial);
 		fputs(", \"manufacturer\": ", f);
-		p11cli_json_str(f, s->manufacturer);
+		json_print_string(f, s->manufacturer);
 		fputs(", \"model\": ", f);
-		p11cli_json_str(f, s->model);
+		json_print_string(f, s->model);
 		fputs(", \"flags\": {", f);
 		for (size_t k = 0; k < ELEMENTSOF(flag_names); k++)
 			fprintf(f, "%s\"%s\": %s", k ? ", " : "", flag_names[k].json,
@@ -163,7 +164,7 @@ static int tokens_run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		if (o == OPT_JSON)
 			json = true;
@@ -234,9 +235,9 @@ static int read_pin(const char *file, const char *env, const char *what, AdminSe
 {
 	_cleanup_free_ char *prompt = NULL;
 
-	if (asprintf(&prompt, "%s for token \"%s\"", what,
+	if (asprintf(&prompt, "%s of token \"%s\"", what,
 		     *admin_session_label(a) ? admin_session_label(a) : "(new)") < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	return pin_input_get(file, env, prompt, confirm, ret);
 }
 
@@ -269,14 +270,14 @@ static int token_init(Store *s, AdminSession *a, const TokenArgs *ta)
 			fprintf(stderr, "certagent: nothing changed; add --force to destroy them "
 					"and initialise the token anyway\n");
 			admin_object_list_free(l);
-			return P11CLI_EXIT_REFUSED;
+			return CLI_EXIT_REFUSED;
 		}
 	}
 	if (!admin_session_pinpad(a)) {
 		rc = read_pin(ta->so_pin_file, "CERTAGENT_SO_PIN",
-			      was_init ? "SO PIN" : "New SO PIN", a, !was_init, &so_pin);
+			      was_init ? "SO PIN" : "new SO PIN", a, !was_init, &so_pin);
 		if (rc == 0)
-			rc = read_pin(ta->pin_file, "CERTAGENT_PIN", "New user PIN", a, true, &pin);
+			rc = read_pin(ta->pin_file, "CERTAGENT_PIN", "new user PIN", a, true, &pin);
 	}
 	if (rc == 0)
 		rc = p11cli_fail(admin_init_token(s, a, so_pin, so_pin ? strlen(so_pin) : 0,
@@ -284,13 +285,13 @@ static int token_init(Store *s, AdminSession *a, const TokenArgs *ta)
 				 &err);
 	if (rc == 0 && ta->json) {
 		printf("{\"label\": ");
-		p11cli_json_str(stdout, admin_session_label(a));
+		json_print_string(stdout, admin_session_label(a));
 		printf(", \"uri\": ");
-		p11cli_json_str(stdout, admin_session_uri(a));
+		json_print_string(stdout, admin_session_uri(a));
 		printf(", \"destroyed\": [");
 		for (size_t i = 0; l && i < l->n; i++) {
 			fputs(i ? ", " : "", stdout);
-			p11cli_json_str(stdout, l->items[i].uri);
+			json_print_string(stdout, l->items[i].uri);
 		}
 		printf("]}\n");
 	} else if (rc == 0) {
@@ -308,9 +309,11 @@ static int token_set_pin(AdminSession *a, const TokenArgs *ta)
 	CaError err = {0};
 	int rc;
 
-	rc = read_pin(ta->pin_file, "CERTAGENT_PIN", "Current user PIN", a, false, &old);
+	rc = p11cli_check_pin_state(a);
 	if (rc == 0)
-		rc = read_pin(ta->new_pin_file, "CERTAGENT_NEW_PIN", "New user PIN", a, true, &pin);
+		rc = read_pin(ta->pin_file, "CERTAGENT_PIN", "current user PIN", a, false, &old);
+	if (rc == 0)
+		rc = read_pin(ta->new_pin_file, "CERTAGENT_NEW_PIN", "new user PIN", a, true, &pin);
 	if (rc == 0)
 		rc = p11cli_fail(admin_set_pin(a, old, strlen(old), pin, strlen(pin), &err), &err);
 	if (rc == 0)
@@ -328,7 +331,7 @@ static int token_unblock_pin(AdminSession *a, const TokenArgs *ta)
 	if (!admin_session_pinpad(a)) {
 		rc = read_pin(ta->so_pin_file, "CERTAGENT_SO_PIN", "SO PIN", a, false, &so_pin);
 		if (rc == 0)
-			rc = read_pin(ta->pin_file, "CERTAGENT_PIN", "New user PIN", a, true, &pin);
+			rc = read_pin(ta->pin_file, "CERTAGENT_PIN", "new user PIN", a, true, &pin);
 	}
 	if (rc == 0)
 		rc = p11cli_fail(
@@ -367,7 +370,7 @@ static int token_run(const CliCommand *cmd, int argc, char **argv)
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
 		case OPT_LABEL: ta.label = arg; break;

@@ -1,22 +1,20 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * certagent unlock TOKEN-URI: logs the agent in to a token. The PIN comes from --pin-file,
- * else $CERTAGENT_PIN (for scripts), else a prompt on /dev/tty without echo; never from argv.
- * Every copy of the PIN we hold is wiped before it is freed.
+ * else $CERTAGENT_PIN (for scripts), else a prompt on /dev/tty without echo; never from argv
+ * (pin-input.c, the same rules as the token commands). Every copy of the PIN we hold is wiped
+ * before it is freed.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <termios.h>
-#include <unistd.h>
+
+#include <p11-kit/pkcs11.h>
+#include <p11-kit/uri.h>
 
 #include "cli.h"
+#include "pin-input.h"
 #include "util.h"
-
-#define PIN_MAX 256
 
 enum { OPT_PIN_FILE = 1, OPT_ADDRESS };
 
@@ -27,122 +25,65 @@ static const CliOption options[] = {
 	 "(default: the session bus)"},
 };
 
-/* Reads one line (without its newline) of at most PIN_MAX bytes into a new wiped-on-free buffer. */
-static int read_pin_fd(int fd, char **ret)
+/* "value" into a blank-padded CK_TOKEN_INFO field, for p11_kit_uri_match_token_info. */
+static void pad(CK_UTF8CHAR *field, size_t size, const char *value)
 {
-	char *buf = calloc(1, PIN_MAX + 2);
-	size_t len = 0;
+	size_t n = value ? strlen(value) : 0;
 
-	if (!buf)
-		return -ENOMEM;
-	while (len < PIN_MAX + 1) {
-		ssize_t n = read(fd, buf + len, 1);
+	memset(field, ' ', size);
+	memcpy(field, value, n < size ? n : size);
+}
 
-		if (n < 0 && errno == EINTR)
+/*
+ * Before a person types a PIN: the agent's view of the tokens the URI names. A token whose
+ * user PIN is locked or on its final try will not be tried (the agent refuses too, without a
+ * C_Login); say so now, and what to do. 0 to go on, else the exit code. When the agent cannot
+ * list its tokens, Unlock itself will say why.
+ */
+static int check_tokens(certagent_client *c, const char *uri)
+{
+	certagent_error err = CERTAGENT_ERROR_INIT;
+	certagent_token_list *l = NULL;
+	P11KitUri *u = p11_kit_uri_new();
+	int rc = 0;
+
+	if (!u || p11_kit_uri_parse(uri, P11_KIT_URI_FOR_TOKEN, u) != P11_KIT_URI_OK ||
+	    certagent_list_tokens(c, &l, &err) < 0)
+		goto out;
+	for (size_t i = 0; rc == 0 && i < certagent_token_list_count(l); i++) {
+		const certagent_token *t = certagent_token_list_get(l, i);
+		uint64_t flags = certagent_token_flags(t);
+		CK_TOKEN_INFO ti;
+
+		memset(&ti, 0, sizeof(ti));
+		pad(ti.label, sizeof(ti.label), certagent_token_label(t));
+		pad(ti.manufacturerID, sizeof(ti.manufacturerID), certagent_token_manufacturer(t));
+		pad(ti.model, sizeof(ti.model), certagent_token_model(t));
+		pad(ti.serialNumber, sizeof(ti.serialNumber), certagent_token_serial(t));
+		if (!p11_kit_uri_match_token_info(u, &ti))
 			continue;
-		if (n < 0) {
-			int e = errno;
-
-			erase_and_free(buf, PIN_MAX + 2);
-			return -e;
+		if (flags & CKF_USER_PIN_LOCKED) {
+			fprintf(stderr,
+				"certagent: the user PIN of token \"%s\" is locked (too many wrong "
+				"tries); nothing was tried. Reset it with the SO PIN: `certagent "
+				"token unblock-pin '%s'`, then unlock again\n",
+				certagent_token_label(t), uri);
+			rc = CLI_EXIT_PIN;
+		} else if (flags & CKF_USER_PIN_FINAL_TRY) {
+			fprintf(stderr,
+				"certagent: token \"%s\" allows only one more user PIN try before "
+				"it locks, so neither certagent nor the agent risks it; nothing was "
+				"tried. Reset the PIN with the SO PIN (`certagent token unblock-pin "
+				"'%s'`), or, if you are sure of the PIN, log in once with the token's "
+				"own tools to reset the counter\n",
+				certagent_token_label(t), uri);
+			rc = CLI_EXIT_PIN;
 		}
-		if (n == 0 || buf[len] == '\n')
-			break;
-		len++;
 	}
-	if (len > PIN_MAX) {
-		erase_and_free(buf, PIN_MAX + 2);
-		return -E2BIG;
-	}
-	buf[len] = '\0';
-	if (len > 0 && buf[len - 1] == '\r')
-		buf[--len] = '\0';
-	*ret = buf;
-	return 0;
-}
-
-static int pin_from_file(const char *path, char **ret)
-{
-	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-
-	if (fd < 0)
-		return -errno;
-	return read_pin_fd(fd, ret);
-}
-
-/* The terminal as it was before the prompt, restored if a signal ends us mid-prompt. */
-static int tty_fd = -1;
-static struct termios tty_saved;
-
-static void tty_restore_and_die(int sig)
-{
-	tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
-	(void)!write(tty_fd, "\n", 1);
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static int pin_from_tty(const char *token, char **ret)
-{
-	_cleanup_close_ int fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY);
-	static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGTSTP};
-	struct sigaction sa = {.sa_handler = tty_restore_and_die}, old_sa[ELEMENTSOF(sigs)];
-	struct termios quiet;
-	int r;
-
-	if (fd < 0)
-		return -errno;
-	if (tcgetattr(fd, &tty_saved) < 0)
-		return -errno;
-	tty_fd = fd;
-	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
-		sigaction(sigs[i], &sa, &old_sa[i]);
-	quiet = tty_saved;
-	quiet.c_lflag &= ~(ECHO | ECHOE | ECHOK | ECHONL);
-	quiet.c_lflag |= ICANON;
-	dprintf(fd, "PIN for %s: ", token);
-	r = tcsetattr(fd, TCSAFLUSH, &quiet) < 0 ? -errno : read_pin_fd(fd, ret);
-	tcsetattr(fd, TCSAFLUSH, &tty_saved);
-	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
-		sigaction(sigs[i], &old_sa[i], NULL);
-	tty_fd = -1;
-	dprintf(fd, "\n");
-	return r;
-}
-
-static int get_pin(const char *pin_file, const char *token, char **ret)
-{
-	char *env;
-	int r;
-
-	if (pin_file) {
-		r = pin_from_file(pin_file, ret);
-		if (r < 0)
-			fprintf(stderr, "certagent: cannot read the PIN from %s: %s\n", pin_file,
-				r == -E2BIG ? "longer than 256 bytes" : strerror(-r));
-		return r < 0 ? CLI_EXIT_IO : 0;
-	}
-	env = secure_getenv("CERTAGENT_PIN");
-	if (env) {
-		*ret = strndup(env, PIN_MAX);
-		/* Our copy is enough: wipe the environment's so children and /proc never see it. */
-		explicit_bzero(env, strlen(env));
-		unsetenv("CERTAGENT_PIN");
-		if (!*ret) {
-			fputs("certagent: out of memory\n", stderr);
-			return CLI_EXIT_AGENT;
-		}
-		return 0;
-	}
-	r = pin_from_tty(token, ret);
-	if (r < 0) {
-		fprintf(stderr,
-			"certagent: cannot prompt for the PIN (%s): there is no terminal; use "
-			"--pin-file FILE or set CERTAGENT_PIN\n",
-			r == -E2BIG ? "longer than 256 bytes" : strerror(-r));
-		return CLI_EXIT_USAGE;
-	}
-	return 0;
+out:
+	certagent_token_list_free(l);
+	p11_kit_uri_free(u);
+	return rc;
 }
 
 static int run(const CliCommand *cmd, int argc, char **argv)
@@ -150,12 +91,13 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	certagent_error err = CERTAGENT_ERROR_INIT;
 	certagent_client *c = NULL;
 	_cleanup_erase_str_ char *pin = NULL;
+	_cleanup_free_ char *prompt = NULL;
 	const char *address = NULL, *pin_file = NULL, *token, *arg;
 	CliParser p;
 	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		if (o == OPT_PIN_FILE)
 			pin_file = arg;
@@ -178,7 +120,11 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	/* Connect first: no point asking a person for a PIN nobody can use. */
 	if (certagent_client_new(address, &c, &err) < 0)
 		return cli_agent_error(&err);
-	rc = get_pin(pin_file, token, &pin);
+	rc = check_tokens(c, token);
+	if (rc == 0)
+		rc = asprintf(&prompt, "PIN for %s", token) < 0
+		     ? CLI_EXIT_FAILED
+		     : pin_input_get(pin_file, "CERTAGENT_PIN", prompt, false, &pin);
 	if (rc == 0) {
 		if (certagent_unlock(c, token, pin, &err) < 0) {
 			rc = cli_agent_error(&err);

@@ -25,6 +25,7 @@
 #include <gnutls/x509.h>
 
 #include "cli.h"
+#include "json-print.h"
 #include "explain.h"
 #include "scheme.h"
 #include "util.h"
@@ -343,15 +344,11 @@ int explain_load_crl(Explain *e, const char *file)
 
 /* --- the server's chain ------------------------------------------------------------------- */
 
+/* The DN, or "?" when it cannot be read (never NULL unless out of memory). */
 static char *crt_dn(gnutls_x509_crt_t crt, bool issuer)
 {
-	gnutls_datum_t dn = {NULL, 0};
-	char *s = NULL;
+	char *s = cli_crt_dn(crt, issuer);
 
-	if ((issuer ? gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)
-		    : gnutls_x509_crt_get_dn3(crt, &dn, 0)) == 0)
-		s = strndup((const char *)dn.data, dn.size);
-	gnutls_free(dn.data);
 	return s ? s : strdup("?");
 }
 
@@ -847,87 +844,46 @@ void explain_print_text(const Explain *e, FILE *f)
 
 /* --- JSON ------------------------------------------------------------------------------------ */
 
-static void json_string(const char *s, FILE *f)
-{
-	if (!s) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
-
-static void json_list(const char *const *v, size_t n, FILE *f)
-{
-	fputc('[', f);
-	for (size_t i = 0; i < n; i++) {
-		fputs(i ? ", " : "", f);
-		json_string(v[i], f);
-	}
-	fputc(']', f);
-}
-
-static void json_time(time_t t, FILE *f)
-{
-	char b[40];
-	struct tm tm;
-
-	if (t == (time_t)-1 || !gmtime_r(&t, &tm) ||
-	    !strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%SZ", &tm)) {
-		fputs("null", f);
-		return;
-	}
-	json_string(b, f);
-}
-
 void explain_print_json(const Explain *e, FILE *f)
 {
 	fputs("{\"server\": {\"host\": ", f);
-	json_string(e->host, f);
+	json_print_string(f, e->host);
 	fputs(", \"port\": ", f);
-	json_string(e->port, f);
+	json_print_string(f, e->port);
 	fputs(", \"address\": ", f);
-	json_string(e->address, f);
+	json_print_string(f, e->address);
 	fputs(", \"server_name\": ", f);
-	json_string(e->server_name ? e->server_name : e->host, f);
+	json_print_string(f, e->server_name ? e->server_name : e->host);
 	fputs("},\n \"offered\": {\"versions\": ", f);
-	json_list(e->versions, e->n_versions, f);
+	json_print_strings(f, e->versions, e->n_versions);
 	fputs(", \"groups\": ", f);
-	json_list(e->groups, e->n_groups, f);
+	json_print_strings(f, e->groups, e->n_groups);
 	fputs(", \"signature_algorithms\": ", f);
-	json_list(e->sigs, e->n_sigs, f);
+	json_print_strings(f, e->sigs, e->n_sigs);
 	fputs(", \"ciphers\": ", f);
-	json_list(e->ciphers, e->n_ciphers, f);
+	json_print_strings(f, e->ciphers, e->n_ciphers);
 	fputs("},\n \"trust_store\": ", f);
-	json_string(e->trust, f);
+	json_print_string(f, e->trust);
 	fputs(", \"crl_file\": ", f);
-	json_string(e->crl_file, f);
+	json_print_string(f, e->crl_file);
 	fputs(",\n \"server_chain\": [", f);
 	for (size_t i = 0; i < e->n_chain; i++) {
 		const ChainCert *c = &e->chain[i];
 
 		fputs(i ? ",\n   {\"subject\": " : "\n   {\"subject\": ", f);
-		json_string(c->subject, f);
+		json_print_string(f, c->subject);
 		fputs(", \"issuer\": ", f);
-		json_string(c->issuer, f);
+		json_print_string(f, c->issuer);
 		fputs(", \"serial\": ", f);
-		json_string(c->serial, f);
+		json_print_string(f, c->serial);
 		fputs(", \"not_before\": ", f);
-		json_time(c->not_before, f);
+		json_print_time(f, c->not_before);
 		fputs(", \"not_after\": ", f);
-		json_time(c->not_after, f);
+		json_print_time(f, c->not_after);
 		fputs(", \"signature_algorithm\": ", f);
-		json_string(c->sig_algo, f);
+		json_print_string(f, c->sig_algo);
 		fputs(", \"source\": ", f);
-		json_string(c->source, f);
+		json_print_string(f, c->source);
 		fputc('}', f);
 	}
 	fputs("],\n \"checks\": [", f);
@@ -935,15 +891,15 @@ void explain_print_json(const Explain *e, FILE *f)
 		const Check *c = &e->checks[i];
 
 		fputs(i ? ",\n   {\"check\": " : "\n   {\"check\": ", f);
-		json_string(c->kind, f);
+		json_print_string(f, c->kind);
 		if (c->link >= 0)
 			fprintf(f, ", \"link\": %d", c->link);
 		else
 			fputs(", \"link\": null", f);
 		fputs(", \"status\": ", f);
-		json_string(c->status, f);
+		json_print_string(f, c->status);
 		fputs(", \"detail\": ", f);
-		json_string(c->detail, f);
+		json_print_string(f, c->detail);
 		fputc('}', f);
 	}
 	fputs("],\n \"certificate_request\": ", f);
@@ -951,9 +907,9 @@ void explain_print_json(const Explain *e, FILE *f)
 		fputs("null", f);
 	} else {
 		fputs("{\"acceptable_cas\": ", f);
-		json_list((const char *const *)e->ca_names, e->n_ca_names, f);
+		json_print_strings(f, (const char *const *)e->ca_names, e->n_ca_names);
 		fputs(", \"signature_algorithms\": ", f);
-		json_list(e->req_sigs, e->n_req_sigs, f);
+		json_print_strings(f, e->req_sigs, e->n_req_sigs);
 		fputc('}', f);
 	}
 	fputs(",\n \"identity\": ", f);
@@ -961,37 +917,37 @@ void explain_print_json(const Explain *e, FILE *f)
 		fputs("null", f);
 	} else {
 		fputs("{\"uri\": ", f);
-		json_string(e->identity_uri, f);
+		json_print_string(f, e->identity_uri);
 		fputs(", \"label\": ", f);
-		json_string(e->identity_label, f);
+		json_print_string(f, e->identity_label);
 		fputs(", \"subject\": ", f);
-		json_string(e->identity_subject, f);
+		json_print_string(f, e->identity_subject);
 		fputs(", \"token_label\": ", f);
-		json_string(e->token_label, f);
+		json_print_string(f, e->token_label);
 		fputs(", \"key_type\": ", f);
-		json_string(e->key_type, f);
+		json_print_string(f, e->key_type);
 		fputs(", \"reason\": ", f);
-		json_string(e->reason, f);
+		json_print_string(f, e->reason);
 		fputc('}', f);
 	}
 	fputs(",\n \"no_identity_reason\": ", f);
-	json_string(e->none_reason, f);
+	json_print_string(f, e->none_reason);
 	fputs(",\n \"signatures\": [", f);
 	for (size_t i = 0; i < e->n_signs; i++) {
 		const Sign *s = &e->signs[i];
 
 		fputs(i ? ", {\"scheme\": " : "{\"scheme\": ", f);
-		json_string(s->scheme, f);
+		json_print_string(f, s->scheme);
 		fputs(", \"mechanism\": ", f);
-		json_string(s->mechanism, f);
+		json_print_string(f, s->mechanism);
 		fputs(", \"token_label\": ", f);
-		json_string(e->token_label, f);
+		json_print_string(f, e->token_label);
 		fprintf(f,
 			", \"elapsed_us\": %llu, \"error\": ", (unsigned long long)s->elapsed_us);
 		if (s->code == CERTAGENT_OK)
 			fputs("null", f);
 		else
-			json_string(certagent_strerror(s->code), f);
+			json_print_string(f, certagent_strerror(s->code));
 		fputc('}', f);
 	}
 	fputs("],\n \"negotiated\": ", f);
@@ -999,28 +955,28 @@ void explain_print_json(const Explain *e, FILE *f)
 		fputs("null", f);
 	} else {
 		fputs("{\"version\": ", f);
-		json_string(e->version, f);
+		json_print_string(f, e->version);
 		fputs(", \"cipher\": ", f);
-		json_string(e->cipher, f);
+		json_print_string(f, e->cipher);
 		fputs(", \"mac\": ", f);
-		json_string(e->mac, f);
+		json_print_string(f, e->mac);
 		fputs(", \"kx\": ", f);
-		json_string(e->kx, f);
+		json_print_string(f, e->kx);
 		fputs(", \"group\": ", f);
-		json_string(e->group, f);
+		json_print_string(f, e->group);
 		fputs(", \"server_signature\": ", f);
-		json_string(e->server_sig, f);
+		json_print_string(f, e->server_sig);
 		fputs(", \"client_signature\": ", f);
-		json_string(e->client_sig, f);
+		json_print_string(f, e->client_sig);
 		fputs(", \"description\": ", f);
-		json_string(e->desc, f);
+		json_print_string(f, e->desc);
 		fputc('}', f);
 	}
 	fputs(",\n \"result\": ", f);
-	json_string(e->result ? e->result : "failed", f);
+	json_print_string(f, e->result ? e->result : "failed");
 	fputs(", \"accepted\": ", f);
 	fputs(e->result && strcmp(e->result, "accepted") == 0 ? "true" : "false", f);
 	fputs(", \"detail\": ", f);
-	json_string(e->result_detail, f);
+	json_print_string(f, e->result_detail);
 	fputs("}\n", f);
 }

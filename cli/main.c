@@ -55,9 +55,15 @@ int cli_exit_code_for(certagent_code code)
 	case CERTAGENT_E_TOKEN_ABSENT:
 		return CLI_EXIT_PIN;
 	case CERTAGENT_E_INVALID_ARGS:
+	case CERTAGENT_E_TOO_LARGE:
 		return CLI_EXIT_USAGE;
+	case CERTAGENT_E_POLICY_DENIED:
+		return CLI_EXIT_REFUSED;
+	case CERTAGENT_E_KEY_NOT_FOUND:
+	case CERTAGENT_E_NO_IDENTITY:
+		return CLI_EXIT_NOT_FOUND;
 	default:
-		return CLI_EXIT_AGENT;
+		return CLI_EXIT_FAILED;
 	}
 }
 
@@ -68,19 +74,27 @@ int cli_agent_error(const certagent_error *err)
 	return cli_exit_code_for(err->code);
 }
 
+char *cli_crt_dn(gnutls_x509_crt_t crt, bool issuer)
+{
+	gnutls_datum_t dn = {NULL, 0};
+	char *s = NULL;
+
+	if ((issuer ? gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)
+		    : gnutls_x509_crt_get_dn3(crt, &dn, 0)) == 0)
+		s = strndup((const char *)dn.data, dn.size);
+	gnutls_free(dn.data);
+	return s;
+}
+
 char *cli_cert_dn(const gnutls_datum_t *der, bool issuer)
 {
 	gnutls_x509_crt_t crt;
-	gnutls_datum_t dn = {NULL, 0};
 	char *s = NULL;
 
 	if (gnutls_x509_crt_init(&crt) < 0)
 		return NULL;
-	if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) == 0 &&
-	    (issuer ? gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)
-		    : gnutls_x509_crt_get_dn3(crt, &dn, 0)) == 0)
-		s = strndup((const char *)dn.data, dn.size);
-	gnutls_free(dn.data);
+	if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) == 0)
+		s = cli_crt_dn(crt, issuer);
 	gnutls_x509_crt_deinit(crt);
 	return s;
 }

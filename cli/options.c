@@ -10,8 +10,50 @@
 #include <string.h>
 
 #include "options.h"
+#include "util.h"
 
 static const CliOption help_option = {CLI_OPT_HELP, "help", 'h', NULL, "Show this help"};
+
+const CliExitCode cli_exit_codes[] = {
+	{CLI_EXIT_OK, "success", "success"},
+	{CLI_EXIT_TLS, "TLS failure",
+	 "could not connect, the TLS handshake failed, the server rejected the client, or the "
+	 "server's certificate is not trusted"},
+	{CLI_EXIT_USAGE, "usage",
+	 "usage error: bad option or argument, bad subject DN or SAN, bad --type, --id or "
+	 "--label, no way to read a PIN"},
+	{CLI_EXIT_FAILED, "agent or token failed",
+	 "the agent is not running, or the agent, the PKCS#11 module or the token failed the "
+	 "request (token full, unexpected error)"},
+	{CLI_EXIT_PIN, "PIN or token problem",
+	 "PIN or token problem: PIN required, wrong PIN, PIN locked or on its final try, token "
+	 "absent"},
+	{CLI_EXIT_IO, "file error",
+	 "a local file could not be read or written, or does not hold what it should (a "
+	 "certificate, a key, a CRL)"},
+	{CLI_EXIT_REFUSED, "refused for safety",
+	 "refused for safety, nothing changed: the label, ID or certificate is already there, "
+	 "the output file exists, re-initialising a token without --force, deleting without "
+	 "--yes, deleting a key whose certificate stays"},
+	{CLI_EXIT_NOT_FOUND, "nothing matches",
+	 "nothing matches: no object, key or identity for the URI, no private key for the "
+	 "certificate"},
+};
+const size_t cli_n_exit_codes = ELEMENTSOF(cli_exit_codes);
+
+const CliEnvVar cli_env_vars[] = {
+	{"CERTAGENT_PIN", "the user PIN, for scripts, when no --pin-file is given (the current "
+			  "one for token set-pin, the new one for token init and unblock-pin); "
+			  "wiped from the environment once read"},
+	{"CERTAGENT_NEW_PIN", "token set-pin: the new user PIN when no --new-pin-file is given"},
+	{"CERTAGENT_SO_PIN", "token init, unblock-pin: the SO PIN when no --so-pin-file is given"},
+	{"CERTAGENT_MODULE", "the token commands: load only the PKCS#11 module at this absolute "
+			     "path instead of those registered with p11-kit (as --module)"},
+	{"CERTAGENT_DEBUG", "when set, the token commands also print every failing PKCS#11 call"},
+	{"DBUS_SESSION_BUS_ADDRESS", "the bus the agent is on (else $XDG_RUNTIME_DIR/bus); "
+				     "--address overrides it"},
+};
+const size_t cli_n_env_vars = ELEMENTSOF(cli_env_vars);
 
 int cli_parser_init(CliParser *p, const CliCommand *cmd, int argc, char **argv)
 {
@@ -166,10 +208,17 @@ void cli_print_command_help(const CliCommand *cmd, FILE *f)
 	for (size_t i = 0; i < cmd->n_options; i++)
 		print_option(&cmd->options[i], f);
 	print_option(&help_option, f);
-	fputs("\nExit status: 0 success, 1 connection/TLS failure or rejected by the server, "
-	      "2 usage,\n3 agent not running or agent error, 4 PIN or token problem, "
-	      "5 local file error.\n",
-	      f);
+	{
+		char line[512] = "Exit status:";
+		size_t n = strlen(line);
+
+		for (size_t i = 0; i < cli_n_exit_codes && n < sizeof(line); i++)
+			n += snprintf(line + n, sizeof(line) - n, " %d %s%s", cli_exit_codes[i].code,
+				      cli_exit_codes[i].name,
+				      i + 1 < cli_n_exit_codes ? "," : " (details: man certagent).");
+		fputc('\n', f);
+		print_wrapped(line, 0, 2, f);
+	}
 }
 
 static void print_row(const char *cmd, const CliOption *o, FILE *f)
@@ -189,4 +238,8 @@ void cli_print_table(const CliCommand *const *cmds, size_t n, FILE *f)
 			print_row(cmds[i]->name, &cmds[i]->options[j], f);
 		print_row(cmds[i]->name, &help_option, f);
 	}
+	for (size_t i = 0; i < cli_n_exit_codes; i++)
+		fprintf(f, "@exit\t%d\t%s\n", cli_exit_codes[i].code, cli_exit_codes[i].meaning);
+	for (size_t i = 0; i < cli_n_env_vars; i++)
+		fprintf(f, "@env\t%s\t%s\n", cli_env_vars[i].name, cli_env_vars[i].meaning);
 }

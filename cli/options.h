@@ -27,15 +27,40 @@ typedef struct CliCommand {
 	int (*run)(const struct CliCommand *cmd, int argc, char **argv);
 } CliCommand;
 
-/* Exit codes, documented in docs/cli.md. */
+/*
+ * Exit codes of every command, one table: cli_exit_codes[] below gives each its sentence for
+ * --help, --help-table, the man page (cli/gen-docs.py) and docs/cli.md "Exit status".
+ */
 enum {
 	CLI_EXIT_OK = 0,
-	CLI_EXIT_TLS = 1,   /* could not connect, handshake failed, server rejected us */
-	CLI_EXIT_USAGE = 2, /* bad command line */
-	CLI_EXIT_AGENT = 3, /* agent not running, or it failed the request */
-	CLI_EXIT_PIN = 4,   /* wrong PIN, PIN locked, PIN required, token absent */
-	CLI_EXIT_IO = 5,    /* a local file could not be read */
+	CLI_EXIT_TLS = 1,	/* could not connect, handshake failed, server rejected us */
+	CLI_EXIT_USAGE = 2,	/* bad command line or input (DN, --type, no way to read a PIN) */
+	CLI_EXIT_FAILED = 3,	/* agent not running, or the agent, module or token failed */
+	CLI_EXIT_PIN = 4,	/* wrong/locked/final-try PIN, PIN required, token absent */
+	CLI_EXIT_IO = 5,	/* a local file could not be read or written, or is not one */
+	CLI_EXIT_REFUSED = 6,	/* refused for safety: exists already, needs --force/--yes */
+	CLI_EXIT_NOT_FOUND = 7, /* nothing matches: no object, key or identity for the URI */
+	/* The older name of 3, for commands written against it. */
+	CLI_EXIT_AGENT = CLI_EXIT_FAILED,
 };
+
+typedef struct CliExitCode {
+	int code;
+	const char *name;    /* a few words, for --help */
+	const char *meaning; /* one sentence, no trailing period */
+} CliExitCode;
+
+extern const CliExitCode cli_exit_codes[];
+extern const size_t cli_n_exit_codes;
+
+/* The environment variables the commands read, for --help-table and the man page. */
+typedef struct CliEnvVar {
+	const char *name;
+	const char *meaning;
+} CliEnvVar;
+
+extern const CliEnvVar cli_env_vars[];
+extern const size_t cli_n_env_vars;
 
 /* Options every command takes (--help); they come after the command's own in --help. */
 #define CLI_OPT_HELP (-1)
@@ -64,7 +89,9 @@ void cli_print_command_help(const CliCommand *cmd, FILE *f);
 /*
  * The tables as tab-separated lines, for cli/gen-docs.py (man page, bash completion) and tests:
  * per command first "COMMAND<tab><tab><tab>SYNOPSIS<tab>SUMMARY<tab>DESCRIPTION", then one line
- * per option "COMMAND<tab>--name<tab>-s<tab>ARG<tab>HELP" (-s and ARG may be empty).
+ * per option "COMMAND<tab>--name<tab>-s<tab>ARG<tab>HELP" (-s and ARG may be empty); then one
+ * line per exit code "@exit<tab>CODE<tab>MEANING" and per environment variable
+ * "@env<tab>NAME<tab>MEANING" (no command name starts with "@").
  */
 void cli_print_table(const CliCommand *const *cmds, size_t n, FILE *f);
 int cli_usage_error(const CliCommand *cmd, const char *fmt, ...)

@@ -11,6 +11,8 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include <p11-kit/pkcs11.h>
+
 #include "p11cli.h"
 #include "pin-input.h"
 #include "util.h"
@@ -66,11 +68,11 @@ int p11cli_exit_code(int r)
 	case CA_E_TOO_LARGE:
 		return CLI_EXIT_USAGE;
 	case CA_E_POLICY_DENIED:
-		return P11CLI_EXIT_REFUSED;
+		return CLI_EXIT_REFUSED;
 	case CA_E_KEY_NOT_FOUND:
-		return P11CLI_EXIT_NOT_FOUND;
+		return CLI_EXIT_NOT_FOUND;
 	default:
-		return P11CLI_EXIT_TOKEN;
+		return CLI_EXIT_FAILED;
 	}
 }
 
@@ -93,6 +95,31 @@ int p11cli_session(Store *s, const char *token, bool allow_uninitialized, AdminS
 	return p11cli_fail(r, &err);
 }
 
+int p11cli_check_pin_state(AdminSession *a)
+{
+	unsigned long flags = admin_session_flags(a);
+	const char *label = admin_session_label(a), *uri = admin_session_uri(a);
+
+	if (flags & CKF_USER_PIN_LOCKED) {
+		fprintf(stderr,
+			"certagent: the user PIN of token \"%s\" is locked (too many wrong tries); "
+			"nothing was tried. Reset it with the SO PIN: `certagent token unblock-pin "
+			"'%s'`\n",
+			label, uri);
+		return CLI_EXIT_PIN;
+	}
+	if (flags & CKF_USER_PIN_FINAL_TRY) {
+		fprintf(stderr,
+			"certagent: token \"%s\" allows only one more user PIN try before it locks, "
+			"so certagent does not risk it; nothing was tried. Reset the PIN with the SO "
+			"PIN (`certagent token unblock-pin '%s'`), or, if you are sure of the PIN, "
+			"log in once with the token's own tools to reset the counter\n",
+			label, uri);
+		return CLI_EXIT_PIN;
+	}
+	return 0;
+}
+
 int p11cli_login_user(AdminSession *a, const char *pin_file)
 {
 	_cleanup_erase_str_ char *pin = NULL;
@@ -100,9 +127,12 @@ int p11cli_login_user(AdminSession *a, const char *pin_file)
 	CaError err = {0};
 	int r;
 
+	r = p11cli_check_pin_state(a);
+	if (r != 0)
+		return r;
 	if (!admin_session_pinpad(a)) {
-		if (asprintf(&prompt, "User PIN for token \"%s\"", admin_session_label(a)) < 0)
-			return CLI_EXIT_AGENT;
+		if (asprintf(&prompt, "user PIN of token \"%s\"", admin_session_label(a)) < 0)
+			return CLI_EXIT_FAILED;
 		r = pin_input_get(pin_file, "CERTAGENT_PIN", prompt, false, &pin);
 		if (r != 0)
 			return r;
@@ -187,36 +217,6 @@ void p11cli_hex(const uint8_t *p, size_t n, char *out)
 	for (size_t i = 0; i < n; i++)
 		sprintf(out + 2 * i, "%02x", p[i]);
 	out[2 * n] = 0;
-}
-
-void p11cli_json_str(FILE *f, const char *s)
-{
-	if (!s) {
-		fputs("null", f);
-		return;
-	}
-	fputc('"', f);
-	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-		if (*p == '"' || *p == '\\')
-			fprintf(f, "\\%c", *p);
-		else if (*p < 0x20)
-			fprintf(f, "\\u%04x", *p);
-		else
-			fputc(*p, f);
-	}
-	fputc('"', f);
-}
-
-char *p11cli_crt_dn(gnutls_x509_crt_t crt, bool issuer)
-{
-	gnutls_datum_t dn = {NULL, 0};
-	char *s = NULL;
-
-	if ((issuer ? gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0)
-		    : gnutls_x509_crt_get_dn3(crt, &dn, 0)) == 0)
-		s = strndup((const char *)dn.data, dn.size);
-	gnutls_free(dn.data);
-	return s;
 }
 
 /* --- progress ----------------------------------------------------------------------------- */
@@ -312,7 +312,7 @@ int p11cli_write_file(const char *path, const void *data, size_t len, bool no_ov
 
 	if (no_overwrite && access(path, F_OK) == 0) {
 		fprintf(stderr, "certagent: %s exists: not overwritten\n", path);
-		return P11CLI_EXIT_REFUSED;
+		return CLI_EXIT_REFUSED;
 	}
 	if (asprintf(&tmp, "%s.certagent-tmp", path) < 0)
 		return CLI_EXIT_IO;

@@ -3,7 +3,7 @@
  * p11cli: what the token commands (tokens, token, key, csr, cert, enroll, delete, export-cert)
  * share: opening the PKCS#11 store (--module PATH / $CERTAGENT_MODULE), choosing a token and
  * logging in, turning a CaError into a message and an exit code, reading certificate files,
- * JSON strings, a progress spinner, and the enrolment test hook. These commands work on the
+ * a progress spinner, and the enrolment test hook. These commands work on the
  * tokens directly, through pkcs11/, without the agent.
  */
 #pragma once
@@ -17,13 +17,6 @@
 #include "admin.h"
 #include "options.h"
 #include "store.h"
-
-/* Exit codes of the token commands beyond options.h (documented in docs/cli-admin.md). */
-enum {
-	P11CLI_EXIT_TOKEN = 3,   /* the module or token failed the operation */
-	P11CLI_EXIT_REFUSED = 6, /* refused for safety: exists, duplicate, needs --force/--yes */
-	P11CLI_EXIT_NOT_FOUND = 7, /* no object matches the URI / no key for the certificate */
-};
 
 #define P11CLI_OPT_MODULE_HELP                                                                     \
 	"Use the PKCS#11 module at PATH instead of the modules registered with p11-kit (also "   \
@@ -39,7 +32,15 @@ int p11cli_exit_code(int r);
 /* Opens a read-write session on TOKEN (URI or label). Exit code or 0. */
 int p11cli_session(Store *s, const char *token, bool allow_uninitialized, AdminSession **ret);
 
-/* Logs in as the user with a PIN from pin_file / $CERTAGENT_PIN / prompt (none on a pinpad). */
+/*
+ * Before anyone is asked for a user PIN: when the token says the PIN is locked or on its final
+ * try, prints why nothing will be tried and what to do, and returns 4. pkcs11/ (login.c,
+ * admin.c) refuses those logins anyway; this only spares a person typing a PIN for nothing.
+ */
+int p11cli_check_pin_state(AdminSession *a);
+
+/* Logs in as the user with a PIN from pin_file / $CERTAGENT_PIN / prompt (none on a pinpad),
+ * after p11cli_check_pin_state(). Exit code or 0. */
 int p11cli_login_user(AdminSession *a, const char *pin_file);
 
 /* Reads every certificate of a PEM (several) or DER file. Exit code or 0. */
@@ -50,14 +51,9 @@ void p11cli_free_certs(gnutls_x509_crt_t *v, size_t n);
 bool p11cli_parse_hex(const char *s, uint8_t *out, size_t max, size_t *ret_n);
 void p11cli_hex(const uint8_t *p, size_t n, char *out); /* out: 2n+1 bytes */
 
-void p11cli_json_str(FILE *f, const char *s);
-
 /* A spinner on stderr while a slow token works (only when stderr is a terminal). */
 void p11cli_progress_start(const char *what);
 void p11cli_progress_stop(void);
-
-/* DN of a certificate (RFC 4514), malloc'd or NULL. */
-char *p11cli_crt_dn(gnutls_x509_crt_t crt, bool issuer);
 
 /*
  * Test hook for crash safety: when $CERTAGENT_TEST_STOP_AT names this step, the process stops

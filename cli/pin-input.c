@@ -2,8 +2,9 @@
 /*
  * pin-input: PIN sources for the token commands (see pin-input.h). The terminal is restored if
  * a signal ends us mid-prompt. Every buffer that held a PIN is wiped before it is freed.
- * (cmd-unlock.c has the same rules for the agent's PIN; this is the shared form of them.)
+ * Every command that needs a PIN (unlock and the token commands) reads it here.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -77,7 +78,8 @@ static int prompt_tty(int fd, const char *prompt, char **ret)
 	quiet = tty_saved;
 	quiet.c_lflag &= ~(ECHO | ECHOE | ECHOK | ECHONL);
 	quiet.c_lflag |= ICANON;
-	dprintf(fd, "%s: ", prompt);
+	/* Prompts are written to follow "cannot ask for the …" too: capitalise here. */
+	dprintf(fd, "%c%s: ", toupper((unsigned char)prompt[0]), prompt[0] ? prompt + 1 : "");
 	r = tcsetattr(fd, TCSAFLUSH, &quiet) < 0 ? -errno : read_line_fd(fd, ret);
 	tcsetattr(fd, TCSAFLUSH, &tty_saved);
 	for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
@@ -85,6 +87,23 @@ static int prompt_tty(int fd, const char *prompt, char **ret)
 	tty_fd = -1;
 	dprintf(fd, "\n");
 	return r;
+}
+
+/* The file option that goes with each PIN variable, for the message when nothing can be read. */
+static const char *file_option(const char *env)
+{
+	static const struct {
+		const char *env, *option;
+	} map[] = {
+		{"CERTAGENT_PIN", "--pin-file"},
+		{"CERTAGENT_NEW_PIN", "--new-pin-file"},
+		{"CERTAGENT_SO_PIN", "--so-pin-file"},
+	};
+
+	for (size_t i = 0; env && i < ELEMENTSOF(map); i++)
+		if (strcmp(env, map[i].env) == 0)
+			return map[i].option;
+	return "--pin-file";
 }
 
 int pin_input_get(const char *file, const char *env, const char *prompt, bool confirm, char **ret)
@@ -110,7 +129,7 @@ int pin_input_get(const char *file, const char *env, const char *prompt, bool co
 		unsetenv(env);
 		if (!*ret) {
 			fputs("certagent: out of memory\n", stderr);
-			return CLI_EXIT_AGENT;
+			return CLI_EXIT_FAILED;
 		}
 		return 0;
 	}
@@ -131,12 +150,16 @@ int pin_input_get(const char *file, const char *env, const char *prompt, bool co
 		if (r != 0)
 			*ret = erase_and_free_str(*ret);
 	}
+	if (r == -E2BIG) {
+		fprintf(stderr, "certagent: the %s is longer than %d bytes: nothing was tried\n",
+			prompt, PIN_INPUT_MAX);
+		return CLI_EXIT_USAGE;
+	}
 	if (r < 0) {
 		fprintf(stderr,
-			"certagent: cannot prompt for the %s (%s): there is no terminal; use the "
-			"--…pin-file option or set %s\n",
-			prompt, r == -E2BIG ? "longer than 256 bytes" : strerror(-r),
-			env ? env : "the PIN variable");
+			"certagent: cannot ask for the %s: no terminal to ask on (%s); give it "
+			"in a file with %s FILE%s%s (PINs are never taken from the command line)\n",
+			prompt, strerror(-r), file_option(env), env ? " or in $" : "", env ? env : "");
 		return CLI_EXIT_USAGE;
 	}
 	return 0;

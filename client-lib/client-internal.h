@@ -90,9 +90,18 @@ int identity_list_from_reply(DBusMessage *reply, certagent_identity_list **ret,
 bool identity_has_scheme(const certagent_identity *id, const CaScheme *s);
 gnutls_pk_algorithm_t identity_pk_algorithm(const certagent_identity *id);
 
-/* privkey.c */
+/*
+ * certagent_sign() with the server's certificate chain as the server-certificates option
+ * (DER, leaf first; at most CA_MAX_CERTS are sent), for the agent's per-identity policy.
+ */
+int client_sign(certagent_client *c, const char *identity_uri, const char *scheme,
+		const void *data, size_t len, const char *server_name,
+		const gnutls_datum_t *server_certs, size_t n_server_certs, gnutls_datum_t *ret_sig,
+		certagent_error *err);
+
+/* privkey.c; session (may be NULL): the handshake whose server certificates go with Sign. */
 int privkey_new_for(certagent_client *c, const certagent_identity *id, const char *server_name,
-		    gnutls_privkey_t *ret, certagent_error *err);
+		    gnutls_session_t session, gnutls_privkey_t *ret, certagent_error *err);
 
 /* credentials.c */
 CredContext *cred_context_free_all(CredContext *head);

@@ -407,9 +407,47 @@ int client_identities(certagent_client *c, bool refresh, const certagent_identit
 	return 0;
 }
 
+/* Appends {"server-certificates": <aay>} with at most CA_MAX_CERTS certificates. */
+static bool append_server_certs(DBusMessageIter *opts, const gnutls_datum_t *certs, size_t n)
+{
+	DBusMessageIter entry, var, arr, bytes;
+	const char *key = "server-certificates";
+
+	if (n > CA_MAX_CERTS)
+		n = CA_MAX_CERTS;
+	if (!dbus_message_iter_open_container(opts, DBUS_TYPE_DICT_ENTRY, NULL, &entry) ||
+	    !dbus_message_iter_append_basic(&entry, DBUS_TYPE_STRING, &key) ||
+	    !dbus_message_iter_open_container(&entry, DBUS_TYPE_VARIANT, "aay", &var) ||
+	    !dbus_message_iter_open_container(&var, DBUS_TYPE_ARRAY, "ay", &arr))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		const uint8_t *p = certs[i].data;
+
+		if (certs[i].size > CA_MAX_CERT_SIZE)
+			break; /* the agent would refuse the whole call: send the chain up to here */
+		if (!dbus_message_iter_open_container(&arr, DBUS_TYPE_ARRAY, "y", &bytes) ||
+		    !dbus_message_iter_append_fixed_array(&bytes, DBUS_TYPE_BYTE, &p,
+							  (int)certs[i].size) ||
+		    !dbus_message_iter_close_container(&arr, &bytes))
+			return false;
+	}
+	return dbus_message_iter_close_container(&var, &arr) &&
+	       dbus_message_iter_close_container(&entry, &var) &&
+	       dbus_message_iter_close_container(opts, &entry);
+}
+
 _public_ int certagent_sign(certagent_client *c, const char *identity_uri, const char *scheme,
 			    const void *data, size_t len, const char *server_name,
 			    gnutls_datum_t *ret_sig, certagent_error *err)
+{
+	return client_sign(c, identity_uri, scheme, data, len, server_name, NULL, 0, ret_sig,
+			   err);
+}
+
+int client_sign(certagent_client *c, const char *identity_uri, const char *scheme,
+		const void *data, size_t len, const char *server_name,
+		const gnutls_datum_t *server_certs, size_t n_server_certs, gnutls_datum_t *ret_sig,
+		certagent_error *err)
 {
 	_cleanup_message_ DBusMessage *msg = NULL, *reply = NULL;
 	DBusMessageIter it, opts, entry, var;
@@ -457,6 +495,8 @@ _public_ int certagent_sign(certagent_client *c, const char *identity_uri, const
 		    !dbus_message_iter_close_container(&opts, &entry))
 			return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	}
+	if (n_server_certs && !append_server_certs(&opts, server_certs, n_server_certs))
+		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	if (!dbus_message_iter_close_container(&it, &opts))
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 

@@ -355,7 +355,7 @@ static int cred_retrieve(gnutls_session_t session, const struct gnutls_cert_retr
 	r = pcerts_new(id, &p, &e);
 	if (r < 0)
 		goto none;
-	r = privkey_new_for(c, id, server_name[0] ? server_name : NULL, &key, &e);
+	r = privkey_new_for(c, id, server_name[0] ? server_name : NULL, session, &key, &e);
 	if (r < 0) {
 		for (size_t i = 0; i < id->n_certs; i++)
 			gnutls_pcert_deinit(&p[i]);

@@ -26,6 +26,7 @@ typedef struct AgentKey {
 	certagent_client *client; /* not owned: the client outlives its keys */
 	char *uri;
 	char *server_name;
+	gnutls_session_t session; /* the handshake this key signs for, or NULL */
 	gnutls_pk_algorithm_t pk;
 	unsigned bits;
 	const CaScheme *schemes[CA_MAX_SCHEMES];
@@ -83,7 +84,18 @@ static int key_sign(AgentKey *k, const CaScheme *s, const uint8_t *data, size_t 
 
 	client_notify(k->client, &ev);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = certagent_sign(k->client, k->uri, s->name, data, len, k->server_name, sig, &e);
+	/*
+	 * The server's chain goes along for the agent's policy (server-pin, server-issuer). It is
+	 * read now, not in the retrieve function: in TLS 1.3 the server's Certificate arrives
+	 * after its CertificateRequest, but always before the client signs.
+	 */
+	const gnutls_datum_t *peers = NULL;
+	unsigned n_peers = 0;
+
+	if (k->session)
+		peers = gnutls_certificate_get_peers(k->session, &n_peers);
+	r = client_sign(k->client, k->uri, s->name, data, len, k->server_name, peers,
+			peers ? n_peers : 0, sig, &e);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ev.kind = CERTAGENT_EVENT_SIGN_DONE;
 	ev.elapsed_us = (uint64_t)(((int64_t)t1.tv_sec - t0.tv_sec) * 1000000 +
@@ -201,7 +213,7 @@ static void key_deinit(gnutls_privkey_t key, void *userdata)
 }
 
 int privkey_new_for(certagent_client *c, const certagent_identity *id, const char *server_name,
-		    gnutls_privkey_t *ret, certagent_error *err)
+		    gnutls_session_t session, gnutls_privkey_t *ret, certagent_error *err)
 {
 	AgentKey *k;
 	gnutls_privkey_t pkey;
@@ -212,6 +224,7 @@ int privkey_new_for(certagent_client *c, const certagent_identity *id, const cha
 	if (!k)
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	k->client = c;
+	k->session = session;
 	k->pk = identity_pk_algorithm(id);
 	k->bits = id->bits;
 	k->uri = strdup(id->uri);
@@ -281,5 +294,5 @@ _public_ int certagent_privkey_new(certagent_client *c, const char *identity_uri
 					"the agent has no identity %s: `certagent list` shows the "
 					"identities it has",
 					identity_uri);
-	return privkey_new_for(c, id, NULL, ret, err);
+	return privkey_new_for(c, id, NULL, NULL, ret, err);
 }

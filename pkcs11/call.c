@@ -132,8 +132,9 @@ int call_error(CK_RV rv, const Token *t, const char *what, CaError *err)
 	case CKR_PIN_LOCKED:
 		return ca_error_set(err, CA_E_PIN_LOCKED,
 				    "token \"%s\" is locked (PIN blocked after too many tries): "
-				    "unblock it with the SO PIN (e.g. `pkcs11-tool --unlock-pin`)",
-				    label);
+				    "reset the user PIN with the SO PIN: `certagent token unblock-pin "
+				    "'%s'`",
+				    label, uri);
 	case CKR_PIN_EXPIRED:
 		return ca_error_set(
 			err, CA_E_PIN_LOCKED,
@@ -168,6 +169,11 @@ int call_error(CK_RV rv, const Token *t, const char *what, CaError *err)
 		return ca_error_set(err, CA_E_INVALID_ARGS,
 				    "token \"%s\" rejected the data to sign (%s in %s)", label,
 				    call_rv_name(rv, buf), what);
+	case CKR_DEVICE_MEMORY:
+		return ca_error_set(err, CA_E_FAILED,
+				    "token \"%s\" is full (%s in %s): delete objects it no longer "
+				    "needs (`certagent delete`) or use another token",
+				    label, call_rv_name(rv, buf), what);
 	case CKR_KEY_HANDLE_INVALID:
 	case CKR_OBJECT_HANDLE_INVALID:
 		return ca_error_set(err, CA_E_KEY_NOT_FOUND,

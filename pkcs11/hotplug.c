@@ -285,7 +285,9 @@ bool hotplug_token_seen(Store *s, Token *t)
 			 t->label, t->serial);
 		replaced = true;
 	} else {
-		call_log(LOG_INFO, "token \"%s\" (serial %s) is back: same keys; log in again",
+		call_log(LOG_INFO,
+			 "token \"%s\" (serial %s) is the same token as before (same keys); it "
+			 "needs a new login",
 			 t->label, t->serial);
 	}
 	gone_drop(h, i);
@@ -744,7 +746,7 @@ int store_watch(Store *s, unsigned poll_interval_ms, StoreEventFunc fn, void *us
 		h->thread_running = true;
 	}
 	pthread_rwlock_unlock(&s->lock);
-	return r == -EAGAIN ? -EAGAIN : r;
+	return r;
 }
 
 bool store_unwatch(Store *s, unsigned timeout_ms)

@@ -11,7 +11,7 @@
 # softhsm2 (token), gnutls-bin (certtool, p11tool, gnutls-serv, gnutls-cli), opensc
 # (pkcs11-tool: Ed25519 keys), openssl (s_server), dbus (dbus-daemon, dbus-send), systemd
 # (busctl, used by tests/agent; nothing of systemd runs), python3-dbus (agent/fault tests).
-DEPS_PACKAGES="meson ninja-build pkg-config gcc libc6-dev
+DEPS_PACKAGES="meson ninja-build pkg-config gcc libc6-dev clang libclang-rt-14-dev
 	softhsm2 gnutls-bin libgnutls28-dev libp11-kit-dev p11-kit p11-kit-modules
 	libdbus-1-dev dbus opensc libassuan-dev libinih-dev python3 python3-dbus openssl
 	systemd pcscd vsmartcard-vpcd libcacard-dev libnss3-tools"

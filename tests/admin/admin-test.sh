@@ -46,6 +46,49 @@ same_as() { # FILE: the token's objects are exactly those in FILE
 # py EXPR: evaluates a python3 assertion block with j = the JSON in $OUT.
 py() { python3 -c "import json,sys; j=json.load(open('$OUT')); $1" || h_fail "JSON check failed: $1"; }
 
+# The fault cases (pin-*, token-full) put tests/fault's module (certagent-fault-pkcs11, given as
+# the case's argument) between certagent and SoftHSM: fault MODE... sets its command for token
+# "demo"; its trace (one line per C_Login: "login demo user") tells whether a PIN was tried.
+TRACE=$H_TMP/fault-trace.log
+fault_setup() {
+	[ -f "${1:-}" ] || h_fail "fault module not built: ${1:-}"
+	export CERTAGENT_FAULT_REAL=$H_SOFTHSM CERTAGENT_FAULT_CTL=$H_TMP/fault.ctl \
+		CERTAGENT_FAULT_LOG=$TRACE CERTAGENT_MODULE=$1
+	fault mode=present
+}
+fault() {
+	printf '%s\n' "$@" token=demo >"$H_TMP/fault.ctl.new"
+	mv -f "$H_TMP/fault.ctl.new" "$H_TMP/fault.ctl"
+	: >"$TRACE"
+}
+no_user_login() { # WHAT: nothing logged in as the user since the last `fault`
+	if grep -q '^login demo user' "$TRACE"; then cat "$TRACE" >&2; h_fail "$1 tried a PIN (C_Login)"; fi
+}
+# The real agent on the private bus, loading the fault module, when it is built (else 1).
+fault_agent() {
+	[ -x "$H_CERTAGENTD" ] || { h_log "certagentd not built: agent checks skipped"; return 1; }
+	local real=$H_SOFTHSM
+	H_SOFTHSM=$CERTAGENT_MODULE
+	h_agent
+	H_SOFTHSM=$real
+}
+# agent_unlock_refused TEXT: `certagent unlock` exits 4 saying TEXT, asks for no PIN (no
+# terminal, no PIN source given: it would exit 2 if it asked) and neither it nor the agent
+# tries one; the agent itself refuses too (Unlock over D-Bus, bypassing the CLI's check).
+agent_unlock_refused() {
+	: >"$TRACE"
+	run 4 unlock "pkcs11:token=demo"
+	err_has "$1"
+	err_has "nothing was tried"
+	run 4 unlock "pkcs11:token=demo" --pin-file "$PIN"
+	if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import dbus' 2>/dev/null; then
+		out=$(/usr/bin/python3 "$CERTAGENT_SRC/tests/agent/agentctl.py" unlock \
+			pkcs11:token=demo 1234 2>&1) && h_fail "the agent unlocked: $out"
+		case $out in *PinLocked*) ;; *) h_fail "the agent's Unlock: $out" ;; esac
+	fi
+	no_user_login "unlock"
+}
+
 h_token demo
 
 case $1 in
@@ -419,6 +462,110 @@ interop-in)
 	out_has "would delete 3 object(s)"
 	run 0 tokens --json
 	py "t=[x for x in j['tokens'] if x['label']=='demo'][0]; assert t['public_objects']>=6"
+	;;
+pin-locked)
+	fault_setup "${2:-}"
+	run 0 key generate demo --type p256 --label before --pin-file "$PIN"
+	grep -q '^login demo user' "$TRACE" || h_fail "the fault module traces no login"
+	fault mode=pin-locked
+	run 0 tokens --json
+	py "f=[x for x in j['tokens'] if x['label']=='demo'][0]['flags']; assert f['user_pin_locked'] and not f['user_pin_final_try']"
+	run 0 tokens
+	out_has "USER PIN LOCKED"
+	snapshot >"$H_TMP/before"
+	# Refused before any PIN is asked for (no PIN source and no terminal: still 4, not 2).
+	run 4 key generate demo --type p256 --label k
+	err_has 'the user PIN of token "demo" is locked'
+	err_has "certagent token unblock-pin 'pkcs11:token=demo'"
+	run 4 key generate demo --type p256 --label k --pin-file "$PIN"
+	run 4 token set-pin demo --pin-file "$PIN" --new-pin-file "$PIN"
+	err_has "is locked"
+	h_ca
+	run 4 enroll demo --type p256 --subject "CN=k" --ca-cert "$H_TMP/ca/inter.pem" \
+		--ca-key "$H_TMP/ca/inter.key" --pin-file "$PIN"
+	run 4 cert import demo "$H_TMP/ca/inter.pem" --pin-file "$PIN"
+	no_user_login "a command on a locked token"
+	same_as "$H_TMP/before"
+	# The SO can still reset the user PIN.
+	run 0 token unblock-pin demo --so-pin-file "$SO" --pin-file "$PIN"
+	grep -q '^login demo so' "$TRACE" || h_fail "unblock-pin did not log in as SO"
+	if fault_agent; then
+		fault mode=pin-locked
+		agent_unlock_refused "is locked"
+	fi
+	;;
+pin-final-try)
+	fault_setup "${2:-}"
+	fault mode=pin-final-try
+	run 0 tokens --json
+	py "f=[x for x in j['tokens'] if x['label']=='demo'][0]['flags']; assert f['user_pin_final_try'] and f['user_pin_count_low'] and not f['user_pin_locked']"
+	run 0 tokens
+	out_has "USER PIN FINAL TRY"
+	run 4 key generate demo --type p256 --label k --pin-file "$PIN"
+	err_has "allows only one more user PIN try"
+	err_has "nothing was tried"
+	err_has "certagent token unblock-pin 'pkcs11:token=demo'"
+	run 4 token set-pin demo --pin-file "$PIN" --new-pin-file "$PIN"
+	err_has "only one more"
+	run 4 delete "pkcs11:token=demo;object=x" --yes --pin-file "$PIN"
+	no_user_login "a command on a token at its final PIN try"
+	if fault_agent; then
+		agent_unlock_refused "allows only one more user PIN try"
+	fi
+	;;
+pin-count-low)
+	# A wrong PIN was entered before: shown, but the PIN is still tried (once).
+	fault_setup "${2:-}"
+	fault mode=pin-count-low
+	run 0 tokens --json
+	py "f=[x for x in j['tokens'] if x['label']=='demo'][0]['flags']; assert f['user_pin_count_low'] and not f['user_pin_final_try'] and not f['user_pin_locked']"
+	run 0 tokens
+	out_has "USER PIN COUNT LOW"
+	run 0 key generate demo --type p256 --label k --pin-file "$PIN"
+	[ "$(grep -c '^login demo user' "$TRACE")" = 1 ] || h_fail "expected exactly one login"
+	;;
+token-full)
+	fault_setup "${2:-}"
+	h_ca
+	run 0 key generate demo --type p256 --label alice --pin-file "$PIN"
+	run 0 csr "pkcs11:token=demo;object=alice" --subject "CN=alice" --pin-file "$PIN" \
+		--out "$H_TMP/alice.csr"
+	printf 'serial = 7\nexpiration_days = 30\ntls_www_client\nsigning_key\n' >"$H_TMP/c.tmpl"
+	certtool --generate-certificate --load-request "$H_TMP/alice.csr" --load-ca-certificate \
+		"$H_TMP/ca/inter.pem" --load-ca-privkey "$H_TMP/ca/inter.key" --template "$H_TMP/c.tmpl" \
+		--outfile "$H_TMP/alice.pem" >/dev/null 2>&1 || h_fail "certtool could not sign the CSR"
+	snapshot >"$H_TMP/before"
+	fault mode=full
+	run 3 key generate demo --type p256 --label k --pin-file "$PIN"
+	err_has 'token "demo" is full'
+	err_has "certagent delete"
+	run 3 cert import demo "$H_TMP/alice.pem" "$H_TMP/ca/inter.pem" --pin-file "$PIN"
+	err_has 'token "demo" is full'
+	run 3 enroll demo --type p256 --subject "CN=bob" --ca-cert "$H_TMP/ca/inter.pem" \
+		--ca-key "$H_TMP/ca/inter.key" --pin-file "$PIN"
+	err_has 'token "demo" is full'
+	same_as "$H_TMP/before"
+	# Full after the first object: the key pair is made, storing the certificate fails; what
+	# was made is removed again, so no orphan stays.
+	fault mode=full:1
+	run 3 enroll demo --type p256 --subject "CN=bob" --ca-cert "$H_TMP/ca/inter.pem" \
+		--ca-key "$H_TMP/ca/inter.key" --pin-file "$PIN" --json
+	err_has 'token "demo" is full'
+	err_has "enrollment failed: removed the 2 object(s) it had created"
+	grep -q '^full demo C_CreateObject' "$TRACE" || h_fail "the certificate was not the one refused"
+	[ ! -s "$OUT" ] || h_fail "a failed enroll printed JSON: $(cat "$OUT")"
+	same_as "$H_TMP/before"
+	fault mode=full
+	run 3 enroll demo --type p256 --subject "CN=bob" --csr-out "$H_TMP/bob.csr" --pin-file "$PIN"
+	[ ! -e "$H_TMP/bob.csr" ] || h_fail "a request was written for a key that could not be made"
+	fault mode=full:1
+	run 3 cert import demo "$H_TMP/alice.pem" "$H_TMP/ca/inter.pem" --pin-file "$PIN"
+	err_has "removed \"CN=alice\" again"
+	same_as "$H_TMP/before"
+	fault mode=present
+	run 0 tokens --json
+	py "t=[x for x in j['tokens'] if x['label']=='demo'][0]; assert t['unfinished_enrollment_objects']==0"
+	run 0 cert import demo "$H_TMP/alice.pem" "$H_TMP/ca/inter.pem" --pin-file "$PIN"
 	;;
 *)
 	h_fail "unknown case $1"

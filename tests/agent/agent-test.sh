@@ -152,7 +152,8 @@ sign_verify() {
 	rsa_pkcs1_sha256)
 		# DER DigestInfo(SHA-256) || hash
 		{ printf '\x30\x31\x30\x0d\x06\x09\x60\x86\x48\x01\x65\x03\x04\x02\x01\x05\x00\x04\x20'; cat "$m.hash"; } >"$m.in" ;;
-	ed25519) cp "$m" "$m.in" ;;
+	# Ed25519 signs the whole message, which must be framed as a TLS 1.3 CertificateVerify.
+	ed25519) { printf '%64s' ''; printf 'TLS 1.3, client CertificateVerify\0'; cat "$m.hash"; } >"$m.in" ;;
 	*) cp "$m.hash" "$m.in" ;;
 	esac
 	ctl sign "$uri" "$scheme" "$m.in" "$m.sig" server-name=s:localhost >"$H_TMP/out" ||
@@ -162,7 +163,7 @@ sign_verify() {
 		openssl dgst -sha256 -verify "$H_TMP/pub.pem" -sigopt rsa_padding_mode:pss \
 			-sigopt rsa_pss_saltlen:32 -signature "$m.sig" "$m" ;;
 	ed25519)
-		openssl pkeyutl -verify -pubin -inkey "$H_TMP/pub.pem" -rawin -in "$m" -sigfile "$m.sig" ;;
+		openssl pkeyutl -verify -pubin -inkey "$H_TMP/pub.pem" -rawin -in "$m.in" -sigfile "$m.sig" ;;
 	*)
 		openssl dgst -sha256 -verify "$H_TMP/pub.pem" -signature "$m.sig" "$m" ;;
 	esac >"$H_TMP/verify.out" 2>&1 ||

@@ -97,7 +97,7 @@ static void check_identity(certagent_client *c, const certagent_identity *id)
 	for (size_t i = 0; i < certagent_identity_scheme_count(id); i++) {
 		const char *name = certagent_identity_scheme(id, i);
 		const CaScheme *s = ca_scheme_by_name(name);
-		char msg[128];
+		char msg[160];
 		gnutls_datum_t m, h, in, sig_a = {NULL, 0}, sig_l = {NULL, 0}, sig_k = {NULL, 0};
 		uint8_t hash[64], *di = NULL;
 		size_t di_len = 0;
@@ -107,6 +107,16 @@ static void check_identity(certagent_client *c, const certagent_identity *id)
 			continue;
 		snprintf(msg, sizeof(msg), "certagent test message for %s", name);
 		m = (gnutls_datum_t){(unsigned char *)msg, strlen(msg)};
+		if (s->kind == CA_SIG_EDDSA) {
+			/* The agent signs only TLS framing: a TLS 1.3 client CertificateVerify. */
+			static const char ctx[] = "TLS 1.3, client CertificateVerify";
+
+			memset(msg, ' ', 64);
+			memcpy(msg + 64, ctx, sizeof(ctx));
+			gnutls_hash_fast(GNUTLS_DIG_SHA256, name, strlen(name),
+					 msg + 64 + sizeof(ctx));
+			m.size = 64 + sizeof(ctx) + 32;
+		}
 		h = (gnutls_datum_t){hash, s->hash_len};
 		if (s->kind != CA_SIG_EDDSA)
 			gnutls_hash_fast(s->digest, m.data, m.size, hash);

@@ -24,10 +24,25 @@
  *     mode=slow[:MS]                C_Sign sleeps MS milliseconds (default 500) first
  *     mode=hang                     C_Sign blocks until the mode changes
  *     mode=crash                    C_Sign calls abort()
+ *     mode=pin-count-low            C_GetTokenInfo adds CKF_USER_PIN_COUNT_LOW (a wrong PIN
+ *                                   was entered); everything else is forwarded
+ *     mode=pin-final-try            C_GetTokenInfo adds CKF_USER_PIN_FINAL_TRY (and COUNT_LOW);
+ *                                   a caller must not try a PIN now
+ *     mode=pin-locked               C_GetTokenInfo adds CKF_USER_PIN_LOCKED; a user login
+ *                                   (C_Login as CKU_USER or CKU_CONTEXT_SPECIFIC) answers
+ *                                   CKR_PIN_LOCKED without reaching SoftHSM. The SO still logs
+ *                                   in (token unblock-pin); the flag stays until the mode changes
+ *     mode=full[:N]                 the token is full: C_CreateObject, C_CopyObject,
+ *                                   C_GenerateKey and C_GenerateKeyPair answer
+ *                                   CKR_DEVICE_MEMORY, after N of them (default 0) succeeded
+ *                                   in this process since the command was given
  *     token=LABEL                   only the token with this label is affected (default: all)
  *   CERTAGENT_FAULT_LOG   optional: a file the module appends one line to per fault it acts
- *                         on ("sign-slow LABEL", "sign-hang LABEL", ...), so a test knows when
- *                         a signature is inside the token without guessing with sleeps
+ *                         on ("sign-slow LABEL", "sign-hang LABEL", "full LABEL C_CreateObject",
+ *                         ...), so a test knows when a signature is inside the token without
+ *                         guessing with sleeps; also one line per C_Login, faulty or not
+ *                         ("login LABEL user|so|context"), so a test can check that nobody
+ *                         tried a PIN
  *   A command that closes sessions acts once, when the file's content changes; write the file
  *   to a temporary name and rename it over, so the module never reads half a command.
  *
@@ -65,6 +80,10 @@ typedef enum FaultMode {
 	FAULT_SLOW,
 	FAULT_HANG,
 	FAULT_CRASH,
+	FAULT_PIN_COUNT_LOW,
+	FAULT_PIN_FINAL_TRY,
+	FAULT_PIN_LOCKED,
+	FAULT_FULL,
 } FaultMode;
 
 static const char *const fault_mode_names[] = {
@@ -75,12 +94,17 @@ static const char *const fault_mode_names[] = {
 	[FAULT_SLOW] = "slow",
 	[FAULT_HANG] = "hang",
 	[FAULT_CRASH] = "crash",
+	[FAULT_PIN_COUNT_LOW] = "pin-count-low",
+	[FAULT_PIN_FINAL_TRY] = "pin-final-try",
+	[FAULT_PIN_LOCKED] = "pin-locked",
+	[FAULT_FULL] = "full",
 };
 
 typedef struct FaultCommand {
 	FaultMode mode;
 	unsigned slow_ms;
-	char token[33]; /* "" = every token */
+	unsigned full_after; /* mode=full:N: creations that still succeed */
+	char token[33];	     /* "" = every token */
 } FaultCommand;
 
 typedef struct FaultSession {
@@ -104,6 +128,7 @@ static pthread_mutex_t fault_lock = PTHREAD_MUTEX_INITIALIZER;
 static char ctl_seen[FAULT_CTL_MAX + 1]; /* the content the current command came from */
 static FaultCommand cmd;
 static bool mid_sign_fired; /* device-removed-mid-sign happened: the token is gone */
+static unsigned full_used;  /* mode=full:N: creations let through since the command */
 static FaultSession sessions[FAULT_SESSIONS_MAX];
 static CK_SESSION_HANDLE next_handle = 0x1000;
 static FaultSlot slots[FAULT_SLOTS_MAX];
@@ -237,6 +262,11 @@ static void fault_parse(const char *text, FaultCommand *ret)
 			c.mode = FAULT_SLOW;
 			if (v[4] == ':')
 				c.slow_ms = (unsigned)strtoul(v + 5, NULL, 10);
+		} else if (strcmp(line, "mode") == 0 && strncmp(v, "full", 4) == 0 &&
+			   (v[4] == 0 || v[4] == ':')) {
+			c.mode = FAULT_FULL;
+			if (v[4] == ':')
+				c.full_after = (unsigned)strtoul(v + 5, NULL, 10);
 		} else if (strcmp(line, "mode") == 0) {
 			size_t m = 0;
 
@@ -275,6 +305,7 @@ static void fault_refresh(void)
 	fault_trace("command %s token=%s", fault_mode_names[cmd.mode],
 		    cmd.token[0] ? cmd.token : "*");
 	mid_sign_fired = false;
+	full_used = 0;
 	if (cmd.mode == FAULT_REMOVE || cmd.mode == FAULT_INVALIDATE)
 		fault_kill_sessions();
 }
@@ -496,7 +527,30 @@ static CK_RV fault_C_GetSlotInfo(CK_SLOT_ID slot, CK_SLOT_INFO_PTR info)
 		return rv != CKR_OK ? rv : real->name args;                                        \
 	}
 
-FAULT_FORWARD_SLOT(C_GetTokenInfo, (CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info), (slot, info))
+/* The PIN modes show in the flags, as a card that counted wrong PINs shows them. */
+static CK_RV fault_C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
+{
+	CK_FLAGS add = 0;
+	CK_RV rv = fault_slot_enter(slot);
+
+	if (rv != CKR_OK)
+		return rv;
+	rv = real->C_GetTokenInfo(slot, info);
+	if (rv != CKR_OK || !info)
+		return rv;
+	pthread_mutex_lock(&fault_lock);
+	if (fault_affects(slot)) {
+		if (cmd.mode == FAULT_PIN_COUNT_LOW)
+			add = CKF_USER_PIN_COUNT_LOW;
+		else if (cmd.mode == FAULT_PIN_FINAL_TRY)
+			add = CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY;
+		else if (cmd.mode == FAULT_PIN_LOCKED)
+			add = CKF_USER_PIN_LOCKED;
+	}
+	pthread_mutex_unlock(&fault_lock);
+	info->flags |= add;
+	return CKR_OK;
+}
 FAULT_FORWARD_SLOT(C_GetMechanismList,
 		   (CK_SLOT_ID slot, CK_MECHANISM_TYPE_PTR list, CK_ULONG_PTR count),
 		   (slot, list, count))
@@ -643,14 +697,7 @@ FAULT_FORWARD_SESSION(C_SetPIN,
 FAULT_FORWARD_SESSION(C_GetOperationState, (Sh h, CK_BYTE_PTR st, CK_ULONG_PTR n), (r, st, n))
 FAULT_FORWARD_SESSION(C_SetOperationState, (Sh h, CK_BYTE_PTR st, CK_ULONG n, Oh ek, Oh ak),
 		      (r, st, n, ek, ak))
-FAULT_FORWARD_SESSION(C_Login, (Sh h, CK_USER_TYPE u, CK_UTF8CHAR_PTR pin, CK_ULONG n),
-		      (r, u, pin, n))
 FAULT_FORWARD_SESSION(C_Logout, (Sh h), (r))
-FAULT_FORWARD_SESSION(C_CreateObject,
-		      (Sh h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR o), (r, t, n, o))
-FAULT_FORWARD_SESSION(C_CopyObject,
-		      (Sh h, Oh o, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR ret),
-		      (r, o, t, n, ret))
 FAULT_FORWARD_SESSION(C_DestroyObject, (Sh h, Oh o), (r, o))
 FAULT_FORWARD_SESSION(C_GetObjectSize, (Sh h, Oh o, CK_ULONG_PTR n), (r, o, n))
 FAULT_FORWARD_SESSION(C_GetAttributeValue, (Sh h, Oh o, CK_ATTRIBUTE_PTR t, CK_ULONG n),
@@ -708,15 +755,6 @@ FAULT_FORWARD_SESSION(C_SignEncryptUpdate,
 FAULT_FORWARD_SESSION(C_DecryptVerifyUpdate,
 		      (Sh h, CK_BYTE_PTR d, CK_ULONG n, CK_BYTE_PTR o, CK_ULONG_PTR on),
 		      (r, d, n, o, on))
-FAULT_FORWARD_SESSION(C_GenerateKey,
-		      (Sh h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
-		       CK_OBJECT_HANDLE_PTR k),
-		      (r, m, t, n, k))
-FAULT_FORWARD_SESSION(C_GenerateKeyPair,
-		      (Sh h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn,
-		       CK_ATTRIBUTE_PTR st, CK_ULONG sn, CK_OBJECT_HANDLE_PTR pk,
-		       CK_OBJECT_HANDLE_PTR sk),
-		      (r, m, pt, pn, st, sn, pk, sk))
 FAULT_FORWARD_SESSION(C_WrapKey,
 		      (Sh h, CK_MECHANISM_PTR m, Oh wk, Oh k, CK_BYTE_PTR o, CK_ULONG_PTR on),
 		      (r, m, wk, k, o, on))
@@ -732,6 +770,93 @@ FAULT_FORWARD_SESSION(C_SeedRandom, (Sh h, CK_BYTE_PTR d, CK_ULONG n), (r, d, n)
 FAULT_FORWARD_SESSION(C_GenerateRandom, (Sh h, CK_BYTE_PTR d, CK_ULONG n), (r, d, n))
 FAULT_FORWARD_SESSION(C_GetFunctionStatus, (Sh h), (r))
 FAULT_FORWARD_SESSION(C_CancelFunction, (Sh h), (r))
+
+/* --- logins and object creation: the PIN and "token full" faults ------------------------------ */
+
+/* Every login is traced; with mode=pin-locked a user login answers as a blocked card does. */
+static CK_RV fault_C_Login(Sh h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG n)
+{
+	const char *who = user == CKU_SO ? "so" : user == CKU_USER ? "user" : "context";
+	CK_SLOT_ID slot;
+	bool locked;
+	char label[33];
+	CK_SESSION_HANDLE r;
+	CK_RV rv = fault_session_enter(h, &r, &slot);
+
+	if (rv != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&fault_lock);
+	snprintf(label, sizeof(label), "%s", fault_slot_label(slot));
+	locked = cmd.mode == FAULT_PIN_LOCKED && user != CKU_SO && fault_affects(slot);
+	pthread_mutex_unlock(&fault_lock);
+	fault_trace("login %s %s", label, who);
+	if (locked) {
+		fault_trace("login-locked %s", label);
+		return CKR_PIN_LOCKED;
+	}
+	return real->C_Login(r, user, pin, n);
+}
+
+/* Before a call that stores an object: CKR_DEVICE_MEMORY when mode=full says the token is. */
+static CK_RV fault_create_enter(Sh h, const char *fn, CK_SESSION_HANDLE *ret_real)
+{
+	CK_SLOT_ID slot;
+	bool full = false;
+	char label[33];
+	CK_RV rv = fault_session_enter(h, ret_real, &slot);
+
+	if (rv != CKR_OK)
+		return rv;
+	pthread_mutex_lock(&fault_lock);
+	if (cmd.mode == FAULT_FULL && fault_affects(slot)) {
+		if (full_used < cmd.full_after)
+			full_used++;
+		else
+			full = true;
+	}
+	snprintf(label, sizeof(label), "%s", fault_slot_label(slot));
+	pthread_mutex_unlock(&fault_lock);
+	if (!full)
+		return CKR_OK;
+	fault_trace("full %s %s", label, fn);
+	return CKR_DEVICE_MEMORY;
+}
+
+static CK_RV fault_C_CreateObject(Sh h, CK_ATTRIBUTE_PTR t, CK_ULONG n, CK_OBJECT_HANDLE_PTR o)
+{
+	CK_SESSION_HANDLE r;
+	CK_RV rv = fault_create_enter(h, "C_CreateObject", &r);
+
+	return rv != CKR_OK ? rv : real->C_CreateObject(r, t, n, o);
+}
+
+static CK_RV fault_C_CopyObject(Sh h, Oh o, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+				CK_OBJECT_HANDLE_PTR ret)
+{
+	CK_SESSION_HANDLE r;
+	CK_RV rv = fault_create_enter(h, "C_CopyObject", &r);
+
+	return rv != CKR_OK ? rv : real->C_CopyObject(r, o, t, n, ret);
+}
+
+static CK_RV fault_C_GenerateKey(Sh h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR t, CK_ULONG n,
+				 CK_OBJECT_HANDLE_PTR k)
+{
+	CK_SESSION_HANDLE r;
+	CK_RV rv = fault_create_enter(h, "C_GenerateKey", &r);
+
+	return rv != CKR_OK ? rv : real->C_GenerateKey(r, m, t, n, k);
+}
+
+static CK_RV fault_C_GenerateKeyPair(Sh h, CK_MECHANISM_PTR m, CK_ATTRIBUTE_PTR pt, CK_ULONG pn,
+				     CK_ATTRIBUTE_PTR st, CK_ULONG sn, CK_OBJECT_HANDLE_PTR pk,
+				     CK_OBJECT_HANDLE_PTR sk)
+{
+	CK_SESSION_HANDLE r;
+	CK_RV rv = fault_create_enter(h, "C_GenerateKeyPair", &r);
+
+	return rv != CKR_OK ? rv : real->C_GenerateKeyPair(r, m, pt, pn, st, sn, pk, sk);
+}
 
 #define F(name) .name = fault_##name
 static CK_FUNCTION_LIST fault_functions = {

@@ -14,6 +14,7 @@
 #                   and usable after a new login, without a restart
 #   replaced        A removed, a new token labelled A (other serial, other key) appears: a new
 #                   token, not logged in with the old PIN, its own key signs
+#   rekeyed         A returns with the same serial but another key: a new token, PIN again
 #   sessions-lost   sessions closed behind the agent's back: Sign recovers, no TokenRemoved
 #   unit            systemd-analyze verify on certagentd.service (skip without systemd-analyze)
 #   options         certagentd --version / --help / --foreground / --debug
@@ -133,7 +134,7 @@ case_remove_return() {
 	h_wait_until 10 t_signal_seen TokenAdded A || h_fail "no TokenAdded for A: $(cat "$SIGNALS")"
 	h_wait_until 5 t_has_identity A || h_fail "A's identity did not come back"
 	[ "$(t_serial A)" = "$serial" ] || h_fail "A came back with another serial"
-	grep -q "token \"A\" (serial $serial) is back: same keys" "$H_AGENT_LOG" ||
+	grep -q "token \"A\" (serial $serial) is the same token as before (same keys)" "$H_AGENT_LOG" ||
 		h_fail "the agent did not check that A is the same token"
 	# The card was pulled: its login is gone, and the agent does not log in again by itself.
 	t_sign_error A PinRequired
@@ -182,6 +183,27 @@ case_replaced() {
 	t_sign_error A PinRequired
 	t_unlock A
 	t_sign_ok A "$H_TMP/A.pub"
+}
+
+# Same serial, other keys: while A is out, a key is added to it (as if the card had been
+# re-personalised elsewhere). On return the fingerprint differs: a new token, PIN again.
+case_rekeyed() {
+	local serial
+	t_setup
+	serial=$(t_serial A)
+	t_ctl mode=remove token=A
+	h_wait_until 10 t_signal_seen TokenRemoved A || h_fail "no TokenRemoved for A"
+	h_keygen A p256 kA2 03
+	t_ctl mode=present
+	h_wait_until 10 t_signal_seen TokenAdded A || h_fail "no TokenAdded for A"
+	[ "$(t_serial A)" = "$serial" ] || h_fail "A has another serial"
+	grep -q "token \"A\" (serial $serial) came back with other keys or certificates" \
+		"$H_AGENT_LOG" || h_fail "the agent did not notice A's keys changed"
+	grep -q "different token than the one removed" "$H_AGENT_LOG" ||
+		h_fail "TokenAdded was not logged as a different token"
+	t_sign_error A PinRequired
+	t_unlock A
+	t_sign_ok A
 }
 
 case_sessions_lost() {
@@ -288,6 +310,7 @@ case $CASE in
 remove-return) case_remove_return ;;
 mid-sign) case_mid_sign ;;
 replaced) case_replaced ;;
+rekeyed) case_rekeyed ;;
 sessions-lost) case_sessions_lost ;;
 unit) case_unit ;;
 options) case_options ;;

@@ -203,9 +203,16 @@ static void sign_verify(Store *s, const StoreIdentity *id, const char *scheme_na
 
 	CHECK(sc);
 	if (sc->kind == CA_SIG_EDDSA) {
-		data = malloc(m.size);
-		memcpy(data, m.data, m.size);
-		data_len = m.size;
+		/* Ed25519 input must be framed as a TLS 1.3 client CertificateVerify. */
+		static const char ctx[] = "TLS 1.3, client CertificateVerify";
+
+		data_len = 64 + sizeof(ctx) + 32;
+		data = malloc(data_len);
+		memset(data, ' ', 64);
+		memcpy(data + 64, ctx, sizeof(ctx));
+		CHECK(gnutls_hash_fast(GNUTLS_DIG_SHA256, msg, sizeof(msg) - 1,
+				       data + 64 + sizeof(ctx)) == 0);
+		m = (gnutls_datum_t){data, data_len};
 	} else {
 		CHECK(gnutls_hash_fast(sc->digest, msg, sizeof(msg) - 1, hash) == 0);
 		if (sc->kind == CA_SIG_RSA_PKCS1)

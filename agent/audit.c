@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * audit: the writer. The fd stays open between lines; before each line the path is checked
+ * (a file moved or deleted by someone else is reopened), the size decides rotation, and the
+ * line goes out in one write(2). A failure closes the fd so the next line tries afresh.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "json.h"
+#include "log.h"
+
+struct AuditLog {
+	pthread_mutex_t lock;
+	char *path;
+	uint64_t max_size;
+	unsigned files;
+	bool fail_closed;
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	bool warned; /* a failure was logged; cleared by the next good line */
+};
+
+char *audit_default_path(void)
+{
+	const char *xdg = secure_getenv("XDG_STATE_HOME");
+	const char *home = secure_getenv("HOME");
+	char *p = NULL;
+
+	if (xdg && xdg[0] == '/') {
+		if (asprintf(&p, "%s/certagent/audit.jsonl", xdg) < 0)
+			return NULL;
+	} else if (home && home[0] == '/') {
+		if (asprintf(&p, "%s/.local/state/certagent/audit.jsonl", home) < 0)
+			return NULL;
+	}
+	return p;
+}
+
+int audit_new(const PolicyConfig *cfg, AuditLog **ret)
+{
+	AuditLog *a;
+
+	*ret = NULL;
+	if (cfg->audit_off)
+		return 0;
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->path = cfg->audit_path ? strdup(cfg->audit_path) : audit_default_path();
+	if (!a->path) {
+		free(a);
+		if (!cfg->audit_path) {
+			log_warning("no audit log: neither XDG_STATE_HOME nor HOME is set (set "
+				    "audit-log = PATH)");
+			return 0;
+		}
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&a->lock, NULL);
+	a->max_size = cfg->audit_max_size;
+	a->files = cfg->audit_files;
+	a->fail_closed = cfg->audit_fail_closed;
+	a->fd = -1;
+	*ret = a;
+	return 0;
+}
+
+AuditLog *audit_free(AuditLog *a)
+{
+	if (!a)
+		return NULL;
+	if (a->fd >= 0)
+		close(a->fd);
+	pthread_mutex_destroy(&a->lock);
+	free(a->path);
+	free(a);
+	return NULL;
+}
+
+bool audit_fail_closed(const AuditLog *a)
+{
+	return a && a->fail_closed;
+}
+
+/* mkdir -p of the parent folders of path, mode 0700. */
+static int make_parents(const char *path)
+{
+	_cleanup_free_ char *dir = strdup(path);
+
+	if (!dir)
+		return -ENOMEM;
+	for (char *s = strchr(dir + 1, '/'); s; s = strchr(s + 1, '/')) {
+		*s = 0;
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+			return -errno;
+		*s = '/';
+	}
+	return 0;
+}
+
+static int audit_open_fd(AuditLog *a)
+{
+	struct stat st;
+	int r;
+
+	r = make_parents(a->path);
+	if (r < 0)
+		return r;
+	a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
+		     0600);
+	if (a->fd < 0)
+		return -errno;
+	if (fstat(a->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = S_ISREG(st.st_mode) ? -errno : -EISDIR;
+		close(a->fd);
+		a->fd = -1;
+		return r;
+	}
+	a->dev = st.st_dev;
+	a->ino = st.st_ino;
+	return 0;
+}
+
+/* audit.jsonl.N-1 → .N, …, audit.jsonl → .1 (the oldest falls off). */
+static int audit_rotate(AuditLog *a)
+{
+	size_t len = strlen(a->path) + 16;
+	_cleanup_free_ char *from = malloc(len), *to = malloc(len);
+
+	if (!from || !to)
+		return -ENOMEM;
+	if (a->fd >= 0) {
+		close(a->fd);
+		a->fd = -1;
+	}
+	for (unsigned i = a->files; i >= 1; i--) {
+		if (i == 1)
+			snprintf(from, len, "%s", a->path);
+		else
+			snprintf(from, len, "%s.%u", a->path, i - 1);
+		snprintf(to, len, "%s.%u", a->path, i);
+		if (rename(from, to) < 0 && errno != ENOENT)
+			return -errno;
+	}
+	return audit_open_fd(a);
+}
+
+/* Opens, reopens (the file was moved away) or rotates so that n more bytes fit. */
+static int audit_prepare(AuditLog *a, size_t n)
+{
+	struct stat st;
+	int r;
+
+	if (a->fd >= 0 && (stat(a->path, &st) < 0 || st.st_dev != a->dev || st.st_ino != a->ino)) {
+		close(a->fd);
+		a->fd = -1;
+	}
+	if (a->fd < 0) {
+		r = audit_open_fd(a);
+		if (r < 0)
+			return r;
+	}
+	if (fstat(a->fd, &st) < 0)
+		return -errno;
+	if (st.st_size > 0 && (uint64_t)st.st_size + n > a->max_size)
+		return audit_rotate(a);
+	return 0;
+}
+
+static void rfc3339_now(char *buf, size_t size)
+{
+	struct timespec ts;
+	struct tm tm;
+	char sec[32];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(buf, size, "%s.%06ldZ", sec, ts.tv_nsec / 1000);
+}
+
+static void put_opt(JsonBuf *b, const char *key, const char *v)
+{
+	/* Empty means unknown: leave the member out rather than write "". */
+	if (v && v[0])
+		json_buf_string(b, key, v);
+}
+
+int audit_write(AuditLog *a, const AuditRecord *rec, CaError *err)
+{
+	JsonBuf b;
+	char now[64];
+	int r = 0;
+
+	if (!a)
+		return 0;
+	rfc3339_now(now, sizeof(now));
+	json_buf_begin(&b);
+	json_buf_string(&b, "time", now);
+	json_buf_string(&b, "decision", rec->decision);
+	json_buf_string(&b, "identity", rec->identity ? rec->identity : "");
+	put_opt(&b, "scheme", rec->scheme);
+	put_opt(&b, "server", rec->server_name);
+	put_opt(&b, "bus_name", rec->bus_name);
+	if (rec->pid > 0)
+		json_buf_int(&b, "pid", rec->pid);
+	put_opt(&b, "exe", rec->exe);
+	put_opt(&b, "unit", rec->unit);
+	put_opt(&b, "app_id", rec->app_id);
+	put_opt(&b, "policy", rec->policy);
+	put_opt(&b, "reason", rec->reason);
+	json_buf_int(&b, "latency_us", (int64_t)rec->latency_usec);
+	json_buf_end(&b);
+	if (b.oom) {
+		json_buf_deinit(&b);
+		return ca_error_set(err, CA_E_FAILED, "audit log cannot be written: out of memory");
+	}
+	b.data[b.len] = '\n'; /* replaces the NUL: written by length */
+
+	pthread_mutex_lock(&a->lock);
+	r = audit_prepare(a, b.len + 1);
+	if (r == 0) {
+		ssize_t w = write(a->fd, b.data, b.len + 1);
+
+		if (w < 0)
+			r = -errno;
+		else if ((size_t)w != b.len + 1)
+			r = -ENOSPC; /* a short append: the disk filled up under us */
+	}
+	if (r < 0) {
+		ca_error_set(err, CA_E_FAILED, "audit log cannot be written: %s: %s", a->path,
+			     strerror(-r));
+		if (a->fd >= 0) {
+			close(a->fd);
+			a->fd = -1;
+		}
+		if (!a->warned || a->fail_closed)
+			log_warning("%s%s", err ? err->message : "audit log cannot be written",
+				    a->fail_closed ? "; refusing to sign (audit-fail-closed = yes)"
+						   : "; signing anyway (audit-fail-closed = no)");
+		a->warned = true;
+		r = CA_E_FAILED;
+	} else {
+		a->warned = false;
+	}
+	pthread_mutex_unlock(&a->lock);
+	json_buf_deinit(&b);
+	return r;
+}

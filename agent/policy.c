@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * policy: the rules are matched in file order, the first whose identity pattern matches the
+ * identity URI applies (p11-kit URI matching: attributes the pattern leaves out match
+ * anything). Everything a rule checks comes from the kernel (the caller's pid from the bus,
+ * /proc through appinfo) or from the client (server name, server certificates): the latter
+ * protect against a confused or misdirected client, not against a hostile process of the
+ * same user (docs/threat-model.md says what that means).
+ *
+ * State: rate buckets per (rule, identity) and remembered confirmations, both capped, under
+ * one mutex (checks run on the main thread, confirmations on workers).
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <gnutls/abstract.h>
+#include <gnutls/crypto.h>
+#include <gnutls/x509.h>
+#include <p11-kit/uri.h>
+
+#include "appinfo.h"
+#include "audit.h"
+#include "confirm.h"
+#include "ipc.h"
+#include "log.h"
+#include "policy.h"
+
+#define NO_RULE ((size_t)-1)
+
+typedef struct Bucket {
+	size_t rule;
+	char *identity;
+	double tokens;
+	uint64_t last_usec;
+} Bucket;
+
+typedef struct Remembered {
+	size_t rule;
+	char *key; /* identity \n application \n server */
+	uint64_t expires_usec;
+} Remembered;
+
+struct Policy {
+	const PolicyConfig *cfg;
+	const char *pinentry;
+	P11KitUri **patterns; /* per rule */
+	AuditLog *audit;
+
+	pthread_mutex_t lock; /* buckets and remembered */
+	Bucket *buckets;
+	size_t n_buckets;
+	Remembered remembered[POLICY_REMEMBERED_MAX];
+	size_t n_remembered;
+};
+
+struct PolicyTicket {
+	Policy *policy;
+	size_t rule; /* NO_RULE: no policy applies */
+	char *identity;
+	char *server_name;
+	char *bus_name;
+	AppInfo app;
+	bool need_confirm;
+	char *remember_key;
+};
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int policy_new(const PolicyConfig *cfg, const char *pinentry, Policy **ret, CaError *err)
+{
+	Policy *p = calloc(1, sizeof(*p));
+	int r;
+
+	if (!p)
+		return -ENOMEM;
+	p->cfg = cfg;
+	p->pinentry = pinentry;
+	pthread_mutex_init(&p->lock, NULL);
+	p->patterns = calloc(cfg->n_rules ? cfg->n_rules : 1, sizeof(P11KitUri *));
+	if (!p->patterns) {
+		policy_free(p);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < cfg->n_rules; i++) {
+		p->patterns[i] = p11_kit_uri_new();
+		if (!p->patterns[i]) {
+			policy_free(p);
+			return -ENOMEM;
+		}
+		r = p11_kit_uri_parse(cfg->rules[i].identity, P11_KIT_URI_FOR_ANY, p->patterns[i]);
+		if (r != P11_KIT_URI_OK) {
+			r = ca_error_set(err, CA_E_INVALID_ARGS, "[policy %s]: bad identity %s: %s",
+					 cfg->rules[i].name, cfg->rules[i].identity,
+					 p11_kit_uri_message(r));
+			policy_free(p);
+			return r;
+		}
+	}
+	r = audit_new(cfg, &p->audit);
+	if (r < 0) {
+		policy_free(p);
+		return r;
+	}
+	if (cfg->n_rules)
+		log_info("policy: %zu [policy] section(s) in force", cfg->n_rules);
+	*ret = p;
+	return 0;
+}
+
+Policy *policy_free(Policy *p)
+{
+	if (!p)
+		return NULL;
+	for (size_t i = 0; p->patterns && i < p->cfg->n_rules; i++)
+		p11_kit_uri_free(p->patterns[i]);
+	free(p->patterns);
+	for (size_t i = 0; i < p->n_buckets; i++)
+		free(p->buckets[i].identity);
+	free(p->buckets);
+	for (size_t i = 0; i < p->n_remembered; i++)
+		free(p->remembered[i].key);
+	audit_free(p->audit);
+	pthread_mutex_destroy(&p->lock);
+	free(p);
+	return NULL;
+}
+
+PolicyTicket *policy_ticket_free(PolicyTicket *t)
+{
+	if (!t)
+		return NULL;
+	free(t->identity);
+	free(t->server_name);
+	free(t->bus_name);
+	free(t->remember_key);
+	free(t);
+	return NULL;
+}
+
+static void policy_ticket_freep(PolicyTicket **t)
+{
+	policy_ticket_free(*t);
+}
+
+/* ---- matching ---- */
+
+static size_t policy_find_rule(const Policy *p, const char *identity)
+{
+	P11KitUri *u = p11_kit_uri_new();
+	CK_ATTRIBUTE_PTR attrs;
+	CK_ULONG n_attrs = 0;
+	size_t found = NO_RULE;
+
+	if (!u)
+		return NO_RULE;
+	if (p11_kit_uri_parse(identity, P11_KIT_URI_FOR_ANY, u) != P11_KIT_URI_OK) {
+		p11_kit_uri_free(u);
+		return NO_RULE;
+	}
+	attrs = p11_kit_uri_get_attributes(u, &n_attrs);
+	for (size_t i = 0; i < p->cfg->n_rules && found == NO_RULE; i++) {
+		P11KitUri *pat = p->patterns[i];
+
+		if (p11_kit_uri_match_token_info(pat, p11_kit_uri_get_token_info(u)) == 1 &&
+		    p11_kit_uri_match_module_info(pat, p11_kit_uri_get_module_info(u)) == 1 &&
+		    p11_kit_uri_match_attributes(pat, attrs, n_attrs) == 1)
+			found = i;
+	}
+	p11_kit_uri_free(u);
+	return found;
+}
+
+static bool app_matches(char *const *patterns, const AppInfo *app, const char **ret_what)
+{
+	for (size_t i = 0; patterns[i]; i++) {
+		const char *pat = patterns[i];
+
+		if (pat[0] == '/' && app->exe[0] && fnmatch(pat, app->exe, FNM_PATHNAME) == 0)
+			return true;
+		if (strncmp(pat, "unit:", 5) == 0 && app->unit[0] &&
+		    fnmatch(pat + 5, app->unit, 0) == 0)
+			return true;
+		if (strncmp(pat, "flatpak:", 8) == 0 && app->flatpak[0] &&
+		    fnmatch(pat + 8, app->flatpak, 0) == 0)
+			return true;
+	}
+	*ret_what = app->flatpak[0] ? app->flatpak : app->exe[0] ? app->exe : "an unknown program";
+	return false;
+}
+
+static bool server_matches(char *const *patterns, const char *name)
+{
+	for (size_t i = 0; patterns[i]; i++)
+		if (fnmatch(patterns[i], name, FNM_CASEFOLD) == 0)
+			return true;
+	return false;
+}
+
+/* "sha256:BASE64" of the SubjectPublicKeyInfo of a DER certificate, and its issuer DN. */
+static int cert_facts(const gnutls_datum_t *der, char **ret_pin, char **ret_issuer)
+{
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_pubkey_t pub = NULL;
+	gnutls_datum_t spki = {NULL, 0}, b64 = {NULL, 0}, dn = {NULL, 0};
+	uint8_t digest[32];
+	int r = -EINVAL;
+
+	*ret_pin = *ret_issuer = NULL;
+	if (gnutls_x509_crt_init(&crt) < 0 || gnutls_pubkey_init(&pub) < 0)
+		goto out;
+	if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) < 0 ||
+	    gnutls_pubkey_import_x509(pub, crt, 0) < 0 ||
+	    gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &spki) < 0 ||
+	    gnutls_hash_fast(GNUTLS_DIG_SHA256, spki.data, spki.size, digest) < 0 ||
+	    gnutls_base64_encode2(&(gnutls_datum_t){digest, sizeof(digest)}, &b64) < 0 ||
+	    gnutls_x509_crt_get_issuer_dn3(crt, &dn, 0) < 0)
+		goto out;
+	if (asprintf(ret_pin, "sha256:%.*s", (int)b64.size, (const char *)b64.data) < 0) {
+		*ret_pin = NULL;
+		r = -ENOMEM;
+		goto out;
+	}
+	*ret_issuer = strndup((const char *)dn.data, dn.size);
+	r = *ret_issuer ? 0 : -ENOMEM;
+out:
+	gnutls_free(spki.data);
+	gnutls_free(b64.data);
+	gnutls_free(dn.data);
+	if (pub)
+		gnutls_pubkey_deinit(pub);
+	if (crt)
+		gnutls_x509_crt_deinit(crt);
+	return r;
+}
+
+/* Checks server-issuer and server-pin against the leaf the client sent. */
+static int check_server_cert(const PolicyRule *rule, const IpcBytesArray *certs,
+			     const char *identity, CaError *err)
+{
+	_cleanup_free_ char *pin = NULL, *issuer = NULL;
+	bool ok;
+
+	if (!rule->server_pins && !rule->server_issuers)
+		return 0;
+	if (certs->n == 0)
+		return ca_error_set(err, CA_E_POLICY_DENIED,
+				    "policy \"%s\" allows %s only for servers with a given "
+				    "certificate, but the client sent no server certificate "
+				    "(server-certificates); use libcertagent >= this version",
+				    rule->name, identity);
+	if (cert_facts(&certs->items[0], &pin, &issuer) < 0)
+		return ca_error_set(err, CA_E_POLICY_DENIED,
+				    "policy \"%s\": the server certificate the client sent cannot "
+				    "be read",
+				    rule->name);
+	if (rule->server_pins) {
+		ok = false;
+		for (size_t i = 0; rule->server_pins[i] && !ok; i++)
+			ok = strcmp(rule->server_pins[i], pin) == 0;
+		if (!ok)
+			return ca_error_set(err, CA_E_POLICY_DENIED,
+					    "policy \"%s\" does not allow %s for this server: its "
+					    "key %s is not among the server-pin values",
+					    rule->name, identity, pin);
+	}
+	if (rule->server_issuers) {
+		ok = false;
+		for (size_t i = 0; rule->server_issuers[i] && !ok; i++)
+			ok = strcasecmp(rule->server_issuers[i], issuer) == 0;
+		if (!ok)
+			return ca_error_set(err, CA_E_POLICY_DENIED,
+					    "policy \"%s\" does not allow %s for this server: its "
+					    "certificate was issued by \"%s\", not a server-issuer",
+					    rule->name, identity, issuer);
+	}
+	return 0;
+}
+
+/* Takes one signature from the (rule, identity) bucket; CA_E_POLICY_DENIED when empty. */
+static int take_token(Policy *p, size_t rule_idx, const char *identity, CaError *err)
+{
+	const PolicyRule *rule = &p->cfg->rules[rule_idx];
+	double rate = (double)rule->rate_n / ((double)rule->rate_period_sec * 1e6);
+	uint64_t now = now_usec();
+	Bucket *b = NULL;
+	char text[64];
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->n_buckets && !b; i++)
+		if (p->buckets[i].rule == rule_idx && strcmp(p->buckets[i].identity, identity) == 0)
+			b = &p->buckets[i];
+	if (!b) {
+		if (p->n_buckets >= POLICY_BUCKETS_MAX) {
+			/* Full: drop the one that refilled completely longest ago. */
+			size_t old = 0;
+
+			for (size_t i = 1; i < p->n_buckets; i++)
+				if (p->buckets[i].last_usec < p->buckets[old].last_usec)
+					old = i;
+			free(p->buckets[old].identity);
+			p->buckets[old] = p->buckets[--p->n_buckets];
+		} else {
+			Bucket *grown = realloc(p->buckets, (p->n_buckets + 1) * sizeof(*grown));
+
+			if (!grown) {
+				pthread_mutex_unlock(&p->lock);
+				return -ENOMEM;
+			}
+			p->buckets = grown;
+		}
+		b = &p->buckets[p->n_buckets];
+		*b = (Bucket){.rule = rule_idx, .identity = strdup(identity),
+			      .tokens = rule->rate_n, .last_usec = now};
+		if (!b->identity) {
+			pthread_mutex_unlock(&p->lock);
+			return -ENOMEM;
+		}
+		p->n_buckets++;
+	}
+	b->tokens += (double)(now - b->last_usec) * rate;
+	if (b->tokens > rule->rate_n)
+		b->tokens = rule->rate_n;
+	b->last_usec = now;
+	if (b->tokens >= 1.0) {
+		b->tokens -= 1.0;
+	} else {
+		policy_rule_rate_text(rule, text, sizeof(text));
+		r = ca_error_set(err, CA_E_POLICY_DENIED,
+				 "policy \"%s\" allows %s signatures with %s; the limit is "
+				 "reached: try again in %.0f s",
+				 rule->name, text, identity, (1.0 - b->tokens) / rate / 1e6 + 0.5);
+	}
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+static bool remembered(Policy *p, size_t rule, const char *key)
+{
+	uint64_t now = now_usec();
+	bool found = false;
+
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->n_remembered && !found; i++)
+		found = p->remembered[i].rule == rule && p->remembered[i].expires_usec > now &&
+			strcmp(p->remembered[i].key, key) == 0;
+	pthread_mutex_unlock(&p->lock);
+	return found;
+}
+
+static void remember(Policy *p, size_t rule, const char *key, unsigned minutes)
+{
+	uint64_t now = now_usec();
+	char *copy = strdup(key);
+	size_t slot = 0;
+
+	if (!copy)
+		return;
+	pthread_mutex_lock(&p->lock);
+	/* An expired entry, else a free one, else the one closest to expiry. */
+	for (size_t i = 0; i < p->n_remembered; i++) {
+		if (p->remembered[i].expires_usec <= now) {
+			slot = i;
+			goto found;
+		}
+		if (p->remembered[i].expires_usec < p->remembered[slot].expires_usec)
+			slot = i;
+	}
+	if (p->n_remembered < POLICY_REMEMBERED_MAX)
+		slot = p->n_remembered++;
+found:
+	free(p->remembered[slot].key);
+	p->remembered[slot] = (Remembered){
+		.rule = rule,
+		.key = copy,
+		.expires_usec = now + (uint64_t)minutes * 60u * 1000000u,
+	};
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Reads the server-certificates option of a Sign (the 4th argument). */
+static int read_server_certs(DBusMessage *msg, IpcBytesArray *ret, CaError *err)
+{
+	const IpcDictField fields[] = {
+		{"server-certificates", IPC_DICT_BYTES_ARRAY, ret, POLICY_SERVER_CERTS_MAX,
+		 POLICY_SERVER_CERT_MAX},
+	};
+	DBusMessageIter iter;
+
+	if (!dbus_message_iter_init(msg, &iter) || !dbus_message_iter_next(&iter) ||
+	    !dbus_message_iter_next(&iter) || !dbus_message_iter_next(&iter))
+		return ca_error_set(err, CA_E_INVALID_ARGS, "Sign expects (ssaya{sv})");
+	return ipc_dict_read(&iter, fields, ELEMENTSOF(fields), IPC_OPTIONS_MAX, err);
+}
+
+int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
+		      const char *server_name, PolicyTicket **ret, CaError *err)
+{
+	_cleanup_(policy_ticket_freep) PolicyTicket *t = NULL;
+	IpcBytesArray certs = {0};
+	const PolicyRule *rule;
+	const char *what;
+	int r;
+
+	r = read_server_certs(msg, &certs, err);
+	if (r)
+		return r;
+	t = calloc(1, sizeof(*t));
+	if (!t) {
+		ipc_bytes_array_clear(&certs);
+		return -ENOMEM;
+	}
+	t->policy = p;
+	t->identity = strdup(uri);
+	t->server_name = server_name ? strdup(server_name) : NULL;
+	t->bus_name = dbus_message_get_sender(msg) ? strdup(dbus_message_get_sender(msg)) : NULL;
+	appinfo_read(pid, &t->app);
+	t->rule = policy_find_rule(p, uri);
+	if (!t->identity || (server_name && !t->server_name)) {
+		ipc_bytes_array_clear(&certs);
+		return -ENOMEM;
+	}
+	if (t->rule == NO_RULE) {
+		ipc_bytes_array_clear(&certs);
+		*ret = TAKE_PTR(t);
+		return 0;
+	}
+	rule = &p->cfg->rules[t->rule];
+
+	if (rule->deny)
+		r = ca_error_set(err, CA_E_POLICY_DENIED,
+				 "policy \"%s\" forbids signing with %s (deny = yes)", rule->name,
+				 uri);
+	else if (rule->applications && !app_matches(rule->applications, &t->app, &what))
+		r = ca_error_set(err, CA_E_POLICY_DENIED,
+				 "policy \"%s\" does not allow %s (pid %d) to use %s; add it to "
+				 "applications if it should",
+				 rule->name, what, (int)pid, uri);
+	else if (rule->servers && !server_name)
+		r = ca_error_set(err, CA_E_POLICY_DENIED,
+				 "policy \"%s\" allows %s only for named servers, and the client "
+				 "named none (no server-name; does it set SNI?)",
+				 rule->name, uri);
+	else if (rule->servers && !server_matches(rule->servers, server_name))
+		r = ca_error_set(err, CA_E_POLICY_DENIED,
+				 "policy \"%s\" does not allow %s for server %s (servers: %s%s)",
+				 rule->name, uri, server_name, rule->servers[0],
+				 rule->servers[1] ? " …" : "");
+	else
+		r = check_server_cert(rule, &certs, uri, err);
+	ipc_bytes_array_clear(&certs);
+	if (r)
+		return r;
+	if (rule->rate_n) {
+		r = take_token(p, t->rule, uri, err);
+		if (r)
+			return r;
+	}
+	if (rule->confirm) {
+		const char *app = t->app.flatpak[0] ? t->app.flatpak
+				  : t->app.unit[0]  ? t->app.unit
+						    : t->app.exe;
+
+		if (asprintf(&t->remember_key, "%s\n%s\n%s", uri, app,
+			     server_name ? server_name : "") < 0) {
+			t->remember_key = NULL;
+			return -ENOMEM;
+		}
+		t->need_confirm = !(rule->remember_min && remembered(p, t->rule, t->remember_key));
+	}
+	*ret = TAKE_PTR(t);
+	return 0;
+}
+
+int policy_ticket_confirm(PolicyTicket *t, CaError *err)
+{
+	const PolicyRule *rule;
+	char app[3 * APPINFO_FIELD_MAX + 128], desc[2048], note[128] = "";
+	int r;
+
+	if (!t || !t->need_confirm)
+		return 0;
+	rule = &t->policy->cfg->rules[t->rule];
+	/* Another request may have been confirmed while this one waited for a worker. */
+	if (rule->remember_min && remembered(t->policy, t->rule, t->remember_key))
+		return 0;
+	appinfo_describe(&t->app, app, sizeof(app));
+	if (rule->remember_min)
+		snprintf(note, sizeof(note),
+			 "\n\nYour answer is remembered for %u minute%s for this program and "
+			 "server.",
+			 rule->remember_min, rule->remember_min == 1 ? "" : "s");
+	snprintf(desc, sizeof(desc), "%s wants to sign in to %s with your key\n%s.%s", app,
+		 t->server_name ? t->server_name : "an unnamed server", t->identity, note);
+	r = confirm_ask(t->policy->pinentry, "certagent: allow this sign-in?", desc, "Allow",
+			"Deny", err);
+	if (r == 0 && rule->remember_min)
+		remember(t->policy, t->rule, t->remember_key, rule->remember_min);
+	if (r == 0)
+		t->need_confirm = false; /* a request run again after a PIN prompt asks no more */
+	return r;
+}
+
+static void write_audit(Policy *p, const PolicyTicket *t, const char *scheme,
+			const char *decision, const char *reason, uint64_t latency, CaError *err)
+{
+	AuditRecord rec = {
+		.identity = t->identity,
+		.bus_name = t->bus_name,
+		.pid = t->app.pid,
+		.exe = t->app.exe,
+		.unit = t->app.unit,
+		.app_id = t->app.flatpak,
+		.server_name = t->server_name,
+		.scheme = scheme,
+		.decision = decision,
+		.reason = reason,
+		.policy = t->rule != NO_RULE ? p->cfg->rules[t->rule].name : NULL,
+		.latency_usec = latency,
+	};
+
+	(void)audit_write(p->audit, &rec, err);
+}
+
+static void reason_text(int r, const CaError *err, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s: %s", r < 0 ? "Failed" : ca_error_name(r),
+		 err && err->message[0] ? err->message : r < 0 ? strerror(-r) : "");
+}
+
+int policy_ticket_finish(PolicyTicket *t, const char *scheme, int r, const CaError *err,
+			 uint64_t latency_usec, CaError *ret_err)
+{
+	CaError werr = {0};
+	char reason[CA_ERROR_MESSAGE_MAX + 32];
+
+	if (!t || !t->policy->audit)
+		return 0;
+	if (r)
+		reason_text(r, err, reason, sizeof(reason));
+	write_audit(t->policy, t, scheme,
+		    r == 0			 ? "allowed"
+		    : r == CA_E_POLICY_DENIED ? "denied"
+						 : "failed",
+		    r ? reason : NULL, latency_usec, &werr);
+	if (r == 0 && werr.code && audit_fail_closed(t->policy->audit))
+		return ca_error_set(ret_err, CA_E_FAILED, "%s", werr.message);
+	return 0;
+}
+
+void policy_audit_refused(Policy *p, DBusMessage *msg, pid_t pid, int r, const CaError *err)
+{
+	const char *uri = NULL, *scheme = NULL, *server_name = NULL;
+	const IpcDictField fields[] = {
+		{"server-name", IPC_DICT_STRING, &server_name, IPC_SERVER_NAME_MAX},
+	};
+	DBusMessageIter iter;
+	PolicyTicket t = {.policy = p, .rule = NO_RULE};
+	char reason[CA_ERROR_MESSAGE_MAX + 32];
+	CaError werr = {0};
+
+	if (!p || !p->audit)
+		return;
+	/* The dispatcher checked the signature (ssaya{sv}); the options may still be bad. */
+	if (dbus_message_iter_init(msg, &iter) &&
+	    dbus_message_iter_get_arg_type(&iter) == DBUS_TYPE_STRING) {
+		dbus_message_iter_get_basic(&iter, &uri);
+		if (dbus_message_iter_next(&iter) &&
+		    dbus_message_iter_get_arg_type(&iter) == DBUS_TYPE_STRING)
+			dbus_message_iter_get_basic(&iter, &scheme);
+		if (dbus_message_iter_next(&iter) && dbus_message_iter_next(&iter))
+			(void)ipc_dict_read(&iter, fields, ELEMENTSOF(fields), IPC_OPTIONS_MAX,
+					    NULL);
+	}
+	/* What a caller sent may be huge or not UTF-8: the writer escapes, we cut. */
+	t.identity = uri ? strndup(uri, IPC_URI_MAX) : NULL;
+	t.server_name = server_name ? strdup(server_name) : NULL;
+	t.bus_name = dbus_message_get_sender(msg) ? strdup(dbus_message_get_sender(msg)) : NULL;
+	if (uri && strncmp(uri, "pkcs11:", 7) == 0 && strlen(uri) <= IPC_URI_MAX)
+		t.rule = policy_find_rule(p, uri);
+	appinfo_read(pid, &t.app);
+	reason_text(r, err, reason, sizeof(reason));
+	write_audit(p, &t,
+		    scheme && strlen(scheme) <= IPC_SCHEME_MAX ? scheme : NULL, "denied", reason,
+		    0, &werr);
+	free(t.identity);
+	free(t.server_name);
+	free(t.bus_name);
+}
