@@ -68,6 +68,7 @@ H_AGENT_CONF=$H_TMP/agent.conf
 export SOFTHSM2_CONF=$H_TMP/softhsm2.conf
 # Keep the tools under test away from the user's own configuration.
 export XDG_CONFIG_HOME=$H_TMP/config
+export XDG_STATE_HOME=$H_TMP/state # the agent's audit log goes here, not to ~
 export XDG_RUNTIME_DIR=$H_TMP/run
 mkdir -p "$H_TMP/tokens" "$H_TMP/ca" "$XDG_CONFIG_HOME" "$XDG_RUNTIME_DIR"
 chmod 700 "$XDG_RUNTIME_DIR"
@@ -349,7 +350,9 @@ h_agent() {
 	# shellcheck disable=SC2119 # no extra bus configuration here
 	[ -n "${DBUS_SESSION_BUS_ADDRESS:-}" ] || h_bus
 	{
-		printf '# written by tests/lib/harness.sh\n[agent]\nregistered-modules = no\n'
+		# No pinentry unless a test asks for one (a later "pinentry = ..." line wins): a
+		# terminal pinentry must never take over the terminal of whoever runs the tests.
+		printf '# written by tests/lib/harness.sh\n[agent]\nregistered-modules = no\npinentry = none\n'
 		[ $# = 0 ] || printf '%s\n' "$@"
 		printf '\n[module softhsm]\npath = %s\n' "$H_SOFTHSM"
 	} >"$H_AGENT_CONF"
