@@ -30,22 +30,6 @@ struct AuditLog {
 	bool warned; /* a failure was logged; cleared by the next good line */
 };
 
-char *audit_default_path(void)
-{
-	const char *xdg = secure_getenv("XDG_STATE_HOME");
-	const char *home = secure_getenv("HOME");
-	char *p = NULL;
-
-	if (xdg && xdg[0] == '/') {
-		if (asprintf(&p, "%s/certagent/audit.jsonl", xdg) < 0)
-			return NULL;
-	} else if (home && home[0] == '/') {
-		if (asprintf(&p, "%s/.local/state/certagent/audit.jsonl", home) < 0)
-			return NULL;
-	}
-	return p;
-}
-
 int audit_new(const PolicyConfig *cfg, AuditLog **ret)
 {
 	AuditLog *a;
@@ -56,7 +40,7 @@ int audit_new(const PolicyConfig *cfg, AuditLog **ret)
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;
-	a->path = cfg->audit_path ? strdup(cfg->audit_path) : audit_default_path();
+	a->path = cfg->audit_path ? strdup(cfg->audit_path) : policy_audit_default_path();
 	if (!a->path) {
 		free(a);
 		if (!cfg->audit_path) {

@@ -31,9 +31,6 @@ typedef struct AuditRecord {
 	uint64_t latency_usec;
 } AuditRecord;
 
-/* $XDG_STATE_HOME/certagent/audit.jsonl, else ~/.local/state/certagent/audit.jsonl; or NULL. */
-char *audit_default_path(void);
-
 /*
  * Sets up the log (NULL in *ret when audit-log = none). The file is opened on first use; a
  * path that cannot be written is reported then. Codes: -ENOMEM.

@@ -49,7 +49,8 @@ static void agent_hotplug_on_events(StoreEventList *events, void *userdata)
 
 	if (!it) {
 		store_event_list_free(events);
-		log_warning("hotplug: out of memory; the token list is refreshed on the next change");
+		log_warning(
+			"hotplug: out of memory; the token list is refreshed on the next change");
 		return;
 	}
 	it->events = events;

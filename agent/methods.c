@@ -493,8 +493,8 @@ static int sign_submit(Server *s, DBusMessage *msg, CaError *err)
 		const char *sender = dbus_message_get_sender(msg);
 		Caller *c = sender ? caller_find(&s->callers, sender) : NULL;
 
-		r = policy_sign_check(s->policy, msg, c ? c->pid : 0, uri, server_name, &ticket,
-				      err);
+		r = policy_sign_check(s->policy, msg, c ? c->pid : 0, uri, s->identities,
+				      server_name, &ticket, err);
 		if (r)
 			return r;
 	}
@@ -532,7 +532,7 @@ static int method_sign(void *userdata, DBusMessage *msg, DBusMessage **ret_reply
 		log_info("sign: %s (pid %d): refused: %s: %s", sender ? sender : "?",
 			 c ? (int)c->pid : 0, r < 0 ? "Failed" : ca_error_name(r),
 			 err->message[0] ? err->message : strerror(r < 0 ? -r : EIO));
-		policy_audit_refused(s->policy, msg, c ? c->pid : 0, r, err);
+		policy_audit_refused(s->policy, msg, c ? c->pid : 0, s->identities, r, err);
 	}
 	*ret_reply = NULL; /* methods_complete answers, or the dispatcher the error */
 	return r;

@@ -14,6 +14,22 @@
 
 #include "policy-config.h"
 
+char *policy_audit_default_path(void)
+{
+	const char *xdg = secure_getenv("XDG_STATE_HOME");
+	const char *home = secure_getenv("HOME");
+	char *p = NULL;
+
+	if (xdg && xdg[0] == '/') {
+		if (asprintf(&p, "%s/certagent/audit.jsonl", xdg) < 0)
+			return NULL;
+	} else if (home && home[0] == '/') {
+		if (asprintf(&p, "%s/.local/state/certagent/audit.jsonl", home) < 0)
+			return NULL;
+	}
+	return p;
+}
+
 void policy_config_init(PolicyConfig *c)
 {
 	*c = (PolicyConfig){

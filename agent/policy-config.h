@@ -66,5 +66,8 @@ int policy_config_section_key(PolicyConfig *c, const char *name, bool new_sectio
 /* After the whole file: every rule is complete. Codes: CA_E_INVALID_ARGS. */
 int policy_config_check(const PolicyConfig *c, const char *path, CaError *err);
 
+/* $XDG_STATE_HOME/certagent/audit.jsonl, else ~/.local/state/certagent/audit.jsonl; or NULL. */
+char *policy_audit_default_path(void);
+
 /* "3/minute"-style text of a rule's rate into buf ("none" when unlimited). */
 void policy_rule_rate_text(const PolicyRule *r, char *buf, size_t size);

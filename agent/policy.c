@@ -405,9 +405,54 @@ static int read_server_certs(DBusMessage *msg, IpcBytesArray *ret, CaError *err)
 	return ipc_dict_read(&iter, fields, ELEMENTSOF(fields), IPC_OPTIONS_MAX, err);
 }
 
-int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
-		      const char *server_name, PolicyTicket **ret, CaError *err)
+/* Whether the pattern URI pat names the identity whose full URI is u. */
+static bool uri_names(P11KitUri *pat, P11KitUri *u)
 {
+	CK_ULONG n = 0;
+	CK_ATTRIBUTE_PTR attrs = p11_kit_uri_get_attributes(u, &n);
+
+	return p11_kit_uri_match_token_info(pat, p11_kit_uri_get_token_info(u)) == 1 &&
+	       p11_kit_uri_match_module_info(pat, p11_kit_uri_get_module_info(u)) == 1 &&
+	       p11_kit_uri_match_attributes(pat, attrs, n) == 1;
+}
+
+/*
+ * The listed identity a request URI names: the store signs with any URI that matches exactly
+ * one key, so rules are matched against that key's full URI, never against the caller's
+ * spelling (pkcs11:id=%01 must not escape a rule written for object=client). NULL when the
+ * URI names no listed identity or several.
+ */
+static const char *policy_resolve(const StoreIdentityList *ids, const char *uri)
+{
+	P11KitUri *pat = p11_kit_uri_new(), *u = p11_kit_uri_new();
+	const char *found = NULL;
+	unsigned n = 0;
+
+	if (!pat || !u || p11_kit_uri_parse(uri, P11_KIT_URI_FOR_ANY, pat) != P11_KIT_URI_OK)
+		goto out;
+	for (size_t i = 0; ids && i < ids->n && n < 2; i++) {
+		if (strcmp(ids->items[i].uri, uri) == 0) {
+			found = ids->items[i].uri;
+			n = 1;
+			break;
+		}
+		if (p11_kit_uri_parse(ids->items[i].uri, P11_KIT_URI_FOR_ANY, u) == P11_KIT_URI_OK &&
+		    uri_names(pat, u)) {
+			found = ids->items[i].uri;
+			n++;
+		}
+	}
+out:
+	p11_kit_uri_free(pat);
+	p11_kit_uri_free(u);
+	return n == 1 ? found : NULL;
+}
+
+int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
+		      const StoreIdentityList *ids, const char *server_name, PolicyTicket **ret,
+		      CaError *err)
+{
+	const char *canonical;
 	_cleanup_(policy_ticket_freep) PolicyTicket *t = NULL;
 	IpcBytesArray certs = {0};
 	const PolicyRule *rule;
@@ -423,6 +468,16 @@ int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
 		return -ENOMEM;
 	}
 	t->policy = p;
+	canonical = policy_resolve(ids, uri);
+	if (!canonical && p->cfg->n_rules) {
+		ipc_bytes_array_clear(&certs);
+		return ca_error_set(err, CA_E_POLICY_DENIED,
+				    "%s names no identity the agent lists (or several); with "
+				    "[policy] sections in force, name the identity by the URI "
+				    "ListIdentities gives",
+				    uri);
+	}
+	uri = canonical ? canonical : uri;
 	t->identity = strdup(uri);
 	t->server_name = server_name ? strdup(server_name) : NULL;
 	t->bus_name = dbus_message_get_sender(msg) ? strdup(dbus_message_get_sender(msg)) : NULL;
@@ -560,8 +615,10 @@ int policy_ticket_finish(PolicyTicket *t, const char *scheme, int r, const CaErr
 	return 0;
 }
 
-void policy_audit_refused(Policy *p, DBusMessage *msg, pid_t pid, int r, const CaError *err)
+void policy_audit_refused(Policy *p, DBusMessage *msg, pid_t pid, const StoreIdentityList *ids,
+			  int r, const CaError *err)
 {
+	const char *canonical = NULL;
 	const char *uri = NULL, *scheme = NULL, *server_name = NULL;
 	const IpcDictField fields[] = {
 		{"server-name", IPC_DICT_STRING, &server_name, IPC_SERVER_NAME_MAX},
@@ -584,12 +641,16 @@ void policy_audit_refused(Policy *p, DBusMessage *msg, pid_t pid, int r, const C
 			(void)ipc_dict_read(&iter, fields, ELEMENTSOF(fields), IPC_OPTIONS_MAX,
 					    NULL);
 	}
+	if (uri && strncmp(uri, "pkcs11:", 7) == 0 && strlen(uri) <= IPC_URI_MAX)
+		canonical = policy_resolve(ids, uri);
+	if (canonical) {
+		uri = canonical;
+		t.rule = policy_find_rule(p, uri);
+	}
 	/* What a caller sent may be huge or not UTF-8: the writer escapes, we cut. */
 	t.identity = uri ? strndup(uri, IPC_URI_MAX) : NULL;
 	t.server_name = server_name ? strdup(server_name) : NULL;
 	t.bus_name = dbus_message_get_sender(msg) ? strdup(dbus_message_get_sender(msg)) : NULL;
-	if (uri && strncmp(uri, "pkcs11:", 7) == 0 && strlen(uri) <= IPC_URI_MAX)
-		t.rule = policy_find_rule(p, uri);
 	appinfo_read(pid, &t.app);
 	reason_text(r, err, reason, sizeof(reason));
 	write_audit(p, &t,

@@ -22,6 +22,7 @@
 
 #include "error.h"
 #include "policy-config.h"
+#include "store.h"
 
 /* Caps of the server-certificates Sign option (aay, DER, leaf first). */
 #define POLICY_SERVER_CERTS_MAX 16
@@ -38,15 +39,18 @@ Policy *policy_free(Policy *p);
 
 /*
  * Main thread. Decides whether the Sign msg (already checked by methods.c: uri, scheme, data,
- * server_name) may go on. pid: the caller's, from the bus (0 unknown). Returns 0 with a ticket
+ * server_name) may go on. ids: the listed identities, to resolve uri to the one full URI the
+ * rules are matched against (with rules in force, a uri that names none or several is denied). pid: the caller's, from the bus (0 unknown). Returns 0 with a ticket
  * for the rest of the request, CA_E_POLICY_DENIED (err says which rule and why),
  * CA_E_INVALID_ARGS/CA_E_TOO_LARGE (a malformed server-certificates option), -ENOMEM.
  */
 int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
-		      const char *server_name, PolicyTicket **ret, CaError *err);
+		      const StoreIdentityList *ids, const char *server_name, PolicyTicket **ret,
+		      CaError *err);
 
 /* Main thread: the audit line of a Sign refused before it was queued (r, err: why). */
-void policy_audit_refused(Policy *p, DBusMessage *msg, pid_t pid, int r, const CaError *err);
+void policy_audit_refused(Policy *p, DBusMessage *msg, pid_t pid, const StoreIdentityList *ids,
+			  int r, const CaError *err);
 
 /*
  * Worker thread, before signing: asks the user when the rule wants a confirmation that is not

@@ -17,6 +17,9 @@ extern const CliCommand cli_cmd_list;
 extern const CliCommand cli_cmd_unlock;
 extern const CliCommand cli_cmd_connect;
 extern const CliCommand cli_cmd_status;
+/* Policy and audit log (cmd-policy.c, cmd-audit.c; docs/configuration.md). */
+extern const CliCommand cli_cmd_policy;
+extern const CliCommand cli_cmd_audit;
 /* Token enrolment (cmd-token.c, cmd-key.c, ...; docs/cli-admin.md). */
 extern const CliCommand cli_cmd_tokens;
 extern const CliCommand cli_cmd_token;

@@ -41,16 +41,6 @@ typedef struct Item {
 	char *uri;
 } Item;
 
-static char *crt_cn(gnutls_x509_crt_t crt)
-{
-	char buf[256];
-	size_t n = sizeof(buf);
-
-	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &n) == 0)
-		return strdup(buf);
-	return cli_crt_dn(crt, false);
-}
-
 static bool der_on_token(const AdminObjectList *objs, const gnutls_datum_t *der, char **uri)
 {
 	for (size_t i = 0; i < objs->n; i++) {
@@ -123,7 +113,7 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 			rc = CLI_EXIT_NOT_FOUND;
 			goto out;
 		} else {
-			leaf_label = label_opt ? strdup(label_opt) : crt_cn(items[leaf].crt);
+			leaf_label = label_opt ? strdup(label_opt) : p11cli_crt_label(items[leaf].crt);
 		}
 		if (!leaf_label) {
 			rc = CLI_EXIT_FAILED;
@@ -144,7 +134,7 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 
 		if (items[i].present)
 			continue;
-		label = items[i].is_leaf ? strdup(leaf_label) : crt_cn(items[i].crt);
+		label = items[i].is_leaf ? strdup(leaf_label) : p11cli_crt_label(items[i].crt);
 		if (!label)
 			rc = CLI_EXIT_FAILED;
 		else
@@ -236,8 +226,13 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		rc = p11cli_read_certs(p.positional[i], &v, &k);
 		for (size_t j = 0; rc == 0 && j < k; j++) {
 			if (n >= ELEMENTSOF(items)) {
-				gnutls_x509_crt_deinit(v[j]);
-				continue;
+				fprintf(stderr, "certagent: more than %zu certificates in all: import "
+						"one leaf with its chain at a time\n",
+					ELEMENTSOF(items));
+				rc = CLI_EXIT_USAGE;
+				for (; j < k; j++)
+					gnutls_x509_crt_deinit(v[j]);
+				break;
 			}
 			items[n].crt = v[j];
 			items[n].subject = cli_crt_dn(v[j], false);
@@ -249,11 +244,11 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	}
 	if (o == 0)
 		token = p.positional[1];
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		rc = CLI_EXIT_USAGE;
+	o = cli_parser_done(&p, o);
+	if (o == CLI_EXIT_OK)
+		return CLI_EXIT_OK; /* --help: nothing was read */
+	if (o > 0)
+		rc = o;
 
 	/* The leaf: the one certificate that is not a CA. Same certificate twice: once. */
 	for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -273,9 +268,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		rc = CLI_EXIT_USAGE;
 	}
 	if (rc == 0)
-		rc = p11cli_store_open(module, &s);
-	if (rc == 0)
-		rc = p11cli_session(s, token, false, &a);
+		rc = p11cli_open(module, token, false, &s, &a);
 	if (rc == 0)
 		rc = p11cli_login_user(a, pin_file);
 	if (rc == 0)

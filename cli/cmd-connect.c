@@ -743,11 +743,9 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	else if (o == 0 && split_host_port(p.positional[0], &x.host, &x.port) < 0)
 		o = cli_usage_error(cmd, "\"%s\" is not HOST:PORT (IPv6: [ADDR]:PORT)",
 				    p.positional[0]);
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
 
 	if (x.explain &&
 	    !(x.ex = explain_new(x.host, x.port, x.servername ? x.servername : x.host))) {

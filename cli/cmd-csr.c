@@ -373,18 +373,14 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		o = cli_usage_error(cmd, "csr needs one KEY-URI (pkcs11:token=…;object=…)");
 	if (o == 0)
 		uri = p.positional[0];
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
 	rc = p11cli_check_subject(subject, sans, n_sans);
 	if (rc != 0)
 		return rc;
 
-	rc = p11cli_store_open(module, &s);
-	if (rc == 0)
-		rc = p11cli_session(s, uri, false, &a);
+	rc = p11cli_open(module, uri, false, &s, &a);
 	if (rc == 0)
 		rc = p11cli_login_user(a, pin_file);
 	if (rc == 0)

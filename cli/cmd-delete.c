@@ -172,7 +172,7 @@ static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 static int run(const CliCommand *cmd, int argc, char **argv)
 {
 	const char *pin_file = NULL, *module = NULL, *arg;
-	char *uris[URIS_MAX];
+	char *uris[URIS_MAX] = {0};
 	int n_uris = 0;
 	bool yes = false, json = false;
 	AdminSession *a = NULL, *other = NULL;
@@ -198,15 +198,11 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 			o = cli_usage_error(cmd, "\"%s\" does not name objects: a pkcs11: URI with "
 						 "id= or object= is needed", p.positional[i]);
 	}
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
 
-	rc = p11cli_store_open(module, &s);
-	if (rc == 0)
-		rc = p11cli_session(s, uris[0], false, &a);
+	rc = p11cli_open(module, uris[0], false, &s, &a);
 	for (int i = 1; rc == 0 && i < n_uris; i++) {
 		rc = p11cli_session(s, uris[i], false, &other);
 		if (rc == 0 && strcmp(admin_session_uri(a), admin_session_uri(other)) != 0) {

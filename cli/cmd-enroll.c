@@ -213,15 +213,8 @@ static int commit(Enroll *e)
 	}
 	/* After the commit: the CA certificate's label. Killed here, cleanup rolls forward. */
 	if (rc == 0 && e->ca_handle) {
-		_cleanup_free_ char *cn = NULL;
-		char buf[ADMIN_LABEL_MAX + 1];
-		size_t len = sizeof(buf);
+		_cleanup_free_ char *cn = p11cli_crt_label(e->ca_crt);
 
-		if (gnutls_x509_crt_get_dn_by_oid(e->ca_crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf,
-						  &len) == 0)
-			cn = strdup(buf);
-		else
-			cn = cli_crt_dn(e->ca_crt, false);
 		if (admin_set_label(e->a, e->ca_handle, cn ? cn : "CA", &err) != 0)
 			fprintf(stderr, "certagent: warning: %s; the CA certificate keeps a temporary "
 					"label until `certagent token cleanup %s`\n",
@@ -449,11 +442,9 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		o = cli_usage_error(cmd, "--days takes 1 to %d", DAYS_MAX);
 	if (o == 0)
 		e.token = p.positional[0];
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
 
 	/* Everything that can be checked without the token first: a bad DN changes nothing. */
 	rc = p11cli_check_subject(e.subject, e.sans, e.n_sans);
@@ -483,9 +474,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 			rc = CLI_EXIT_FAILED;
 	}
 	if (rc == 0)
-		rc = p11cli_store_open(e.module, &s);
-	if (rc == 0)
-		rc = p11cli_session(s, e.token, false, &e.a);
+		rc = p11cli_open(e.module, e.token, false, &s, &e.a);
 	if (rc == 0) {
 		p11cli_trap_signals();
 		rc = enroll(&e);

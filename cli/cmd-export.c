@@ -103,15 +103,11 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		o = cli_usage_error(cmd, "export-cert needs one pkcs11: URI");
 	if (o == 0)
 		uri = p.positional[0];
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
 
-	rc = p11cli_store_open(module, &s);
-	if (rc == 0)
-		rc = p11cli_session(s, uri, false, &a);
+	rc = p11cli_open(module, uri, false, &s, &a);
 	/* Certificates are public objects: no login needed. */
 	if (rc == 0)
 		rc = p11cli_fail(admin_list_objects(a, &l, &err), &err);
@@ -145,7 +141,8 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	if (rc == 0 && n_leaves != 1) {
 		fprintf(stderr, "certagent: %s names %zu certificates on token \"%s\"%s\n", uri,
 			n_leaves, admin_session_label(a),
-			n_leaves ? ": add id= or object= to name one" : "");
+			n_leaves ? ": add id= or object= to name one"
+				 : " (nor a key that has one): store one with `certagent cert import`");
 		rc = n_leaves ? CLI_EXIT_USAGE : CLI_EXIT_NOT_FOUND;
 	}
 	if (rc == 0) {

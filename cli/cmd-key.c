@@ -68,17 +68,13 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 				    ADMIN_ID_MAX);
 	if (o == 0)
 		token = p.positional[1];
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
 	if (!id_hex && gnutls_rnd(GNUTLS_RND_NONCE, id, id_len) < 0)
 		return CLI_EXIT_FAILED;
 
-	rc = p11cli_store_open(module, &s);
-	if (rc == 0)
-		rc = p11cli_session(s, token, false, &a);
+	rc = p11cli_open(module, token, false, &s, &a);
 	if (rc == 0)
 		rc = p11cli_login_user(a, pin_file);
 	if (rc == 0) {

@@ -127,11 +127,9 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	}
 	if (o == 0 && p.n_positional > 0)
 		o = cli_usage_error(cmd, "list takes no arguments");
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
 
 	if (certagent_client_new(address, &c, &err) < 0)
 		return cli_agent_error(&err);

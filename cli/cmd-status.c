@@ -190,11 +190,10 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	}
 	if (o == 0 && p.n_positional > 0)
 		o = cli_usage_error(cmd, "status takes no arguments");
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
+	rc = CLI_EXIT_OK;
 
 	st.bus = bus_shown(address, busbuf, sizeof(busbuf));
 	if (certagent_client_new(address, &c, &st.err) < 0) {

@@ -145,6 +145,11 @@ static void tokens_text(const AdminSlotList *l, FILE *f)
 		fputc('\n', f);
 		if (s->initialized)
 			fprintf(f, "  objects:      %zu visible without login\n", s->n_objects);
+		if (s->flags & (CKF_USER_PIN_LOCKED | CKF_USER_PIN_FINAL_TRY))
+			fprintf(f,
+				"  WARNING:      the user PIN is %s: certagent tries no PIN on it; "
+				"reset it with the SO PIN: `certagent token unblock-pin '%s'`\n",
+				s->flags & CKF_USER_PIN_LOCKED ? "locked" : "on its final try", s->uri);
 		if (s->n_orphans)
 			fprintf(f,
 				"  WARNING:      %zu object(s) left by an unfinished enrollment: "
@@ -173,11 +178,9 @@ static int tokens_run(const CliCommand *cmd, int argc, char **argv)
 	}
 	if (o == 0 && p.n_positional > 0)
 		o = cli_usage_error(cmd, "tokens takes no arguments");
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
 
 	rc = p11cli_store_open(module, &s);
 	if (rc != 0)
@@ -393,15 +396,11 @@ static int token_run(const CliCommand *cmd, int argc, char **argv)
 			o = cli_usage_error(cmd, "unknown subcommand \"%s\" (init, set-pin, "
 						 "unblock-pin or cleanup)", ta.sub);
 	}
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
-		return CLI_EXIT_USAGE;
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
 
-	rc = p11cli_store_open(ta.module, &s);
-	if (rc == 0)
-		rc = p11cli_session(s, ta.token, strcmp(ta.sub, "init") == 0, &a);
+	rc = p11cli_open(ta.module, ta.token, strcmp(ta.sub, "init") == 0, &s, &a);
 	if (rc == 0) {
 		if (strcmp(ta.sub, "init") == 0)
 			rc = token_init(s, a, &ta);

@@ -72,6 +72,14 @@ void cli_parser_deinit(CliParser *p)
 	p->positional = NULL;
 }
 
+int cli_parser_done(CliParser *p, int o)
+{
+	cli_parser_deinit(p);
+	if (o == CLI_OPT_HELP)
+		return CLI_EXIT_OK;
+	return o < 0 ? CLI_EXIT_USAGE : -1;
+}
+
 int cli_usage_error(const CliCommand *cmd, const char *fmt, ...)
 {
 	va_list ap;
@@ -213,9 +221,10 @@ void cli_print_command_help(const CliCommand *cmd, FILE *f)
 		size_t n = strlen(line);
 
 		for (size_t i = 0; i < cli_n_exit_codes && n < sizeof(line); i++)
-			n += snprintf(line + n, sizeof(line) - n, " %d %s%s", cli_exit_codes[i].code,
-				      cli_exit_codes[i].name,
-				      i + 1 < cli_n_exit_codes ? "," : " (details: man certagent).");
+			n += snprintf(line + n, sizeof(line) - n, " %d %s%s",
+				      cli_exit_codes[i].code, cli_exit_codes[i].name,
+				      i + 1 < cli_n_exit_codes ? ","
+							       : " (details: man certagent).");
 		fputc('\n', f);
 		print_wrapped(line, 0, 2, f);
 	}

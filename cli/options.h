@@ -77,6 +77,12 @@ typedef struct CliParser {
 
 int cli_parser_init(CliParser *p, const CliCommand *cmd, int argc, char **argv);
 void cli_parser_deinit(CliParser *p);
+/*
+ * Ends the parse: deinitialises p and turns o, the last cli_options_next() result (or a
+ * cli_usage_error() of the command's own checks), into what run() does next: -1 to go on, else
+ * the exit code to return now (0 after --help, 2 after a usage error).
+ */
+int cli_parser_done(CliParser *p, int o);
 
 /*
  * Returns the id of the next option (its argument in *ret_arg), 0 at the end, or

@@ -13,6 +13,7 @@
 
 #include <p11-kit/pkcs11.h>
 
+#include "cli.h"
 #include "p11cli.h"
 #include "pin-input.h"
 #include "util.h"
@@ -95,6 +96,42 @@ int p11cli_session(Store *s, const char *token, bool allow_uninitialized, AdminS
 	return p11cli_fail(r, &err);
 }
 
+char *p11cli_crt_label(gnutls_x509_crt_t crt)
+{
+	char buf[ADMIN_LABEL_MAX + 1];
+	size_t n = sizeof(buf);
+	char *s;
+
+	if (gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0, buf, &n) == 0)
+		return strdup(buf);
+	s = cli_crt_dn(crt, false);
+	if (s && strlen(s) > ADMIN_LABEL_MAX) {
+		/* Cut at a character boundary: a label stays valid UTF-8. */
+		size_t k = ADMIN_LABEL_MAX;
+
+		while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
+			k--;
+		s[k] = '\0';
+	}
+	return s;
+}
+
+int p11cli_open(const char *module, const char *token, bool allow_uninitialized, Store **ret_store,
+		AdminSession **ret_session)
+{
+	Store *s = NULL;
+	int rc = p11cli_store_open(module, &s);
+
+	if (rc == 0)
+		rc = p11cli_session(s, token, allow_uninitialized, ret_session);
+	if (rc != 0) {
+		store_free(s);
+		return rc;
+	}
+	*ret_store = s;
+	return 0;
+}
+
 int p11cli_check_pin_state(AdminSession *a)
 {
 	unsigned long flags = admin_session_flags(a);
@@ -110,8 +147,10 @@ int p11cli_check_pin_state(AdminSession *a)
 	}
 	if (flags & CKF_USER_PIN_FINAL_TRY) {
 		fprintf(stderr,
-			"certagent: token \"%s\" allows only one more user PIN try before it locks, "
-			"so certagent does not risk it; nothing was tried. Reset the PIN with the SO "
+			"certagent: token \"%s\" allows only one more user PIN try before it "
+			"locks, "
+			"so certagent does not risk it; nothing was tried. Reset the PIN with the "
+			"SO "
 			"PIN (`certagent token unblock-pin '%s'`), or, if you are sure of the PIN, "
 			"log in once with the token's own tools to reset the counter\n",
 			label, uri);
@@ -318,7 +357,8 @@ int p11cli_write_file(const char *path, const void *data, size_t len, bool no_ov
 		return CLI_EXIT_IO;
 	f = fopen(tmp, "we");
 	if (!f) {
-		fprintf(stderr, "certagent: cannot write %s: %s\n", tmp, strerror(errno));
+		/* Named as the user named it: the temporary file is ours, not theirs. */
+		fprintf(stderr, "certagent: cannot write %s: %s\n", path, strerror(errno));
 		return CLI_EXIT_IO;
 	}
 	ok = fwrite(data, 1, len, f) == len;

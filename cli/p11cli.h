@@ -39,6 +39,13 @@ int p11cli_session(Store *s, const char *token, bool allow_uninitialized, AdminS
  */
 int p11cli_check_pin_state(AdminSession *a);
 
+/* The label certagent gives a certificate: its CN, else its DN (cut to ADMIN_LABEL_MAX). */
+char *p11cli_crt_label(gnutls_x509_crt_t crt);
+
+/* Both: the store, then a session on TOKEN. Exit code or 0 (then both are set). */
+int p11cli_open(const char *module, const char *token, bool allow_uninitialized, Store **ret_store,
+		AdminSession **ret_session);
+
 /* Logs in as the user with a PIN from pin_file / $CERTAGENT_PIN / prompt (none on a pinpad),
  * after p11cli_check_pin_state(). Exit code or 0. */
 int p11cli_login_user(AdminSession *a, const char *pin_file);

@@ -159,7 +159,8 @@ int pin_input_get(const char *file, const char *env, const char *prompt, bool co
 		fprintf(stderr,
 			"certagent: cannot ask for the %s: no terminal to ask on (%s); give it "
 			"in a file with %s FILE%s%s (PINs are never taken from the command line)\n",
-			prompt, strerror(-r), file_option(env), env ? " or in $" : "", env ? env : "");
+			prompt, strerror(-r), file_option(env), env ? " or in $" : "",
+			env ? env : "");
 		return CLI_EXIT_USAGE;
 	}
 	return 0;

@@ -28,10 +28,10 @@
 
 #include "internal.h"
 
-#define GONE_MAX 32		 /* removed tokens remembered */
-#define GONE_IDS_MAX 64		 /* keys remembered per removed token */
-#define WAITER_JOIN_MS 3000	 /* how long we wait for C_WaitForSlotEvent to let go */
-#define EVENT_POLL_FACTOR 15	 /* with slot events everywhere, poll this much less often */
+#define GONE_MAX 32	     /* removed tokens remembered */
+#define GONE_IDS_MAX 64	     /* keys remembered per removed token */
+#define WAITER_JOIN_MS 3000  /* how long we wait for C_WaitForSlotEvent to let go */
+#define EVENT_POLL_FACTOR 15 /* with slot events everywhere, poll this much less often */
 
 typedef struct GoneId {
 	uint8_t *id;
@@ -315,11 +315,12 @@ int hotplug_match_gone(Store *s, P11KitUri *u, CaError *err)
 			};
 
 			if (p11_kit_uri_match_attributes(u, attrs, ELEMENTSOF(attrs)) == 1)
-				return ca_error_set(err, CA_E_TOKEN_ABSENT,
-						    "token \"%s\" (serial %s) was removed: insert it "
-						    "again; its keys come back by themselves and the "
-						    "PIN is asked again",
-						    g->label, g->serial);
+				return ca_error_set(
+					err, CA_E_TOKEN_ABSENT,
+					"token \"%s\" (serial %s) was removed: insert it "
+					"again; its keys come back by themselves and the "
+					"PIN is asked again",
+					g->label, g->serial);
 		}
 	}
 	return 0;
@@ -381,8 +382,14 @@ static void *waiter_main(void *userdata)
 void hotplug_modules_up(Store *s)
 {
 	Hotplug *h = s->hotplug;
+	bool watching;
 
-	if (!h || !h->watching)
+	if (!h)
+		return;
+	pthread_mutex_lock(&h->lock);
+	watching = h->watching;
+	pthread_mutex_unlock(&h->lock);
+	if (!watching)
 		return;
 	for (size_t i = 0; i < s->n_modules; i++) {
 		Module *m = s->modules[i];
@@ -731,8 +738,10 @@ int store_watch(Store *s, unsigned poll_interval_ms, StoreEventFunc fn, void *us
 	h->interval_ms = poll_interval_ms ? poll_interval_ms : 2000;
 	h->fn = fn;
 	h->userdata = userdata;
+	pthread_mutex_lock(&h->lock);
 	h->stop = h->woken = false;
 	h->watching = true;
+	pthread_mutex_unlock(&h->lock);
 	hotplug_modules_up(s);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -740,7 +749,9 @@ int store_watch(Store *s, unsigned poll_interval_ms, StoreEventFunc fn, void *us
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (r) {
 		hotplug_modules_down(s);
+		pthread_mutex_lock(&h->lock);
 		h->watching = false;
+		pthread_mutex_unlock(&h->lock);
 	} else {
 		pthread_setname_np(h->thread, "ca-hotplug");
 		h->thread_running = true;
@@ -754,28 +765,27 @@ bool store_unwatch(Store *s, unsigned timeout_ms)
 	Hotplug *h = s ? s->hotplug : NULL;
 	struct timespec deadline;
 
-	if (!h || !h->watching)
+	if (!h || !h->thread_running)
 		return true;
-	if (h->thread_running) {
-		pthread_mutex_lock(&h->lock);
-		h->stop = true;
-		pthread_cond_signal(&h->cond);
-		pthread_mutex_unlock(&h->lock);
-		clock_gettime(CLOCK_REALTIME, &deadline);
-		deadline.tv_sec += timeout_ms / 1000;
-		deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-		if (deadline.tv_nsec >= 1000000000L) {
-			deadline.tv_sec++;
-			deadline.tv_nsec -= 1000000000L;
-		}
-		if (pthread_timedjoin_np(h->thread, NULL, &deadline) != 0)
-			return false; /* stuck behind a token: the caller leaks the store */
-		h->thread_running = false;
+	pthread_mutex_lock(&h->lock);
+	h->stop = true;
+	pthread_cond_signal(&h->cond);
+	pthread_mutex_unlock(&h->lock);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
 	}
-	/* Slot-event threads stay until the modules are finalised (reload or store_free). */
-	pthread_rwlock_wrlock(&s->lock);
+	if (pthread_timedjoin_np(h->thread, NULL, &deadline) != 0)
+		return false; /* stuck behind a token: the caller leaks the store */
+	h->thread_running = false;
+	/* Slot-event threads stay until the modules are finalised (reload or store_free). Not
+	 * the store lock here: a signature stuck in a token holds it shared. */
+	pthread_mutex_lock(&h->lock);
 	h->watching = false;
-	pthread_rwlock_unlock(&s->lock);
+	pthread_mutex_unlock(&h->lock);
 	return true;
 }
 

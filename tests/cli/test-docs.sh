@@ -93,5 +93,21 @@ awk -F'\t' '$2 == "" && $4 ~ /^[a-z][a-z0-9-]*(\|[a-z][a-z0-9-]*)*( |$)/ {
 		want=$(printf '%s\n' "${subs//|/$'\n'}" | sort -u | tr '\n' '|' | sed 's/|$//')
 		[ "$got" = "$want" ] || fail "\"certagent $cmd \" completes to '$got', not '$want'"
 	done
+# Exit codes and environment variables: one table in the binary (--help-table "@exit"/"@env"
+# rows); the man page lists each, and so does docs/cli.md, where they are documented once.
+awk -F'\t' '$1 == "@exit" { print $2 }' "$tmp/table" >"$tmp/codes"
+[ "$(tr '\n' ' ' <"$tmp/codes")" = "0 1 2 3 4 5 6 7 " ] || fail "exit codes in --help-table: $(cat "$tmp/codes")"
+awk '/^\.SH EXIT STATUS/ { f = 1; next } /^\.SH / { f = 0 } f && p { print; p = 0 } f && /^\.TP/ { p = 1 }' \
+	"$man" | diff -u "$tmp/codes" - >&2 || fail "the man page's EXIT STATUS differs from the table"
+doc=${CERTAGENT_SRC:-$(dirname "$0")/../..}/docs/cli.md
+while read -r code; do
+	grep -q "^| $code | " "$doc" || fail "docs/cli.md lacks exit code $code"
+done <"$tmp/codes"
+awk -F'\t' '$1 == "@env" { print $2 }' "$tmp/table" | while read -r var; do
+	grep -qF "\\fB$(printf '%s' "$var" | sed 's/-/\\-/g')\\fR" "$man" || fail "the man page lacks $var"
+	grep -qF "| \`$var\` |" "$doc" || fail "docs/cli.md lacks $var"
+done
+"$bin" tokens --help | tr -s '\n ' '  ' | grep -q 'Exit status: 0 success, .* 7 nothing matches' ||
+	fail "--help does not end with the exit codes"
 man_cmds=$(wc -l <"$tmp/cmds")
 echo "ok: --help, man page and completion agree on $man_cmds commands"

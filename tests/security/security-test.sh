@@ -186,8 +186,13 @@ test_load() {
 	fd1=$(agent_fds)
 	echo "agent before: VmRSS ${rss0} kB, ${fd0} fds; after: VmRSS ${rss1} kB, ${fd1} fds"
 	[ "$fd1" -le $((fd0 + 4)) ] || h_fail "the agent's fds grew from $fd0 to $fd1"
-	[ "$rss1" -le $((rss0 + 20 * 1024)) ] ||
-		h_fail "the agent's RSS grew by $(((rss1 - rss0) / 1024)) MiB (limit 20)"
+	# Under ASan freed memory sits in quarantine (up to 256 MiB) instead of being reused.
+	if grep -q libasan "/proc/$H_AGENT_PID/maps"; then
+		h_log "ASan build: RSS growth not checked ($(((rss1 - rss0) / 1024)) MiB)"
+	else
+		[ "$rss1" -le $((rss0 + 20 * 1024)) ] ||
+			h_fail "the agent's RSS grew by $(((rss1 - rss0) / 1024)) MiB (limit 20)"
+	fi
 	grep -c '^.*sign: .*signed with token' "$H_AGENT_LOG" >"$H_TMP/signed" || true
 	[ "$(cat "$H_TMP/signed")" -ge $((clients * n)) ] ||
 		h_fail "the agent logged $(cat "$H_TMP/signed") signatures, expected $((clients * n))"

@@ -418,7 +418,7 @@ case_reload() {
 	sc_sign_ok
 	sc_py reload >"$H_TMP/reload.out" 2>&1 || true
 	sleep 1
-	sc_agent_alive || h_fail "certagentd died on Reload with OpenSC loaded ($(sc_agent_status))"
+	sc_agent_alive || h_fail "certagentd died on Reload with OpenSC loaded"
 	h_wait_until 10 sc_has_identity || h_fail "the card's identity is not back after Reload"
 	URI=$(sc_identity_uri)
 	sc_sign_error PinRequired
@@ -426,28 +426,28 @@ case_reload() {
 	sc_sign_ok
 }
 
-# The agent's exit status after SIGTERM (it is stopped here, not by the harness).
-sc_agent_status() {
+# sc_agent_stop: SIGTERM to the agent (stopped here, not by the harness); its exit status
+# in words in SC_AGENT_EXIT.
+sc_agent_stop() {
 	local st=0
 	kill -TERM "$H_AGENT_PID" 2>/dev/null || true
 	wait "$H_AGENT_PID" 2>/dev/null || st=$?
 	h_untrack "$H_AGENT_PID"
 	H_AGENT_PID=
 	case $st in
-	0) echo "exit 0" ;;
-	1[2-9][0-9]) echo "killed by SIG$(kill -l $((st - 128)))" ;;
-	*) echo "exit $st" ;;
+	0) SC_AGENT_EXIT="exit 0" ;;
+	129 | 1[3-9][0-9]) SC_AGENT_EXIT="killed by SIG$(kill -l $((st - 128)))" ;;
+	*) SC_AGENT_EXIT="exit $st" ;;
 	esac
 }
 
 case_shutdown() {
-	local st
 	sc_setup
 	sc_unlock
 	sc_sign_ok
-	st=$(sc_agent_status)
-	[ "$st" = "exit 0" ] ||
-		h_fail "certagentd did not exit cleanly on SIGTERM with OpenSC loaded: $st"
+	sc_agent_stop
+	[ "$SC_AGENT_EXIT" = "exit 0" ] ||
+		h_fail "certagentd did not exit cleanly on SIGTERM with OpenSC loaded: $SC_AGENT_EXIT"
 }
 
 case $CASE in

@@ -1,0 +1,380 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# Policy per identity, "sign only what TLS needs" and the audit log, against the real agent
+# (private dbus-daemon, SoftHSM token, real TLS servers). Usage: policy-test.sh CASE.
+# Direct Sign calls go through tests/agent/agentctl.py (python3-dbus) or busctl; handshakes
+# through `certagent connect` (libcertagent), which sends the server name and chain.
+. "$CERTAGENT_SRC/tests/lib/harness.sh"
+
+ERR=org.certagent.Error
+PY=
+for p in /usr/bin/python3 python3; do
+	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
+		PY=$p
+		break
+	fi
+done
+[ -n "$PY" ] || h_skip "python3-dbus is not installed"
+ctl() { "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
+AUDIT=$XDG_STATE_HOME/certagent/audit.jsonl
+
+# expect_error NAME TEXT COMMAND...: COMMAND fails with the D-Bus error NAME and TEXT in it.
+expect_error() {
+	local name=$1 text=$2 out
+	shift 2
+	out=$("$@" 2>&1) && h_fail "expected $name, but it succeeded: $*"
+	case $out in
+	*"$name"*"$text"*) h_log "refused as expected: ${out#*: }" ;;
+	*) h_fail "expected $name ($text) from: $* -- got: $out" ;;
+	esac
+}
+
+# world [CONFIG-LINE...]: token demo, keys client (01) and second (02) with certificates,
+# the agent with CONFIG-LINEs, unlocked. URI and URI2 name the two identities.
+world() {
+	h_token demo
+	h_keygen demo p256 client 01
+	h_keygen demo p256 second 02
+	h_ca
+	h_client_cert demo client 01 "CN=alice,O=certagent tests"
+	h_client_cert demo second 02 "CN=bob,O=certagent tests"
+	h_bus
+	h_agent "$@"
+	h_unlock demo
+	FULL=$(full_uri client)
+	FULL2=$(full_uri second)
+}
+# full_uri LABEL: the identity's URI as ListIdentities gives it (what libcertagent matches).
+full_uri() {
+	ctl identities | "$PY" -c 'import json, sys
+print([i["uri"] for i in json.load(sys.stdin) if i["label"] == sys.argv[1]][0])' "$1"
+}
+URI=$(h_key_uri demo client)
+URI2=$(h_key_uri demo second)
+head -c 32 /dev/urandom >"$H_TMP/hash"
+
+# sign URI [KEY=TYPE:VALUE...]: an ECDSA P-256 signature of a random hash.
+sign() {
+	local uri=$1
+	shift
+	ctl sign "$uri" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig" "$@"
+}
+sign_ok() { sign "$@" >"$H_TMP/out" || h_fail "Sign failed: $(cat "$H_TMP/out")"; }
+
+# connect [ARG...]: `certagent connect` to the last server, as localhost; output in $H_TMP/c.*
+connect() {
+	local rc=0
+	printf 'hello\n' | timeout 60 "$H_CERTAGENT" connect "127.0.0.1:$H_PORT" \
+		--cafile "$H_TMP/ca/root.pem" --servername localhost "$@" \
+		>"$H_TMP/c.out" 2>"$H_TMP/c.err" || rc=$?
+	return "$rc"
+}
+connect_ok() { connect "$@" || { cat "$H_TMP/c.err" >&2; h_fail "certagent connect $* failed"; }; }
+connect_denied() { # TEXT ARG...
+	local text=$1
+	shift
+	connect "$@" && h_fail "certagent connect $* succeeded, but the policy forbids it"
+	grep -q "$text" "$H_TMP/c.err" || { cat "$H_TMP/c.err" >&2; h_fail "no \"$text\" in the error"; }
+	h_log "handshake refused as expected: $(grep -m1 "$text" "$H_TMP/c.err")"
+}
+
+# audit_py PYTHON-EXPR-LINES: runs python with `lines` = the parsed audit lines.
+audit_py() {
+	"$PY" - "$AUDIT" <<PYEOF || h_fail "audit check failed"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+$1
+PYEOF
+}
+
+test_server_name_handshake() {
+	world "[policy web]" "identity = $URI" "servers = localhost *.example.org" \
+		"[policy other]" "identity = $URI2" "servers = *.example.com"
+	h_gnutls_serv --tls1.3
+	connect_ok --identity "$FULL"
+	h_assert_server_saw "CN=alice,O=certagent tests"
+	connect_denied 'does not allow' --identity "$FULL2"
+	h_serv_stop
+	h_gnutls_serv --tls1.2
+	connect_ok --identity "$FULL"
+	connect_denied 'does not allow' --identity "$FULL2"
+	audit_py '
+d = [l for l in lines if l["decision"] == "denied"]
+a = [l for l in lines if l["decision"] == "allowed"]
+assert len(a) == 2 and len(d) == 2, lines
+assert all(l["server"] == "localhost" for l in lines), lines
+assert all(l["policy"] == "other" and "PolicyDenied" in l["reason"] for l in d), d'
+}
+
+test_server_name_sign() {
+	world "[policy web]" "identity = pkcs11:token=demo;object=client" \
+		"servers = *.example.com api.example.org"
+	sign_ok "$URI" server-name=s:www.example.com
+	sign_ok "$URI" server-name=s:API.Example.ORG
+	expect_error $ERR.PolicyDenied 'server evil.org' sign "$URI" server-name=s:evil.org
+	expect_error $ERR.PolicyDenied 'named none' sign "$URI"
+	# Another spelling of the same key is held to the same rule.
+	expect_error $ERR.PolicyDenied 'server evil.org' sign "pkcs11:token=demo;id=%01;type=private" \
+		server-name=s:evil.org
+	expect_error $ERR.PolicyDenied 'names no identity' sign "pkcs11:token=demo" \
+		server-name=s:www.example.com
+	# The other identity has no policy: allowed as before.
+	sign_ok "$URI2"
+}
+
+test_applications() {
+	world "[policy apps]" "identity = $URI" "applications = /usr/bin/python3* unit:none.service"
+	local exe
+	exe=$(readlink -f "$PY")
+	h_log "python3 caller: $exe"
+	sign_ok "$URI"
+	# busctl is another program: refused, with its path in the reason.
+	# shellcheck disable=SC2046 # the hash bytes are separate arguments
+	expect_error "" 'does not allow /usr/bin/busctl' \
+		busctl --address="$DBUS_SESSION_BUS_ADDRESS" call org.certagent.Agent1 \
+		/org/certagent/Agent1 org.certagent.Agent1 Sign 'ssaya{sv}' "$URI" \
+		ecdsa_secp256r1_sha256 32 $(od -An -tu1 -v "$H_TMP/hash") 0
+	audit_py '
+assert lines[0]["decision"] == "allowed" and lines[0]["exe"].startswith("/usr/bin/python3"), lines
+assert lines[1]["decision"] == "denied" and lines[1]["exe"] == "/usr/bin/busctl", lines
+assert isinstance(lines[1]["pid"], int) and lines[1]["pid"] > 1, lines'
+}
+
+test_rate_limit() {
+	world "[policy slow]" "identity = $URI" "rate-limit = 3/minute"
+	sign_ok "$URI"
+	sign_ok "$URI"
+	sign_ok "$URI"
+	expect_error $ERR.PolicyDenied 'limit is reached' sign "$URI"
+	sign_ok "$URI2" # another identity: not limited
+	audit_py '
+assert [l["decision"] for l in lines] == ["allowed"] * 3 + ["denied", "allowed"], lines'
+}
+
+test_server_pin() {
+	local pin wrong ossl
+	h_ca
+	pin=$("$H_CERTAGENT" policy pin "$H_TMP/ca/server.pem") || h_fail "policy pin failed"
+	ossl=sha256:$(openssl x509 -in "$H_TMP/ca/server.pem" -pubkey -noout |
+		openssl pkey -pubin -outform der | openssl dgst -sha256 -binary | base64)
+	[ "$pin" = "$ossl" ] || h_fail "policy pin says $pin, openssl $ossl"
+	wrong=$("$H_CERTAGENT" policy pin "$H_TMP/ca/other-root.pem")
+	world "[policy pinned]" "identity = $URI" "server-pin = $wrong $pin" \
+		"[policy mispinned]" "identity = $URI2" "server-pin = $wrong"
+	h_gnutls_serv --tls1.3
+	connect_ok --identity "$FULL"
+	connect_denied 'not among the server-pin' --identity "$FULL2"
+	# A client that sends no server certificate cannot satisfy a pin.
+	expect_error $ERR.PolicyDenied 'no server certificate' sign "$URI" server-name=s:localhost
+}
+
+test_server_issuer() {
+	world "[policy ca]" "identity = $URI" "server-issuer = CN=certagent test root CA,O=certagent tests" \
+		"[policy elsewhere]" "identity = $URI2" "server-issuer = CN=somebody else"
+	h_gnutls_serv --tls1.2
+	connect_ok --identity "$FULL"
+	connect_denied 'was issued by' --identity "$FULL2"
+}
+
+test_ed25519_framing() {
+	h_token demo
+	h_keygen demo ed25519 ed 03
+	h_ca
+	h_client_cert demo ed 03 "CN=ed,O=certagent tests"
+	h_bus
+	h_agent
+	h_unlock demo
+	local uri
+	uri=$(h_key_uri demo ed)
+	printf 'any message at all' >"$H_TMP/raw"
+	expect_error $ERR.InvalidArgs 'TLS' ctl sign "$uri" ed25519 "$H_TMP/raw" "$H_TMP/sig"
+	{ printf '%64s' ''; printf 'TLS 1.3, server CertificateVerify\0'; cat "$H_TMP/hash"; } >"$H_TMP/srv"
+	expect_error $ERR.InvalidArgs 'TLS' ctl sign "$uri" ed25519 "$H_TMP/srv" "$H_TMP/sig"
+	{ printf '%64s' ''; printf 'TLS 1.3, client CertificateVerify\0'; cat "$H_TMP/hash"; } >"$H_TMP/cv"
+	ctl sign "$uri" ed25519 "$H_TMP/cv" "$H_TMP/sig" >"$H_TMP/out" || h_fail "framed: $(cat "$H_TMP/out")"
+	# Real handshakes still work: TLS 1.3 (framed transcript hash), TLS 1.2 (messages).
+	for v in 1.3 1.2; do
+		h_gnutls_serv --tls$v
+		connect_ok
+		h_assert_server_saw "CN=ed,O=certagent tests"
+		h_assert_server_sig 'EdDSA-Ed25519'
+		h_serv_stop
+	done
+}
+
+test_sha1_refused() {
+	h_token demo
+	h_keygen demo rsa2048 rsa 04
+	h_ca
+	h_client_cert demo rsa 04 "CN=rsa,O=certagent tests"
+	h_bus
+	h_agent
+	h_unlock demo
+	local uri
+	uri=$(h_key_uri demo rsa)
+	{ printf '\x30\x21\x30\x09\x06\x05\x2b\x0e\x03\x02\x1a\x05\x00\x04\x14'; head -c 20 /dev/urandom; } >"$H_TMP/di1"
+	expect_error $ERR.InvalidArgs 'SHA-1' ctl sign "$uri" rsa_pkcs1_sha256 "$H_TMP/di1" "$H_TMP/sig"
+	expect_error $ERR.UnsupportedScheme 'unknown scheme' ctl sign "$uri" rsa_pkcs1_sha1 "$H_TMP/di1" "$H_TMP/sig"
+	# Raw RSA is never offered: no scheme without a hash in ListIdentities.
+	ctl identities | grep -q '"rsa_pkcs1_sha256"' || h_fail "rsa_pkcs1_sha256 not listed"
+	! ctl identities | grep -qiE '"(rsa_raw|rsa_pkcs1_sha1|rsa_pkcs1_md5)"' || h_fail "a raw or SHA-1 RSA scheme is listed"
+}
+
+test_audit_fields() {
+	world "[policy web]" "identity = $URI" "servers = *.example.com"
+	sign_ok "$URI" server-name=s:www.example.com
+	expect_error $ERR.PolicyDenied '' sign "$URI" server-name=s:"evil\"name
+x"
+	expect_error $ERR.InvalidArgs '' ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/raw-short" "$H_TMP/sig" 2>/dev/null ||
+		true
+	[ "$(stat -c %a "$AUDIT")" = 600 ] || h_fail "the audit log is not mode 0600"
+	audit_py '
+import re
+a, d = lines[0], lines[1]
+for l in lines:
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", l["time"]), l
+assert a["decision"] == "allowed" and a["identity"] == "'"$FULL"'", a
+assert a["server"] == "www.example.com" and a["scheme"] == "ecdsa_secp256r1_sha256", a
+assert a["exe"].startswith("/usr/bin/python3") and a["pid"] > 1 and a["latency_us"] > 0, a
+assert a["policy"] == "web" and "reason" not in a, a
+assert d["decision"] == "denied" and d["server"] == "evil\"name\nx", d
+assert d["reason"].startswith("PolicyDenied: "), d'
+}
+
+test_audit_rotation() {
+	world "audit-max-size = 1024" "audit-files = 2"
+	for _ in $(seq 1 20); do sign_ok "$URI"; done
+	[ -s "$AUDIT.1" ] && [ -s "$AUDIT.2" ] || h_fail "no rotated files: $(ls "$(dirname "$AUDIT")")"
+	[ ! -e "$AUDIT.3" ] || h_fail "more rotated files than audit-files = 2"
+	for f in "$AUDIT" "$AUDIT.1" "$AUDIT.2"; do
+		[ "$(stat -c %s "$f")" -le 1024 ] || h_fail "$f is over audit-max-size"
+	done
+	# Whole lines only, and `certagent audit` reads the rotated files too, oldest first.
+	local total shown
+	total=$(cat "$AUDIT.2" "$AUDIT.1" "$AUDIT" | wc -l)
+	shown=$(h_certagent audit --config "$H_AGENT_CONF" | wc -l)
+	[ "$total" = "$shown" ] || h_fail "certagent audit shows $shown lines of $total"
+	h_certagent audit --config "$H_AGENT_CONF" --json | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+t = [e["time"] for e in d["entries"]]
+assert t == sorted(t) and d["malformed"] == 0, d'
+}
+
+# A path whose parent is a regular file cannot be created, even by root.
+unwritable_world() {
+	h_ca
+	: >"$H_TMP/notadir"
+	world "audit-log = $H_TMP/notadir/audit.jsonl" "$@"
+}
+
+test_audit_fail_closed() {
+	unwritable_world "audit-fail-closed = yes"
+	expect_error $ERR.Failed 'audit log cannot be written' sign "$URI"
+	grep -q 'refusing to sign' "$H_AGENT_LOG" || h_fail "the agent did not log why"
+}
+
+test_audit_fail_open() {
+	unwritable_world "audit-fail-closed = no"
+	sign_ok "$URI"
+	sign_ok "$URI"
+	[ "$(grep -c 'audit log cannot be written' "$H_AGENT_LOG")" = 1 ] ||
+		h_fail "expected one warning in the agent log"
+}
+
+test_audit_cli() {
+	world "[policy web]" "identity = $URI" "servers = *.example.com"
+	sign_ok "$URI" server-name=s:a.example.com
+	sign_ok "$URI2"
+	expect_error $ERR.PolicyDenied '' sign "$URI" server-name=s:b.example.net
+	printf '{"time": "garbage"}\nnot json\n' >>"$AUDIT"
+	local a="h_certagent audit --config $H_AGENT_CONF"
+	[ "$($a 2>/dev/null | grep -c '^20')" = 3 ] || h_fail "audit does not show 3 decisions"
+	$a 2>&1 >/dev/null | grep -q 'skipped 2 malformed lines' || h_fail "malformed lines not counted"
+	[ "$($a --decision denied 2>/dev/null | grep -c '^20')" = 1 ] || h_fail "--decision denied"
+	$a --decision denied 2>/dev/null | grep -q 'b.example.net' || h_fail "--decision shows the wrong line"
+	[ "$($a --identity "$FULL2" 2>/dev/null | grep -c '^20')" = 1 ] || h_fail "--identity"
+	[ "$($a --limit 2 2>/dev/null | grep -c '^20')" = 2 ] || h_fail "--limit 2"
+	[ "$($a --since 2999-01-01 2>/dev/null | grep -c '^20')" = 0 ] || h_fail "--since future"
+	[ "$($a --since 1h 2>/dev/null | grep -c '^20')" = 3 ] || h_fail "--since 1h"
+	$a --json --limit 2 2>/dev/null | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+assert len(d["entries"]) == 2 and d["malformed"] == 2, d
+assert d["entries"][-1]["decision"] == "denied", d'
+	$a --since yesterday >/dev/null 2>&1 && h_fail "--since yesterday accepted"
+	true
+}
+
+test_policy_cli() {
+	world "[policy web]" "identity = $URI" "servers = *.example.com" "confirm = yes" \
+		"remember = 5" "rate-limit = 10/minute" "server-issuer = CN=x, O=y"
+	local out
+	out=$(h_certagent policy list --config "$H_AGENT_CONF") || h_fail "policy list failed"
+	printf '%s\n' "$out"
+	for want in '\[policy web\]' '\*.example.com' 'remembered 5 min' '10/minute' 'CN=x, O=y'; do
+		grep -q "$want" <<<"$out" || h_fail "policy list lacks $want"
+	done
+	h_certagent policy list --config "$H_AGENT_CONF" --json | "$PY" -c '
+import json, sys
+d = json.load(sys.stdin)
+p = d["policies"][0]
+assert p["name"] == "web" and p["rate_limit"] == "10/minute" and p["remember_minutes"] == 5, d
+assert d["settings"]["audit_fail_closed"] == "no", d'
+	printf '[policy bad]\nidentity = pkcs11:token=x\nrate-limit = lots\n' >"$H_TMP/bad.conf"
+	h_certagent policy list --config "$H_TMP/bad.conf" 2>"$H_TMP/bad.err" && h_fail "a bad rate-limit was accepted"
+	grep -q 'bad.conf:3: rate-limit' "$H_TMP/bad.err" || h_fail "no file:line in: $(cat "$H_TMP/bad.err")"
+}
+
+# A pinentry stand-in: answers OK to everything; CONFIRM is counted, and refused while
+# $H_TMP/deny exists.
+fake_pinentry() {
+	cat >"$H_TMP/pinentry" <<EOF2
+#!/bin/bash
+echo "OK Pleased to meet you"
+while read -r cmd rest; do
+	case \$cmd in
+	SETDESC) printf '%s\n' "\$rest" >>"$H_TMP/confirm.desc"; echo OK ;;
+	CONFIRM) echo x >>"$H_TMP/confirm.count"
+		if [ -e "$H_TMP/deny" ]; then echo "ERR 83886179 Operation cancelled"; else echo OK; fi ;;
+	BYE) echo OK; exit 0 ;;
+	*) echo OK ;;
+	esac
+done
+EOF2
+	chmod +x "$H_TMP/pinentry"
+}
+
+test_confirm() {
+	h_ca
+	fake_pinentry
+	world "pinentry = $H_TMP/pinentry" "[policy ask]" "identity = $URI" "confirm = yes" \
+		"remember = 5" "[policy always]" "identity = $URI2" "confirm = yes"
+	sign_ok "$URI" server-name=s:www.example.com
+	sign_ok "$URI" server-name=s:www.example.com
+	[ "$(wc -l <"$H_TMP/confirm.count")" = 1 ] || h_fail "the confirmation was not remembered"
+	grep -q 'python3.*www.example.com' "$H_TMP/confirm.desc" ||
+		h_fail "the dialog does not name the program and server: $(cat "$H_TMP/confirm.desc")"
+	sign_ok "$URI" server-name=s:other.example.com # another server: asked again
+	[ "$(wc -l <"$H_TMP/confirm.count")" = 2 ] || h_fail "another server was not asked"
+	touch "$H_TMP/deny"
+	expect_error $ERR.PolicyDenied 'refused' sign "$URI2"
+	rm "$H_TMP/deny"
+	sign_ok "$URI2"
+	sign_ok "$URI2"
+	[ "$(wc -l <"$H_TMP/confirm.count")" = 5 ] || h_fail "confirm without remember must ask each time"
+}
+
+test_deny() {
+	world "[policy off]" "identity = pkcs11:object=second" "deny = yes"
+	expect_error $ERR.PolicyDenied 'forbids' sign "$URI2"
+	sign_ok "$URI"
+}
+
+case ${1:-} in
+'') h_fail "usage: policy-test.sh CASE" ;;
+*) fn=test_$(printf '%s' "$1" | tr - _) ;;
+esac
+declare -f "$fn" >/dev/null || h_fail "no such case: $1"
+"$fn"
+h_log "policy $1: ok"
