@@ -459,6 +459,11 @@ int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
 	const char *what;
 	int r;
 
+	for (const char *c = server_name; c && *c; c++)
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '"' || *c == '\\')
+			return ca_error_set(err, CA_E_INVALID_ARGS,
+					    "server-name is not a host name (it holds a control "
+					    "character, a space, a quote or a backslash)");
 	r = read_server_certs(msg, &certs, err);
 	if (r)
 		return r;

@@ -201,29 +201,38 @@ test_load() {
 
 test_pin_log() {
 	need_py
-	# A PIN no other text would contain, set on the token, used through every path that reads
-	# a PIN: Unlock (right and wrong), a pin-source file, a lock and an unlock again.
+	# A PIN no other text would contain, used through every path that reads a PIN: Unlock
+	# (right and wrong), Lock and Unlock again, and a [pin-source] file read by the agent when
+	# a Sign needs a login; all at debug log level.
 	local pin=Zq7-pin-4711-xyzzy wrong=Zq7-wrong-0815-plugh
 	h_token demo
-	softhsm2-util --init-token --free --label pins --pin "$pin" --so-pin "$H_SO_PIN" \
-		>/dev/null 2>&1 || h_fail "cannot create token pins"
 	h_keygen demo p256 client 01
 	h_ca
 	h_client_cert demo client 01 "CN=alice,O=certagent tests"
+	softhsm2-util --init-token --free --label pins --pin "$pin" --so-pin "$H_SO_PIN" \
+		>/dev/null 2>&1 || h_fail "cannot create token pins"
+	H_PIN=$pin h_keygen pins p256 pkey 02
+	H_PIN=$pin h_client_cert pins pkey 02 "CN=pin source,O=certagent tests"
 	(umask 077 && printf '%s\n' "$pin" >"$H_TMP/pins.pin")
 	H_AGENT_ARGS=--debug h_agent "log-level = debug" "[pin-source pins]" \
 		"token = pkcs11:token=pins" "file = $H_TMP/pins.pin"
-	local out
+	local out puri
 	out=$(ctl unlock pkcs11:token=demo "$wrong") && h_fail "a wrong PIN was accepted"
 	h_log "wrong PIN: $out"
+	ctl unlock pkcs11:token=demo "$pin" >/dev/null && h_fail "token demo took the other PIN"
 	h_unlock demo
 	ctl lock >/dev/null || h_fail "Lock failed"
 	h_unlock demo
-	# The pin-source token: listing and a login through the file.
-	ctl unlock pkcs11:token=pins "$pin" >/dev/null || h_fail "Unlock of token pins failed"
+	# Token pins is never unlocked by a call: the agent logs in with the pin-source file.
+	puri=$(identity_uri pkey)
+	openssl rand 32 >"$H_TMP/hash"
+	ctl sign "$puri" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig" >/dev/null ||
+		h_fail "Sign through the pin-source file failed"
 	ctl reload >/dev/null || h_fail "Reload failed"
 	h_agent_stop
 	[ -s "$H_AGENT_LOG" ] || h_fail "the agent wrote no log"
+	grep -q 'token "pins": logged in' "$H_AGENT_LOG" ||
+		h_log "(the log does not say how token pins was logged in)"
 	local f
 	for f in "$H_AGENT_LOG" "$H_TMP/bus.log"; do
 		[ -f "$f" ] || continue
