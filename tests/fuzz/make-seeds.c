@@ -13,8 +13,8 @@
 
 static DBusMessage *sign_call(const char *uri, const char *scheme, const uint8_t *data, int len)
 {
-	DBusMessage *m = dbus_message_new_method_call(IPC_BUS_NAME, IPC_OBJECT_PATH, IPC_INTERFACE,
-						      "Sign");
+	DBusMessage *m =
+		dbus_message_new_method_call(IPC_BUS_NAME, IPC_OBJECT_PATH, IPC_INTERFACE, "Sign");
 
 	if (!m || !dbus_message_append_args(m, DBUS_TYPE_STRING, &uri, DBUS_TYPE_STRING, &scheme,
 					    DBUS_TYPE_ARRAY, DBUS_TYPE_BYTE, &data, len,

@@ -75,7 +75,8 @@ static bool load_handshake(Load *l, unsigned i)
 	}
 	gnutls_priority_set(session, l->prio);
 	gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, l->cred);
-	gnutls_server_name_set(session, GNUTLS_NAME_DNS, LOAD_SERVER_NAME, strlen(LOAD_SERVER_NAME));
+	gnutls_server_name_set(session, GNUTLS_NAME_DNS, LOAD_SERVER_NAME,
+			       strlen(LOAD_SERVER_NAME));
 	gnutls_session_set_verify_cert(session, LOAD_SERVER_NAME, 0);
 	gnutls_handshake_set_timeout(session, LOAD_TIMEOUT_MS);
 	gnutls_record_set_timeout(session, LOAD_TIMEOUT_MS);
@@ -137,7 +138,8 @@ static unsigned load_client(Load *l, unsigned n, int ready, int gun)
 		;
 	for (unsigned i = 0; i < n; i++)
 		if (!load_handshake(l, i) && ++failed >= 5) {
-			fprintf(stderr, "load-client %d: giving up after 5 failures\n", (int)getpid());
+			fprintf(stderr, "load-client %d: giving up after 5 failures\n",
+				(int)getpid());
 			failed += n - i - 1;
 			break;
 		}
@@ -158,7 +160,8 @@ int main(int argc, char **argv)
 	char c;
 
 	if (argc != 6) {
-		fprintf(stderr, "usage: load-client CLIENTS HANDSHAKES CA SERVER-CERT SERVER-KEY\n");
+		fprintf(stderr,
+			"usage: load-client CLIENTS HANDSHAKES CA SERVER-CERT SERVER-KEY\n");
 		return 2;
 	}
 	clients = strtoul(argv[1], NULL, 10);

@@ -38,11 +38,11 @@ setup_world() {
 	h_keygen demo p256 client 01
 	h_ca
 	h_client_cert demo client 01 "CN=alice,O=certagent tests"
-	h_agent "$@"
+	h_agent
 }
 
 agent_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$H_AGENT_PID/status"; }
-agent_fds() { ls "/proc/$H_AGENT_PID/fd" | wc -l; }
+agent_fds() { find "/proc/$H_AGENT_PID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 
 test_key_memory() {
 	need_py

@@ -458,12 +458,15 @@ case_shutdown() {
 	for round in 2 3 4 5 6; do
 		H_AGENT_ARGS=--debug h_agent "pinentry = none" "[module opensc]" "path = $OPENSC"
 		h_wait_until 15 sc_has_identity || h_fail "round $round: the card's key is not listed"
-		kill -KILL "$BRIDGE_PID"
+		URI=$(sc_identity_uri)
+		sc_unlock
+		sc_sign_ok
+		kill -TERM "$BRIDGE_PID"
 		# pcscd notices the pull on its next presence poll (every 400 ms): stop the agent
 		# at a different moment of that window each round.
-		sleep "0.$((round - 1))"
+		sleep "0.$((round - 2))"
 		sc_agent_stop
-		sc_remove KILL
+		sc_remove
 		[ "$SC_AGENT_EXIT" = "exit 0" ] ||
 			h_fail "round $round: certagentd did not exit cleanly on SIGTERM while the" \
 				"card was pulled: $SC_AGENT_EXIT"
