@@ -576,7 +576,8 @@ static int method_unlock(void *userdata, DBusMessage *msg, DBusMessage **ret_rep
 		}
 	}
 	/* Nothing reads the message's PIN after this: wipe libdbus's copy too (best effort). */
-	explicit_bzero((char *)pin, pin_len);
+	if (pin_len > 0) /* also keeps GCC's -Wnonnull quiet under UBSan */
+		explicit_bzero((char *)pin, pin_len);
 	if (r)
 		return r;
 	r = request_submit(s, q, s->control_pool, err);
