@@ -576,7 +576,7 @@ static int method_unlock(void *userdata, DBusMessage *msg, DBusMessage **ret_rep
 		}
 	}
 	/* Nothing reads the message's PIN after this: wipe libdbus's copy too (best effort). */
-	if (pin_len > 0) /* also keeps GCC's -Wnonnull quiet under UBSan */
+	if (pin && pin_len > 0) /* pin: keeps GCC -Wnonnull quiet under UBSan */
 		explicit_bzero((char *)pin, pin_len);
 	if (r)
 		return r;
