@@ -17,8 +17,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "appinfo.h"
+#include "channel.h"
 #include "config.h" /* the build's: CERTAGENT_VERSION */
 #include "log.h"
 #include "prompt.h"
@@ -61,6 +63,9 @@ typedef struct Request {
 	/* policy.c: the Sign's policy decision, confirmation and audit line */
 	PolicyTicket *ticket;
 
+	/* The signing channel the Sign came on (channel.h), which gets the reply; NULL: bus. */
+	Channel *channel;
+
 	/* results */
 	int r;
 	CaError err;
@@ -96,6 +101,8 @@ static Request *request_free(Request *q)
 	store_identity_list_free(q->identities);
 	store_token_list_free(q->tokens);
 	policy_ticket_free(q->ticket);
+	if (q->channel)
+		channel_reply(q->channel, NULL); /* never answered: the channel closes */
 	free(q);
 	return NULL;
 }
@@ -435,7 +442,12 @@ static void policy_ticket_freep(PolicyTicket **t)
 	policy_ticket_free(*t);
 }
 
-static int sign_submit(Server *s, DBusMessage *msg, CaError *err)
+/*
+ * The one Sign path, for the bus and the signing channel alike: every check of the arguments,
+ * then the policy, then a Request ready to run. pid: the caller's, from the bus. Reads the
+ * identity snapshot: on the main thread, or under s->snapshot_lock.
+ */
+static int sign_prepare(Server *s, DBusMessage *msg, pid_t pid, Request **ret, CaError *err)
 {
 	_cleanup_request_ Request *q = NULL;
 	_cleanup_(policy_ticket_freep) PolicyTicket *ticket = NULL;
@@ -489,15 +501,9 @@ static int sign_submit(Server *s, DBusMessage *msg, CaError *err)
 	r = ipc_dict_read(&iter, options, ELEMENTSOF(options), IPC_OPTIONS_MAX, err);
 	if (r)
 		return r;
-	{
-		const char *sender = dbus_message_get_sender(msg);
-		Caller *c = sender ? caller_find(&s->callers, sender) : NULL;
-
-		r = policy_sign_check(s->policy, msg, c ? c->pid : 0, uri, s->identities,
-				      server_name, &ticket, err);
-		if (r)
-			return r;
-	}
+	r = policy_sign_check(s->policy, msg, pid, uri, s->identities, server_name, &ticket, err);
+	if (r)
+		return r;
 
 	q = request_new(s, REQUEST_SIGN, msg);
 	if (!q)
@@ -512,30 +518,74 @@ static int sign_submit(Server *s, DBusMessage *msg, CaError *err)
 		return -ENOMEM;
 	memcpy(q->data, data, (size_t)len);
 	q->refresh = !id || !id->logged_in;
-	r = request_submit(s, q, s->sign_pool, err);
-	if (r)
-		return r;
-	TAKE_PTR(q);
+	q->pid = pid;
+	*ret = TAKE_PTR(q);
 	return 0;
+}
+
+/* A refused Sign is logged (and audited) like one the token answered (methods_complete). */
+static void sign_refused(Server *s, DBusMessage *msg, pid_t pid, int r, CaError *err)
+{
+	const char *sender = dbus_message_get_sender(msg);
+
+	log_info("sign: %s (pid %d): refused: %s: %s", sender ? sender : "?", (int)pid,
+		 r < 0 ? "Failed" : ca_error_name(r),
+		 err->message[0] ? err->message : strerror(r < 0 ? -r : EIO));
+	policy_audit_refused(s->policy, msg, pid, s->identities, r, err);
 }
 
 static int method_sign(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err)
 {
 	Server *s = userdata;
-	int r = sign_submit(s, msg, err);
+	const char *sender = dbus_message_get_sender(msg);
+	Caller *c = sender ? caller_find(&s->callers, sender) : NULL;
+	pid_t pid = c ? c->pid : 0;
+	_cleanup_request_ Request *q = NULL;
+	int r = sign_prepare(s, msg, pid, &q, err);
 
-	/* A refused Sign is logged like one the token answered (methods_complete). */
-	if (r) {
-		const char *sender = dbus_message_get_sender(msg);
-		Caller *c = sender ? caller_find(&s->callers, sender) : NULL;
-
-		log_info("sign: %s (pid %d): refused: %s: %s", sender ? sender : "?",
-			 c ? (int)c->pid : 0, r < 0 ? "Failed" : ca_error_name(r),
-			 err->message[0] ? err->message : strerror(r < 0 ? -r : EIO));
-		policy_audit_refused(s->policy, msg, c ? c->pid : 0, s->identities, r, err);
-	}
+	if (r == 0)
+		r = request_submit(s, q, s->sign_pool, err);
+	if (r == 0)
+		TAKE_PTR(q);
+	else
+		sign_refused(s, msg, pid, r, err);
 	*ret_reply = NULL; /* methods_complete answers, or the dispatcher the error */
 	return r;
+}
+
+/*
+ * OpenChannel: a signing channel bound to this caller (channel.h). The dispatcher's policy
+ * already checked the caller's uid; every Sign on the channel still goes through sign_prepare.
+ */
+static int method_open_channel(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
+			       CaError *err)
+{
+	Server *s = userdata;
+	const char *sender = dbus_message_get_sender(msg);
+	Caller *c = sender ? caller_find(&s->callers, sender) : NULL;
+	DBusMessage *reply;
+	bool ok;
+	int fd, r;
+
+	if (!s->channels || !c)
+		return ca_error_set(err, CA_E_FAILED, "signing channels are off; use Sign");
+	if (!dbus_connection_can_send_type(s->conn, DBUS_TYPE_UNIX_FD))
+		return ca_error_set(err, CA_E_FAILED,
+				    "this bus connection cannot pass file descriptors; use Sign");
+	r = channel_open(s->channels, sender, c->pid, &fd, err);
+	if (r)
+		return r;
+	reply = dbus_message_new_method_return(msg);
+	ok = reply && dbus_message_append_args(reply, DBUS_TYPE_UNIX_FD, &fd, DBUS_TYPE_INVALID);
+	/* libdbus holds its own duplicate; without a reply our end sees EOF and closes. */
+	close(fd);
+	if (!ok) {
+		if (reply)
+			dbus_message_unref(reply);
+		return -ENOMEM;
+	}
+	*ret_reply = reply;
+	return 0;
 }
 
 static int method_unlock(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err)
@@ -644,6 +694,7 @@ static const IpcMethod agent_methods[] = {
 	{"ListIdentities", "", "aa{sv}", method_list_identities, IPC_POLICY_OWNER},
 	{"ListTokens", "", "aa{sv}", method_list_tokens, IPC_POLICY_OWNER},
 	{"Sign", "ssaya{sv}", "ay", method_sign, IPC_POLICY_OWNER},
+	{"OpenChannel", "", "h", method_open_channel, IPC_POLICY_OWNER},
 	{"Unlock", "ss", "", method_unlock, IPC_POLICY_OWNER},
 	{"Lock", "", "", method_lock, IPC_POLICY_OWNER},
 	{"Reload", "", "", method_reload, IPC_POLICY_OWNER},
@@ -749,7 +800,7 @@ void methods_complete(Server *s, WorkerJob *job)
 	}
 	if (s->pending && !q->untracked)
 		s->pending--;
-	if (q->sender)
+	if (q->sender && !q->channel)
 		caller_release(&s->callers, q->sender);
 	/* The audit line before the reply: with audit-fail-closed no unlogged signature leaves. */
 	if (q->kind == REQUEST_SIGN && q->ticket &&
@@ -762,8 +813,57 @@ void methods_complete(Server *s, WorkerJob *job)
 	if (q->identities || q->tokens) {
 		server_apply_snapshot(s, q->list_seq, TAKE_PTR(q->identities), TAKE_PTR(q->tokens));
 	}
-	if (q->msg && !dbus_message_get_no_reply(q->msg)) {
+	if (q->channel) {
+		Channel *ch = TAKE_PTR(q->channel);
+
+		channel_reply(ch, request_reply(q));
+	} else if (q->msg && !dbus_message_get_no_reply(q->msg)) {
 		if (!ipc_send(s->conn, request_reply(q)))
 			log_error("cannot answer %s: out of memory", q->sender);
 	}
+}
+
+/* ---- the signing channel (channel.h) ---- */
+
+void methods_channel_sign(Server *s, Channel *ch, DBusMessage *msg)
+{
+	Request *q = NULL;
+	CaError err = {0};
+	uint64_t total;
+	int r;
+
+	pthread_rwlock_rdlock(&s->snapshot_lock);
+	r = sign_prepare(s, msg, channel_pid(ch), &q, &err);
+	if (r)
+		sign_refused(s, msg, channel_pid(ch), r, &err);
+	pthread_rwlock_unlock(&s->snapshot_lock);
+	if (r) {
+		channel_reply(ch, ipc_error_reply(msg, r, err.message));
+		return;
+	}
+	q->channel = ch;
+	q->untracked = true; /* bounded by the channels: one request each */
+
+	/* Run here, as a worker would: no hand-over in the common case. */
+	worker_job_attach();
+	request_run(&q->job);
+	if (worker_job_detached())
+		return; /* parked on a PIN prompt; it finishes through a worker and the main loop */
+	if (q->identities || q->tokens) {
+		/* What the agent lists changed: only the main thread applies that (and replies). */
+		worker_pool_complete(s->sign_pool, &q->job);
+		return;
+	}
+	/* methods_complete() without the main thread's parts (pending counts, snapshot). */
+	total = now_usec() - q->start_usec;
+	if (q->ticket &&
+	    policy_ticket_finish(q->ticket, q->scheme->name, q->r, &q->err, total, &q->err)) {
+		q->r = CA_E_FAILED;
+		q->sig = erase_and_free(q->sig, q->sig_len);
+		q->sig_len = 0;
+	}
+	request_log(q, total);
+	ch = TAKE_PTR(q->channel);
+	channel_reply(ch, request_reply(q));
+	request_free(q);
 }

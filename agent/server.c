@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channel.h"
 #include "hotplug.h"
 #include "log.h"
 #include "server.h"
@@ -151,6 +152,9 @@ static int server_idle_ms(Server *s)
 
 	if (!s->settings->idle_exit)
 		return -1;
+	/* A Sign on a channel is a call too. */
+	if (channel_server_last_use_usec(s->channels) > s->idle_since_usec)
+		s->idle_since_usec = channel_server_last_use_usec(s->channels);
 	for (size_t i = 0; !busy && s->tokens && i < s->tokens->n; i++)
 		busy = s->tokens->items[i].logged_in;
 	if (busy || !s->idle_since_usec)
@@ -185,8 +189,10 @@ static DBusHandlerResult server_filter(DBusConnection *conn, DBusMessage *msg, v
 		    dbus_message_get_args(msg, NULL, DBUS_TYPE_STRING, &name, DBUS_TYPE_STRING,
 					  &old_owner, DBUS_TYPE_STRING, &new_owner,
 					  DBUS_TYPE_INVALID) &&
-		    name[0] == ':' && !new_owner[0])
+		    name[0] == ':' && !new_owner[0]) {
 			caller_gone(&s->callers, name);
+			channel_server_caller_gone(s->channels, name);
+		}
 		return DBUS_HANDLER_RESULT_NOT_YET_HANDLED;
 	}
 	return ipc_object_dispatch(&s->object, conn, msg);
@@ -267,10 +273,12 @@ void server_apply_snapshot(Server *s, uint64_t seq, StoreIdentityList *ids, Stor
 	}
 	/* The first snapshot is no change: nobody has seen a list yet. */
 	changed = s->identities && !identities_equal(s->identities, ids);
+	pthread_rwlock_wrlock(&s->snapshot_lock);
 	store_identity_list_free(s->identities);
 	store_token_list_free(s->tokens);
 	s->identities = ids;
 	s->tokens = tokens;
+	pthread_rwlock_unlock(&s->snapshot_lock);
 	s->snapshot_seq = seq;
 	if (changed) {
 		log_info("identities changed: %zu identities on %zu tokens", ids->n, tokens->n);
@@ -321,6 +329,7 @@ int server_new(DBusConnection *conn, Store *store, const Settings *settings, Ser
 		.userdata = s,
 	};
 	atomic_init(&s->list_seq, 0);
+	pthread_rwlock_init(&s->snapshot_lock, NULL);
 
 	r = server_open_fds(s, err);
 	if (r)
@@ -331,6 +340,8 @@ int server_new(DBusConnection *conn, Store *store, const Settings *settings, Ser
 	r = worker_pool_new("ca-sign", settings->workers, s->event_fd, &s->sign_pool);
 	if (r == 0)
 		r = worker_pool_new("ca-control", 1, s->event_fd, &s->control_pool);
+	if (r == 0)
+		r = channel_server_new(s, settings->workers, &s->channels);
 	if (r) {
 		r = ca_error_set(err, CA_E_FAILED, "cannot start worker threads: %s", strerror(-r));
 		goto fail;
@@ -460,6 +471,9 @@ bool server_shutdown(Server *s)
 
 	if (!s)
 		return true;
+	/* First: no new request starts on a channel while the pools wind down. */
+	if (s->channels && !channel_server_stop(s->channels, SERVER_STOP_TIMEOUT_MS))
+		ok = false;
 	if (s->sign_pool && !worker_pool_stop(s->sign_pool, SERVER_STOP_TIMEOUT_MS))
 		ok = false;
 	if (s->control_pool && !worker_pool_stop(s->control_pool, SERVER_STOP_TIMEOUT_MS))
@@ -479,6 +493,7 @@ bool server_shutdown(Server *s)
 		/* The stuck pools still own their threads and jobs: leak them on purpose. */
 		s->sign_pool = NULL;
 		s->control_pool = NULL;
+		s->channels = NULL;
 	}
 	return ok;
 }
@@ -491,6 +506,7 @@ Server *server_free(Server *s)
 		dbus_connection_remove_filter(s->conn, server_filter, s);
 	worker_pool_free(s->sign_pool);
 	worker_pool_free(s->control_pool);
+	channel_server_free(s->channels);
 	agent_hotplug_free(s->hotplug);
 	if (s->event_fd >= 0)
 		close(s->event_fd);
@@ -500,6 +516,7 @@ Server *server_free(Server *s)
 	store_token_list_free(s->tokens);
 	caller_table_deinit(&s->callers);
 	policy_free(s->policy);
+	pthread_rwlock_destroy(&s->snapshot_lock);
 	free(s);
 	return NULL;
 }

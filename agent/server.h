@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -45,6 +46,10 @@ typedef struct Server {
 	 * may change it, so listing never waits for a token. */
 	StoreIdentityList *identities;
 	StoreTokenList *tokens;
+	/* Held for reading by the signing channel's threads while they use the snapshot; the
+	 * main thread (its only writer) takes it to replace it. */
+	pthread_rwlock_t snapshot_lock;
+	struct ChannelServer *channels; /* the signing channels (channel.h) */
 	uint64_t snapshot_seq;	       /* main thread: seq of the snapshot in use */
 	atomic_uint_fast64_t list_seq; /* workers: seq of the latest listing started */
 

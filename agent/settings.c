@@ -76,6 +76,8 @@ static Settings *settings_new_default(void)
 	c->registered_modules = true;
 	c->workers = SETTINGS_WORKERS_DEFAULT;
 	c->poll_interval = SETTINGS_POLL_INTERVAL_DEFAULT;
+	c->isolation = SETTINGS_ISOLATION_DEFAULT;
+	c->module_timeout = SETTINGS_MODULE_TIMEOUT_DEFAULT;
 	c->log_target = LOG_TARGET_STDERR;
 	c->log_level = LOG_LEVEL_INFO;
 	policy_config_init(&c->policy);
@@ -147,9 +149,42 @@ static const char *section_name(const char *section, const char *kind)
 	return *section ? section : NULL;
 }
 
+/* "process" or "none". */
+static int parse_isolation(const char *v, StoreIsolation *ret)
+{
+	if (strcmp(v, "process") == 0)
+		*ret = STORE_ISOLATION_PROCESS;
+	else if (strcmp(v, "none") == 0)
+		*ret = STORE_ISOLATION_NONE;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 static int handle_agent(SettingsParser *p, const char *key, const char *value)
 {
 	Settings *c = p->config;
+
+	if (strcmp(key, "isolation") == 0) {
+		if (parse_isolation(value, &c->isolation) < 0)
+			return ca_error_set(p->err, CA_E_INVALID_ARGS,
+					    "isolation must be process or none, not \"%s\"", value);
+		return 0;
+	}
+	if (strcmp(key, "module-timeout") == 0) {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(value, &end, 10);
+		if (errno || *end || end == value || value[0] == '-' || n < 1 ||
+		    n > SETTINGS_MODULE_TIMEOUT_MAX)
+			return ca_error_set(p->err, CA_E_INVALID_ARGS,
+					    "module-timeout must be seconds from 1 to %d, not \"%s\"",
+					    SETTINGS_MODULE_TIMEOUT_MAX, value);
+		c->module_timeout = (unsigned)n;
+		return 0;
+	}
 
 	if (strcmp(key, "registered-modules") == 0) {
 		if (parse_bool(value, &c->registered_modules) < 0)
@@ -247,7 +282,8 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 	return ca_error_set(p->err, CA_E_INVALID_ARGS,
 			    "unknown key \"%s\" in [agent] (known: registered-modules, "
 			    "allow-registered, workers, log, log-level, pinentry, "
-			    "login-idle-timeout, poll-interval, idle-exit, audit-log, "
+			    "login-idle-timeout, poll-interval, idle-exit, isolation, "
+			    "module-timeout, audit-log, "
 			    "audit-max-size, audit-files, audit-fail-closed)",
 			    key);
 }
@@ -277,9 +313,18 @@ static int handle_module(SettingsParser *p, const char *name, bool new_section, 
 		c->n_modules++;
 	}
 	m = &c->modules[c->n_modules - 1];
+	if (strcmp(key, "isolation") == 0) {
+		if (parse_isolation(value, &m->isolation) < 0)
+			return ca_error_set(p->err, CA_E_INVALID_ARGS,
+					    "isolation of [module %s] must be process or none, not "
+					    "\"%s\"",
+					    name, value);
+		return 0;
+	}
 	if (strcmp(key, "path") != 0)
 		return ca_error_set(p->err, CA_E_INVALID_ARGS,
-				    "unknown key \"%s\" in [module %s] (known: path)", key, name);
+				    "unknown key \"%s\" in [module %s] (known: path, isolation)",
+				    key, name);
 	if (value[0] != '/')
 		return ca_error_set(p->err, CA_E_INVALID_ARGS,
 				    "path of [module %s] must be absolute, not \"%s\"", name,
@@ -459,5 +504,7 @@ void settings_store_options(const Settings *c, StoreOptions *ret)
 		.sessions_per_token = c->workers,
 		.prompting = c->pinentry != NULL,
 		.login_idle_usec = (uint64_t)c->login_idle_timeout * 1000000u,
+		.isolation = c->isolation,
+		.module_timeout_ms = c->module_timeout * 1000u,
 	};
 }

@@ -19,6 +19,11 @@
 #define SETTINGS_IDLE_TIMEOUT_MAX (7 * 24 * 3600) /* a week, in seconds */
 #define SETTINGS_POLL_INTERVAL_DEFAULT 2
 #define SETTINGS_POLL_INTERVAL_MAX 3600
+/* Modules run in helper processes unless configured otherwise (docs/design.md, "Module
+ * isolation", has the reasons and the cost measured by bench/). */
+#define SETTINGS_ISOLATION_DEFAULT STORE_ISOLATION_PROCESS
+#define SETTINGS_MODULE_TIMEOUT_DEFAULT 30 /* seconds per PKCS#11 call of an isolated module */
+#define SETTINGS_MODULE_TIMEOUT_MAX 3600
 
 typedef struct Settings {
 	char *path;		 /* the file read, or NULL when none was */
@@ -36,6 +41,8 @@ typedef struct Settings {
 	unsigned poll_interval;	     /* seconds between slot polls (hotplug); 0: no hotplug */
 	unsigned idle_exit;	     /* seconds idle (no calls, no login) before exiting; 0: never */
 	PolicyConfig policy;	     /* [policy NAME] sections and the audit-* keys */
+	StoreIsolation isolation;    /* [agent] isolation: registered modules and the default */
+	unsigned module_timeout;     /* seconds; C_Login gets STORE_LOGIN_TIMEOUT_FACTOR times */
 } Settings;
 
 /*

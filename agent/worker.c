@@ -59,6 +59,11 @@ void worker_job_attach(void)
 	worker_detached = false;
 }
 
+bool worker_job_detached(void)
+{
+	return worker_detached;
+}
+
 static void *worker_main(void *userdata)
 {
 	WorkerPool *p = userdata;
@@ -143,6 +148,15 @@ void worker_pool_submit(WorkerPool *p, WorkerJob *job)
 		list_append(&p->queue_head, &p->queue_tail, job);
 		pthread_cond_signal(&p->wake);
 	}
+	pthread_mutex_unlock(&p->lock);
+}
+
+void worker_pool_complete(WorkerPool *p, WorkerJob *job)
+{
+	pthread_mutex_lock(&p->lock);
+	job->cancelled = false;
+	list_append(&p->done_head, &p->done_tail, job);
+	notify(p);
 	pthread_mutex_unlock(&p->lock);
 }
 

@@ -42,6 +42,14 @@ bool worker_pool_stop(WorkerPool *p, unsigned timeout_ms);
  */
 void worker_job_detach(void);
 void worker_job_attach(void);
+/* Whether the job run() last ran on this thread detached itself. */
+bool worker_job_detached(void);
+
+/*
+ * Hands back a job that ran outside the pool (a Sign served on a signing channel's thread)
+ * as if it had finished in it: the main thread gets it from worker_pool_take_done().
+ */
+void worker_pool_complete(WorkerPool *p, WorkerJob *job);
 
 /* Frees a stopped pool (stopping it first, waiting as long as it takes). */
 WorkerPool *worker_pool_free(WorkerPool *p);

@@ -4,6 +4,8 @@
  * pointer (a missing one is CKR_FUNCTION_NOT_SUPPORTED), logs failures at debug level (never
  * arguments that could hold a PIN), and hosts the one function that maps a CK_RV to a CA_E_*
  * code with a sentence a person can act on. The log hook set with store_set_log() lives here.
+ * Calls on an isolated module (Module.isolated) go to its helper process through remote.c;
+ * the callers above cannot tell the difference.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -204,6 +206,10 @@ static CK_RV done(const Module *m, const char *fn, CK_RV rv)
 
 CK_RV call_module_initialize(Module *m)
 {
+	if (m->isolated) {
+		call_log(LOG_DEBUG, "%s: starting a helper process for %s", m->name, m->path);
+		return done(m, "C_Initialize", remote_start(m));
+	}
 	/* p11-kit initialises the module with CKF_OS_LOCKING_OK and its own mutex callbacks, which
 	 * is what SoftHSM needs to be thread safe. */
 	call_log(LOG_DEBUG, "%s: initialising %s", m->name, m->path);
@@ -213,16 +219,24 @@ CK_RV call_module_initialize(Module *m)
 CK_RV call_module_finalize(Module *m)
 {
 	call_log(LOG_DEBUG, "%s: finalising", m->name);
+	if (m->isolated) {
+		remote_stop(m);
+		return CKR_OK;
+	}
 	return done(m, "C_Finalize", p11_kit_module_finalize(m->fl));
 }
 
 CK_RV call_get_info(Module *m, CK_INFO *ret)
 {
+	if (m->isolated)
+		return done(m, "C_GetInfo", remote_get_info(m, ret));
 	return CALL(m, C_GetInfo, ret);
 }
 
 CK_RV call_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n)
 {
+	if (m->isolated)
+		return done(m, "C_GetSlotList", remote_get_slot_list(m, ret, ret_n));
 	for (int attempt = 0; attempt < 4; attempt++) {
 		_cleanup_free_ CK_SLOT_ID *slots = NULL;
 		CK_ULONG n = 0;
@@ -230,7 +244,7 @@ CK_RV call_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n)
 
 		if (rv != CKR_OK)
 			return rv;
-		if (n > 1024)
+		if (n > CALL_SLOTS_MAX)
 			return CKR_GENERAL_ERROR;
 		slots = calloc(n ? n : 1, sizeof(*slots));
 		if (!slots)
@@ -249,6 +263,8 @@ CK_RV call_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n)
 
 CK_RV call_get_token_info(Module *m, CK_SLOT_ID slot, CK_TOKEN_INFO *ret)
 {
+	if (m->isolated)
+		return done(m, "C_GetTokenInfo", remote_get_token_info(m, slot, ret));
 	return CALL(m, C_GetTokenInfo, slot, ret);
 }
 
@@ -256,11 +272,14 @@ CK_RV call_get_mechanism_list(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE **re
 {
 	_cleanup_free_ CK_MECHANISM_TYPE *list = NULL;
 	CK_ULONG n = 0;
-	CK_RV rv = CALL(m, C_GetMechanismList, slot, NULL, &n);
+	CK_RV rv;
 
+	if (m->isolated)
+		return done(m, "C_GetMechanismList", remote_get_mechanism_list(m, slot, ret, ret_n));
+	rv = CALL(m, C_GetMechanismList, slot, NULL, &n);
 	if (rv != CKR_OK)
 		return rv;
-	if (n > 4096)
+	if (n > CALL_MECHS_MAX)
 		return CKR_GENERAL_ERROR;
 	list = calloc(n ? n : 1, sizeof(*list));
 	if (!list)
@@ -276,21 +295,29 @@ CK_RV call_get_mechanism_list(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE **re
 CK_RV call_get_mechanism_info(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
 			      CK_MECHANISM_INFO *ret)
 {
+	if (m->isolated)
+		return done(m, "C_GetMechanismInfo", remote_get_mechanism_info(m, slot, type, ret));
 	return CALL(m, C_GetMechanismInfo, slot, type, ret);
 }
 
 CK_RV call_open_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret)
 {
+	if (m->isolated)
+		return done(m, "C_OpenSession", remote_open_session(m, slot, ret));
 	return CALL(m, C_OpenSession, slot, CKF_SERIAL_SESSION, NULL, NULL, ret);
 }
 
 CK_RV call_close_session(Module *m, CK_SESSION_HANDLE h)
 {
+	if (m->isolated)
+		return done(m, "C_CloseSession", remote_close_session(m, h));
 	return CALL(m, C_CloseSession, h);
 }
 
 CK_RV call_get_session_info(Module *m, CK_SESSION_HANDLE h, CK_SESSION_INFO *ret)
 {
+	if (m->isolated)
+		return done(m, "C_GetSessionInfo", remote_get_session_info(m, h, ret));
 	return CALL(m, C_GetSessionInfo, h, ret);
 }
 
@@ -298,15 +325,17 @@ CK_RV call_login(Module *m, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char *
 {
 	/* The PIN never reaches a log line. */
 	call_log(LOG_DEBUG, "%s: C_Login (user type %lu)", m->name, (unsigned long)user);
+	if (m->isolated)
+		return done(m, "C_Login", remote_login(m, h, user, pin, pin_len));
 	return CALL(m, C_Login, h, user, (CK_UTF8CHAR *)pin, pin_len);
 }
 
 CK_RV call_logout(Module *m, CK_SESSION_HANDLE h)
 {
+	if (m->isolated)
+		return done(m, "C_Logout", remote_logout(m, h));
 	return CALL(m, C_Logout, h);
 }
-
-#define FIND_MAX 4096 /* objects per search: a token with more is broken or hostile */
 
 CK_RV call_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
 			CK_OBJECT_HANDLE **ret, size_t *ret_n)
@@ -315,6 +344,8 @@ CK_RV call_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size
 	size_t n_objs = 0, alloc = 0;
 	CK_RV rv, rv2;
 
+	if (m->isolated)
+		return done(m, "C_FindObjects", remote_find_objects(m, h, tmpl, n, ret, ret_n));
 	rv = CALL(m, C_FindObjectsInit, h, tmpl, n);
 	if (rv != CKR_OK)
 		return rv;
@@ -336,7 +367,7 @@ CK_RV call_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size
 		if (rv != CKR_OK || got == 0)
 			break;
 		n_objs += got;
-		if (n_objs >= FIND_MAX)
+		if (n_objs >= CALL_FIND_MAX)
 			break;
 	}
 	rv2 = CALL(m, C_FindObjectsFinal, h);
@@ -349,20 +380,21 @@ CK_RV call_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size
 	return CKR_OK;
 }
 
-#define ATTR_MAX (64 * 1024) /* a certificate bigger than this is not one we can use */
-
 CK_RV call_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
 			 uint8_t **ret, size_t *ret_len)
 {
 	CK_ATTRIBUTE a = {type, NULL, 0};
 	_cleanup_free_ uint8_t *buf = NULL;
-	CK_RV rv = CALL(m, C_GetAttributeValue, h, o, &a, 1);
+	CK_RV rv;
 
+	if (m->isolated)
+		return done(m, "C_GetAttributeValue", remote_get_attribute(m, h, o, type, ret, ret_len));
+	rv = CALL(m, C_GetAttributeValue, h, o, &a, 1);
 	if (rv != CKR_OK)
 		return rv;
 	if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION)
 		return CKR_ATTRIBUTE_TYPE_INVALID;
-	if (a.ulValueLen > ATTR_MAX)
+	if (a.ulValueLen > CALL_ATTR_MAX)
 		return CKR_GENERAL_ERROR;
 	buf = malloc(a.ulValueLen + 1); /* +1: labels are used as strings */
 	if (!buf)
@@ -382,8 +414,11 @@ CK_RV call_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTR
 {
 	CK_ULONG v = 0;
 	CK_ATTRIBUTE a = {type, &v, sizeof(v)};
-	CK_RV rv = CALL(m, C_GetAttributeValue, h, o, &a, 1);
+	CK_RV rv;
 
+	if (m->isolated)
+		return done(m, "C_GetAttributeValue", remote_get_ulong(m, h, o, type, ret));
+	rv = CALL(m, C_GetAttributeValue, h, o, &a, 1);
 	if (rv == CKR_OK)
 		*ret = v;
 	return rv;
@@ -391,12 +426,16 @@ CK_RV call_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTR
 
 CK_RV call_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key)
 {
+	if (m->isolated)
+		return done(m, "C_SignInit", remote_sign_init(m, h, mech, key));
 	return CALL(m, C_SignInit, h, mech, key);
 }
 
 CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
 		CK_ULONG *sig_len)
 {
+	if (m->isolated)
+		return done(m, "C_Sign", remote_sign(m, h, data, len, sig, sig_len));
 	return CALL(m, C_Sign, h, (CK_BYTE *)data, len, sig, sig_len);
 }
 
@@ -411,10 +450,17 @@ CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret)
 	return rv == CKR_NO_EVENT ? rv : done(m, "C_WaitForSlotEvent", rv);
 }
 
-/* --- Administration (pkcs11/admin.c): read-write sessions, token and PIN set-up, objects. --- */
+/*
+ * --- Administration (pkcs11/admin.c): read-write sessions, token and PIN set-up, objects. ---
+ * Only the CLI administers tokens, and it loads modules in-process (a short-lived process the
+ * user runs on purpose): on an isolated module these are CKR_FUNCTION_NOT_SUPPORTED, as the
+ * CALL macro answers for a module without function list.
+ */
 
 CK_RV call_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret)
 {
+	if (m->isolated)
+		return done(m, "C_GetSlotInfo", remote_get_slot_info(m, slot, ret));
 	return CALL(m, C_GetSlotInfo, slot, ret);
 }
 

@@ -534,7 +534,7 @@ static int scan_slots(Store *s, Scan *sc)
 	for (size_t k = 0; k < s->n_tokens; k++) {
 		Token *t = s->tokens[k];
 
-		if (__atomic_load_n(&t->gone, __ATOMIC_RELAXED))
+		if (__atomic_load_n(&t->gone, __ATOMIC_RELAXED) || token_stale(t))
 			continue; /* even if listed: rescan it from scratch */
 		for (size_t j = 0; j < sc->n_seen && !sc->keep[k]; j++)
 			if (!sc->seen[j].matched && same_token(t, &sc->seen[j]))

@@ -18,11 +18,17 @@
 
 #include "store.h"
 
+typedef struct Remote Remote;
+
 typedef struct Module {
 	char *name; /* p11-kit name or configured name */
 	char *path; /* file name of the module */
-	CK_FUNCTION_LIST *fl;
+	CK_FUNCTION_LIST *fl; /* NULL when isolated */
 	CK_INFO info;
+	/* Isolated (remote.c): every call goes to a helper process; fl stays NULL. */
+	bool isolated;
+	unsigned timeout_ms;
+	Remote *remote;
 } Module;
 
 /* The signing mechanisms we care about, one bit each in Token.mech. */
@@ -85,6 +91,9 @@ typedef struct Token {
 	bool gone;
 	uint8_t fp[32]; /* digest of the public keys and certificates seen at scan time */
 	bool has_fp;
+	/* remote_generation() of the module when the token was scanned: a token of an older
+	 * helper process is stale (see token_stale()). */
+	unsigned module_gen;
 } Token;
 
 typedef struct Hotplug Hotplug;
@@ -101,6 +110,8 @@ struct Store {
 	unsigned sessions_per_token;
 	bool prompting;		  /* StoreOptions.prompting */
 	uint64_t login_idle_usec; /* StoreOptions.login_idle_usec */
+	StoreIsolation isolation; /* StoreOptions.isolation, never DEFAULT */
+	unsigned module_timeout_ms;
 
 	Module **modules;
 	size_t n_modules;
@@ -154,6 +165,54 @@ CK_RV call_create_object(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, siz
 CK_RV call_destroy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
 CK_RV call_set_attributes(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
 			  size_t n);
+
+/*
+ * remote.c: isolated modules. The agent side of certagent-pkcs11-helper: spawning, the
+ * request/reply exchange with a per-call timeout, and restarts. Session handles carry the
+ * helper's generation in their high 32 bits, so a handle of a helper that died never reaches
+ * its successor. The call_* wrappers dispatch here for Module.isolated.
+ */
+CK_RV remote_start(Module *m);
+void remote_stop(Module *m);
+Remote *remote_free(Remote *r);
+unsigned remote_generation(const Module *m); /* 0 for modules loaded in-process */
+CK_RV remote_get_info(Module *m, CK_INFO *ret);
+CK_RV remote_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n);
+CK_RV remote_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret);
+CK_RV remote_get_token_info(Module *m, CK_SLOT_ID slot, CK_TOKEN_INFO *ret);
+CK_RV remote_get_mechanism_list(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE **ret,
+				size_t *ret_n);
+CK_RV remote_get_mechanism_info(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
+				CK_MECHANISM_INFO *ret);
+CK_RV remote_open_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret);
+CK_RV remote_close_session(Module *m, CK_SESSION_HANDLE h);
+CK_RV remote_get_session_info(Module *m, CK_SESSION_HANDLE h, CK_SESSION_INFO *ret);
+CK_RV remote_login(Module *m, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char *pin,
+		   size_t pin_len);
+CK_RV remote_logout(Module *m, CK_SESSION_HANDLE h);
+CK_RV remote_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
+			  CK_OBJECT_HANDLE **ret, size_t *ret_n);
+CK_RV remote_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
+			   CK_ATTRIBUTE_TYPE type, uint8_t **ret, size_t *ret_len);
+CK_RV remote_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
+		       CK_ULONG *ret);
+CK_RV remote_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
+CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
+		  CK_ULONG *sig_len);
+
+/* A token scanned in an earlier life of its module's helper: its sessions, handles and login
+ * died with that process. Refused like a removed token; the next poll drops and rescans it. */
+static inline bool token_stale(const Token *t)
+{
+	return t->module->isolated && remote_generation(t->module) != t->module_gen;
+}
+
+/* Caps on what a module may hand us (call.c, and remote.c for what a helper sends). */
+#define CALL_SLOTS_MAX 1024
+#define CALL_MECHS_MAX 4096
+#define CALL_FIND_MAX 4096	   /* objects per search: a token with more is broken or hostile */
+#define CALL_ATTR_MAX (64 * 1024) /* a certificate bigger than this is not one we can use */
+#define CALL_SIG_MAX (16 * 1024)
 
 /* module.c */
 int module_load_all(Store *s, CaError *err);

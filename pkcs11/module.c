@@ -6,6 +6,10 @@
  * are initialised, so a module we drop is never initialised); configured ones are loaded by
  * absolute path. p11-kit initialises every module with CKF_OS_LOCKING_OK and its own mutex
  * callbacks. A module loaded both ways is kept once (same file after realpath()).
+ *
+ * An isolated module (StoreIsolation PROCESS) is never loaded here: call_module_initialize()
+ * starts a certagent-pkcs11-helper for its path (remote.c). A registered module is loaded by
+ * p11-kit only to learn its name, path and options, and released before it is initialised.
  */
 #include <errno.h>
 #include <limits.h>
@@ -21,6 +25,7 @@ static Module *module_free(Module *m)
 		return NULL;
 	if (m->fl)
 		p11_kit_module_release(m->fl);
+	m->remote = remote_free(m->remote); /* stopped by call_module_finalize() */
 	free(m->name);
 	free(m->path);
 	free(m);
@@ -115,6 +120,13 @@ static int module_load_registered(Store *s)
 			module_free(m);
 			continue;
 		}
+		m->timeout_ms = s->module_timeout_ms;
+		if (s->isolation == STORE_ISOLATION_PROCESS) {
+			/* Its code runs in its helper from now on, never here. */
+			p11_kit_module_release(m->fl);
+			m->fl = NULL;
+			m->isolated = true;
+		}
 		if (module_add(s, m) < 0)
 			r = -ENOMEM;
 	}
@@ -145,6 +157,11 @@ static int module_load_configured(Store *s, const StoreModuleConfig *cfg)
 		module_free(m);
 		return -ENOMEM;
 	}
+	m->timeout_ms = s->module_timeout_ms;
+	m->isolated = (cfg->isolation == STORE_ISOLATION_DEFAULT ? s->isolation : cfg->isolation) ==
+		      STORE_ISOLATION_PROCESS;
+	if (m->isolated)
+		return module_add(s, m);
 	m->fl = p11_kit_module_load(cfg->path, 0);
 	if (!m->fl) {
 		call_log(LOG_WARNING, "module %s: cannot load %s: %s: skipped", m->name, m->path,

@@ -49,6 +49,10 @@ static int options_copy(Store *s, const StoreOptions *o)
 	s->sessions_per_token = o->sessions_per_token ? o->sessions_per_token : 4;
 	s->prompting = o->prompting;
 	s->login_idle_usec = o->login_idle_usec;
+	s->isolation = o->isolation == STORE_ISOLATION_PROCESS ? STORE_ISOLATION_PROCESS
+							       : STORE_ISOLATION_NONE;
+	s->module_timeout_ms =
+		o->module_timeout_ms ? o->module_timeout_ms : STORE_MODULE_TIMEOUT_DEFAULT_MS;
 	if (o->registered_allow) {
 		size_t n = 0;
 
@@ -68,6 +72,7 @@ static int options_copy(Store *s, const StoreOptions *o)
 		for (size_t i = 0; i < o->n_modules; i++) {
 			s->modules_cfg[i].name = strdup_or_null(o->modules[i].name, &oom);
 			s->modules_cfg[i].path = strdup_or_null(o->modules[i].path, &oom);
+			s->modules_cfg[i].isolation = o->modules[i].isolation;
 		}
 	}
 	if (o->n_pin_sources > 0) {
@@ -283,7 +288,8 @@ int store_list_tokens(Store *s, StoreTokenList **ret, CaError *err)
 	l->items = calloc(s->n_tokens + 1, sizeof(*l->items));
 	if (l->items)
 		for (size_t i = 0; i < s->n_tokens; i++) {
-			if (__atomic_load_n(&s->tokens[i]->gone, __ATOMIC_RELAXED))
+			if (__atomic_load_n(&s->tokens[i]->gone, __ATOMIC_RELAXED) ||
+			    token_stale(s->tokens[i]))
 				continue; /* removed; the next poll drops it */
 			token_copy(s->tokens[i], &l->items[l->n++], &oom);
 		}
@@ -373,7 +379,7 @@ int store_list_identities(Store *s, StoreIdentityList **ret, CaError *err)
 		Token *t = s->tokens[i];
 		bool logged_in;
 
-		if (__atomic_load_n(&t->gone, __ATOMIC_RELAXED))
+		if (__atomic_load_n(&t->gone, __ATOMIC_RELAXED) || token_stale(t))
 			continue; /* removed; the next poll drops it */
 		logged_in = t->n_ids > 0 && token_logged_in(t);
 
@@ -513,7 +519,9 @@ int store_sign_pin(Store *s, const char *identity_uri, const CaScheme *scheme,
 			scheme->name);
 		goto out;
 	}
-	if (__atomic_load_n(&t->gone, __ATOMIC_RELAXED)) {
+	if (__atomic_load_n(&t->gone, __ATOMIC_RELAXED) || token_stale(t)) {
+		/* A stale token's helper died: the poll rescans it, logged out. */
+		hotplug_token_lost(s, t);
 		r = ca_error_set(err, CA_E_TOKEN_ABSENT,
 				 "token \"%s\" was removed: insert it again; its keys come back by "
 				 "themselves and the PIN is asked again",

@@ -29,9 +29,17 @@ typedef struct StorePinSource {
 	char *path;      /* file whose first line is the PIN */
 } StorePinSource;
 
+/* Where a module's code runs (pkcs11/remote.c). */
+typedef enum StoreIsolation {
+	STORE_ISOLATION_DEFAULT = 0, /* a module: StoreOptions.isolation; StoreOptions: NONE */
+	STORE_ISOLATION_NONE,	     /* loaded into this process */
+	STORE_ISOLATION_PROCESS,     /* in its own certagent-pkcs11-helper process */
+} StoreIsolation;
+
 typedef struct StoreModuleConfig {
 	char *name; /* a name for logs and URIs ("softhsm") */
 	char *path; /* absolute path of the module .so */
+	StoreIsolation isolation; /* DEFAULT: StoreOptions.isolation */
 } StoreModuleConfig;
 
 typedef struct StoreOptions {
@@ -59,7 +67,18 @@ typedef struct StoreOptions {
 	/* Log out of a token after this long without a signature (0: never); see
 	 * store_expire_logins(). */
 	uint64_t login_idle_usec;
+	/* Isolation of registered modules and of configured ones that do not set their own
+	 * (DEFAULT: NONE, in-process). A helper that crashes or exceeds the timeout is killed:
+	 * its tokens are TokenAbsent until it is restarted (with backoff) and scanned again, and
+	 * need a new login. */
+	StoreIsolation isolation;
+	/* Per-call timeout for isolated modules in ms (0: STORE_MODULE_TIMEOUT_DEFAULT_MS);
+	 * C_Login gets STORE_LOGIN_TIMEOUT_FACTOR times as long (PIN pads wait for a person). */
+	unsigned module_timeout_ms;
 } StoreOptions;
+
+#define STORE_MODULE_TIMEOUT_DEFAULT_MS 30000u
+#define STORE_LOGIN_TIMEOUT_FACTOR 4u
 
 /* Loads and initialises modules (CKF_OS_LOCKING_OK) and scans tokens. */
 int store_new(const StoreOptions *opts, Store **ret, CaError *err);

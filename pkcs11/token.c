@@ -98,6 +98,8 @@ static int token_new(Store *s, Module *m, CK_SLOT_ID slot, Token **ret)
 	pthread_cond_init(&t->pool_cond, NULL);
 	pthread_mutex_init(&t->login_lock, NULL);
 	t->module = m;
+	t->module_gen = remote_generation(m); /* before the first call: a death during the scan
+					       * makes the token stale at once */
 	t->slot = slot;
 	t->cap = s->sessions_per_token ? s->sessions_per_token : 4;
 	t->idle = calloc(t->cap, sizeof(*t->idle));

@@ -356,7 +356,7 @@ case_remove_mid_sign() {
 	sc_unlock
 	sc_sign_ok
 	: >"$H_TMP/burst.log"
-	"$PY" "$BURST" "$URI" rsa_pss_rsae_sha256 "$H_TMP/hash" "$H_TMP/burst.log" 500 5 \
+	"$PY" "$BURST" "$URI" rsa_pss_rsae_sha256 "$H_TMP/hash" "$H_TMP/burst.log" 500 3 \
 		"$H_TMP/burst.stop" </dev/null >>"$H_TMP/burst.err" 2>&1 &
 	burst=$!
 	h_track "$burst"

@@ -35,11 +35,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
-#define BRIDGE_MAX_CERTS 3          /* a CAC card has three PKI applets */
-#define BRIDGE_MAX_MSG 0xffff       /* vpcd's length field is 16 bits */
+#define BRIDGE_MAX_CERTS 3    /* a CAC card has three PKI applets */
+#define BRIDGE_MAX_MSG 0xffff /* vpcd's length field is 16 bits */
 #define BRIDGE_READER "Virtual Reader"
 
 enum {
@@ -98,25 +97,19 @@ static int bridge_read_all(int fd, void *buf, size_t n)
 	return 1;
 }
 
+/* Sends one vpcd message: the 2-byte big-endian length, then the payload, in one buffer. */
 static int bridge_write_msg(int fd, const unsigned char *payload, size_t n)
 {
-	unsigned char hdr[2] = { (unsigned char)(n >> 8), (unsigned char)n };
-	struct iovec iov[2] = { { hdr, 2 }, { (void *)payload, n } };
-	struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
-	size_t total = n + 2, sent = 0;
+	static unsigned char msg[2 + BRIDGE_MAX_MSG];
+	size_t sent = 0;
 
 	if (n > BRIDGE_MAX_MSG)
 		return -EMSGSIZE;
-	/* Both parts are small (at most 64 KiB + 2); a short send only happens on a full socket
-	 * buffer, so fall back to plain writes for the rest. */
-	ssize_t r = sendmsg(fd, &msg, MSG_NOSIGNAL);
-	if (r < 0)
-		return -errno;
-	sent = (size_t)r;
-	while (sent < total) {
-		const unsigned char *p = sent < 2 ? hdr + sent : payload + (sent - 2);
-		size_t left = sent < 2 ? 2 - sent : total - sent;
-		r = send(fd, p, left, MSG_NOSIGNAL);
+	msg[0] = (unsigned char)(n >> 8);
+	msg[1] = (unsigned char)n;
+	memcpy(msg + 2, payload, n);
+	while (sent < n + 2) {
+		ssize_t r = send(fd, msg + sent, n + 2 - sent, MSG_NOSIGNAL);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
@@ -261,12 +254,9 @@ static void bridge_usage(FILE *f)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "db", required_argument, NULL, 'd' },
-		{ "port", required_argument, NULL, 'p' },
-		{ "cert", required_argument, NULL, 'c' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+		{"db", required_argument, NULL, 'd'},	{"port", required_argument, NULL, 'p'},
+		{"cert", required_argument, NULL, 'c'}, {"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},	{0},
 	};
 	const char *db = NULL;
 	char *certs[BRIDGE_MAX_CERTS];
@@ -317,7 +307,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	struct sigaction sa = { .sa_handler = bridge_on_signal };
+	struct sigaction sa = {.sa_handler = bridge_on_signal};
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
@@ -334,7 +324,7 @@ int main(int argc, char **argv)
 			   db);
 		return 1;
 	}
-	Bridge b = { .reader = vreader_get_reader_by_name(BRIDGE_READER) };
+	Bridge b = {.reader = vreader_get_reader_by_name(BRIDGE_READER)};
 	if (!b.reader || vreader_card_is_present(b.reader) != VREADER_OK) {
 		bridge_log("libcacard made no card in reader \"%s\"", BRIDGE_READER);
 		return 1;

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * channel: the agent's side of the signing channel (dbus/ipc-channel.h). OpenChannel() on the
+ * bus makes a SOCK_SEQPACKET socketpair bound to the caller the bus vouched for (unique name,
+ * uid already checked by the dispatcher's policy, pid) and hands one end to it. Its Sign
+ * requests are then served by a small pool of threads that wait on one epoll set: the thread
+ * that reads a request runs the whole Sign (methods_channel_sign: the same checks, policy,
+ * token call, audit line and log line as a Sign from the bus) and writes the reply itself, so
+ * a signature costs one socket round trip and no thread hand-over. A slow token holds only the
+ * thread that waits for it; the others keep serving the other channels.
+ *
+ * Each channel fd is armed EPOLLONESHOT: at most one thread handles a channel at a time and
+ * the next request is read only after the reply went out. A request that has to wait for a PIN
+ * prompt, or that changed what the agent lists, finishes on the main thread like any other
+ * (methods_complete), which then replies on the channel.
+ *
+ * A channel ends when its client closes it, sends something that is not a Sign, or when its
+ * bus name leaves the bus (the identity it was opened with is gone).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <dbus/dbus.h>
+
+#include "error.h"
+
+#define CHANNELS_MAX 256	     /* open channels of everyone together */
+#define CHANNELS_PER_CALLER_MAX 8 /* per unique bus name */
+
+typedef struct Channel Channel;
+typedef struct ChannelServer ChannelServer;
+struct Server;
+
+/* Starts n_threads threads. Returns 0 or a negative errno. */
+int channel_server_new(struct Server *s, unsigned n_threads, ChannelServer **ret);
+
+/*
+ * Stops the threads (a request being served finishes first; new ones are not read) and waits
+ * up to timeout_ms; false when one is stuck in a token (then the server must be leaked).
+ */
+bool channel_server_stop(ChannelServer *cs, unsigned timeout_ms);
+ChannelServer *channel_server_free(ChannelServer *cs);
+
+/*
+ * Main thread, OpenChannel: a new channel for the caller bus_name (pid: from the bus, 0
+ * unknown). *ret_fd is the client's end (close-on-exec; the caller closes it after appending
+ * it to the reply). Codes: CA_E_TOO_LARGE (too many channels), CA_E_FAILED (no socket).
+ */
+int channel_open(ChannelServer *cs, const char *bus_name, pid_t pid, int *ret_fd, CaError *err);
+
+/* Main thread: bus_name left the bus; its channels are closed. */
+void channel_server_caller_gone(ChannelServer *cs, const char *bus_name);
+
+/* When the last request on any channel arrived (CLOCK_MONOTONIC µs; 0: never). Any thread. */
+uint64_t channel_server_last_use_usec(ChannelServer *cs);
+
+/* The caller a channel was opened for. */
+const char *channel_bus_name(const Channel *ch);
+pid_t channel_pid(const Channel *ch);
+
+/*
+ * Any thread: sends reply (taken; NULL: the request could not be answered, the channel is
+ * closed) as the answer to the request being served on ch, re-arms ch for the next request and
+ * drops the reference the request held. Called exactly once per request.
+ */
+void channel_reply(Channel *ch, DBusMessage *reply);
+
+/* ---- in methods.c ---- */
+
+/*
+ * On a channel thread: runs the Sign msg received on ch (sender set to the channel's bus
+ * name) through the one Sign path; replies through channel_reply(), now or later.
+ */
+void methods_channel_sign(struct Server *s, Channel *ch, DBusMessage *msg);

@@ -1,0 +1,547 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * certagent-pkcs11-helper: runs exactly one PKCS#11 module on behalf of certagentd, so a
+ * module that crashes, hangs or misbehaves costs only its own tokens (pkcs11/remote.c is the
+ * agent's side). Started by the agent with a socketpair end as fd 3 and the module's path in
+ * argv: a path the agent got from p11-kit's registration or its own configuration, never from
+ * a D-Bus request. Not meant to be run by hand.
+ *
+ * It loads the module with p11-kit (which checks C_GetFunctionList), initialises it with
+ * CKF_OS_LOCKING_OK, greets the agent with the result (RPC_OP_HELLO) and serves framed
+ * requests (pkcs11/rpc.h) through the same call_* layer the agent uses in-process. A reader
+ * thread takes requests off the socket and a small pool of threads runs them, so a token
+ * that is slow or stuck does not hold up the module's other tokens; replies carry the id of
+ * their request. EOF on fd 3 (the agent stopped or died) finalises the module and exits.
+ *
+ * Hygiene: no core dumps, not dumpable (no ptrace by the user's other processes); every
+ * other inherited fd is closed; request frames (PINs, data to sign) are wiped after use;
+ * the log (stderr, the agent's log) never carries a PIN.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "rpc.h"
+
+#define HELPER_FD 3
+#define HELPER_THREADS_MAX 64	 /* requests running at once; more wait in the queue */
+#define HELPER_QUEUE_MAX 1024	 /* requests waiting; more is a runaway agent: refused */
+#define HELPER_FINALIZE_SECONDS 3 /* C_Finalize at exit may not hang us */
+
+typedef struct Job {
+	struct Job *next;
+	uint8_t *buf;
+	size_t len;
+	RpcMessage msg;
+} Job;
+
+typedef struct Helper {
+	Module m;
+	pthread_mutex_t write_lock;
+	pthread_mutex_t lock; /* the queue and the thread counts */
+	pthread_cond_t cond;
+	Job *head, *tail;
+	size_t queued;
+	unsigned threads, idle;
+	bool debug;
+} Helper;
+
+static Helper helper = {
+	.write_lock = PTHREAD_MUTEX_INITIALIZER,
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cond = PTHREAD_COND_INITIALIZER,
+};
+
+static void helper_log(int prio, const char *msg, void *userdata)
+{
+	Helper *h = userdata;
+
+	if (prio > LOG_INFO && !h->debug)
+		return;
+	fprintf(stderr, "certagent-pkcs11-helper[%d] %s: %s\n", (int)getpid(),
+		h->m.name ? h->m.name : "?", msg);
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+static int read_all(int fd, uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = read(fd, p, n);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EPIPE;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* Sends a built reply; a reply that did not encode becomes a bare CKR_GENERAL_ERROR. */
+static void helper_send(RpcBuf *b, uint32_t id, RpcOp op)
+{
+	if (rpc_buf_finish(b) < 0) {
+		rpc_buf_wipe(b);
+		rpc_buf_begin(b, id, op);
+		rpc_put_u64(b, CKR_GENERAL_ERROR);
+		if (rpc_buf_finish(b) < 0) {
+			rpc_buf_wipe(b);
+			return;
+		}
+	}
+	pthread_mutex_lock(&helper.write_lock);
+	if (write_all(HELPER_FD, b->data, b->len) < 0)
+		_exit(1); /* the agent is gone */
+	pthread_mutex_unlock(&helper.write_lock);
+	rpc_buf_wipe(b);
+}
+
+/* Field i as a CK_ULONG; a request that does not fit its op is the agent's bug: refused. */
+#define ARG(i, var)                                                                                \
+	do {                                                                                       \
+		if (rpc_get_ulong(msg, (i), &(var)) < 0)                                           \
+			return CKR_ARGUMENTS_BAD;                                                  \
+	} while (0)
+
+/* Runs one request into reply b (which has the rv as its first field written by us). */
+static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
+{
+	Module *m = &helper.m;
+	CK_ULONG a0 = 0, a1 = 0, a2 = 0;
+	CK_RV rv;
+
+	switch (msg->op) {
+	case RPC_OP_GET_INFO: {
+		CK_INFO info;
+
+		rv = call_get_info(m, &info);
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_info(b, &info);
+		return rv;
+	}
+	case RPC_OP_GET_SLOT_LIST:
+	case RPC_OP_GET_MECHANISM_LIST: {
+		_cleanup_free_ CK_ULONG *v = NULL;
+		size_t n = 0;
+
+		if (msg->op == RPC_OP_GET_SLOT_LIST)
+			rv = call_get_slot_list(m, &v, &n);
+		else {
+			ARG(0, a0);
+			rv = call_get_mechanism_list(m, a0, &v, &n);
+		}
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_ulongs(b, v, n);
+		return rv;
+	}
+	case RPC_OP_GET_SLOT_INFO: {
+		CK_SLOT_INFO info;
+
+		ARG(0, a0);
+		rv = call_get_slot_info(m, a0, &info);
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_slot_info(b, &info);
+		return rv;
+	}
+	case RPC_OP_GET_TOKEN_INFO: {
+		CK_TOKEN_INFO info;
+
+		ARG(0, a0);
+		rv = call_get_token_info(m, a0, &info);
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_token_info(b, &info);
+		return rv;
+	}
+	case RPC_OP_GET_MECHANISM_INFO: {
+		CK_MECHANISM_INFO info;
+
+		ARG(0, a0);
+		ARG(1, a1);
+		rv = call_get_mechanism_info(m, a0, a1, &info);
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_mechanism_info(b, &info);
+		return rv;
+	}
+	case RPC_OP_OPEN_SESSION: {
+		CK_SESSION_HANDLE h = 0;
+
+		ARG(0, a0);
+		rv = call_open_session(m, a0, &h);
+		if (rv == CKR_OK && (h == 0 || (uint64_t)h >> 32)) {
+			/* The agent keeps 32 bits for the helper's handle. */
+			call_close_session(m, h);
+			rv = CKR_GENERAL_ERROR;
+		}
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_u64(b, h);
+		return rv;
+	}
+	case RPC_OP_CLOSE_SESSION:
+		ARG(0, a0);
+		rv = call_close_session(m, a0);
+		rpc_put_u64(b, rv);
+		return rv;
+	case RPC_OP_LOGOUT:
+		ARG(0, a0);
+		rv = call_logout(m, a0);
+		rpc_put_u64(b, rv);
+		return rv;
+	case RPC_OP_GET_SESSION_INFO: {
+		CK_SESSION_INFO info;
+
+		ARG(0, a0);
+		rv = call_get_session_info(m, a0, &info);
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_session_info(b, &info);
+		return rv;
+	}
+	case RPC_OP_LOGIN: {
+		const uint8_t *pin;
+		size_t pin_len;
+
+		ARG(0, a0);
+		ARG(1, a1);
+		ARG(2, a2);
+		if (rpc_get_bytes(msg, 3, &pin, &pin_len) < 0)
+			return CKR_ARGUMENTS_BAD;
+		/* The PIN stays in the request frame, wiped when the job ends. */
+		rv = call_login(m, a0, a1, a2 ? (const char *)pin : NULL, a2 ? pin_len : 0);
+		rpc_put_u64(b, rv);
+		return rv;
+	}
+	case RPC_OP_FIND_OBJECTS: {
+		_cleanup_free_ CK_ATTRIBUTE *tmpl = NULL;
+		_cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
+		size_t n = 0, n_objs = 0;
+		int k;
+
+		ARG(0, a0);
+		k = rpc_get_attrs(msg, 1, &tmpl, &n);
+		if (k == -ENOMEM)
+			return CKR_HOST_MEMORY;
+		if (k < 0)
+			return CKR_ARGUMENTS_BAD;
+		rv = call_find_objects(m, a0, tmpl, n, &objs, &n_objs);
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_ulongs(b, objs, n_objs);
+		return rv;
+	}
+	case RPC_OP_GET_ATTRIBUTE: {
+		_cleanup_free_ uint8_t *v = NULL;
+		size_t len = 0;
+
+		ARG(0, a0);
+		ARG(1, a1);
+		ARG(2, a2);
+		rv = call_get_attribute(m, a0, a1, a2, &v, &len);
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_bytes(b, v, len);
+		return rv;
+	}
+	case RPC_OP_GET_ULONG: {
+		CK_ULONG v = 0;
+
+		ARG(0, a0);
+		ARG(1, a1);
+		ARG(2, a2);
+		rv = call_get_ulong(m, a0, a1, a2, &v);
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_u64(b, v);
+		return rv;
+	}
+	case RPC_OP_SIGN_INIT: {
+		_cleanup_free_ CK_ULONG *params = NULL;
+		CK_RSA_PKCS_PSS_PARAMS pss;
+		CK_MECHANISM mech = {0, NULL, 0};
+		size_t n = 0;
+		int k;
+
+		ARG(0, a0);
+		ARG(1, a1);
+		ARG(3, a2);
+		k = rpc_get_ulongs(msg, 2, &params, &n);
+		if (k == -ENOMEM)
+			return CKR_HOST_MEMORY;
+		if (k < 0)
+			return CKR_ARGUMENTS_BAD;
+		mech.mechanism = a1;
+		if (a1 == CKM_RSA_PKCS_PSS && n == 3) {
+			pss = (CK_RSA_PKCS_PSS_PARAMS){params[0], params[1], params[2]};
+			mech.pParameter = &pss;
+			mech.ulParameterLen = sizeof(pss);
+		} else if (n != 0)
+			return CKR_MECHANISM_PARAM_INVALID;
+		rv = call_sign_init(m, a0, &mech, a2);
+		rpc_put_u64(b, rv);
+		return rv;
+	}
+	case RPC_OP_SIGN: {
+		const uint8_t *data;
+		size_t len;
+		uint8_t *sig = NULL;
+		CK_ULONG cap, sig_len;
+
+		ARG(0, a0);
+		ARG(2, cap);
+		if (rpc_get_bytes(msg, 1, &data, &len) < 0 || cap > CALL_SIG_MAX)
+			return CKR_ARGUMENTS_BAD;
+		if (cap) {
+			sig = malloc(cap);
+			if (!sig)
+				return CKR_HOST_MEMORY;
+		}
+		sig_len = cap;
+		rv = call_sign(m, a0, data, len, sig, &sig_len);
+		if (rv == CKR_OK && sig && sig_len > cap)
+			rv = CKR_GENERAL_ERROR; /* a module writing past our buffer said so */
+		rpc_put_u64(b, rv);
+		rpc_put_u64(b, (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL) ? sig_len : 0);
+		if (rv == CKR_OK && sig)
+			rpc_put_bytes(b, sig, sig_len);
+		erase_and_free(sig, cap);
+		return rv;
+	}
+	default:
+		return CKR_FUNCTION_NOT_SUPPORTED;
+	}
+}
+
+static void helper_run(Job *j)
+{
+	RpcBuf b;
+	CK_RV rv;
+
+	rpc_buf_begin(&b, j->msg.id, j->msg.op);
+	rv = helper_dispatch(&j->msg, &b);
+	if (b.n_fields == 0) {
+		/* Refused before the call: the rv alone. */
+		rpc_buf_wipe(&b);
+		rpc_buf_begin(&b, j->msg.id, j->msg.op);
+		rpc_put_u64(&b, rv);
+	}
+	helper_send(&b, j->msg.id, j->msg.op);
+	erase_and_free(j->buf, j->len);
+	free(j);
+}
+
+static void *worker_main(void *userdata)
+{
+	for (;;) {
+		Job *j;
+
+		pthread_mutex_lock(&helper.lock);
+		helper.idle++;
+		while (!helper.head)
+			pthread_cond_wait(&helper.cond, &helper.lock);
+		helper.idle--;
+		j = helper.head;
+		helper.head = j->next;
+		if (!helper.head)
+			helper.tail = NULL;
+		helper.queued--;
+		pthread_mutex_unlock(&helper.lock);
+		helper_run(j);
+	}
+	return NULL;
+}
+
+/* Queues j; a thread more while all are busy and fewer than the cap run. */
+static void helper_enqueue(Job *j)
+{
+	pthread_t t;
+	bool refuse;
+
+	pthread_mutex_lock(&helper.lock);
+	refuse = helper.queued >= HELPER_QUEUE_MAX;
+	if (!refuse) {
+		j->next = NULL;
+		if (helper.tail)
+			helper.tail->next = j;
+		else
+			helper.head = j;
+		helper.tail = j;
+		helper.queued++;
+		if (helper.idle < helper.queued && helper.threads < HELPER_THREADS_MAX &&
+		    pthread_create(&t, NULL, worker_main, NULL) == 0) {
+			pthread_detach(t);
+			helper.threads++;
+		}
+		pthread_cond_signal(&helper.cond);
+	}
+	pthread_mutex_unlock(&helper.lock);
+	if (refuse) {
+		RpcBuf b;
+
+		rpc_buf_begin(&b, j->msg.id, j->msg.op);
+		rpc_put_u64(&b, CKR_FUNCTION_FAILED);
+		helper_send(&b, j->msg.id, j->msg.op);
+		erase_and_free(j->buf, j->len);
+		free(j);
+	}
+}
+
+/* No core dumps, no ptrace by the user's other processes, nothing inherited but fds 0-3. */
+static int helper_harden(void)
+{
+	struct rlimit no_core = {0, 0};
+	struct stat st;
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0 || setrlimit(RLIMIT_CORE, &no_core) < 0)
+		return -errno;
+	signal(SIGPIPE, SIG_IGN);
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, HELPER_FD + 1, ~0U, 0) < 0)
+#endif
+		for (int fd = HELPER_FD + 1; fd < 1024; fd++)
+			close(fd);
+	if (fstat(HELPER_FD, &st) < 0 || !S_ISSOCK(st.st_mode))
+		return -ENOTSOCK;
+	return 0;
+}
+
+static void helper_finalize_alarm(int sig)
+{
+	_exit(0);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"module", required_argument, NULL, 'm'},
+		{"name", required_argument, NULL, 'n'},
+		{"debug", no_argument, NULL, 'd'},
+		{},
+	};
+	const char *path = NULL, *name = NULL;
+	RpcBuf b;
+	CK_RV rv;
+	int c, r;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1)
+		switch (c) {
+		case 'm':
+			path = optarg;
+			break;
+		case 'n':
+			name = optarg;
+			break;
+		case 'd':
+			helper.debug = true;
+			break;
+		default:
+			return 2;
+		}
+	if (!path || path[0] != '/' || optind < argc) {
+		fprintf(stderr, "certagent-pkcs11-helper: started by certagentd only "
+				"(--module ABSOLUTE-PATH [--name NAME], fd 3 a socket)\n");
+		return 2;
+	}
+	r = helper_harden();
+	if (r < 0) {
+		fprintf(stderr, "certagent-pkcs11-helper: %s\n",
+			r == -ENOTSOCK ? "fd 3 is not a socket: started by certagentd only"
+				       : strerror(-r));
+		return 2;
+	}
+	helper.m.name = (char *)(name ? name : path);
+	helper.m.path = (char *)path;
+	store_set_log(helper_log, &helper);
+
+	/* p11_kit_module_load checks C_GetFunctionList; initialise sets CKF_OS_LOCKING_OK. */
+	helper.m.fl = p11_kit_module_load(path, 0);
+	if (!helper.m.fl) {
+		call_log(LOG_WARNING, "cannot load %s: %s", path,
+			 p11_kit_message() ? p11_kit_message() : "unknown error");
+		rv = CKR_GENERAL_ERROR;
+	} else
+		rv = call_module_initialize(&helper.m);
+	rpc_buf_begin(&b, 0, RPC_OP_HELLO);
+	rpc_put_u64(&b, rv);
+	if (rv == CKR_OK) {
+		CK_INFO info;
+
+		if (call_get_info(&helper.m, &info) != CKR_OK)
+			memset(&info, 0, sizeof(info));
+		rpc_put_info(&b, &info);
+	}
+	helper_send(&b, 0, RPC_OP_HELLO);
+	if (rv != CKR_OK)
+		return 1;
+
+	for (;;) {
+		uint8_t hdr[4];
+		size_t size;
+		Job *j;
+
+		r = read_all(HELPER_FD, hdr, sizeof(hdr));
+		if (r < 0)
+			break;
+		size = rpc_frame_size(hdr);
+		if (size == 0) {
+			call_log(LOG_WARNING, "request frame of a bad size: exiting");
+			_exit(1);
+		}
+		j = calloc(1, sizeof(*j));
+		if (j)
+			j->buf = malloc(size);
+		if (!j || !j->buf) {
+			call_log(LOG_WARNING, "out of memory: exiting");
+			_exit(1);
+		}
+		j->len = size;
+		memcpy(j->buf, hdr, sizeof(hdr));
+		r = read_all(HELPER_FD, j->buf + 4, size - 4);
+		if (r < 0 || rpc_decode_frame(j->buf, j->len, &j->msg) < 0 ||
+		    j->msg.op == RPC_OP_HELLO) {
+			if (r == 0)
+				call_log(LOG_WARNING, "malformed request frame: exiting");
+			_exit(1);
+		}
+		helper_enqueue(j);
+	}
+	/* The agent closed its end: finalise, unless a stuck call keeps C_Finalize waiting. */
+	signal(SIGALRM, helper_finalize_alarm);
+	alarm(HELPER_FINALIZE_SECONDS);
+	call_module_finalize(&helper.m);
+	_exit(0);
+}

@@ -1,0 +1,1030 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * remote: the agent side of an isolated module. The module runs in certagent-pkcs11-helper
+ * (helper-main.c), one process per module, spawned with one end of a socketpair as fd 3;
+ * the call_* wrappers send it one framed request (rpc.h) per PKCS#11 operation.
+ *
+ * Concurrency: any number of threads call at once. Each request gets an id and a Pending on
+ * the caller's stack; one reader thread per helper hands each reply to the Pending with its
+ * id. Writes are serialised by write_lock; the helper answers in any order.
+ *
+ * Failure: EOF, a write error, a malformed frame or a call that outlives its timeout
+ * (module_timeout_ms; C_Login longer) kills the helper with SIGKILL and bumps the generation:
+ * every pending and later call of that life answers CKR_DEVICE_REMOVED, so the store marks
+ * its tokens absent and forgets their logins. Tokens and session handles carry the generation,
+ * so nothing of a dead helper reaches the next one. The next call after the backoff (the
+ * hotplug poll makes one every poll interval) starts a new helper, which initialises the
+ * module again; the poll then finds the tokens again (TokenAdded), logged out.
+ *
+ * Ownership: a Remote belongs to its Module. Its fd and pid belong to the Remote; the reader
+ * thread of a life is joined before the next life starts (under start_lock).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "internal.h"
+#include "rpc.h"
+
+#define REMOTE_BACKOFF_MAX_MS 30000u /* longest wait between restarts of a failing helper */
+#define REMOTE_STABLE_MS 60000u	     /* a helper that lived this long starts a new backoff */
+#define REMOTE_STOP_GRACE_MS 2000u   /* for C_Finalize when the agent stops a helper */
+#define REMOTE_HANDLE_BITS 32	     /* low bits of a session handle: the helper's handle */
+
+extern char **environ;
+
+typedef struct Pending {
+	struct Pending *next;
+	uint32_t id;
+	pthread_cond_t cond;
+	bool done; /* a reply arrived (buf), or the helper went away (buf NULL) */
+	uint8_t *buf;
+	size_t len;
+	RpcMessage msg;
+} Pending;
+
+struct Remote {
+	Module *m;
+	pthread_mutex_t start_lock; /* one start or stop at a time */
+	pthread_mutex_t write_lock; /* one frame on the socket at a time; guards fd for writers */
+	pthread_mutex_t lock;	    /* everything below */
+	int fd;
+	pid_t pid;
+	pthread_t reader;
+	bool reader_running;
+	bool alive;
+	bool stopping;	/* remote_stop: the EOF that follows is expected */
+	unsigned gen;	/* atomic reads: the current life; bumped when one ends */
+	uint32_t next_id;
+	Pending *pending;
+	unsigned fails; /* lives in a row that ended badly */
+	uint64_t started_usec;
+	uint64_t retry_usec; /* no restart before this (CLOCK_MONOTONIC) */
+};
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void deadline_in(struct timespec *ts, unsigned ms)
+{
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+unsigned remote_generation(const Module *m)
+{
+	return m->remote ? __atomic_load_n(&m->remote->gen, __ATOMIC_ACQUIRE) : 0;
+}
+
+/* The helper binary: $CERTAGENT_PKCS11_HELPER (tests, uninstalled builds), else installed. */
+static const char *remote_helper_path(void)
+{
+	const char *p = secure_getenv("CERTAGENT_PKCS11_HELPER");
+
+	return p && p[0] == '/' ? p : CERTAGENT_PKCS11_HELPER_PATH;
+}
+
+/* ---- frames on a stream socket ---- */
+
+/* Reads exactly n bytes; 0, -EPIPE at EOF, -ETIMEDOUT past deadline (if any), -errno. */
+static int read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadline)
+{
+	while (n > 0) {
+		ssize_t k;
+
+		if (deadline) {
+			struct timespec now;
+			long ms;
+			struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			ms = (deadline->tv_sec - now.tv_sec) * 1000 +
+			     (deadline->tv_nsec - now.tv_nsec) / 1000000;
+			if (ms <= 0)
+				return -ETIMEDOUT;
+			k = poll(&pfd, 1, (int)ms);
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k < 0)
+				return -errno;
+			if (k == 0)
+				return -ETIMEDOUT;
+		}
+		k = read(fd, p, n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k == 0)
+			return -EPIPE;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* One whole frame, the length checked against RPC_FRAME_MAX before allocating. */
+static int read_frame(int fd, uint8_t **ret, size_t *ret_len, const struct timespec *deadline)
+{
+	uint8_t hdr[4];
+	uint8_t *buf;
+	size_t size;
+	int r;
+
+	r = read_full(fd, hdr, sizeof(hdr), deadline);
+	if (r < 0)
+		return r;
+	size = rpc_frame_size(hdr);
+	if (size == 0)
+		return -EBADMSG;
+	buf = malloc(size);
+	if (!buf)
+		return -ENOMEM;
+	memcpy(buf, hdr, sizeof(hdr));
+	r = read_full(fd, buf + 4, size - 4, deadline);
+	if (r < 0) {
+		erase_and_free(buf, size);
+		return r;
+	}
+	*ret = buf;
+	*ret_len = size;
+	return 0;
+}
+
+static int write_full(int fd, const uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		p += k;
+		n -= (size_t)k;
+	}
+	return 0;
+}
+
+/* ---- lives of a helper ---- */
+
+static unsigned backoff_ms(unsigned fails)
+{
+	unsigned ms = 1000;
+
+	if (fails <= 1)
+		return 0; /* the first restart is immediate */
+	for (unsigned i = 2; i < fails && ms < REMOTE_BACKOFF_MAX_MS; i++)
+		ms *= 2;
+	return ms < REMOTE_BACKOFF_MAX_MS ? ms : REMOTE_BACKOFF_MAX_MS;
+}
+
+/* With r->lock held: this life is over. Wakes every waiter; the caller logs. */
+static void remote_end_locked(Remote *r)
+{
+	r->alive = false;
+	__atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
+	/* Stopping: remote_stop reaps (and kills) it itself; a reaped pid must not be killed. */
+	if (r->pid > 0 && !r->stopping)
+		kill(r->pid, SIGKILL);
+	if (r->fd >= 0)
+		shutdown(r->fd, SHUT_RDWR);
+	for (Pending *p = r->pending; p; p = p->next) {
+		p->done = true;
+		pthread_cond_signal(&p->cond);
+	}
+}
+
+/* Ends life gen of the helper (if still current) because of why. */
+static void remote_fail(Remote *r, unsigned gen, const char *why)
+{
+	uint64_t now = now_usec();
+	pid_t pid;
+
+	pthread_mutex_lock(&r->lock);
+	if (!r->alive || r->gen != gen) {
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	pid = r->pid;
+	if (r->stopping) {
+		remote_end_locked(r);
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
+	if (now - r->started_usec >= (uint64_t)REMOTE_STABLE_MS * 1000u)
+		r->fails = 0;
+	r->fails++;
+	r->retry_usec = now + (uint64_t)backoff_ms(r->fails) * 1000u;
+	remote_end_locked(r);
+	pthread_mutex_unlock(&r->lock);
+	call_log(LOG_WARNING,
+		 "module %s: helper process %d %s: its tokens are absent until it is restarted "
+		 "(in %u ms) and they log in again",
+		 r->m->name, (int)pid, why, backoff_ms(r->fails));
+}
+
+typedef struct ReaderArgs {
+	Remote *r;
+	int fd;
+	unsigned gen;
+} ReaderArgs;
+
+static void *reader_main(void *userdata)
+{
+	ReaderArgs a = *(ReaderArgs *)userdata;
+	Remote *r = a.r;
+
+	free(userdata);
+	for (;;) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		RpcMessage msg;
+		Pending *p;
+		int k = read_frame(a.fd, &buf, &len, NULL);
+
+		if (k == 0 && rpc_decode_frame(buf, len, &msg) < 0) {
+			erase_and_free(buf, len);
+			k = -EBADMSG;
+		}
+		if (k < 0) {
+			remote_fail(r, a.gen,
+				    k == -EPIPE	     ? "exited"
+				    : k == -EBADMSG ? "sent a malformed frame"
+						    : "cannot be read from");
+			break;
+		}
+		pthread_mutex_lock(&r->lock);
+		for (p = r->pending; p && p->id != msg.id; p = p->next)
+			;
+		if (p && !p->done) {
+			p->buf = buf;
+			p->len = len;
+			p->msg = msg;
+			p->done = true;
+			pthread_cond_signal(&p->cond);
+			buf = NULL;
+		}
+		pthread_mutex_unlock(&r->lock);
+		if (buf) {
+			/* A reply nobody asked for: the helper is confused or lying. */
+			erase_and_free(buf, len);
+			remote_fail(r, a.gen, "answered a request it was not sent");
+			break;
+		}
+	}
+	return NULL;
+}
+
+/* Waits up to ms for pid to end and reaps it; SIGKILL first when kill_it. */
+static void reap(pid_t pid, bool kill_it, unsigned ms)
+{
+	if (pid <= 0)
+		return;
+	if (kill_it)
+		kill(pid, SIGKILL);
+	for (unsigned waited = 0;; waited += 10) {
+		pid_t k = waitpid(pid, NULL, WNOHANG);
+
+		if (k == pid || (k < 0 && errno != EINTR))
+			return;
+		if (waited >= ms) {
+			if (kill_it)
+				return; /* stuck in the kernel: left as a zombie */
+			kill(pid, SIGKILL);
+			kill_it = true;
+			waited = 0;
+			ms = 1000;
+		}
+		usleep(10 * 1000);
+	}
+}
+
+/* With start_lock held and no life running: what is left of the last one goes. */
+static void remote_bury(Remote *r)
+{
+	pthread_t reader;
+	bool joined;
+	pid_t pid;
+
+	pthread_mutex_lock(&r->lock);
+	reader = r->reader;
+	joined = r->reader_running;
+	r->reader_running = false;
+	pid = r->pid;
+	r->pid = 0;
+	pthread_mutex_unlock(&r->lock);
+	if (joined)
+		pthread_join(reader, NULL);
+	pthread_mutex_lock(&r->write_lock);
+	if (r->fd >= 0)
+		close(r->fd);
+	r->fd = -1;
+	pthread_mutex_unlock(&r->write_lock);
+	reap(pid, true, 1000);
+}
+
+/* With start_lock held: a new life. Returns the rv of the helper's C_Initialize. */
+static CK_RV remote_spawn(Remote *r)
+{
+	Module *m = r->m;
+	const char *helper = remote_helper_path();
+	char *argv[] = {(char *)"certagent-pkcs11-helper", (char *)"--module", m->path,
+			(char *)"--name", m->name, NULL};
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, deflt, all, old;
+	struct timeval tv = {.tv_sec = m->timeout_ms / 1000,
+			     .tv_usec = (m->timeout_ms % 1000) * 1000};
+	struct timespec deadline;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	RpcMessage msg;
+	uint64_t rv64 = CKR_GENERAL_ERROR;
+	ReaderArgs *args;
+	int sv[2], child, k;
+	pid_t pid;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		call_log(LOG_WARNING, "module %s: socketpair: %m", m->name);
+		return CKR_HOST_MEMORY;
+	}
+	child = sv[1];
+	if (child <= 3) {
+		/* dup2 onto itself would keep FD_CLOEXEC on fd 3 */
+		child = fcntl(sv[1], F_DUPFD_CLOEXEC, 4);
+		close(sv[1]);
+		if (child < 0) {
+			close(sv[0]);
+			return CKR_HOST_MEMORY;
+		}
+	}
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, child, 3);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigemptyset(&deflt);
+	sigaddset(&deflt, SIGPIPE);
+	sigaddset(&deflt, SIGTERM);
+	sigaddset(&deflt, SIGINT);
+	sigaddset(&deflt, SIGHUP);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &deflt);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	k = posix_spawn(&pid, helper, &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	close(child);
+	if (k != 0) {
+		call_log(LOG_WARNING, "module %s: cannot start %s: %s", m->name, helper,
+			 strerror(k));
+		close(sv[0]);
+		return CKR_GENERAL_ERROR;
+	}
+	/* A helper that stops reading must not block a writer forever. */
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+
+	/* Its first frame: C_Initialize done (or failed). */
+	deadline_in(&deadline, m->timeout_ms);
+	k = read_frame(sv[0], &buf, &len, &deadline);
+	if (k == 0 && (rpc_decode_frame(buf, len, &msg) < 0 || msg.op != RPC_OP_HELLO ||
+		       rpc_get_u64(&msg, 0, &rv64) < 0))
+		k = -EBADMSG;
+	if (k == 0 && rv64 == CKR_OK && rpc_get_info(&msg, 1, &m->info) < 0)
+		k = -EBADMSG;
+	erase_and_free(buf, len);
+	if (k < 0 || rv64 != CKR_OK) {
+		call_log(LOG_WARNING, "module %s: helper %s (pid %d) %s", m->name, helper, (int)pid,
+			 k == -ETIMEDOUT ? "did not initialise the module in time"
+			 : k == -EPIPE	 ? "exited before it was ready"
+			 : k < 0	 ? "sent a malformed greeting"
+					 : "could not initialise the module");
+		close(sv[0]);
+		reap(pid, true, 1000);
+		return k < 0 ? CKR_DEVICE_ERROR : (CK_RV)rv64;
+	}
+
+	args = malloc(sizeof(*args));
+	pthread_mutex_lock(&r->lock);
+	r->fd = sv[0];
+	r->pid = pid;
+	r->alive = args != NULL;
+	r->started_usec = now_usec();
+	if (args) {
+		*args = (ReaderArgs){r, sv[0], r->gen};
+		sigfillset(&all);
+		pthread_sigmask(SIG_SETMASK, &all, &old);
+		r->reader_running = pthread_create(&r->reader, NULL, reader_main, args) == 0;
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+		if (!r->reader_running) {
+			free(args);
+			remote_end_locked(r);
+		} else
+			pthread_setname_np(r->reader, "ca-helper-rd");
+	}
+	k = r->alive;
+	pthread_mutex_unlock(&r->lock);
+	if (!k) {
+		remote_bury(r);
+		return CKR_HOST_MEMORY;
+	}
+	call_log(LOG_INFO, "module %s: running in helper process %d", m->name, (int)pid);
+	return CKR_OK;
+}
+
+/* A live helper, starting one if the last life ended and its backoff is over. */
+static CK_RV remote_ensure(Remote *r)
+{
+	CK_RV rv;
+
+	pthread_mutex_lock(&r->lock);
+	rv = r->alive ? CKR_OK : CKR_DEVICE_REMOVED;
+	pthread_mutex_unlock(&r->lock);
+	if (rv == CKR_OK)
+		return rv;
+
+	pthread_mutex_lock(&r->start_lock);
+	pthread_mutex_lock(&r->lock);
+	if (r->alive)
+		rv = CKR_OK;
+	else if (r->stopping || now_usec() < r->retry_usec)
+		rv = CKR_DEVICE_REMOVED;
+	else
+		rv = CKR_FUNCTION_FAILED; /* restart below */
+	pthread_mutex_unlock(&r->lock);
+	if (rv == CKR_FUNCTION_FAILED) {
+		remote_bury(r);
+		call_log(LOG_INFO, "module %s: restarting its helper process", r->m->name);
+		rv = remote_spawn(r);
+		if (rv != CKR_OK) {
+			pthread_mutex_lock(&r->lock);
+			r->fails++;
+			r->retry_usec = now_usec() + (uint64_t)backoff_ms(r->fails) * 1000u;
+			pthread_mutex_unlock(&r->lock);
+			rv = CKR_DEVICE_REMOVED;
+		}
+	}
+	pthread_mutex_unlock(&r->start_lock);
+	return rv;
+}
+
+Remote *remote_free(Remote *r)
+{
+	if (!r)
+		return NULL;
+	pthread_mutex_destroy(&r->start_lock);
+	pthread_mutex_destroy(&r->write_lock);
+	pthread_mutex_destroy(&r->lock);
+	free(r);
+	return NULL;
+}
+
+CK_RV remote_start(Module *m)
+{
+	Remote *r = m->remote;
+	CK_RV rv;
+
+	if (!r) {
+		r = calloc(1, sizeof(*r));
+		if (!r)
+			return CKR_HOST_MEMORY;
+		r->m = m;
+		r->fd = -1;
+		r->gen = 1;
+		pthread_mutex_init(&r->start_lock, NULL);
+		pthread_mutex_init(&r->write_lock, NULL);
+		pthread_mutex_init(&r->lock, NULL);
+		m->remote = r;
+	}
+	if (!m->timeout_ms)
+		m->timeout_ms = STORE_MODULE_TIMEOUT_DEFAULT_MS;
+	pthread_mutex_lock(&r->start_lock);
+	pthread_mutex_lock(&r->lock);
+	r->stopping = false;
+	r->fails = 0;
+	r->retry_usec = 0;
+	pthread_mutex_unlock(&r->lock);
+	remote_bury(r);
+	rv = remote_spawn(r);
+	pthread_mutex_unlock(&r->start_lock);
+	return rv;
+}
+
+/* Ends the helper: EOF lets it C_Finalize and exit; SIGKILL after a grace period. */
+void remote_stop(Module *m)
+{
+	Remote *r = m->remote;
+	pid_t pid;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->start_lock);
+	pthread_mutex_lock(&r->lock);
+	r->stopping = true;
+	pid = r->alive ? r->pid : 0;
+	if (r->alive && r->fd >= 0)
+		shutdown(r->fd, SHUT_WR);
+	pthread_mutex_unlock(&r->lock);
+	if (pid > 0) {
+		reap(pid, false, REMOTE_STOP_GRACE_MS);
+		pthread_mutex_lock(&r->lock);
+		if (r->pid == pid)
+			r->pid = 0; /* reaped: never kill() a pid that may be reused */
+		if (r->alive)
+			remote_end_locked(r);
+		pthread_mutex_unlock(&r->lock);
+	}
+	remote_bury(r);
+	pthread_mutex_unlock(&r->start_lock);
+}
+
+/* ---- one request ---- */
+
+typedef struct Reply {
+	uint8_t *buf;
+	size_t len;
+	RpcMessage msg;
+	CK_RV rv;
+} Reply;
+
+static void reply_clear(Reply *rep)
+{
+	erase_and_free(rep->buf, rep->len);
+	*rep = (Reply){0};
+}
+#define _cleanup_reply_ _cleanup_(reply_clear)
+
+static void pending_remove(Remote *r, Pending *p)
+{
+	for (Pending **pp = &r->pending; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			break;
+		}
+}
+
+/*
+ * Sends req (built with id 0; wiped here) and waits for the reply. Returns the reply's CK_RV
+ * (field 0) with the reply in *rep, or CKR_DEVICE_REMOVED when the helper is gone, fails or
+ * times out, CKR_HOST_MEMORY, CKR_GENERAL_ERROR (our request did not encode).
+ */
+static CK_RV remote_call(Module *m, RpcBuf *req, RpcOp op, unsigned timeout_ms, Reply *rep)
+{
+	Remote *r = m->remote;
+	Pending p = {0};
+	pthread_condattr_t ca;
+	struct timespec deadline;
+	uint64_t rv64;
+	unsigned gen;
+	int k;
+
+	*rep = (Reply){0};
+	if (!r) {
+		rpc_buf_wipe(req);
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	}
+	k = rpc_buf_finish(req);
+	if (k < 0) {
+		rpc_buf_wipe(req);
+		return k == -ENOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
+	}
+	if (remote_ensure(r) != CKR_OK) {
+		rpc_buf_wipe(req);
+		return CKR_DEVICE_REMOVED;
+	}
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p.cond, &ca);
+	pthread_condattr_destroy(&ca);
+
+	pthread_mutex_lock(&r->lock);
+	if (!r->alive) {
+		pthread_mutex_unlock(&r->lock);
+		pthread_cond_destroy(&p.cond);
+		rpc_buf_wipe(req);
+		return CKR_DEVICE_REMOVED;
+	}
+	gen = r->gen;
+	p.id = ++r->next_id ? r->next_id : ++r->next_id; /* 0 is the greeting's */
+	p.next = r->pending;
+	r->pending = &p;
+	pthread_mutex_unlock(&r->lock);
+
+	rpc_buf_set_id(req, p.id);
+	pthread_mutex_lock(&r->write_lock);
+	k = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE) == gen && r->fd >= 0
+		    ? write_full(r->fd, req->data, req->len)
+		    : -EPIPE;
+	pthread_mutex_unlock(&r->write_lock);
+	rpc_buf_wipe(req);
+	if (k < 0)
+		remote_fail(r, gen, k == -EAGAIN ? "stopped reading requests" : "cannot be written to");
+
+	deadline_in(&deadline, timeout_ms);
+	pthread_mutex_lock(&r->lock);
+	while (!p.done)
+		if (pthread_cond_timedwait(&p.cond, &r->lock, &deadline) == ETIMEDOUT)
+			break;
+	pending_remove(r, &p);
+	pthread_mutex_unlock(&r->lock);
+	pthread_cond_destroy(&p.cond);
+	if (!p.done) {
+		char why[64];
+
+		snprintf(why, sizeof(why), "did not answer within %u ms", timeout_ms);
+		remote_fail(r, gen, why);
+		return CKR_DEVICE_REMOVED;
+	}
+	if (!p.buf)
+		return CKR_DEVICE_REMOVED;
+	rep->buf = p.buf;
+	rep->len = p.len;
+	rep->msg = p.msg;
+	if (p.msg.op != op || rpc_get_u64(&p.msg, 0, &rv64) < 0) {
+		remote_fail(r, gen, "sent a reply that does not fit the request");
+		reply_clear(rep);
+		return CKR_DEVICE_REMOVED;
+	}
+	rep->rv = (CK_RV)rv64;
+	return rep->rv;
+}
+
+/* A reply field that is missing or out of bounds: the helper is not to be trusted further. */
+static CK_RV remote_bad_reply(Module *m)
+{
+	Remote *r = m->remote;
+
+	remote_fail(r, __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE), "sent a malformed reply");
+	return CKR_DEVICE_REMOVED;
+}
+
+/* Our handle -> the helper's; CKR_DEVICE_REMOVED for a handle of an earlier life. */
+static CK_RV remote_handle(Module *m, CK_SESSION_HANDLE h, uint64_t *ret)
+{
+	unsigned gen = remote_generation(m);
+
+	if ((uint64_t)h >> REMOTE_HANDLE_BITS != gen)
+		return CKR_DEVICE_REMOVED;
+	*ret = (uint64_t)h & ((1ull << REMOTE_HANDLE_BITS) - 1);
+	return CKR_OK;
+}
+
+static unsigned timeout_of(Module *m)
+{
+	return m->timeout_ms ? m->timeout_ms : STORE_MODULE_TIMEOUT_DEFAULT_MS;
+}
+
+/* ---- the operations ---- */
+
+CK_RV remote_get_info(Module *m, CK_INFO *ret)
+{
+	_cleanup_reply_ Reply rep = {0};
+	RpcBuf b;
+	CK_RV rv;
+
+	rpc_buf_begin(&b, 0, RPC_OP_GET_INFO);
+	rv = remote_call(m, &b, RPC_OP_GET_INFO, timeout_of(m), &rep);
+	if (rv == CKR_OK && rpc_get_info(&rep.msg, 1, ret) < 0)
+		return remote_bad_reply(m);
+	return rv;
+}
+
+/* Slot and mechanism lists, and found objects: a ULONGS reply of at most max elements. */
+static CK_RV remote_list(Module *m, RpcOp op, bool has_arg, CK_ULONG arg, size_t max,
+			 CK_ULONG **ret, size_t *ret_n)
+{
+	_cleanup_reply_ Reply rep = {0};
+	CK_ULONG *v = NULL;
+	size_t n = 0;
+	RpcBuf b;
+	CK_RV rv;
+	int k;
+
+	rpc_buf_begin(&b, 0, op);
+	if (has_arg)
+		rpc_put_u64(&b, arg);
+	rv = remote_call(m, &b, op, timeout_of(m), &rep);
+	if (rv != CKR_OK)
+		return rv;
+	k = rpc_get_ulongs(&rep.msg, 1, &v, &n);
+	if (k == -ENOMEM)
+		return CKR_HOST_MEMORY;
+	if (k < 0 || n > max) {
+		free(v);
+		return remote_bad_reply(m);
+	}
+	*ret = v;
+	*ret_n = n;
+	return CKR_OK;
+}
+
+CK_RV remote_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n)
+{
+	return remote_list(m, RPC_OP_GET_SLOT_LIST, false, 0, CALL_SLOTS_MAX, ret, ret_n);
+}
+
+CK_RV remote_get_mechanism_list(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE **ret,
+				size_t *ret_n)
+{
+	return remote_list(m, RPC_OP_GET_MECHANISM_LIST, true, slot, CALL_MECHS_MAX, ret, ret_n);
+}
+
+CK_RV remote_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret)
+{
+	_cleanup_reply_ Reply rep = {0};
+	RpcBuf b;
+	CK_RV rv;
+
+	rpc_buf_begin(&b, 0, RPC_OP_GET_SLOT_INFO);
+	rpc_put_u64(&b, slot);
+	rv = remote_call(m, &b, RPC_OP_GET_SLOT_INFO, timeout_of(m), &rep);
+	if (rv == CKR_OK && rpc_get_slot_info(&rep.msg, 1, ret) < 0)
+		return remote_bad_reply(m);
+	return rv;
+}
+
+CK_RV remote_get_token_info(Module *m, CK_SLOT_ID slot, CK_TOKEN_INFO *ret)
+{
+	_cleanup_reply_ Reply rep = {0};
+	RpcBuf b;
+	CK_RV rv;
+
+	rpc_buf_begin(&b, 0, RPC_OP_GET_TOKEN_INFO);
+	rpc_put_u64(&b, slot);
+	rv = remote_call(m, &b, RPC_OP_GET_TOKEN_INFO, timeout_of(m), &rep);
+	if (rv == CKR_OK && rpc_get_token_info(&rep.msg, 1, ret) < 0)
+		return remote_bad_reply(m);
+	return rv;
+}
+
+CK_RV remote_get_mechanism_info(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
+				CK_MECHANISM_INFO *ret)
+{
+	_cleanup_reply_ Reply rep = {0};
+	RpcBuf b;
+	CK_RV rv;
+
+	rpc_buf_begin(&b, 0, RPC_OP_GET_MECHANISM_INFO);
+	rpc_put_u64(&b, slot);
+	rpc_put_u64(&b, type);
+	rv = remote_call(m, &b, RPC_OP_GET_MECHANISM_INFO, timeout_of(m), &rep);
+	if (rv == CKR_OK && rpc_get_mechanism_info(&rep.msg, 1, ret) < 0)
+		return remote_bad_reply(m);
+	return rv;
+}
+
+CK_RV remote_open_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret)
+{
+	_cleanup_reply_ Reply rep = {0};
+	unsigned gen = remote_generation(m);
+	uint64_t h;
+	RpcBuf b;
+	CK_RV rv;
+
+	rpc_buf_begin(&b, 0, RPC_OP_OPEN_SESSION);
+	rpc_put_u64(&b, slot);
+	rv = remote_call(m, &b, RPC_OP_OPEN_SESSION, timeout_of(m), &rep);
+	if (rv != CKR_OK)
+		return rv;
+	if (rpc_get_u64(&rep.msg, 1, &h) < 0 || h == 0 || h >> REMOTE_HANDLE_BITS)
+		return remote_bad_reply(m);
+	/* The reply came from life gen only if it is still current. */
+	if (remote_generation(m) != gen)
+		return CKR_DEVICE_REMOVED;
+	*ret = (CK_SESSION_HANDLE)((uint64_t)gen << REMOTE_HANDLE_BITS | h);
+	return CKR_OK;
+}
+
+/* Operations on a session whose reply is the rv alone. */
+static CK_RV remote_session_op(Module *m, RpcOp op, CK_SESSION_HANDLE h)
+{
+	_cleanup_reply_ Reply rep = {0};
+	uint64_t rh;
+	RpcBuf b;
+	CK_RV rv = remote_handle(m, h, &rh);
+
+	if (rv != CKR_OK)
+		return rv;
+	rpc_buf_begin(&b, 0, op);
+	rpc_put_u64(&b, rh);
+	return remote_call(m, &b, op, timeout_of(m), &rep);
+}
+
+CK_RV remote_close_session(Module *m, CK_SESSION_HANDLE h)
+{
+	return remote_session_op(m, RPC_OP_CLOSE_SESSION, h);
+}
+
+CK_RV remote_logout(Module *m, CK_SESSION_HANDLE h)
+{
+	return remote_session_op(m, RPC_OP_LOGOUT, h);
+}
+
+CK_RV remote_get_session_info(Module *m, CK_SESSION_HANDLE h, CK_SESSION_INFO *ret)
+{
+	_cleanup_reply_ Reply rep = {0};
+	uint64_t rh;
+	RpcBuf b;
+	CK_RV rv = remote_handle(m, h, &rh);
+
+	if (rv != CKR_OK)
+		return rv;
+	rpc_buf_begin(&b, 0, RPC_OP_GET_SESSION_INFO);
+	rpc_put_u64(&b, rh);
+	rv = remote_call(m, &b, RPC_OP_GET_SESSION_INFO, timeout_of(m), &rep);
+	if (rv == CKR_OK && rpc_get_session_info(&rep.msg, 1, ret) < 0)
+		return remote_bad_reply(m);
+	return rv;
+}
+
+CK_RV remote_login(Module *m, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char *pin,
+		   size_t pin_len)
+{
+	_cleanup_reply_ Reply rep = {0};
+	uint64_t rh;
+	RpcBuf b;
+	CK_RV rv = remote_handle(m, h, &rh);
+
+	if (rv != CKR_OK)
+		return rv;
+	/* The frame holds the PIN: remote_call wipes it once sent. */
+	rpc_buf_begin(&b, 0, RPC_OP_LOGIN);
+	rpc_put_u64(&b, rh);
+	rpc_put_u64(&b, user);
+	rpc_put_u64(&b, pin != NULL);
+	rpc_put_bytes(&b, pin ? pin : "", pin ? pin_len : 0);
+	return remote_call(m, &b, RPC_OP_LOGIN, timeout_of(m) * STORE_LOGIN_TIMEOUT_FACTOR, &rep);
+}
+
+CK_RV remote_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
+			  CK_OBJECT_HANDLE **ret, size_t *ret_n)
+{
+	_cleanup_reply_ Reply rep = {0};
+	CK_ULONG *v = NULL;
+	size_t nv = 0;
+	uint64_t rh;
+	RpcBuf b;
+	CK_RV rv = remote_handle(m, h, &rh);
+	int k;
+
+	if (rv != CKR_OK)
+		return rv;
+	rpc_buf_begin(&b, 0, RPC_OP_FIND_OBJECTS);
+	rpc_put_u64(&b, rh);
+	rpc_put_attrs(&b, tmpl, n);
+	rv = remote_call(m, &b, RPC_OP_FIND_OBJECTS, timeout_of(m), &rep);
+	if (rv != CKR_OK)
+		return rv;
+	k = rpc_get_ulongs(&rep.msg, 1, &v, &nv);
+	if (k == -ENOMEM)
+		return CKR_HOST_MEMORY;
+	if (k < 0 || nv > CALL_FIND_MAX) {
+		free(v);
+		return remote_bad_reply(m);
+	}
+	*ret = v;
+	*ret_n = nv;
+	return CKR_OK;
+}
+
+CK_RV remote_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
+			   CK_ATTRIBUTE_TYPE type, uint8_t **ret, size_t *ret_len)
+{
+	_cleanup_reply_ Reply rep = {0};
+	const uint8_t *v;
+	uint8_t *copy;
+	size_t len;
+	uint64_t rh;
+	RpcBuf b;
+	CK_RV rv = remote_handle(m, h, &rh);
+
+	if (rv != CKR_OK)
+		return rv;
+	rpc_buf_begin(&b, 0, RPC_OP_GET_ATTRIBUTE);
+	rpc_put_u64(&b, rh);
+	rpc_put_u64(&b, o);
+	rpc_put_u64(&b, type);
+	rv = remote_call(m, &b, RPC_OP_GET_ATTRIBUTE, timeout_of(m), &rep);
+	if (rv != CKR_OK)
+		return rv;
+	if (rpc_get_bytes(&rep.msg, 1, &v, &len) < 0 || len > CALL_ATTR_MAX)
+		return remote_bad_reply(m);
+	copy = malloc(len + 1); /* +1: labels are used as strings, as call_get_attribute */
+	if (!copy)
+		return CKR_HOST_MEMORY;
+	memcpy(copy, v, len);
+	copy[len] = 0;
+	*ret = copy;
+	*ret_len = len;
+	return CKR_OK;
+}
+
+CK_RV remote_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
+		       CK_ULONG *ret)
+{
+	_cleanup_reply_ Reply rep = {0};
+	uint64_t rh;
+	RpcBuf b;
+	CK_RV rv = remote_handle(m, h, &rh);
+
+	if (rv != CKR_OK)
+		return rv;
+	rpc_buf_begin(&b, 0, RPC_OP_GET_ULONG);
+	rpc_put_u64(&b, rh);
+	rpc_put_u64(&b, o);
+	rpc_put_u64(&b, type);
+	rv = remote_call(m, &b, RPC_OP_GET_ULONG, timeout_of(m), &rep);
+	if (rv == CKR_OK && rpc_get_ulong(&rep.msg, 1, ret) < 0)
+		return remote_bad_reply(m);
+	return rv;
+}
+
+/*
+ * Mechanisms travel as type + ULONGS parameters: none, or CK_RSA_PKCS_PSS_PARAMS' three
+ * fields. Those are all certagent signs with (sign.c); anything else is refused here.
+ */
+CK_RV remote_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key)
+{
+	_cleanup_reply_ Reply rep = {0};
+	CK_ULONG params[3];
+	size_t n_params = 0;
+	uint64_t rh;
+	RpcBuf b;
+	CK_RV rv = remote_handle(m, h, &rh);
+
+	if (rv != CKR_OK)
+		return rv;
+	if (mech->mechanism == CKM_RSA_PKCS_PSS) {
+		const CK_RSA_PKCS_PSS_PARAMS *pss = mech->pParameter;
+
+		if (!pss || mech->ulParameterLen != sizeof(*pss))
+			return CKR_MECHANISM_PARAM_INVALID;
+		params[0] = pss->hashAlg;
+		params[1] = pss->mgf;
+		params[2] = pss->sLen;
+		n_params = 3;
+	} else if (mech->pParameter || mech->ulParameterLen)
+		return CKR_MECHANISM_PARAM_INVALID;
+	rpc_buf_begin(&b, 0, RPC_OP_SIGN_INIT);
+	rpc_put_u64(&b, rh);
+	rpc_put_u64(&b, mech->mechanism);
+	rpc_put_ulongs(&b, params, n_params);
+	rpc_put_u64(&b, key);
+	return remote_call(m, &b, RPC_OP_SIGN_INIT, timeout_of(m), &rep);
+}
+
+CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
+		  CK_ULONG *sig_len)
+{
+	_cleanup_reply_ Reply rep = {0};
+	const uint8_t *v;
+	uint64_t rh, want;
+	size_t n;
+	RpcBuf b;
+	CK_RV rv = remote_handle(m, h, &rh);
+
+	if (rv != CKR_OK)
+		return rv;
+	/* The data may be a digest of what the client sends: wiped with the frame. */
+	rpc_buf_begin(&b, 0, RPC_OP_SIGN);
+	rpc_put_u64(&b, rh);
+	rpc_put_bytes(&b, data, len);
+	rpc_put_u64(&b, sig ? *sig_len : 0); /* 0: only ask for the length */
+	rv = remote_call(m, &b, RPC_OP_SIGN, timeout_of(m), &rep);
+	if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL)
+		return rv;
+	if (rpc_get_u64(&rep.msg, 1, &want) < 0 || want > CALL_SIG_MAX)
+		return remote_bad_reply(m);
+	if (rv == CKR_BUFFER_TOO_SMALL || !sig) {
+		*sig_len = (CK_ULONG)want;
+		return rv;
+	}
+	if (rpc_get_bytes(&rep.msg, 2, &v, &n) < 0 || n != want || n > *sig_len)
+		return remote_bad_reply(m);
+	memcpy(sig, v, n);
+	*sig_len = (CK_ULONG)n;
+	return CKR_OK;
+}
