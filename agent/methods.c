@@ -862,8 +862,9 @@ void methods_channel_sign(Server *s, Channel *ch, DBusMessage *msg)
 		q->sig = erase_and_free(q->sig, q->sig_len);
 		q->sig_len = 0;
 	}
-	request_log(q, total);
 	ch = TAKE_PTR(q->channel);
 	channel_reply(ch, request_reply(q));
+	/* After the reply: the audit line above is the record; this one is for the journal. */
+	request_log(q, total);
 	request_free(q);
 }

@@ -23,7 +23,8 @@ for row in "sign ecdsa_secp256r1_sha256|pkcs11 in-process" \
 	"sign rsa_pss_rsae_sha256|pkcs11 in-process" \
 	"mTLS 1.3 handshake P-256|pkcs11 in-process" \
 	"mTLS 1.3 handshake P-256|PEM key file" \
-	"mTLS 1.3 handshake RSA-2048|pkcs11 in-process"; do
+	"mTLS 1.3 handshake RSA-2048|pkcs11 in-process" \
+	"sign P-256 isolated module|in-agent module"; do
 	name=${row%|*} base=${row#*|}
 	# The row, then both rates: numbers above zero.
 	if ! awk -v name="$name" -v base="$base" '

@@ -5,6 +5,9 @@
  *
  *   sign       certagent_sign() (D-Bus → certagentd → PKCS#11)  vs  the same token key used
  *              in-process by GnuTLS through its pkcs11: URL;
+ *   isolation  with --compare-address: the same P-256 signature through this agent (modules in
+ *              helper processes, isolation = process) vs a second agent on another bus whose
+ *              module runs inside it (isolation = none): the cost of the helper hop;
  *   handshake  TLS 1.3 mutual TLS with the client key behind the agent (certagent_credentials_set)
  *              vs the same key in-process (pkcs11: URL) vs a software P-256 key in a PEM file.
  *
@@ -69,6 +72,7 @@ typedef struct Options {
 	const char *ca; /* root CA: the server trusts it for clients, clients for it */
 	const char *server_cert;
 	const char *server_key;
+	const char *compare_address; /* a second agent with isolation = none (optional) */
 	double seconds;
 	bool json;
 } Options;
@@ -581,6 +585,9 @@ static const struct BenchOption {
 	 "PKCS#11 module of the baseline (default: " BENCH_DEFAULT_MODULE ")"},
 	{"address", "ADDRESS", OPT_STRING, offsetof(Options, address),
 	 "D-Bus address of the agent (default: the session bus)"},
+	{"compare-address", "ADDRESS", OPT_STRING, offsetof(Options, compare_address),
+	 "a second agent whose modules run in-process (isolation = none): adds a row with "
+	 "the isolated agent against it"},
 	{"seconds", "N", OPT_SECONDS, 0,
 	 "timed seconds per measurement (default: " BENCH_STR(BENCH_DEFAULT_SECONDS) ")"},
 	{"quick", NULL, OPT_QUICK, 0,
@@ -690,6 +697,8 @@ typedef struct Bench {
 	BenchPin pin;
 	certagent_client *agent;
 	certagent_identity_list *ids;
+	certagent_client *inproc_agent; /* --compare-address */
+	certagent_identity_list *inproc_ids;
 	BenchServer *server;
 	gnutls_priority_t prio;
 	bool pkcs11_loaded;
@@ -708,6 +717,8 @@ static void bench_deinit(Bench *b)
 		gnutls_priority_deinit(b->prio);
 	certagent_identity_list_free(b->ids);
 	certagent_client_free(b->agent);
+	certagent_identity_list_free(b->inproc_ids);
+	certagent_client_free(b->inproc_agent);
 	if (b->pkcs11_loaded)
 		gnutls_pkcs11_deinit();
 	bench_pin_wipe(&b->pin);
@@ -715,7 +726,7 @@ static void bench_deinit(Bench *b)
 
 static Stats *bench_stats(Bench *b)
 {
-	/* 2 per sign row, 2 or 3 per handshake case: 9 in all */
+	/* 2 per sign row (3 rows with --compare-address), 2 or 3 per handshake case: 11 */
 	assert(b->n_stats < ELEMENTSOF(b->stats));
 	return &b->stats[b->n_stats++];
 }
@@ -774,6 +785,57 @@ static int bench_sign_case(Bench *b, const certagent_identity *id, const char *l
 	if (rc != 0)
 		return rc;
 	bench_row(b, name, "pkcs11 in-process", base, agent);
+	return 0;
+}
+
+/*
+ * The helper hop: the same P-256 signature through an agent whose module runs in-process
+ * (baseline, --compare-address) and through this one (module in certagent-pkcs11-helper).
+ */
+static int bench_isolation_case(Bench *b, const certagent_identity *id, CaError *err)
+{
+	_cleanup_(bench_pubkey_freep) gnutls_pubkey_t pub = NULL;
+	certagent_error aerr = CERTAGENT_ERROR_INIT;
+	const certagent_identity *other;
+	uint8_t hash[32];
+
+	if (certagent_client_new(b->opt.compare_address, &b->inproc_agent, &aerr) < 0)
+		return ca_error_set(err, CA_E_FAILED, "second agent: %s", aerr.message);
+	certagent_client_set_timeout(b->inproc_agent, BENCH_TIMEOUT_MS);
+	if (certagent_list_identities(b->inproc_agent, &b->inproc_ids, &aerr) < 0)
+		return ca_error_set(err, CA_E_FAILED, "second agent: listing identities: %s",
+				    aerr.message);
+	other = bench_find_identity(b->inproc_ids, b->opt.token, b->opt.ec_label, err);
+	if (!other)
+		return CA_E_KEY_NOT_FOUND;
+	int rc = bench_identity_pubkey(id, &pub, err);
+	if (rc != 0)
+		return rc;
+	if (gnutls_rnd(GNUTLS_RND_NONCE, hash, sizeof(hash)) < 0)
+		return ca_error_set(err, CA_E_FAILED, "no random bytes");
+
+	SignCtx isolated = {
+		.algo = GNUTLS_SIGN_ECDSA_SECP256R1_SHA256,
+		.scheme = "ecdsa_secp256r1_sha256",
+		.hash = {hash, sizeof(hash)},
+		.pub = pub,
+		.agent = b->agent,
+		.uri = certagent_identity_uri(id),
+	};
+	SignCtx inproc = isolated;
+	inproc.agent = b->inproc_agent;
+	inproc.uri = certagent_identity_uri(other);
+	Stats *base = bench_stats(b), *agent = bench_stats(b);
+	const BenchPath paths[] = {
+		{bench_op_sign_agent, &inproc, base},
+		{bench_op_sign_agent, &isolated, agent},
+	};
+
+	bench_progress(b, "sign P-256 with the module isolated vs in the agent");
+	rc = bench_measure(paths, ELEMENTSOF(paths), b->opt.seconds, err);
+	if (rc != 0)
+		return rc;
+	bench_row(b, "sign P-256 isolated module", "in-agent module", base, agent);
 	return 0;
 }
 
@@ -876,6 +938,8 @@ static int bench_run(Bench *b, CaError *err)
 		rc = bench_sign_case(b, rsa, o->rsa_label, "rsa_pss_rsae_sha256",
 				     GNUTLS_SIGN_RSA_PSS_RSAE_SHA256, "sign rsa_pss_rsae_sha256",
 				     err);
+	if (rc == 0 && o->compare_address)
+		rc = bench_isolation_case(b, ec, err);
 	if (rc != 0)
 		return rc;
 

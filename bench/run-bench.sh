@@ -6,7 +6,9 @@
 # a SoftHSM token "bench" with a P-256 key "ec" (id 01) and an RSA-2048 key "rsa" (id 02)
 # generated on it, their certificates (issued by the test intermediate, stored on the token),
 # a software P-256 key + certificate in PEM files from the same CA (the file baseline), a
-# private dbus-daemon and certagentd with the token unlocked. All of it is removed on exit.
+# private dbus-daemon and certagentd with the token unlocked (its module in a helper process,
+# isolation = process), and a second bus + certagentd with the module inside it (isolation =
+# none) for the isolation row. All of it is removed on exit.
 #
 # Needs CERTAGENT_BUILD (build root) and CERTAGENT_SRC (source root); scripts/bench sets both.
 # The table goes to stdout, progress and failures to stderr.
@@ -18,6 +20,8 @@
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 
 bench=$CERTAGENT_BUILD/bench/certagent-bench
+# The uninstalled helper that runs isolated modules (pkcs11/remote.c).
+export CERTAGENT_PKCS11_HELPER=${CERTAGENT_PKCS11_HELPER:-$CERTAGENT_BUILD/pkcs11/certagent-pkcs11-helper}
 [ -x "$bench" ] || h_fail "certagent-bench not built: $bench"
 
 token=bench
@@ -42,9 +46,16 @@ bench_certtool --generate-certificate --load-privkey "$ca/pem.key" \
 	--template "$ca/pem.tmpl" --outfile "$ca/pem.pem"
 cat "$ca/pem.pem" "$ca/inter.pem" >"$ca/pem-chain.pem"
 
+# The agent compared with: its module in-process, on a bus of its own.
 h_bus
-# shellcheck disable=SC2119 # the harness's default agent configuration
-h_agent
+H_AGENT_CONF=$H_TMP/agent-inproc.conf H_AGENT_LOG=$H_TMP/agent-inproc.log h_agent "isolation = none"
+h_unlock "$token"
+inproc_address=$DBUS_SESSION_BUS_ADDRESS
+
+# The agent measured: its module in certagent-pkcs11-helper.
+unset DBUS_SESSION_BUS_ADDRESS
+h_bus
+h_agent "isolation = process"
 h_unlock "$token"
 
 # The in-process baseline logs in itself, with the same PIN.
@@ -56,4 +67,4 @@ pin_file=$H_TMP/bench.pin
 	--rsa-label rsa --rsa-chain "$ca/rsa-chain.pem" \
 	--pem-key "$ca/pem.key" --pem-chain "$ca/pem-chain.pem" \
 	--ca "$ca/root.pem" --server-cert "$ca/server.pem" --server-key "$ca/server.key" \
-	--address "$DBUS_SESSION_BUS_ADDRESS" "$@"
+	--address "$DBUS_SESSION_BUS_ADDRESS" --compare-address "$inproc_address" "$@"

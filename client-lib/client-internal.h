@@ -12,6 +12,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <dbus/dbus.h>
 
@@ -66,6 +67,12 @@ struct certagent_client {
 	CredContext *creds; /* every credential set up with this client, freed with it */
 	certagent_observer_fn observer; /* certagent_client_set_observer(), or NULL */
 	void *observer_data;
+	/* The signing channel (channel.c). */
+	int channel_fd;		  /* -1: not open */
+	pid_t channel_pid;	  /* the process that opened it */
+	uint32_t channel_serial;  /* of the last request sent on it */
+	bool channel_unsupported; /* the agent or the bus cannot: use the bus */
+	uint8_t *channel_buf;	  /* IPC_CHANNEL_FRAME_MAX + 1 bytes, for replies */
 };
 
 /* client.c */
@@ -83,6 +90,22 @@ void client_dispatch_signals(certagent_client *c);
 int client_identities(certagent_client *c, bool refresh, const certagent_identity_list **ret,
 		      certagent_error *err);
 const certagent_identity *client_find_identity(const certagent_identity_list *l, const char *uri);
+
+/* Fills err from an error reply (as client_call() does for the bus); returns -code. */
+int client_error_from_reply(DBusMessage *reply, certagent_error *err);
+
+/* channel.c */
+/*
+ * Sends the Sign call msg on the signing channel (opening it first when needed). 0 with
+ * *ret_reply the method return; -code with err filled (the agent's error, or a timeout); 1:
+ * no channel for this request, send msg on the bus.
+ */
+int client_channel_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret_reply,
+			certagent_error *err);
+void client_channel_close(certagent_client *c);
+/* The agent restarted: close the channel and try OpenChannel again next time. */
+void client_channel_reset(certagent_client *c);
+void client_channel_free(certagent_client *c);
 
 /* identity.c */
 int identity_list_from_reply(DBusMessage *reply, certagent_identity_list **ret,

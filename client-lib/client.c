@@ -129,6 +129,19 @@ static int error_from_dbus(certagent_error *err, const DBusError *derr)
 	return -code;
 }
 
+int client_error_from_reply(DBusMessage *reply, certagent_error *err)
+{
+	DBusError derr;
+	int r;
+
+	dbus_error_init(&derr);
+	if (!dbus_set_error_from_message(&derr, reply))
+		return client_error_set(err, CERTAGENT_E_FAILED, "certagentd sent a bad error");
+	r = error_from_dbus(err, &derr);
+	dbus_error_free(&derr);
+	return r;
+}
+
 void client_record_error(certagent_client *c, const certagent_error *err)
 {
 	c->last_error = *err;
@@ -187,6 +200,8 @@ void client_dispatch_signals(certagent_client *c)
 		if (dbus_message_is_signal(m, CA_INTERFACE, "IdentitiesChanged") ||
 		    dbus_message_is_signal(m, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
 			c->cache = (certagent_identity_list_free(c->cache), NULL);
+		if (dbus_message_is_signal(m, DBUS_INTERFACE_DBUS, "NameOwnerChanged"))
+			client_channel_reset(c);
 		dbus_message_unref(m);
 	}
 }
@@ -280,6 +295,7 @@ _public_ int certagent_client_new(const char *address, certagent_client **ret, c
 	if (!c)
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	c->timeout_ms = CA_DEFAULT_TIMEOUT_MS;
+	c->channel_fd = -1;
 	client_clear_error(c);
 
 	dbus_error_init(&derr);
@@ -332,6 +348,7 @@ _public_ void certagent_client_free(certagent_client *c)
 		dbus_connection_unref(c->conn);
 	}
 	certagent_identity_list_free(c->cache);
+	client_channel_free(c);
 	c->creds = cred_context_free_all(c->creds);
 	free(c->last_identity);
 	explicit_bzero(&c->last_error, sizeof(c->last_error));
@@ -500,7 +517,10 @@ int client_sign(certagent_client *c, const char *identity_uri, const char *schem
 	if (!dbus_message_iter_close_container(&it, &opts))
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 
-	r = client_call(c, msg, &reply, err);
+	/* The signing channel when the agent offers it, else (or when it cannot) the bus. */
+	r = client_channel_call(c, msg, &reply, err);
+	if (r > 0)
+		r = client_call(c, msg, &reply, err);
 	if (r < 0)
 		return r;
 

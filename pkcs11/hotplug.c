@@ -5,9 +5,24 @@
  * One watch thread per store runs store_poll(): C_GetSlotList(CK_TRUE) + C_GetTokenInfo on
  * every module, compared with the tokens we hold. It runs every poll interval, and at once
  * when woken: by a slot-event thread (one per module whose C_WaitForSlotEvent works, blocked
- * in it; C_Finalize releases it) or by a signature that met CKR_DEVICE_REMOVED /
- * CKR_TOKEN_NOT_PRESENT (hotplug_token_lost). Detection runs with the store lock shared; only
- * a change takes it exclusively.
+ * in it) or by a signature that met a removed token (hotplug_token_lost). Detection runs with
+ * the store lock shared; only a change takes it exclusively.
+ *
+ * Which errors mean "removed" is decided here, in hotplug_check_error(): CKR_DEVICE_REMOVED
+ * and its kin, and also CKR_GENERAL_ERROR / CKR_DEVICE_ERROR / CKR_FUNCTION_FAILED when the
+ * slot no longer shows the token (OpenSC reports a card pulled inside C_Sign that way). A
+ * device error on a token still present leaves it suspect: its remembered PIN is not sent
+ * again until hotplug_verify() has seen the same serial and the same public keys.
+ *
+ * Slot-event threads and C_Finalize: PKCS#11 2.40 (5.4) says C_Finalize releases a thread
+ * blocked in C_WaitForSlotEvent, but OpenSC's C_Finalize tears down its PC/SC context (and
+ * dlcloses the PC/SC library) while the waiting thread is still inside it, which crashes the
+ * process. So a module with a thread inside its C_WaitForSlotEvent is never finalised: at
+ * exit it is left as it is (the process exit releases everything, and its sessions were
+ * closed before), and on Reload it stays loaded and initialised (Module.pinned; p11-kit hands
+ * the reloaded module the same initialised instance) and is polled for the rest of the
+ * process life. The stuck thread, when the module lets it go, only looks at its own Waiter,
+ * never at the store.
  *
  * A token that leaves is forgotten entirely (token_remove: sessions, login, PIN, key handles,
  * identities, failed pin sources). What we keep is a short memory of it (Gone): its token and
@@ -30,7 +45,10 @@
 
 #define GONE_MAX 32	     /* removed tokens remembered */
 #define GONE_IDS_MAX 64	     /* keys remembered per removed token */
-#define WAITER_JOIN_MS 3000  /* how long we wait for C_WaitForSlotEvent to let go */
+#define WAITER_JOIN_MS 3000  /* how long we wait for a waiter between two calls to leave */
+#define SETTLE_MS 1500	     /* after a device error, how long the slot may take to show the
+			      * card gone (pcscd looks at its readers every 400 ms) */
+#define SETTLE_STEP_MS 100
 #define EVENT_POLL_FACTOR 15 /* with slot events everywhere, poll this much less often */
 
 typedef struct GoneId {
@@ -55,9 +73,13 @@ typedef struct Waiter {
 	Module *m;
 	pthread_t thread;
 	bool running; /* thread started and not joined */
-	bool stop;    /* atomic */
+	bool stop;    /* under waiter_lock: never touch h again */
+	bool inside;  /* under waiter_lock: in C_WaitForSlotEvent */
 	bool failed;  /* atomic: the module's events stopped working: poll it */
 } Waiter;
+
+/* Not per store: a waiter left inside a module outlives its store (see the top). */
+static pthread_mutex_t waiter_lock = PTHREAD_MUTEX_INITIALIZER;
 
 struct Hotplug {
 	Store *s;
@@ -76,6 +98,8 @@ struct Hotplug {
 
 	Waiter **waiters; /* under the store lock held exclusively */
 	size_t n_waiters;
+	char **polled; /* paths of modules whose waiter is stuck: no blocking waits there again */
+	size_t n_polled;
 };
 
 static Hotplug *hotplug_get(Store *s)
@@ -105,16 +129,19 @@ static int digest_cmp(const void *a, const void *b)
 	return memcmp(a, b, 32);
 }
 
-static void fp_add_objects(Token *t, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,
-			   const CK_ATTRIBUTE_TYPE *types, size_t n_types, uint8_t **digests,
-			   size_t *n)
+/* Returns the C_FindObjects error, or CKR_HOST_MEMORY; CKR_OK with what it could read. */
+static CK_RV fp_add_objects(Token *t, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,
+			    const CK_ATTRIBUTE_TYPE *types, size_t n_types, uint8_t **digests,
+			    size_t *n)
 {
 	CK_ATTRIBUTE tmpl = {CKA_CLASS, &cls, sizeof(cls)};
 	_cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
 	size_t n_objs = 0;
+	CK_RV rv;
 
-	if (call_find_objects(t->module, h, &tmpl, 1, &objs, &n_objs) != CKR_OK)
-		return;
+	rv = call_find_objects(t->module, h, &tmpl, 1, &objs, &n_objs);
+	if (rv != CKR_OK)
+		return rv;
 	for (size_t i = 0; i < n_objs; i++) {
 		gnutls_hash_hd_t hd;
 		uint8_t *grown;
@@ -122,10 +149,10 @@ static void fp_add_objects(Token *t, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,
 
 		grown = reallocarray(*digests, *n + 1, 32);
 		if (!grown)
-			return;
+			return CKR_HOST_MEMORY;
 		*digests = grown;
 		if (gnutls_hash_init(&hd, GNUTLS_DIG_SHA256) < 0)
-			return;
+			return CKR_HOST_MEMORY;
 		gnutls_hash(hd, &cls, sizeof(cls));
 		for (size_t k = 0; k < n_types; k++) {
 			_cleanup_free_ uint8_t *v = NULL;
@@ -142,33 +169,45 @@ static void fp_add_objects(Token *t, CK_SESSION_HANDLE h, CK_OBJECT_CLASS cls,
 		if (any)
 			(*n)++;
 	}
+	return CKR_OK;
 }
 
 /*
  * What a token is, beyond its serial: its public keys (with their IDs) and certificates,
- * order-independent. Public objects only, so it reads the same logged in or not.
+ * order-independent. Public objects only, so it reads the same logged in or not. With
+ * `strict`, a failing search fails the whole (CKR_*); else what could be read counts.
  */
-void hotplug_fingerprint(Token *t)
+static CK_RV fp_compute(Token *t, CK_SESSION_HANDLE h, bool strict, uint8_t ret[static 32])
 {
 	static const CK_ATTRIBUTE_TYPE pub[] = {CKA_ID, CKA_MODULUS, CKA_PUBLIC_EXPONENT,
 						CKA_EC_POINT};
 	static const CK_ATTRIBUTE_TYPE cert[] = {CKA_ID, CKA_VALUE};
 	_cleanup_free_ uint8_t *digests = NULL;
-	CK_SESSION_HANDLE h;
 	size_t n = 0;
+	CK_RV rv;
+
+	rv = fp_add_objects(t, h, CKO_PUBLIC_KEY, pub, ELEMENTSOF(pub), &digests, &n);
+	if (rv == CKR_OK || !strict)
+		rv = fp_add_objects(t, h, CKO_CERTIFICATE, cert, ELEMENTSOF(cert), &digests, &n);
+	if (rv != CKR_OK && strict)
+		return rv;
+	if (n > 0)
+		qsort(digests, n, 32, digest_cmp);
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, digests ? digests : (uint8_t *)"", 32 * n, ret) <
+	    0)
+		return CKR_HOST_MEMORY;
+	return CKR_OK;
+}
+
+void hotplug_fingerprint(Token *t)
+{
+	CK_SESSION_HANDLE h;
 
 	t->has_fp = false;
 	if (session_acquire(t, &h, NULL) != 0)
 		return;
-	fp_add_objects(t, h, CKO_PUBLIC_KEY, pub, ELEMENTSOF(pub), &digests, &n);
-	fp_add_objects(t, h, CKO_CERTIFICATE, cert, ELEMENTSOF(cert), &digests, &n);
+	t->has_fp = fp_compute(t, h, false, t->fp) == CKR_OK;
 	session_release(t, h);
-	if (n > 0)
-		qsort(digests, n, 32, digest_cmp);
-	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, digests ? digests : (uint8_t *)"", 32 * n, t->fp) <
-	    0)
-		return;
-	t->has_fp = true;
 }
 
 /* ---- the memory of removed tokens ---- */
@@ -338,44 +377,211 @@ static void hotplug_wake(Hotplug *h)
 	pthread_mutex_unlock(&h->lock);
 }
 
-/* A call on t met CKR_DEVICE_REMOVED / CKR_TOKEN_NOT_PRESENT: refuse it, look at once. */
+/*
+ * A call on t found it removed (hotplug_check_error): refuse it from now on, forget its PIN
+ * and idle sessions at once (the poll then drops the token, TokenRemoved), look at once.
+ */
 void hotplug_token_lost(Store *s, Token *t)
 {
 	if (!__atomic_exchange_n(&t->gone, true, __ATOMIC_RELAXED))
 		call_log(LOG_WARNING, "token \"%s\" is gone; looking at the slots again", t->label);
+	pthread_mutex_lock(&t->login_lock);
+	login_forget(t);
+	t->last_used = 0;
+	pthread_mutex_unlock(&t->login_lock);
+	session_pool_close(t);
 	hotplug_wake(s->hotplug);
+}
+
+static bool rv_removed(CK_RV rv)
+{
+	return rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT ||
+	       rv == CKR_TOKEN_NOT_RECOGNIZED || rv == CKR_SLOT_ID_INVALID;
+}
+
+/* What modules answer when the device went away under a call, among other things. */
+static bool rv_device(CK_RV rv)
+{
+	return rv == CKR_GENERAL_ERROR || rv == CKR_DEVICE_ERROR || rv == CKR_FUNCTION_FAILED ||
+	       rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED;
+}
+
+/* Does t's slot show no token, or another one? One look, no waiting. */
+static bool slot_shows_gone(Token *t)
+{
+	CK_SLOT_INFO si;
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+
+	rv = call_get_slot_info(t->module, t->slot, &si);
+	if (rv_removed(rv) || (rv == CKR_OK && !(si.flags & CKF_TOKEN_PRESENT)))
+		return true;
+	rv = call_get_token_info(t->module, t->slot, &ti);
+	return rv_removed(rv) ||
+	       (rv == CKR_OK && memcmp(ti.serialNumber, t->info.serialNumber,
+				       sizeof(ti.serialNumber)) != 0);
+}
+
+static void sleep_ms(unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int token_absent_error(Token *t, CK_RV rv, CaError *err)
+{
+	char buf[32];
+
+	return ca_error_set(err, CA_E_TOKEN_ABSENT,
+			    "token \"%s\" was removed (%s): insert it again; its keys come back "
+			    "by themselves and the PIN is asked again",
+			    t->label, call_rv_name(rv, buf));
+}
+
+/*
+ * The one decision on what a failed call on t means: r is call_error()'s code for rv. A
+ * removal code (CKR_DEVICE_REMOVED, CKR_TOKEN_NOT_PRESENT, ...) or a stale helper is
+ * CA_E_TOKEN_ABSENT. A device error (CKR_GENERAL_ERROR, CKR_DEVICE_ERROR,
+ * CKR_FUNCTION_FAILED, a lost session) looks at the slot, for up to SETTLE_MS while it still
+ * shows the token (the reader's daemon notices a pulled card only on its next look): gone is
+ * CA_E_TOKEN_ABSENT; still there, r stays and the token is suspect (no automatic login before
+ * hotplug_verify()). Anything else is r. The caller marks an absent token lost
+ * (hotplug_token_lost). Codes: CA_E_TOKEN_ABSENT or r.
+ */
+int hotplug_check_error(Token *t, CK_RV rv, int r, CaError *err)
+{
+	if (r == 0 || r == CA_E_TOKEN_ABSENT)
+		return r;
+	if (rv_removed(rv) || token_stale(t))
+		return token_absent_error(t, rv, err);
+	if (!rv_device(rv))
+		return r;
+	for (unsigned waited = 0;; waited += SETTLE_STEP_MS) {
+		if (slot_shows_gone(t)) {
+			char buf[32];
+
+			call_log(LOG_INFO,
+				 "token \"%s\": %s, and its slot shows it gone (after %u ms): "
+				 "removed",
+				 t->label, call_rv_name(rv, buf), waited);
+			return token_absent_error(t, rv, err);
+		}
+		if (waited >= SETTLE_MS || rv == CKR_SESSION_HANDLE_INVALID ||
+		    rv == CKR_SESSION_CLOSED)
+			break; /* a lost session on a present token is not worth the wait */
+		sleep_ms(SETTLE_STEP_MS);
+	}
+	pthread_mutex_lock(&t->login_lock);
+	if (!t->suspect) {
+		char buf[32];
+
+		call_log(LOG_WARNING,
+			 "token \"%s\": %s but still present: its PIN is not sent again until "
+			 "it shows the same serial and keys",
+			 t->label, call_rv_name(rv, buf));
+	}
+	t->suspect = true;
+	pthread_mutex_unlock(&t->login_lock);
+	return r;
+}
+
+/*
+ * With t->login_lock held, before a remembered or configured PIN goes to a suspect token:
+ * is it still present and the token we scanned (same serial, same public keys and
+ * certificates, read on session h, which has no operation active)? Clears t->suspect when
+ * so. Codes: CA_E_TOKEN_ABSENT (gone, or another token: the caller marks it lost),
+ * CA_E_FAILED (cannot tell: nothing is sent).
+ */
+int hotplug_verify(Token *t, CK_SESSION_HANDLE h, CaError *err)
+{
+	CK_TOKEN_INFO ti;
+	uint8_t fp[32];
+	char buf[32];
+	CK_RV rv;
+
+	if (!t->suspect)
+		return 0;
+	if (slot_shows_gone(t))
+		return token_absent_error(t, CKR_TOKEN_NOT_PRESENT, err);
+	rv = call_get_token_info(t->module, t->slot, &ti);
+	if (rv == CKR_OK)
+		rv = fp_compute(t, h, true, fp);
+	if (rv_removed(rv))
+		return token_absent_error(t, rv, err);
+	if (rv != CKR_OK)
+		return ca_error_set(err, CA_E_FAILED,
+				    "token \"%s\" failed before and cannot be checked now (%s): "
+				    "certagent does not send its PIN to it; if it was pulled, "
+				    "insert it again",
+				    t->label, call_rv_name(rv, buf));
+	if (t->has_fp && memcmp(fp, t->fp, sizeof(fp)) != 0) {
+		call_log(LOG_WARNING,
+			 "token \"%s\" (serial %s) now shows other keys or certificates: treated "
+			 "as removed; its PIN is not sent",
+			 t->label, t->serial);
+		return token_absent_error(t, CKR_TOKEN_NOT_PRESENT, err);
+	}
+	call_log(LOG_INFO, "token \"%s\" (serial %s) is still the same token (same keys)",
+		 t->label, t->serial);
+	t->suspect = false;
+	return 0;
 }
 
 /* ---- slot-event threads ---- */
 
+/*
+ * w->h and the store are touched only under waiter_lock with w->stop false: once
+ * hotplug_modules_down() set it, the thread may outlive them (stuck in the module).
+ */
 static void *waiter_main(void *userdata)
 {
 	Waiter *w = userdata;
 
 	for (;;) {
 		CK_SLOT_ID slot = 0;
-		CK_RV rv = call_wait_for_slot_event(w->m, 0, &slot);
+		CK_RV rv;
+		char buf[32];
 
-		if (__atomic_load_n(&w->stop, __ATOMIC_RELAXED))
+		pthread_mutex_lock(&waiter_lock);
+		w->inside = !w->stop;
+		pthread_mutex_unlock(&waiter_lock);
+		if (!w->inside)
 			break;
+		rv = call_wait_for_slot_event(w->m, 0, &slot);
+		pthread_mutex_lock(&waiter_lock);
+		w->inside = false;
+		if (w->stop) {
+			pthread_mutex_unlock(&waiter_lock);
+			break;
+		}
 		if (rv == CKR_OK) {
 			call_log(LOG_DEBUG, "%s: slot event on slot %lu", w->m->name,
 				 (unsigned long)slot);
 			hotplug_wake(w->h);
+			pthread_mutex_unlock(&waiter_lock);
 			continue;
 		}
 		if (rv != CKR_CRYPTOKI_NOT_INITIALIZED) {
-			char buf[32];
-
 			call_log(LOG_WARNING,
 				 "module %s: C_WaitForSlotEvent failed (%s): polling it instead",
 				 w->m->name, call_rv_name(rv, buf));
 			__atomic_store_n(&w->failed, true, __ATOMIC_RELAXED);
 			hotplug_wake(w->h);
 		}
+		pthread_mutex_unlock(&waiter_lock);
 		break;
 	}
 	return NULL;
+}
+
+static bool hotplug_polled_only(Hotplug *h, Module *m)
+{
+	for (size_t i = 0; i < h->n_polled; i++)
+		if (m->path && strcmp(h->polled[i], m->path) == 0)
+			return true;
+	return false;
 }
 
 /* With the store lock exclusive: a waiter for every module whose slot events work. */
@@ -399,6 +605,13 @@ void hotplug_modules_up(Store *s)
 		sigset_t all, old;
 		char buf[32];
 
+		if (hotplug_polled_only(h, m)) {
+			call_log(LOG_INFO,
+				 "module %s: a thread is still inside its C_WaitForSlotEvent from "
+				 "before: polling it every %u ms",
+				 m->name, h->interval_ms);
+			continue;
+		}
 		if (rv != CKR_OK && rv != CKR_NO_EVENT) {
 			call_log(LOG_INFO, "module %s: no slot events (%s): polling every %u ms",
 				 m->name, call_rv_name(rv, buf), h->interval_ms);
@@ -430,10 +643,30 @@ void hotplug_modules_up(Store *s)
 	}
 }
 
+/* A waiter stuck in its module: the module stays loaded and is polled from now on. */
+static void hotplug_leave_behind(Hotplug *h, Waiter *w)
+{
+	char *path = w->m->path ? strdup(w->m->path) : NULL;
+	char **grown = path ? reallocarray(h->polled, h->n_polled + 1, sizeof(*grown)) : NULL;
+
+	call_log(LOG_INFO,
+		 "module %s: a thread waits in its C_WaitForSlotEvent: the module is not "
+		 "finalised (its C_Finalize would pull the ground from under that thread)",
+		 w->m->name);
+	w->m->pinned = true;
+	pthread_detach(w->thread); /* w leaks on purpose: the thread still has it */
+	if (!grown) {
+		free(path);
+		return;
+	}
+	h->polled = grown;
+	h->polled[h->n_polled++] = path;
+}
+
 /*
- * With the store lock exclusive, before the modules are finalised: C_Finalize releases a
- * thread blocked in C_WaitForSlotEvent (PKCS#11 2.40 §5.4); we finalise those modules here so
- * the threads are gone before the modules are freed. A thread still stuck is left behind.
+ * With the store lock exclusive, before the modules are finalised (Reload, store_free): the
+ * slot-event threads stop. One between two calls leaves at once and is joined; one inside
+ * C_WaitForSlotEvent is left there with its module pinned (see the top of this file).
  */
 void hotplug_modules_down(Store *s)
 {
@@ -444,17 +677,21 @@ void hotplug_modules_down(Store *s)
 	for (size_t i = 0; i < h->n_waiters; i++) {
 		Waiter *w = h->waiters[i];
 		struct timespec deadline;
+		bool inside;
 
-		__atomic_store_n(&w->stop, true, __ATOMIC_RELAXED);
-		call_module_finalize(w->m);
+		pthread_mutex_lock(&waiter_lock);
+		w->stop = true;
+		inside = w->inside;
+		pthread_mutex_unlock(&waiter_lock);
+		if (inside) {
+			hotplug_leave_behind(h, w);
+			continue;
+		}
 		clock_gettime(CLOCK_REALTIME, &deadline);
 		deadline.tv_sec += WAITER_JOIN_MS / 1000;
 		if (pthread_timedjoin_np(w->thread, NULL, &deadline) != 0) {
-			call_log(LOG_WARNING,
-				 "module %s: C_WaitForSlotEvent did not return after C_Finalize",
-				 w->m->name);
-			pthread_detach(w->thread);
-			continue; /* w leaks on purpose: the thread still has it */
+			hotplug_leave_behind(h, w);
+			continue;
 		}
 		free(w);
 	}
@@ -801,6 +1038,9 @@ void hotplug_free(Store *s)
 		gone_deinit(&h->gone[i]);
 	free(h->gone);
 	free(h->waiters);
+	for (size_t i = 0; i < h->n_polled; i++)
+		free(h->polled[i]);
+	free(h->polled);
 	pthread_mutex_destroy(&h->lock);
 	pthread_cond_destroy(&h->cond);
 	free(h);

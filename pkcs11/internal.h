@@ -29,6 +29,9 @@ typedef struct Module {
 	bool isolated;
 	unsigned timeout_ms;
 	Remote *remote;
+	/* hotplug.c: a slot-event thread may still be inside the module (stuck in its
+	 * C_WaitForSlotEvent): it is never finalised nor unloaded (module_unload_all). */
+	bool pinned;
 } Module;
 
 /* The signing mechanisms we care about, one bit each in Token.mech. */
@@ -85,6 +88,8 @@ typedef struct Token {
 	bool rescan_needed;	/* logged in since the last scan: private keys became visible */
 	uint64_t last_used;	/* CLOCK_MONOTONIC usec of the last login or signature; 0 when
 				 * not logged in by us (for login_idle_usec) */
+	bool suspect; /* a device error or a lost session left the token's state unknown: no
+		       * automatic login before hotplug_verify() says it is the same token */
 
 	/* Hotplug (hotplug.c). gone: a call met CKR_DEVICE_REMOVED/CKR_TOKEN_NOT_PRESENT; the
 	 * token is refused (TokenAbsent) until the next poll drops or rescans it. Atomic. */
@@ -231,6 +236,8 @@ void hotplug_remember(Store *s, Token *t);
 bool hotplug_token_seen(Store *s, Token *t);
 int hotplug_match_gone(Store *s, P11KitUri *u, CaError *err); /* lock held shared is enough */
 void hotplug_token_lost(Store *s, Token *t);		       /* lock held shared is enough */
+int hotplug_check_error(Token *t, CK_RV rv, int r, CaError *err); /* shared is enough */
+int hotplug_verify(Token *t, CK_SESSION_HANDLE h, CaError *err);  /* with t->login_lock */
 void hotplug_modules_down(Store *s);
 void hotplug_modules_up(Store *s);
 void hotplug_free(Store *s);

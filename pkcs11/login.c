@@ -2,9 +2,13 @@
 /*
  * login: every decision about logging in to a token, in one place.
  *
- * Rules: a PIN that failed is never tried again (an Unlock PIN is forgotten; a pin-source
- * file is not read again until store_reload); we refuse to try when the token says the PIN
- * is locked, on its final try or must be changed; CKR_USER_ALREADY_LOGGED_IN is success;
+ * Rules: a PIN that failed is never tried again: any C_Login failure with a remembered PIN
+ * (not only CKR_PIN_INCORRECT: OpenSC reports some wrong PINs as CKR_GENERAL_ERROR) forgets
+ * it, and a pin-source file is not read again until store_reload; a remembered or configured
+ * PIN never goes to a token whose state is unknown (Token.suspect, after a device error or a
+ * lost session) before hotplug_verify() has seen it is still the same token; we refuse to
+ * try when the token says the PIN is locked, on its final try or must be changed;
+ * CKR_USER_ALREADY_LOGGED_IN is success;
  * tokens with a protected authentication path (pinpad) log in with a NULL PIN; keys with
  * CKA_ALWAYS_AUTHENTICATE get a CKU_CONTEXT_SPECIFIC login right before C_Sign. PINs are
  * wiped after use and never logged.
@@ -57,10 +61,11 @@ static int login_policy(Token *t, const CK_TOKEN_INFO *ti, CaError *err)
 	if (ti->flags & CKF_USER_PIN_FINAL_TRY)
 		return ca_error_set(
 			err, CA_E_PIN_LOCKED,
-			"token \"%s\" allows only one more PIN try before it locks: "
-			"certagent will not risk it; log in once with the token's own "
-			"tools (e.g. `pkcs11-tool --login --test`) to reset the counter",
-			t->label);
+			"token \"%s\" allows only one more PIN try: one wrong PIN locks it, so "
+			"certagent tries none (not even from `certagent unlock`); reset the PIN "
+			"with the SO PIN: `certagent token unblock-pin '%s'`, or, if you are sure "
+			"of the PIN, log in once with the token's own tools to reset the counter",
+			t->label, t->short_uri);
 	if (ti->flags & CKF_USER_PIN_TO_BE_CHANGED)
 		return ca_error_set(err, CA_E_PIN_LOCKED,
 				    "token \"%s\" requires its PIN to be changed first: change it "
@@ -97,13 +102,18 @@ static int login_check_flags(Token *t, CK_RV *ret_rv, CaError *err)
 	return login_policy(t, &ti, err);
 }
 
-/* One C_Login, no retry. pin may be NULL for a protected authentication path. */
+/*
+ * One C_Login, no retry. pin may be NULL for a protected authentication path. *ret_sent
+ * (optional) tells whether C_Login was called.
+ */
 static int login_do(Token *t, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char *pin,
-		    size_t pin_len, CK_RV *ret_rv, CaError *err)
+		    size_t pin_len, CK_RV *ret_rv, bool *ret_sent, CaError *err)
 {
 	CK_RV rv;
 	int r;
 
+	if (ret_sent)
+		*ret_sent = false;
 	r = login_check_flags(t, ret_rv, err);
 	if (r != 0)
 		return r;
@@ -111,6 +121,8 @@ static int login_do(Token *t, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char
 		pin = NULL;
 		pin_len = 0;
 	}
+	if (ret_sent)
+		*ret_sent = true;
 	rv = call_login(t->module, h, user, pin, pin_len);
 	if (rv == CKR_USER_ALREADY_LOGGED_IN)
 		rv = CKR_OK;
@@ -125,6 +137,45 @@ static int login_do(Token *t, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char
 		call_log(LOG_INFO, "token \"%s\": logged in", t->label);
 	}
 	return 0;
+}
+
+/*
+ * With login_lock held: a login with the remembered (Unlock) PIN, only on a token known to be
+ * the same one (hotplug_verify()); any failed C_Login forgets the PIN.
+ */
+static int login_remembered(Token *t, CK_SESSION_HANDLE h, CK_USER_TYPE user, CK_RV *ret_rv,
+			    CaError *err)
+{
+	bool sent = false;
+	char buf[32];
+	int r;
+
+	r = hotplug_verify(t, h, err);
+	if (r != 0)
+		return r;
+	r = login_do(t, h, user, t->pin, t->pin_len, ret_rv, &sent, err);
+	if (r == 0 || !sent)
+		return r;
+	login_forget(t);
+	if (r == CA_E_PIN_INCORRECT || r == CA_E_PIN_LOCKED || r == CA_E_TOKEN_ABSENT)
+		return r;
+	return ca_error_set(err, r,
+			    "token \"%s\" refused the login (%s); certagent forgot the PIN rather "
+			    "than try it again: run `certagent unlock '%s'`",
+			    t->label, call_rv_name(*ret_rv, buf), t->short_uri);
+}
+
+/* With login_lock held, before C_SignInit: a suspect token verified on session h (which has
+ * no operation active yet), so a context-specific login may send the remembered PIN.
+ * Codes: those of hotplug_verify(). */
+int login_verify(Token *t, CK_SESSION_HANDLE h, CaError *err)
+{
+	int r;
+
+	pthread_mutex_lock(&t->login_lock);
+	r = t->pin ? hotplug_verify(t, h, err) : 0;
+	pthread_mutex_unlock(&t->login_lock);
+	return r;
 }
 
 static int login_prompt_needed(Token *t, bool per_signature, CaError *err)
@@ -212,21 +263,18 @@ static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, const char
 	const StorePinSource *ps;
 	char *pin = NULL;
 	size_t pin_len = 0;
+	bool sent = false;
 	int r;
 
 	if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH) {
 		if (s && s->prompting && !op_pin && !t->pin)
 			return login_prompt_needed(t, false, err);
-		return login_do(t, h, CKU_USER, NULL, 0, ret_rv, err);
+		return login_do(t, h, CKU_USER, NULL, 0, ret_rv, NULL, err);
 	}
 	if (op_pin)
-		return login_do(t, h, CKU_USER, op_pin, op_pin_len, ret_rv, err);
-	if (t->pin) {
-		r = login_do(t, h, CKU_USER, t->pin, t->pin_len, ret_rv, err);
-		if (r == CA_E_PIN_INCORRECT)
-			login_forget(t);
-		return r;
-	}
+		return login_do(t, h, CKU_USER, op_pin, op_pin_len, ret_rv, NULL, err);
+	if (t->pin)
+		return login_remembered(t, h, CKU_USER, ret_rv, err);
 	ps = s ? login_find_pin_source(s, t) : NULL;
 	if (!ps && s && s->prompting)
 		return login_prompt_needed(t, false, err);
@@ -238,13 +286,16 @@ static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, const char
 				    "again: fix the file and run `certagent reload`, or run "
 				    "`certagent unlock '%s'`",
 				    ps->path, t->label, t->short_uri);
+	r = hotplug_verify(t, h, err);
+	if (r != 0)
+		return r;
 	r = login_read_pin_file(ps->path, &pin, &pin_len);
 	if (r < 0)
 		return ca_error_set(err, CA_E_PIN_REQUIRED,
 				    "token \"%s\" needs a PIN and its pin source %s cannot be read "
 				    "(%s): fix it or run `certagent unlock '%s'`",
 				    t->label, ps->path, strerror(-r), t->short_uri);
-	r = login_do(t, h, CKU_USER, pin, pin_len, ret_rv, err);
+	r = login_do(t, h, CKU_USER, pin, pin_len, ret_rv, &sent, err);
 	erase_and_free(pin, PIN_MAX + 2);
 	if (r == CA_E_PIN_INCORRECT) {
 		t->pin_source_failed = true;
@@ -253,6 +304,15 @@ static int login_user_locked(Store *s, Token *t, CK_SESSION_HANDLE h, const char
 			     "failed try; certagent will not retry it): fix the file and run "
 			     "`certagent reload`",
 			     ps->path, t->label);
+	} else if (r != 0 && sent && r != CA_E_PIN_LOCKED && r != CA_E_TOKEN_ABSENT) {
+		char buf[32];
+
+		t->pin_source_failed = true; /* it may have been wrong: never again */
+		ca_error_set(err, r,
+			     "token \"%s\" refused the login with the PIN in %s (%s); certagent "
+			     "will not try it again: check the file and run `certagent reload`, or "
+			     "run `certagent unlock '%s'`",
+			     t->label, ps->path, call_rv_name(*ret_rv, buf), t->short_uri);
 	}
 	return r;
 }
@@ -307,9 +367,9 @@ int login_context_specific(Store *s, Token *t, CK_SESSION_HANDLE h, const char *
 	if ((t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH) && prompting && !pin)
 		r = login_prompt_needed(t, true, err);
 	else if (t->info.flags & CKF_PROTECTED_AUTHENTICATION_PATH)
-		r = login_do(t, h, CKU_CONTEXT_SPECIFIC, NULL, 0, ret_rv, err);
+		r = login_do(t, h, CKU_CONTEXT_SPECIFIC, NULL, 0, ret_rv, NULL, err);
 	else if (pin)
-		r = login_do(t, h, CKU_CONTEXT_SPECIFIC, pin, pin_len, ret_rv, err);
+		r = login_do(t, h, CKU_CONTEXT_SPECIFIC, pin, pin_len, ret_rv, NULL, err);
 	else if (prompting)
 		r = login_prompt_needed(t, true, err);
 	else if (!t->pin)
@@ -317,11 +377,14 @@ int login_context_specific(Store *s, Token *t, CK_SESSION_HANDLE h, const char *
 				 "the key on token \"%s\" needs the PIN for every signature: run "
 				 "`certagent unlock '%s'` so the agent can give it",
 				 t->label, t->short_uri);
-	else {
-		r = login_do(t, h, CKU_CONTEXT_SPECIFIC, t->pin, t->pin_len, ret_rv, err);
-		if (r == CA_E_PIN_INCORRECT)
-			login_forget(t);
-	}
+	else if (t->suspect)
+		/* Not verified before C_SignInit (login_verify()): nothing is sent. */
+		r = ca_error_set(err, CA_E_FAILED,
+				 "token \"%s\" failed before and was not checked again: certagent "
+				 "does not send its PIN to it now; try again",
+				 t->label);
+	else
+		r = login_remembered(t, h, CKU_CONTEXT_SPECIFIC, ret_rv, err);
 	pthread_mutex_unlock(&t->login_lock);
 	return r;
 }
@@ -349,7 +412,7 @@ int login_with_pin(Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_le
 	pthread_mutex_lock(&t->login_lock);
 	if (token_session_logged_in(t, h, NULL))
 		call_logout(t->module, h);
-	r = login_do(t, h, CKU_USER, copy, pin_len, &rv, err);
+	r = login_do(t, h, CKU_USER, copy, pin_len, &rv, NULL, err);
 	if (r == 0) {
 		login_forget(t);
 		t->pin = copy;

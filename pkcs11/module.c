@@ -193,6 +193,11 @@ int module_load_all(Store *s, CaError *err)
 void module_unload_all(Store *s)
 {
 	for (size_t i = 0; i < s->n_modules; i++) {
+		if (s->modules[i]->pinned) {
+			/* A thread is still inside it (hotplug.c): leaked on purpose. */
+			call_log(LOG_DEBUG, "%s: left loaded and initialised", s->modules[i]->name);
+			continue;
+		}
 		call_module_finalize(s->modules[i]);
 		module_free(s->modules[i]);
 	}

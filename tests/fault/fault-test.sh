@@ -13,7 +13,8 @@
 #   sessions-lost    sessions closed behind the agent's back: the next Sign still works
 #   vanish-return    gone: TokenAbsent; back: identities return and the PIN is asked again
 #   hang             a token stuck in C_Sign does not block B, ListIdentities or ListTokens
-#   crash            abort() inside C_Sign: skipped while modules run inside the agent
+#   crash            abort() inside C_Sign: TokenAbsent, the agent stays up (skipped with
+#                    isolation = none, where the module takes the agent down)
 #
 # Ordering, never timing, is asserted: "B answered while A's Sign was still inside the token"
 # is read from the module's trace file (the module writes "sign-slow A" when a signature
@@ -302,23 +303,37 @@ case_hang() {
 	f_expect_sign_ok B
 }
 
-# abort() inside C_Sign. Modules run inside certagentd, so the agent dies with the module; the
-# case checks that and skips. Once modules are isolated (issue: security), the agent must stay
-# up with a clean error for A while B signs, and the case asserts that instead.
+# abort() inside C_Sign. With modules in helper processes (isolation = process, the default)
+# the helper dies and the agent stays up: a clean TokenAbsent for A, the helper is restarted and
+# A and B (same module, same helper: both lost their login) come back and sign after Unlock.
+# With isolation = none the agent dies with the module: the case checks that and skips.
 case_crash() {
 	local out st=0
 	f_setup
 	f_ctl mode=crash token=A
 	out=$(f_sign A "$H_TMP/sig-A") || st=$?
 	f_traced "sign-crash A" || h_fail "the Sign on A never reached C_Sign ($st: $out)"
-	h_wait_until 5 eval '! f_agent_alive' || true
+	h_wait_until 2 eval '! f_agent_alive' || true
 	if ! f_agent_alive; then
 		wait "$H_AGENT_PID" 2>/dev/null && st=0 || st=$?
 		H_AGENT_PID=
 		h_skip "a module that crashes takes certagentd with it (agent exit status $st;" \
-			"client saw: $out): modules are not isolated from the agent yet"
+			"client saw: $out): the module ran inside the agent (isolation = none)"
 	fi
 	[ "$st" = 3 ] || h_fail "Sign on a crashing token: expected a D-Bus error, got $st: $out"
+	case $out in
+	"ERROR $ERR.TokenAbsent: "*) ;;
+	*) h_fail "Sign on a crashing token: expected $ERR.TokenAbsent, got: $out" ;;
+	esac
+	f_ctl mode=present
+	# The helper is restarted and the tokens rescanned by the next slot poll.
+	h_wait_until 15 eval 'f_has_identity A && f_has_identity B' ||
+		h_fail "A and B did not come back after the module's helper was restarted"
+	f_agent_alive || h_fail "certagentd died"
+	f_expect_sign_error B PinRequired
+	f_unlock A
+	f_unlock B
+	f_expect_sign_ok A
 	f_expect_sign_ok B
 }
 
