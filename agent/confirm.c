@@ -2,7 +2,8 @@
 /*
  * confirm: SETTIMEOUT, SETTITLE, SETDESC, SETOK, SETCANCEL, CONFIRM with a fresh pinentry
  * each time (as prompt.c does for PINs; a CONFIRM carries no secret, so libassuan's default
- * allocator is fine). A process-wide lock keeps dialogs one at a time.
+ * allocator is fine). It takes the agent's one dialog slot (prompt_ui_lock, shared with the PIN
+ * prompts), so a confirmation never shows while a PIN dialog is open, nor the other way round.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,8 +17,7 @@
 
 #include "confirm.h"
 #include "log.h"
-
-static pthread_mutex_t confirm_ui_lock = PTHREAD_MUTEX_INITIALIZER;
+#include "prompt.h"
 
 /* Restores what a child of the agent should start with (signals blocked in our threads). */
 static void confirm_atfork(void *opaque, int reserved)
@@ -94,12 +94,12 @@ int confirm_ask(const char *pinentry, const char *title, const char *desc, const
 				    pinentry);
 	argv[0] = strrchr(prog, '/') ? strrchr(prog, '/') + 1 : prog;
 
-	pthread_mutex_lock(&confirm_ui_lock);
+	prompt_ui_lock();
 	e = assuan_new(&ctx);
 	if (!e)
 		e = assuan_pipe_connect(ctx, prog, argv, NULL, confirm_atfork, NULL, 0);
 	if (e) {
-		pthread_mutex_unlock(&confirm_ui_lock);
+		prompt_ui_unlock();
 		assuan_release(ctx);
 		return ca_error_set(err, CA_E_FAILED,
 				    "cannot ask for the confirmation this identity's policy "
@@ -132,7 +132,7 @@ int confirm_ask(const char *pinentry, const char *title, const char *desc, const
 	if (!e)
 		(void)assuan_transact(ctx, "BYE", NULL, NULL, NULL, NULL, NULL, NULL);
 	assuan_release(ctx);
-	pthread_mutex_unlock(&confirm_ui_lock);
+	prompt_ui_unlock();
 
 	switch (gpg_err_code(e)) {
 	case GPG_ERR_NO_ERROR:

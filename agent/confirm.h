@@ -2,7 +2,8 @@
 /*
  * confirm: a yes/no question to the user through their pinentry (Assuan CONFIRM), for
  * `confirm = yes` policies. Runs on a worker thread and blocks it until the user answers or
- * the dialog times out; one dialog at a time. No secret passes through it.
+ * the dialog times out; one dialog at a time, PIN prompts included (prompt_ui_lock). No secret
+ * passes through it.
  */
 #pragma once
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * prompt: one detached thread per prompt, counted so prompt_free() can wait for them; a
- * ui_lock so only one dialog is on screen at a time; the pids of open pinentries so the
+ * prompt: one detached thread per prompt, counted so prompt_free() can wait for them; the
+ * process-wide dialog lock (prompt_ui_lock, shared with confirm.c) so only one dialog is on
+ * screen at a time; the pids of open pinentries so the
  * agent can close them when it stops. The PIN lives in a fixed buffer on the prompt thread's
  * stack (and in libassuan's context, whose memory we wipe when it is freed) and is wiped as
  * soon as store_unlock() has used it.
@@ -53,11 +54,22 @@ struct Prompter {
 	bool stopping;
 	pid_t pids[PROMPT_PINENTRY_PIDS_MAX]; /* open pinentries (0: free slot) */
 
-	pthread_mutex_t ui_lock; /* one dialog at a time */
-
 	pthread_t idle_thread;
 	bool idle_running;
 };
+
+/* One screen per process: PIN prompts and confirmations (confirm.c) take turns. */
+static pthread_mutex_t prompt_ui_mutex = PTHREAD_MUTEX_INITIALIZER;
+
+void prompt_ui_lock(void)
+{
+	pthread_mutex_lock(&prompt_ui_mutex);
+}
+
+void prompt_ui_unlock(void)
+{
+	pthread_mutex_unlock(&prompt_ui_mutex);
+}
 
 /* ---- libassuan glue ---- */
 
@@ -434,9 +446,9 @@ static void *prompt_thread(void *userdata)
 	size_t pin_len = 0;
 	int r;
 
-	pthread_mutex_lock(&p->ui_lock);
+	prompt_ui_lock();
 	r = prompt_do(e, &pin, &pin_len, &err);
-	pthread_mutex_unlock(&p->ui_lock);
+	prompt_ui_unlock();
 
 	/* Leave the active list first: a Sign parking from now on starts a fresh prompt
 	 * (which sees the login and does not ask). */
@@ -588,7 +600,6 @@ int prompt_new(const PromptConfig *cfg, Prompter **ret)
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_init(&p->lock, NULL);
-	pthread_mutex_init(&p->ui_lock, NULL);
 	pthread_cond_init(&p->cond, NULL);
 	p->store = cfg->store;
 	p->idle_sec = cfg->login_idle_timeout;
@@ -638,7 +649,6 @@ Prompter *prompt_free(Prompter *p)
 		return NULL;
 	prompt_stop(p);
 	pthread_cond_destroy(&p->cond);
-	pthread_mutex_destroy(&p->ui_lock);
 	pthread_mutex_destroy(&p->lock);
 	free(p->pinentry);
 	free(p);

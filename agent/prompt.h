@@ -9,7 +9,8 @@
  * (store_unlock; the PIN is wiped right after and never logged) and hands every waiter back
  * through its done callback, which resubmits it to a worker pool. Keys with
  * CKA_ALWAYS_AUTHENTICATE get a prompt of their own per signature, whose PIN goes to that one
- * signature. Dialogs are shown one at a time; neither the D-Bus loop nor other tokens wait.
+ * signature. Dialogs are shown one at a time, confirmations included (prompt_ui_lock); neither
+ * the D-Bus loop nor other tokens wait.
  *
  * The prompter also runs the idle-logout clock (login-idle-timeout).
  */
@@ -74,6 +75,16 @@ typedef struct PromptAsk {
  * finishes with its own error. w->done may run before this returns.
  */
 bool prompt_login(Prompter *p, const PromptAsk *ask, PromptWaiter *w);
+
+/*
+ * The agent's one dialog slot: a PIN prompt (here) and a confirmation (confirm.c) each hold it
+ * while their pinentry is open, so the user never has two dialogs on screen and always knows
+ * which question a dialog asks. Process-wide on purpose: there is one screen, and the policy
+ * that asks for confirmations is built before the prompter and does not know it. Blocks
+ * until the dialog before it is closed (each closes within its pinentry timeout).
+ */
+void prompt_ui_lock(void);
+void prompt_ui_unlock(void);
 
 /* methods.c: where parked requests come from (set once at start, NULL when prompting is off). */
 void methods_set_prompter(Prompter *p);

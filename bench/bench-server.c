@@ -127,7 +127,7 @@ int bench_server_new(const char *cert_file, const char *key_file, const char *ca
 				  rc < 0 ? gnutls_strerror(rc) : "no certificate in the file");
 		goto fail;
 	}
-	rc = gnutls_priority_init2(&s->prio, "NORMAL:-VERS-ALL:+VERS-TLS1.3", NULL, 0);
+	rc = gnutls_priority_init2(&s->prio, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2", NULL, 0);
 	if (rc < 0) {
 		rc = ca_error_set(err, CA_E_FAILED, "server priority: %s", gnutls_strerror(rc));
 		goto fail;

@@ -8,8 +8,19 @@
  *   isolation  with --compare-address: the same P-256 signature through this agent (modules in
  *              helper processes, isolation = process) vs a second agent on another bus whose
  *              module runs inside it (isolation = none): the cost of the helper hop;
- *   handshake  TLS 1.3 mutual TLS with the client key behind the agent (certagent_credentials_set)
- *              vs the same key in-process (pkcs11: URL) vs a software P-256 key in a PEM file.
+ *   handshake  TLS 1.3 and 1.2 mutual TLS with the client key behind the agent
+ *              (certagent_credentials_set) vs the same key in-process (pkcs11: URL) vs a
+ *              software P-256 key in a PEM file (P3);
+ *   P1         P-256 through the agent vs p11-kit's forwarding (`p11-kit server` +
+ *              p11-kit-client.so, --p11kit-module) and the agent's added p50 vs a bare
+ *              SOCK_SEQPACKET echo round trip to a child process, all taking turns;
+ *   P2         --clients concurrent clients (threads, one certagent_client each) vs the
+ *              in-process rate with 2 threads; p99/p50 and the fewest/most per client;
+ *   P4         with --slow-address: an agent whose token --slow-token signs in 500 ms (tests/
+ *              fault module); while one client waits on it, Sign on the fast token and
+ *              ListIdentities p99;
+ *   P5         the agent's RSS (--agent-pid, helpers included) and, with
+ *              --activation-address, bus activation to the first signature.
  *
  * The TLS server runs on a thread of this program (bench-server.c) over a socketpair, so every
  * case pays the same server and transport cost and differs only in the client's key path.
@@ -29,7 +40,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +54,7 @@
 
 #include <certagent.h>
 
+#include "bench-p11kit.h"
 #include "bench-server.h"
 #include "bench-stats.h"
 #include "util.h"
@@ -56,6 +70,10 @@
 #define BENCH_STR_(x) #x
 #define BENCH_STR(x) BENCH_STR_(x)
 #define BENCH_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define BENCH_PRIORITY12 "NORMAL:-VERS-ALL:+VERS-TLS1.2"
+#define BENCH_CLIENTS_DEFAULT 8
+#define BENCH_CLIENTS_MAX 64
+#define BENCH_ECHO_SIZE 344 /* bytes of a P-256 Sign packet on the channel */
 #define BENCH_SERVER_NAME "localhost"
 
 typedef struct Options {
@@ -73,6 +91,12 @@ typedef struct Options {
 	const char *server_cert;
 	const char *server_key;
 	const char *compare_address; /* a second agent with isolation = none (optional) */
+	const char *p11kit_module;   /* p11-kit-client.so (P1), with $P11_KIT_SERVER_ADDRESS */
+	const char *agent_pid;	     /* P5: RSS of the agent (and its helper processes) */
+	const char *activation_address; /* P5: a bus that starts certagentd on demand */
+	const char *slow_address;	/* P4: an agent whose --slow-token signs slowly */
+	const char *slow_token;
+	unsigned clients; /* P2 */
 	double seconds;
 	bool json;
 } Options;
@@ -474,11 +498,19 @@ static int bench_cred_agent(const Options *o, certagent_client *agent, const cha
 
 /* ---- the table ---- */
 
+/*
+ * One line of the table: two ways of doing the same thing (base, agent) with their rates or
+ * values, the ratio the issue's target is about, the target itself, and latencies.
+ */
 typedef struct Row {
-	const char *name;
-	const char *baseline;
-	const Stats *base;
-	const Stats *agent;
+	char name[48];
+	char baseline[32];
+	double base, agent; /* operations/s, or values in `unit` */
+	const char *unit;   /* "/s", "ms", "MiB" */
+	double ratio;	    /* NAN: none */
+	const char *target; /* "" or e.g. ">=1.3" */
+	double base_p50, base_p99, agent_p50, agent_p99; /* ms; NAN: not measured */
+	char note[96];
 } Row;
 
 static double ms(double s)
@@ -486,38 +518,49 @@ static double ms(double s)
 	return s * 1e3;
 }
 
+static void bench_fmt(char *buf, size_t size, double a, double b)
+{
+	if (isnan(a))
+		snprintf(buf, size, "-");
+	else
+		snprintf(buf, size, "%.3f/%.3f", a, b);
+}
+
 static void bench_print_table(const Options *o, const Row *rows, size_t n)
 {
 	double load[1] = {-1};
 
 	getloadavg(load, 1);
-	printf("certagent-bench: %.2g s per measurement, one client, sequential, token \"%s\"\n"
+	printf("certagent-bench: %.2g s per measurement, token \"%s\"\n"
 	       "machine: %ld CPUs, load %.2f (a busy machine widens p99 and blurs the ratios)\n\n",
 	       o->seconds, o->token, sysconf(_SC_NPROCESSORS_ONLN), load[0]);
-	printf("%-28s %-18s %10s %10s %7s %17s %17s %9s\n", "case", "baseline", "base/s", "agent/s",
-	       "ratio", "base p50/p99 ms", "agent p50/p99 ms", "added ms");
+	printf("%-40s %-24s %10s %10s %4s %7s %6s %15s %15s  %s\n", "case", "baseline", "base",
+	       "agent", "unit", "ratio", "target", "base p50/p99", "agent p50/p99", "note");
 	for (size_t i = 0; i < n; i++) {
 		const Row *r = &rows[i];
-		double br = stats_rate(r->base), ar = stats_rate(r->agent);
-		char bp[32], ap[32];
-		snprintf(bp, sizeof(bp), "%.3f/%.3f", ms(stats_percentile(r->base, 50)),
-			 ms(stats_percentile(r->base, 99)));
-		snprintf(ap, sizeof(ap), "%.3f/%.3f", ms(stats_percentile(r->agent, 50)),
-			 ms(stats_percentile(r->agent, 99)));
-		printf("%-28s %-18s %10.1f %10.1f %6.2fx %17s %17s %+9.3f\n", r->name, r->baseline,
-		       br, ar, br > 0 ? ar / br : 0, bp, ap,
-		       ms(stats_percentile(r->agent, 50) - stats_percentile(r->base, 50)));
+		char bp[32], ap[32], ratio[16];
+
+		bench_fmt(bp, sizeof(bp), r->base_p50, r->base_p99);
+		bench_fmt(ap, sizeof(ap), r->agent_p50, r->agent_p99);
+		if (isnan(r->ratio))
+			snprintf(ratio, sizeof(ratio), "-");
+		else
+			snprintf(ratio, sizeof(ratio), "%.2fx", r->ratio);
+		printf("%-40s %-24s %10.1f %10.1f %4s %7s %6s %15s %15s  %s\n", r->name, r->baseline,
+		       r->base, r->agent, r->unit, ratio, r->target[0] ? r->target : "-", bp, ap,
+		       r->note);
 	}
-	printf("\nratio = agent rate / baseline rate; added = agent p50 - baseline p50 "
-	       "(the agent's cost per operation)\n");
+	printf("\nratio: agent/base for rates (/s); for P1 added, (agent p50 - in-process p50) / "
+	       "echo p50;\nfor P2 p99/p50, agent p99 / agent p50; for P4 and P5, the value itself. "
+	       "Latencies in ms.\n");
 }
 
-static void bench_print_stats_json(const char *key, const Stats *s)
+static void bench_json_num(const char *key, double v)
 {
-	printf("\"%s\": {\"ops\": %zu, \"seconds\": %.6f, \"rate\": %.3f, \"p50_ms\": %.6f, "
-	       "\"p99_ms\": %.6f}",
-	       key, s->ops, s->elapsed, stats_rate(s), ms(stats_percentile(s, 50)),
-	       ms(stats_percentile(s, 99)));
+	if (isnan(v))
+		printf("\"%s\": null", key);
+	else
+		printf("\"%s\": %.6f", key, v);
 }
 
 /* Names are our own constants: nothing to escape. */
@@ -530,14 +573,24 @@ static void bench_print_json(const Options *o, const Row *rows, size_t n)
 	       sysconf(_SC_NPROCESSORS_ONLN), load[0]);
 	for (size_t i = 0; i < n; i++) {
 		const Row *r = &rows[i];
-		double br = stats_rate(r->base), ar = stats_rate(r->agent);
-		printf("%s\n  {\"case\": \"%s\", \"baseline\": \"%s\", ", i ? "," : "", r->name,
-		       r->baseline);
-		bench_print_stats_json("base", r->base);
+
+		printf("%s\n  {\"case\": \"%s\", \"baseline\": \"%s\", \"unit\": \"%s\", "
+		       "\"target\": \"%s\", \"note\": \"%s\", ",
+		       i ? "," : "", r->name, r->baseline, r->unit, r->target, r->note);
+		bench_json_num("base", r->base);
 		printf(", ");
-		bench_print_stats_json("agent", r->agent);
-		printf(", \"ratio\": %.4f, \"added_p50_ms\": %.6f}", br > 0 ? ar / br : 0,
-		       ms(stats_percentile(r->agent, 50) - stats_percentile(r->base, 50)));
+		bench_json_num("agent", r->agent);
+		printf(", ");
+		bench_json_num("ratio", r->ratio);
+		printf(", ");
+		bench_json_num("base_p50_ms", r->base_p50);
+		printf(", ");
+		bench_json_num("base_p99_ms", r->base_p99);
+		printf(", ");
+		bench_json_num("agent_p50_ms", r->agent_p50);
+		printf(", ");
+		bench_json_num("agent_p99_ms", r->agent_p99);
+		printf("}");
 	}
 	printf("\n]}\n");
 }
@@ -551,6 +604,7 @@ static void bench_print_json(const Options *o, const Row *rows, size_t n)
 enum {
 	OPT_STRING = 256,
 	OPT_SECONDS,
+	OPT_CLIENTS,
 	OPT_QUICK,
 	OPT_JSON,
 	OPT_HELP,
@@ -588,6 +642,17 @@ static const struct BenchOption {
 	{"compare-address", "ADDRESS", OPT_STRING, offsetof(Options, compare_address),
 	 "a second agent whose modules run in-process (isolation = none): adds a row with "
 	 "the isolated agent against it"},
+	{"p11kit-module", "PATH", OPT_STRING, offsetof(Options, p11kit_module),
+	 "p11-kit-client.so: P1 against p11-kit's forwarding ($P11_KIT_SERVER_ADDRESS)"},
+	{"agent-pid", "PID", OPT_STRING, offsetof(Options, agent_pid),
+	 "pid of the agent at --address: P5 RSS row"},
+	{"activation-address", "ADDRESS", OPT_STRING, offsetof(Options, activation_address),
+	 "a bus that activates a fresh certagentd: P5 activation row"},
+	{"slow-address", "ADDRESS", OPT_STRING, offsetof(Options, slow_address),
+	 "an agent whose --slow-token signs slowly (fault module): P4 rows"},
+	{"slow-token", "LABEL", OPT_STRING, offsetof(Options, slow_token),
+	 "the slow token's label (its key has --ec-label)"},
+	{"clients", "N", OPT_CLIENTS, 0, "concurrent clients of P2 (default 8)"},
 	{"seconds", "N", OPT_SECONDS, 0,
 	 "timed seconds per measurement (default: " BENCH_STR(BENCH_DEFAULT_SECONDS) ")"},
 	{"quick", NULL, OPT_QUICK, 0,
@@ -637,7 +702,8 @@ static int bench_parse(int argc, char **argv, Options *o)
 	*o = (Options){.module = BENCH_DEFAULT_MODULE,
 		       .ec_label = "ec",
 		       .rsa_label = "rsa",
-		       .seconds = BENCH_DEFAULT_SECONDS};
+		       .seconds = BENCH_DEFAULT_SECONDS,
+		       .clients = BENCH_CLIENTS_DEFAULT};
 	while ((c = getopt_long(argc, argv, "", longopts, &index)) >= 0) {
 		char *end;
 		switch (c) {
@@ -656,6 +722,16 @@ static int bench_parse(int argc, char **argv, Options *o)
 				return 2;
 			}
 			seconds_set = true;
+			break;
+		case OPT_CLIENTS:
+			errno = 0;
+			o->clients = (unsigned)strtoul(optarg, &end, 10);
+			if (errno || end == optarg || *end || o->clients < 1 ||
+			    o->clients > BENCH_CLIENTS_MAX) {
+				fprintf(stderr, "certagent-bench: --clients wants 1 to %d\n",
+					BENCH_CLIENTS_MAX);
+				return 2;
+			}
 			break;
 		case OPT_QUICK:
 			quick = true;
@@ -700,11 +776,14 @@ typedef struct Bench {
 	certagent_client *inproc_agent; /* --compare-address */
 	certagent_identity_list *inproc_ids;
 	BenchServer *server;
-	gnutls_priority_t prio;
+	gnutls_priority_t prio, prio12;
 	bool pkcs11_loaded;
-	Stats stats[16];
+	int echo_fd; /* P1: a child process echoing packets back */
+	pid_t echo_pid;
+	BenchP11Kit *p11kit;
+	Stats stats[40];
 	size_t n_stats;
-	Row rows[8];
+	Row rows[40];
 	size_t n_rows;
 } Bench;
 
@@ -715,12 +794,19 @@ static void bench_deinit(Bench *b)
 	b->server = bench_server_free(b->server);
 	if (b->prio)
 		gnutls_priority_deinit(b->prio);
+	if (b->prio12)
+		gnutls_priority_deinit(b->prio12);
 	certagent_identity_list_free(b->ids);
 	certagent_client_free(b->agent);
 	certagent_identity_list_free(b->inproc_ids);
 	certagent_client_free(b->inproc_agent);
 	if (b->pkcs11_loaded)
 		gnutls_pkcs11_deinit();
+	b->p11kit = bench_p11kit_free(b->p11kit);
+	if (b->echo_fd >= 0)
+		close(b->echo_fd); /* the child sees EOF and exits */
+	if (b->echo_pid > 0)
+		waitpid(b->echo_pid, NULL, 0);
 	bench_pin_wipe(&b->pin);
 }
 
@@ -731,11 +817,41 @@ static Stats *bench_stats(Bench *b)
 	return &b->stats[b->n_stats++];
 }
 
-static void bench_row(Bench *b, const char *name, const char *baseline, const Stats *base,
+/* A row of two measured paths: rates, their ratio, latencies. */
+static Row *bench_row(Bench *b, const char *name, const char *baseline, const Stats *base,
 		      const Stats *agent)
 {
+	Row *r;
+
 	assert(b->n_rows < ELEMENTSOF(b->rows));
-	b->rows[b->n_rows++] = (Row){name, baseline, base, agent};
+	r = &b->rows[b->n_rows++];
+	*r = (Row){.unit = "/s", .target = ""};
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	snprintf(r->baseline, sizeof(r->baseline), "%s", baseline);
+	r->base = stats_rate(base);
+	r->agent = stats_rate(agent);
+	r->ratio = r->base > 0 ? r->agent / r->base : NAN;
+	r->base_p50 = ms(stats_percentile(base, 50));
+	r->base_p99 = ms(stats_percentile(base, 99));
+	r->agent_p50 = ms(stats_percentile(agent, 50));
+	r->agent_p99 = ms(stats_percentile(agent, 99));
+	snprintf(r->note, sizeof(r->note), "added p50 %+.3f ms", r->agent_p50 - r->base_p50);
+	return r;
+}
+
+/* A row of values (ms, MiB, ...); latencies left out. */
+static Row *bench_value_row(Bench *b, const char *name, const char *baseline, double base,
+			    double agent, const char *unit, double ratio, const char *target)
+{
+	Row *r;
+
+	assert(b->n_rows < ELEMENTSOF(b->rows));
+	r = &b->rows[b->n_rows++];
+	*r = (Row){.base = base, .agent = agent, .unit = unit, .ratio = ratio, .target = target,
+		   .base_p50 = NAN, .base_p99 = NAN, .agent_p50 = NAN, .agent_p99 = NAN};
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	snprintf(r->baseline, sizeof(r->baseline), "%s", baseline);
+	return r;
 }
 
 static void bench_progress(const Bench *b, const char *what)
@@ -799,12 +915,7 @@ static int bench_isolation_case(Bench *b, const certagent_identity *id, CaError 
 	const certagent_identity *other;
 	uint8_t hash[32];
 
-	if (certagent_client_new(b->opt.compare_address, &b->inproc_agent, &aerr) < 0)
-		return ca_error_set(err, CA_E_FAILED, "second agent: %s", aerr.message);
-	certagent_client_set_timeout(b->inproc_agent, BENCH_TIMEOUT_MS);
-	if (certagent_list_identities(b->inproc_agent, &b->inproc_ids, &aerr) < 0)
-		return ca_error_set(err, CA_E_FAILED, "second agent: listing identities: %s",
-				    aerr.message);
+	(void)aerr; /* the second agent is connected by bench_run() */
 	other = bench_find_identity(b->inproc_ids, b->opt.token, b->opt.ec_label, err);
 	if (!other)
 		return CA_E_KEY_NOT_FOUND;
@@ -840,8 +951,9 @@ static int bench_isolation_case(Bench *b, const certagent_identity *id, CaError 
 }
 
 /* Handshake rows for one token key: in-process, through the agent, and (P-256) a PEM file. */
-static int bench_handshake_case(Bench *b, const certagent_identity *id, const char *label,
-				const char *chain, const char *name, bool with_pem, CaError *err)
+static int bench_handshake_case(Bench *b, gnutls_priority_t prio, const certagent_identity *id,
+				const char *label, const char *chain, const char *name,
+				bool with_pem, CaError *err)
 {
 	_cleanup_(bench_cred_freep) gnutls_certificate_credentials_t inproc = NULL;
 	_cleanup_(bench_cred_freep) gnutls_certificate_credentials_t via_agent = NULL;
@@ -860,10 +972,9 @@ static int bench_handshake_case(Bench *b, const certagent_identity *id, const ch
 		return rc;
 
 	HandshakeCtx ctx[] = {
-		{b->server, b->prio, inproc, NULL, "handshake with the token key in-process"},
-		{b->server, b->prio, via_agent, b->agent,
-		 "handshake with the token key via the agent"},
-		{b->server, b->prio, pem, NULL, "handshake with the PEM key file"},
+		{b->server, prio, inproc, NULL, "handshake with the token key in-process"},
+		{b->server, prio, via_agent, b->agent, "handshake with the token key via the agent"},
+		{b->server, prio, pem, NULL, "handshake with the PEM key file"},
 	};
 	Stats *base = bench_stats(b), *agent = bench_stats(b),
 	      *file = with_pem ? bench_stats(b) : NULL;
@@ -894,9 +1005,514 @@ static int bench_handshake_case(Bench *b, const certagent_identity *id, const ch
 				    "%s: the server verified %lu of %lu client certificates", name,
 				    ok1 - ok0, handshakes);
 
-	bench_row(b, name, "pkcs11 in-process", base, agent);
+	bench_row(b, name, "pkcs11 in-process", base, agent)->target = ">=0.97";
 	if (file)
 		bench_row(b, name, "PEM key file", file, agent);
+	return 0;
+}
+
+/* ---- P1: the agent against p11-kit's forwarding and a bare socket round trip ---- */
+
+/* A child process that sends every packet back: the cheapest IPC round trip there is. */
+static int bench_echo_start(Bench *b)
+{
+	int sv[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	b->echo_pid = fork();
+	if (b->echo_pid < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return -errno;
+	}
+	if (b->echo_pid == 0) {
+		uint8_t buf[4096];
+		ssize_t n;
+
+		close(sv[0]);
+		while ((n = read(sv[1], buf, sizeof(buf))) > 0)
+			if (write(sv[1], buf, (size_t)n) != n)
+				break;
+		_exit(0);
+	}
+	close(sv[1]);
+	b->echo_fd = sv[0];
+	return 0;
+}
+
+static int bench_op_echo(void *ctx, CaError *err)
+{
+	int fd = *(int *)ctx;
+	uint8_t buf[BENCH_ECHO_SIZE] = {1};
+
+	if (write(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf) ||
+	    read(fd, buf, sizeof(buf)) != (ssize_t)sizeof(buf))
+		return ca_error_set(err, CA_E_FAILED, "echo child: %m");
+	return 0;
+}
+
+typedef struct P11KitCtx {
+	BenchP11Kit *p;
+	SignCtx *s;
+	bool checked;
+} P11KitCtx;
+
+static int bench_op_sign_p11kit(void *ctx, CaError *err)
+{
+	P11KitCtx *k = ctx;
+	uint8_t rs[132];
+	size_t n = sizeof(rs);
+	int rc = bench_p11kit_sign(k->p, k->s->hash.data, k->s->hash.size, rs, &n, err);
+
+	if (rc != 0 || k->checked)
+		return rc;
+	/* PKCS#11 gives r||s; check it like the other paths' DER signatures. */
+	gnutls_datum_t r = {rs, (unsigned)n / 2}, s = {rs + n / 2, (unsigned)n / 2}, der;
+	if (gnutls_encode_rs_value(&der, &r, &s) < 0)
+		return ca_error_set(err, CA_E_FAILED, "p11-kit forwarding: bad signature");
+	rc = gnutls_pubkey_verify_hash2(k->s->pub, k->s->algo, 0, &k->s->hash, &der);
+	gnutls_free(der.data);
+	if (rc < 0)
+		return ca_error_set(err, CA_E_FAILED,
+				    "p11-kit forwarding: the signature does not verify: %s",
+				    gnutls_strerror(rc));
+	k->checked = true;
+	return 0;
+}
+
+/* P1 rows for one agent: rate vs p11-kit, added p50 vs the echo round trip. */
+static void bench_p1_rows(Bench *b, const char *which, const Stats *inproc, const Stats *agent,
+			  const Stats *p11kit, const Stats *echo)
+{
+	char name[48];
+	double added = ms(stats_percentile(agent, 50) - stats_percentile(inproc, 50));
+	double rtt = ms(stats_percentile(echo, 50));
+
+	snprintf(name, sizeof(name), "P1 P-256 rate, %s", which);
+	if (p11kit)
+		bench_row(b, name, "p11-kit forwarding", p11kit, agent)->target = ">=1.3";
+	else
+		snprintf(bench_value_row(b, name, "p11-kit forwarding", NAN, stats_rate(agent),
+					 "/s", NAN, ">=1.3")->note,
+			 sizeof(b->rows[0].note), "no --p11kit-module");
+	snprintf(name, sizeof(name), "P1 P-256 added p50, %s", which);
+	Row *r = bench_value_row(b, name, "unix echo RTT p50", rtt, added, "ms",
+				 rtt > 0 ? added / rtt : NAN, "<=1.5");
+	snprintf(r->note, sizeof(r->note), "agent p50 %.3f - in-process p50 %.3f",
+		 ms(stats_percentile(agent, 50)), ms(stats_percentile(inproc, 50)));
+}
+
+static int bench_p1_case(Bench *b, const certagent_identity *id, const certagent_identity *other,
+			 CaError *err)
+{
+	_cleanup_(bench_pubkey_freep) gnutls_pubkey_t pub = NULL;
+	_cleanup_(bench_privkey_freep) gnutls_privkey_t key = NULL;
+	char url[BENCH_URL_MAX];
+	uint8_t hash[32];
+
+	if (bench_key_url(b->opt.token, b->opt.ec_label, url, sizeof(url)) < 0)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "token or key label too long");
+	int rc = bench_identity_pubkey(id, &pub, err);
+	if (rc == 0)
+		rc = bench_import_url(url, &key, err);
+	if (rc == 0 && b->opt.p11kit_module)
+		rc = bench_p11kit_new(b->opt.p11kit_module, b->opt.token, b->opt.ec_label,
+				      b->pin.value, &b->p11kit, err);
+	if (rc != 0)
+		return rc;
+	if (gnutls_rnd(GNUTLS_RND_NONCE, hash, sizeof(hash)) < 0)
+		return ca_error_set(err, CA_E_FAILED, "no random bytes");
+
+	SignCtx base = {
+		.algo = GNUTLS_SIGN_ECDSA_SECP256R1_SHA256,
+		.scheme = "ecdsa_secp256r1_sha256",
+		.hash = {hash, sizeof(hash)},
+		.pub = pub,
+		.key = key,
+		.agent = b->agent,
+		.uri = certagent_identity_uri(id),
+	};
+	SignCtx inproc = base, isolated = base, none = base;
+	none.agent = b->inproc_agent;
+	none.uri = other ? certagent_identity_uri(other) : NULL;
+	P11KitCtx p11 = {b->p11kit, &base, false};
+	Stats *s_inproc = bench_stats(b), *s_agent = bench_stats(b), *s_echo = bench_stats(b);
+	Stats *s_none = other ? bench_stats(b) : NULL, *s_p11 = b->p11kit ? bench_stats(b) : NULL;
+	BenchPath paths[5] = {
+		{bench_op_sign_inproc, &inproc, s_inproc},
+		{bench_op_sign_agent, &isolated, s_agent},
+		{bench_op_echo, &b->echo_fd, s_echo},
+	};
+	size_t n = 3;
+
+	if (other)
+		paths[n++] = (BenchPath){bench_op_sign_agent, &none, s_none};
+	if (b->p11kit)
+		paths[n++] = (BenchPath){bench_op_sign_p11kit, &p11, s_p11};
+	bench_progress(b, "P1: agent vs p11-kit forwarding vs a socket echo");
+	rc = bench_measure(paths, n, b->opt.seconds, err);
+	if (rc != 0)
+		return rc;
+	bench_p1_rows(b, "isolation=process", s_inproc, s_agent, s_p11, s_echo);
+	if (other)
+		bench_p1_rows(b, "isolation=none", s_inproc, s_none, s_p11, s_echo);
+	else
+		snprintf(bench_value_row(b, "P1 isolation=none", "-", NAN, NAN, "", NAN, "")->note,
+			 sizeof(b->rows[0].note), "TODO: no --compare-address agent");
+	return 0;
+}
+
+/* ---- P2: many clients at once ---- */
+
+typedef struct Client {
+	pthread_t thread;
+	Bench *b;
+	pthread_barrier_t *start;
+	const char *address; /* agent clients */
+	const char *uri;
+	const char *url; /* in-process clients */
+	gnutls_sign_algorithm_t algo;
+	const char *scheme;
+	const uint8_t *hash;
+	double seconds;
+	Stats stats;
+	double t0, t1;
+	int rc;
+	CaError err;
+} Client;
+
+static void *bench_client_main(void *userdata)
+{
+	Client *c = userdata;
+	certagent_client *agent = NULL;
+	gnutls_privkey_t key = NULL;
+	certagent_error aerr = CERTAGENT_ERROR_INIT;
+	gnutls_datum_t hash = {(uint8_t *)c->hash, 32};
+
+	if (c->address) {
+		if (certagent_client_new(c->address, &agent, &aerr) < 0)
+			c->rc = ca_error_set(&c->err, CA_E_FAILED, "client: %s", aerr.message);
+		else
+			certagent_client_set_timeout(agent, BENCH_TIMEOUT_MS);
+	} else {
+		c->rc = bench_import_url(c->url, &key, &c->err);
+	}
+	pthread_barrier_wait(c->start);
+	c->t0 = stats_now();
+	for (double now = c->t0; c->rc == 0 && now - c->t0 < c->seconds;) {
+		gnutls_datum_t sig = {NULL, 0};
+		double t = now;
+		int r;
+
+		if (agent)
+			r = certagent_sign(agent, c->uri, c->scheme, hash.data, hash.size, NULL,
+					   &sig, &aerr);
+		else
+			r = gnutls_privkey_sign_hash2(key, c->algo, 0, &hash, &sig);
+		if (r < 0) {
+			c->rc = ca_error_set(&c->err, CA_E_FAILED, "%s signature: %s",
+					     agent ? "agent" : "in-process",
+					     agent ? aerr.message : gnutls_strerror(r));
+			break;
+		}
+		gnutls_free(sig.data);
+		now = stats_now();
+		if (stats_add(&c->stats, now - t) < 0)
+			c->rc = -ENOMEM;
+	}
+	c->t1 = stats_now();
+	certagent_client_free(agent);
+	if (key)
+		gnutls_privkey_deinit(key);
+	return NULL;
+}
+
+/* Runs n clients for seconds; merges their latencies into all. */
+static int bench_clients(Bench *b, Client *proto, unsigned n, Stats *all, size_t *ret_min,
+			 size_t *ret_max, CaError *err)
+{
+	Client *c = calloc(n, sizeof(*c));
+	pthread_barrier_t start;
+	double t0 = INFINITY, t1 = 0;
+	int rc = 0;
+
+	if (!c)
+		return -ENOMEM;
+	pthread_barrier_init(&start, NULL, n);
+	for (unsigned i = 0; i < n; i++) {
+		c[i] = *proto;
+		c[i].start = &start;
+		if (pthread_create(&c[i].thread, NULL, bench_client_main, &c[i]) != 0)
+			abort(); /* the barrier would wait for ever: nothing sensible to do */
+	}
+	*ret_min = SIZE_MAX;
+	*ret_max = 0;
+	for (unsigned i = 0; i < n; i++) {
+		pthread_join(c[i].thread, NULL);
+		if (c[i].rc && !rc) {
+			rc = c[i].rc;
+			*err = c[i].err;
+		}
+		t0 = fmin(t0, c[i].t0);
+		t1 = fmax(t1, c[i].t1);
+		*ret_min = c[i].stats.ops < *ret_min ? c[i].stats.ops : *ret_min;
+		*ret_max = c[i].stats.ops > *ret_max ? c[i].stats.ops : *ret_max;
+		for (size_t j = 0; j < c[i].stats.n && rc == 0; j++)
+			if (stats_add(all, c[i].stats.lat[j]) < 0)
+				rc = -ENOMEM;
+		stats_deinit(&c[i].stats);
+	}
+	pthread_barrier_destroy(&start);
+	free(c);
+	all->elapsed = t1 - t0;
+	stats_finish(all);
+	return rc;
+}
+
+static int bench_p2_case(Bench *b, const certagent_identity *id, const char *label,
+			 const char *scheme, gnutls_sign_algorithm_t algo, const char *what,
+			 CaError *err)
+{
+	char url[BENCH_URL_MAX], name[48];
+	uint8_t hash[32];
+	size_t min, max, min0, max0;
+	Stats *base = bench_stats(b), *agent = bench_stats(b);
+	int rc;
+
+	if (bench_key_url(b->opt.token, label, url, sizeof(url)) < 0)
+		return ca_error_set(err, CA_E_INVALID_ARGS, "token or key label too long");
+	if (gnutls_rnd(GNUTLS_RND_NONCE, hash, sizeof(hash)) < 0)
+		return ca_error_set(err, CA_E_FAILED, "no random bytes");
+	Client proto = {
+		.b = b,
+		.url = url,
+		.algo = algo,
+		.scheme = scheme,
+		.hash = hash,
+		.seconds = b->opt.seconds,
+	};
+	snprintf(name, sizeof(name), "P2 %s, %u clients vs 2 threads", what, b->opt.clients);
+	bench_progress(b, name);
+	rc = bench_clients(b, &proto, 2, base, &min0, &max0, err);
+	if (rc != 0)
+		return rc;
+	proto.address = b->opt.address;
+	proto.uri = certagent_identity_uri(id);
+	rc = bench_clients(b, &proto, b->opt.clients, agent, &min, &max, err);
+	if (rc != 0)
+		return rc;
+	Row *r = bench_row(b, name, "in-process, 2 threads", base, agent);
+	r->target = ">=0.6";
+	snprintf(r->note, sizeof(r->note), "signatures per client: fewest %zu, most %zu", min, max);
+	snprintf(name, sizeof(name), "P2 %s, %u clients p99/p50", what, b->opt.clients);
+	r = bench_value_row(b, name, "p50 (ms) vs p99 (ms)", ms(stats_percentile(agent, 50)),
+			    ms(stats_percentile(agent, 99)), "ms",
+			    stats_percentile(agent, 50) > 0
+				    ? stats_percentile(agent, 99) / stats_percentile(agent, 50)
+				    : NAN,
+			    "<=5");
+	snprintf(r->note, sizeof(r->note), "no client starved: fewest %zu > 0", min);
+	return 0;
+}
+
+/* ---- P4: a slow token must not hold up anyone else ---- */
+
+typedef struct ListCtx {
+	certagent_client *agent;
+} ListCtx;
+
+static int bench_op_list(void *ctx, CaError *err)
+{
+	ListCtx *l = ctx;
+	certagent_identity_list *ids = NULL;
+	certagent_error aerr = CERTAGENT_ERROR_INIT;
+
+	if (certagent_list_identities(l->agent, &ids, &aerr) < 0)
+		return ca_error_set(err, CA_E_FAILED, "ListIdentities: %s", aerr.message);
+	certagent_identity_list_free(ids);
+	return 0;
+}
+
+typedef struct SlowLoad {
+	pthread_t thread;
+	certagent_client *agent;
+	const char *uri;
+	volatile bool stop;
+	unsigned long done;
+	int rc;
+	certagent_error err;
+} SlowLoad;
+
+static void *bench_slow_main(void *userdata)
+{
+	SlowLoad *l = userdata;
+	uint8_t hash[32] = {7};
+
+	while (!l->stop && l->rc == 0) {
+		gnutls_datum_t sig = {NULL, 0};
+
+		l->rc = certagent_sign(l->agent, l->uri, "ecdsa_secp256r1_sha256", hash,
+				       sizeof(hash), NULL, &sig, &l->err);
+		gnutls_free(sig.data);
+		l->done++;
+	}
+	return NULL;
+}
+
+static int bench_p4_case(Bench *b, CaError *err)
+{
+	certagent_client *agent = NULL;
+	certagent_identity_list *ids = NULL;
+	certagent_error aerr = CERTAGENT_ERROR_INIT;
+	SlowLoad load = {0};
+	uint8_t hash[32];
+	int rc;
+
+	if (certagent_client_new(b->opt.slow_address, &agent, &aerr) < 0 ||
+	    certagent_client_new(b->opt.slow_address, &load.agent, &aerr) < 0) {
+		certagent_client_free(agent);
+		return ca_error_set(err, CA_E_FAILED, "slow agent: %s", aerr.message);
+	}
+	certagent_client_set_timeout(agent, BENCH_TIMEOUT_MS);
+	certagent_client_set_timeout(load.agent, BENCH_TIMEOUT_MS);
+	rc = certagent_list_identities(agent, &ids, &aerr) < 0
+		     ? ca_error_set(err, CA_E_FAILED, "slow agent: %s", aerr.message)
+		     : 0;
+	const certagent_identity *fast =
+		rc ? NULL : bench_find_identity(ids, b->opt.token, b->opt.ec_label, err);
+	const certagent_identity *slow =
+		fast ? bench_find_identity(ids, b->opt.slow_token, b->opt.ec_label, err) : NULL;
+	if (!slow) {
+		rc = rc ? rc : CA_E_KEY_NOT_FOUND;
+		goto out;
+	}
+	_cleanup_(bench_pubkey_freep) gnutls_pubkey_t pub = NULL;
+	rc = bench_identity_pubkey(fast, &pub, err);
+	if (rc == 0 && gnutls_rnd(GNUTLS_RND_NONCE, hash, sizeof(hash)) < 0)
+		rc = ca_error_set(err, CA_E_FAILED, "no random bytes");
+	if (rc)
+		goto out;
+
+	SignCtx sign = {
+		.algo = GNUTLS_SIGN_ECDSA_SECP256R1_SHA256,
+		.scheme = "ecdsa_secp256r1_sha256",
+		.hash = {hash, sizeof(hash)},
+		.pub = pub,
+		.agent = agent,
+		.uri = certagent_identity_uri(fast),
+	};
+	ListCtx list = {agent};
+	Stats *sign0 = bench_stats(b), *list0 = bench_stats(b), *sign1 = bench_stats(b),
+	      *list1 = bench_stats(b);
+	/* At least two slow signatures (500 ms each) overlap the measurement. */
+	double seconds = fmax(b->opt.seconds, 1.2);
+	BenchPath quiet[] = {{bench_op_sign_agent, &sign, sign0}, {bench_op_list, &list, list0}};
+	BenchPath busy[] = {{bench_op_sign_agent, &sign, sign1}, {bench_op_list, &list, list1}};
+
+	bench_progress(b, "P4: Sign and ListIdentities while another token signs slowly");
+	rc = bench_measure(quiet, ELEMENTSOF(quiet), seconds / 2, err);
+	if (rc)
+		goto out;
+	load.uri = certagent_identity_uri(slow);
+	if (pthread_create(&load.thread, NULL, bench_slow_main, &load) != 0) {
+		rc = -EAGAIN;
+		goto out;
+	}
+	usleep(50 * 1000); /* the slow signature is under way */
+	rc = bench_measure(busy, ELEMENTSOF(busy), seconds / 2, err);
+	load.stop = true;
+	pthread_join(load.thread, NULL);
+	if (rc == 0 && load.rc)
+		rc = ca_error_set(err, CA_E_FAILED, "slow token: %s", load.err.message);
+	if (rc)
+		goto out;
+	Row *r = bench_row(b, "P4 Sign other token, slow token busy", "same, slow token idle",
+			   sign0, sign1);
+	r->target = "p99<=5";
+	snprintf(r->note, sizeof(r->note), "%lu slow signatures meanwhile", load.done);
+	r = bench_row(b, "P4 ListIdentities, slow token busy", "same, slow token idle", list0,
+		      list1);
+	r->target = "p99<=5";
+	snprintf(r->note, sizeof(r->note), "%lu slow signatures meanwhile", load.done);
+out:
+	certagent_identity_list_free(ids);
+	certagent_client_free(agent);
+	certagent_client_free(load.agent);
+	return rc;
+}
+
+/* ---- P5: memory and start-up ---- */
+
+/* VmRSS of pid in KiB, plus that of its children (the module helpers); 0 if unknown. */
+static unsigned long bench_rss_kib(pid_t pid, bool children)
+{
+	char path[64], line[256];
+	unsigned long kib = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %lu kB", &kib) == 1)
+			break;
+	if (f)
+		fclose(f);
+	if (!children)
+		return kib;
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	f = fopen(path, "re");
+	int child;
+	while (f && fscanf(f, "%d", &child) == 1)
+		kib += bench_rss_kib(child, false);
+	if (f)
+		fclose(f);
+	return kib;
+}
+
+static void bench_p5_rss(Bench *b, const char *name)
+{
+	pid_t pid = b->opt.agent_pid ? (pid_t)atoi(b->opt.agent_pid) : 0;
+	unsigned long alone = pid > 0 ? bench_rss_kib(pid, false) : 0;
+	unsigned long all = pid > 0 ? bench_rss_kib(pid, true) : 0;
+
+	Row *r = bench_value_row(b, name, "agent alone (MiB)", alone / 1024.0, all / 1024.0,
+				 "MiB", NAN, "<=8");
+	snprintf(r->note, sizeof(r->note), "%s", pid > 0 ? "agent column: with its module helpers"
+							 : "TODO: no --agent-pid");
+}
+
+static int bench_p5_activation(Bench *b, CaError *err)
+{
+	certagent_client *agent = NULL;
+	certagent_identity_list *ids = NULL;
+	certagent_error aerr = CERTAGENT_ERROR_INIT;
+	gnutls_datum_t sig = {NULL, 0};
+	uint8_t hash[32] = {5};
+	double t0 = stats_now(), t1;
+	int rc = 0;
+
+	bench_progress(b, "P5: bus activation to the first signature");
+	if (certagent_client_new(b->opt.activation_address, &agent, &aerr) < 0 ||
+	    certagent_list_identities(agent, &ids, &aerr) < 0)
+		rc = ca_error_set(err, CA_E_FAILED, "activation: %s", aerr.message);
+	const certagent_identity *id =
+		rc ? NULL : bench_find_identity(ids, b->opt.token, b->opt.ec_label, err);
+	if (!rc && !id)
+		rc = CA_E_KEY_NOT_FOUND;
+	if (!rc && certagent_sign(agent, certagent_identity_uri(id), "ecdsa_secp256r1_sha256",
+				  hash, sizeof(hash), NULL, &sig, &aerr) < 0)
+		rc = ca_error_set(err, CA_E_FAILED, "activation: first signature: %s",
+				  aerr.message);
+	t1 = stats_now();
+	gnutls_free(sig.data);
+	certagent_identity_list_free(ids);
+	certagent_client_free(agent);
+	if (rc)
+		return rc;
+	Row *r = bench_value_row(b, "P5 activation to first signature", "-", NAN, ms(t1 - t0),
+				 "ms", NAN, "<=150");
+	snprintf(r->note, sizeof(r->note), "connect, activate, list, log in (PIN file), sign");
 	return 0;
 }
 
@@ -908,6 +1524,11 @@ static int bench_run(Bench *b, CaError *err)
 	int rc = bench_pin_read(o->pin_file, &b->pin, err);
 	if (rc != 0)
 		return rc;
+	/* Before any thread exists: the echo child of P1 is a plain fork. */
+	rc = bench_echo_start(b);
+	if (rc != 0)
+		return rc;
+	bench_p5_rss(b, "P5 agent RSS, idle after start");
 
 	/* The baseline: GnuTLS talks to the token itself, like an application without the agent. */
 	rc = gnutls_pkcs11_init(GNUTLS_PKCS11_FLAG_MANUAL, NULL);
@@ -930,6 +1551,18 @@ static int bench_run(Bench *b, CaError *err)
 	const certagent_identity *rsa = bench_find_identity(b->ids, o->token, o->rsa_label, err);
 	if (!rsa)
 		return CA_E_KEY_NOT_FOUND;
+	const certagent_identity *other = NULL;
+	if (o->compare_address) {
+		if (certagent_client_new(o->compare_address, &b->inproc_agent, &aerr) < 0)
+			return ca_error_set(err, CA_E_FAILED, "second agent: %s", aerr.message);
+		certagent_client_set_timeout(b->inproc_agent, BENCH_TIMEOUT_MS);
+		if (certagent_list_identities(b->inproc_agent, &b->inproc_ids, &aerr) < 0)
+			return ca_error_set(err, CA_E_FAILED,
+					    "second agent: listing identities: %s", aerr.message);
+		other = bench_find_identity(b->inproc_ids, o->token, o->ec_label, err);
+		if (!other)
+			return CA_E_KEY_NOT_FOUND;
+	}
 
 	rc = bench_sign_case(b, ec, o->ec_label, "ecdsa_secp256r1_sha256",
 			     GNUTLS_SIGN_ECDSA_SECP256R1_SHA256, "sign ecdsa_secp256r1_sha256",
@@ -940,6 +1573,16 @@ static int bench_run(Bench *b, CaError *err)
 				     err);
 	if (rc == 0 && o->compare_address)
 		rc = bench_isolation_case(b, ec, err);
+	if (rc == 0)
+		rc = bench_p1_case(b, ec, other, err);
+	if (rc == 0)
+		rc = bench_p2_case(b, ec, o->ec_label, "ecdsa_secp256r1_sha256",
+				   GNUTLS_SIGN_ECDSA_SECP256R1_SHA256, "P-256", err);
+	if (rc == 0)
+		rc = bench_p2_case(b, rsa, o->rsa_label, "rsa_pss_rsae_sha256",
+				   GNUTLS_SIGN_RSA_PSS_RSAE_SHA256, "RSA-2048", err);
+	if (rc == 0 && o->slow_address && o->slow_token)
+		rc = bench_p4_case(b, err);
 	if (rc != 0)
 		return rc;
 
@@ -949,17 +1592,30 @@ static int bench_run(Bench *b, CaError *err)
 	rc = bench_server_new(o->server_cert, o->server_key, o->ca, &b->server, err);
 	if (rc != 0)
 		return rc;
-	rc = bench_handshake_case(b, ec, o->ec_label, o->ec_chain, "mTLS 1.3 handshake P-256", true,
-				  err);
+	rc = gnutls_priority_init2(&b->prio12, BENCH_PRIORITY12, NULL, 0);
+	if (rc < 0)
+		return ca_error_set(err, CA_E_FAILED, "priority: %s", gnutls_strerror(rc));
+	rc = bench_handshake_case(b, b->prio, ec, o->ec_label, o->ec_chain,
+				  "mTLS 1.3 handshake P-256", true, err);
 	if (rc == 0 && o->rsa_chain)
-		rc = bench_handshake_case(b, rsa, o->rsa_label, o->rsa_chain,
+		rc = bench_handshake_case(b, b->prio, rsa, o->rsa_label, o->rsa_chain,
 					  "mTLS 1.3 handshake RSA-2048", false, err);
+	if (rc == 0)
+		rc = bench_handshake_case(b, b->prio12, ec, o->ec_label, o->ec_chain,
+					  "mTLS 1.2 handshake P-256", false, err);
+	if (rc == 0 && o->rsa_chain)
+		rc = bench_handshake_case(b, b->prio12, rsa, o->rsa_label, o->rsa_chain,
+					  "mTLS 1.2 handshake RSA-2048", false, err);
+	if (rc == 0)
+		bench_p5_rss(b, "P5 agent RSS, after the run");
+	if (rc == 0 && o->activation_address)
+		rc = bench_p5_activation(b, err);
 	return rc;
 }
 
 int main(int argc, char **argv)
 {
-	_cleanup_(bench_deinit) Bench b = {0};
+	_cleanup_(bench_deinit) Bench b = {.echo_fd = -1};
 	CaError err = {0};
 
 	int rc = bench_parse(argc, argv, &b.opt);

@@ -16,7 +16,7 @@
 #include <gnutls/x509.h>
 
 #include "cli.h"
-#include "json.h"
+#include "json-print.h"
 #include "settings.h"
 #include "util.h"
 
@@ -28,25 +28,17 @@ static const CliOption options[] = {
 	 "The agent configuration (default: $XDG_CONFIG_HOME/certagent/agent.conf)"},
 };
 
-static void strv_json(JsonBuf *b, const char *key, char *const *v)
+/* "key": [v0, v1, ...], or nothing when the key was left out of the section (v NULL). */
+static void strv_json(FILE *f, const char *key, char *const *v)
 {
+	size_t n = 0;
+
 	if (!v)
 		return;
-	/* A list as one space-separated string keeps the flat shape of our JSON writer. */
-	size_t len = 0;
-	_cleanup_free_ char *joined = NULL;
-
-	for (size_t i = 0; v[i]; i++)
-		len += strlen(v[i]) + 3;
-	joined = calloc(1, len + 1);
-	if (!joined)
-		return;
-	for (size_t i = 0; v[i]; i++) {
-		if (i)
-			strcat(joined, " | ");
-		strcat(joined, v[i]);
-	}
-	json_buf_string(b, key, joined);
+	while (v[n])
+		n++;
+	fprintf(f, ", \"%s\": ", key);
+	json_print_strings(f, (const char *const *)v, n);
 }
 
 /* One line per entry for DNs (they hold spaces), else space-separated. */
@@ -107,42 +99,39 @@ static void list_text(const Settings *s, const char *path)
 	}
 }
 
-static void list_json(const Settings *s)
+static void list_json(const Settings *s, FILE *f)
 {
 	const PolicyConfig *c = &s->policy;
 	_cleanup_free_ char *def = c->audit_path ? NULL : policy_audit_default_path();
-	JsonBuf b;
 
-	json_buf_begin(&b);
-	json_buf_string(&b, "configuration", s->path);
-	json_buf_string(&b, "audit_log", c->audit_off ? NULL : c->audit_path ? c->audit_path : def);
-	json_buf_int(&b, "audit_max_size", (int64_t)c->audit_max_size);
-	json_buf_int(&b, "audit_files", c->audit_files);
-	json_buf_string(&b, "audit_fail_closed", c->audit_fail_closed ? "yes" : "no");
-	json_buf_end(&b);
-	printf("{\"settings\": %s,\n \"policies\": [", b.oom ? "null" : b.data);
-	json_buf_deinit(&b);
+	fputs("{\"settings\": {\"configuration\": ", f);
+	json_print_string(f, s->path);
+	fputs(", \"audit_log\": ", f);
+	json_print_string(f, c->audit_off ? NULL : c->audit_path ? c->audit_path : def);
+	fprintf(f, ", \"audit_max_size\": %llu, \"audit_files\": %u",
+		(unsigned long long)c->audit_max_size, c->audit_files);
+	fprintf(f, ", \"audit_fail_closed\": \"%s\"},\n \"policies\": [",
+		c->audit_fail_closed ? "yes" : "no");
 	for (size_t i = 0; i < c->n_rules; i++) {
 		const PolicyRule *r = &c->rules[i];
 		char rate[64];
 
 		policy_rule_rate_text(r, rate, sizeof(rate));
-		json_buf_begin(&b);
-		json_buf_string(&b, "name", r->name);
-		json_buf_string(&b, "identity", r->identity);
-		strv_json(&b, "servers", r->servers);
-		strv_json(&b, "server_issuer", r->server_issuers);
-		strv_json(&b, "server_pin", r->server_pins);
-		strv_json(&b, "applications", r->applications);
-		json_buf_string(&b, "confirm", r->confirm ? "yes" : "no");
-		json_buf_int(&b, "remember_minutes", r->remember_min);
-		json_buf_string(&b, "rate_limit", rate);
-		json_buf_string(&b, "deny", r->deny ? "yes" : "no");
-		json_buf_end(&b);
-		printf("%s\n  %s", i ? "," : "", b.oom ? "null" : b.data);
-		json_buf_deinit(&b);
+		fputs(i ? ",\n  {\"name\": " : "\n  {\"name\": ", f);
+		json_print_string(f, r->name);
+		fputs(", \"identity\": ", f);
+		json_print_string(f, r->identity);
+		strv_json(f, "servers", r->servers);
+		strv_json(f, "server_issuer", r->server_issuers);
+		strv_json(f, "server_pin", r->server_pins);
+		strv_json(f, "applications", r->applications);
+		fprintf(f, ", \"confirm\": \"%s\", \"remember_minutes\": %u", r->confirm ? "yes" : "no",
+			r->remember_min);
+		fputs(", \"rate_limit\": ", f);
+		json_print_string(f, rate);
+		fprintf(f, ", \"deny\": \"%s\"}", r->deny ? "yes" : "no");
 	}
-	printf("%s]}\n", c->n_rules ? "\n" : "");
+	fputs(c->n_rules ? "\n]}\n" : "]}\n", f);
 }
 
 /* server-pin of the first certificate in a PEM or DER file. */
@@ -232,11 +221,13 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		config = default_conf = settings_default_path();
 	r = settings_load(config, false, &s, &err);
 	if (r) {
+		/* A configuration that cannot be read or does not parse is a file error (5), as
+		 * for `certagent audit`: the command line was fine. */
 		fprintf(stderr, "certagent: %s\n", err.message[0] ? err.message : strerror(-r));
-		return CLI_EXIT_USAGE;
+		return CLI_EXIT_IO;
 	}
 	if (json)
-		list_json(s);
+		list_json(s, stdout);
 	else
 		list_text(s, config);
 	settings_free(s);

@@ -30,7 +30,7 @@ const CliExitCode cli_exit_codes[] = {
 	 "absent"},
 	{CLI_EXIT_IO, "file error",
 	 "a local file could not be read or written, or does not hold what it should (a "
-	 "certificate, a key, a CRL)"},
+	 "certificate, a key, a CRL, an agent configuration that does not parse)"},
 	{CLI_EXIT_REFUSED, "refused for safety",
 	 "refused for safety, nothing changed: the label, ID or certificate is already there, "
 	 "the output file exists, re-initialising a token without --force, deleting without "
@@ -47,7 +47,8 @@ const CliEnvVar cli_env_vars[] = {
 			  "wiped from the environment once read"},
 	{"CERTAGENT_NEW_PIN", "token set-pin: the new user PIN when no --new-pin-file is given"},
 	{"CERTAGENT_SO_PIN", "token init, unblock-pin: the SO PIN when no --so-pin-file is given"},
-	{"CERTAGENT_MODULE", "the token commands: load only the PKCS#11 module at this absolute "
+	{"CERTAGENT_MODULE", "the token commands, and list when it reads the tokens itself: load "
+			     "only the PKCS#11 module at this absolute "
 			     "path instead of those registered with p11-kit (as --module)"},
 	{"CERTAGENT_DEBUG", "when set, the token commands also print every failing PKCS#11 call"},
 	{"DBUS_SESSION_BUS_ADDRESS", "the bus the agent is on (else $XDG_RUNTIME_DIR/bus); "

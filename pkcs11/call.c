@@ -154,8 +154,8 @@ int call_error(CK_RV rv, const Token *t, const char *what, CaError *err)
 	case CKR_TOKEN_NOT_RECOGNIZED:
 	case CKR_SLOT_ID_INVALID:
 		return ca_error_set(err, CA_E_TOKEN_ABSENT,
-				    "token \"%s\" is not present (%s in %s): insert it and run "
-				    "`certagent reload`",
+				    "token \"%s\" is not present (%s in %s): insert it again; its "
+				    "keys come back by themselves and the PIN is asked again",
 				    label, call_rv_name(rv, buf), what);
 	case CKR_KEY_TYPE_INCONSISTENT:
 	case CKR_MECHANISM_INVALID:
@@ -442,7 +442,8 @@ CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len,
 /* Blocking unless flags has CKF_DONT_BLOCK; only hotplug.c's slot-event threads block here. */
 CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret)
 {
-	CK_RV rv = (m && m->fl && m->fl->C_WaitForSlotEvent)
+	CK_RV rv = (m && m->isolated) ? remote_wait_for_slot_event(m, flags, ret)
+		   : (m && m->fl && m->fl->C_WaitForSlotEvent)
 			   ? m->fl->C_WaitForSlotEvent(flags, ret, NULL)
 			   : CKR_FUNCTION_NOT_SUPPORTED;
 

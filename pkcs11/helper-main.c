@@ -202,11 +202,6 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 
 		ARG(0, a0);
 		rv = call_open_session(m, a0, &h);
-		if (rv == CKR_OK && (h == 0 || (uint64_t)h >> 32)) {
-			/* The agent keeps 32 bits for the helper's handle. */
-			call_close_session(m, h);
-			rv = CKR_GENERAL_ERROR;
-		}
 		rpc_put_u64(b, rv);
 		if (rv == CKR_OK)
 			rpc_put_u64(b, h);
@@ -339,6 +334,17 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 		if (rv == CKR_OK && sig)
 			rpc_put_bytes(b, sig, sig_len);
 		erase_and_free(sig, cap);
+		return rv;
+	}
+	case RPC_OP_WAIT_FOR_SLOT_EVENT: {
+		CK_SLOT_ID slot = 0;
+
+		ARG(0, a0);
+		/* Blocking holds one pool thread until an event or C_Finalize. */
+		rv = call_wait_for_slot_event(m, a0, &slot);
+		rpc_put_u64(b, rv);
+		if (rv == CKR_OK)
+			rpc_put_u64(b, slot);
 		return rv;
 	}
 	default:

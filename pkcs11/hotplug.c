@@ -43,11 +43,12 @@
 
 #include "internal.h"
 
-#define GONE_MAX 32	     /* removed tokens remembered */
-#define GONE_IDS_MAX 64	     /* keys remembered per removed token */
-#define WAITER_JOIN_MS 3000  /* how long we wait for a waiter between two calls to leave */
-#define SETTLE_MS 1500	     /* after a device error, how long the slot may take to show the
-			      * card gone (pcscd looks at its readers every 400 ms) */
+#define GONE_MAX 32	    /* removed tokens remembered */
+#define GONE_IDS_MAX 64	    /* keys remembered per removed token */
+#define WAITER_JOIN_MS 3000 /* how long we wait for a waiter between two calls to leave */
+/* After a device error, how long the slot may take to show a pulled card gone (pcscd looks at
+ * its readers every 400 ms), and how often we look meanwhile. */
+#define SETTLE_MS 1500
 #define SETTLE_STEP_MS 100
 #define EVENT_POLL_FACTOR 15 /* with slot events everywhere, poll this much less often */
 
@@ -193,8 +194,7 @@ static CK_RV fp_compute(Token *t, CK_SESSION_HANDLE h, bool strict, uint8_t ret[
 		return rv;
 	if (n > 0)
 		qsort(digests, n, 32, digest_cmp);
-	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, digests ? digests : (uint8_t *)"", 32 * n, ret) <
-	    0)
+	if (gnutls_hash_fast(GNUTLS_DIG_SHA256, digests ? digests : (uint8_t *)"", 32 * n, ret) < 0)
 		return CKR_HOST_MEMORY;
 	return CKR_OK;
 }
@@ -417,9 +417,8 @@ static bool slot_shows_gone(Token *t)
 	if (rv_removed(rv) || (rv == CKR_OK && !(si.flags & CKF_TOKEN_PRESENT)))
 		return true;
 	rv = call_get_token_info(t->module, t->slot, &ti);
-	return rv_removed(rv) ||
-	       (rv == CKR_OK && memcmp(ti.serialNumber, t->info.serialNumber,
-				       sizeof(ti.serialNumber)) != 0);
+	return rv_removed(rv) || (rv == CKR_OK && memcmp(ti.serialNumber, t->info.serialNumber,
+							 sizeof(ti.serialNumber)) != 0);
 }
 
 static void sleep_ms(unsigned ms)
@@ -523,8 +522,8 @@ int hotplug_verify(Token *t, CK_SESSION_HANDLE h, CaError *err)
 			 t->label, t->serial);
 		return token_absent_error(t, CKR_TOKEN_NOT_PRESENT, err);
 	}
-	call_log(LOG_INFO, "token \"%s\" (serial %s) is still the same token (same keys)",
-		 t->label, t->serial);
+	call_log(LOG_INFO, "token \"%s\" (serial %s) is still the same token (same keys)", t->label,
+		 t->serial);
 	t->suspect = false;
 	return 0;
 }

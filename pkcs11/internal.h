@@ -204,6 +204,7 @@ CK_RV remote_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_AT
 CK_RV remote_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
 CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
 		  CK_ULONG *sig_len);
+CK_RV remote_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret);
 
 /* A token scanned in an earlier life of its module's helper: its sessions, handles and login
  * died with that process. Refused like a removed token; the next poll drops and rescans it. */
@@ -257,6 +258,7 @@ int login_check(Token *t, CK_TOKEN_INFO *ret_info, CaError *err);
 void login_touch(Token *t);
 bool login_expire(Store *s, Token *t);
 int login_with_pin(Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_len, CaError *err);
+int login_verify(Token *t, CK_SESSION_HANDLE h, CaError *err);
 void login_forget(Token *t);
 int login_logout(Token *t);
 

@@ -185,9 +185,10 @@ static int login_prompt_needed(Token *t, bool per_signature, CaError *err)
 				    "token \"%s\" needs a login on the reader's keypad%s", t->label,
 				    per_signature ? " for this signature" : "");
 	return ca_error_set(err, CA_E_PIN_REQUIRED,
-			    per_signature ? "the key on token \"%s\" needs the PIN for every "
-					    "signature"
-					  : "token \"%s\" needs its PIN: run `certagent unlock '%s'`",
+			    per_signature
+				    ? "the key on token \"%s\" needs the PIN for every "
+				      "signature"
+				    : "token \"%s\" needs its PIN: run `certagent unlock '%s'`",
 			    t->label, t->short_uri);
 }
 
@@ -356,8 +357,8 @@ int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin, size_
  * PIN given for this signature (pin), else (without prompting) the Unlock PIN.
  * Codes: CA_E_PIN_REQUIRED (no PIN for it), CA_E_PIN_INCORRECT, CA_E_PIN_LOCKED, CA_E_FAILED.
  */
-int login_context_specific(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin,
-			   size_t pin_len, CK_RV *ret_rv, CaError *err)
+int login_context_specific(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_len,
+			   CK_RV *ret_rv, CaError *err)
 {
 	bool prompting = s && s->prompting;
 	int r;

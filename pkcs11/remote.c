@@ -12,7 +12,8 @@
  * (module_timeout_ms; C_Login longer) kills the helper with SIGKILL and bumps the generation:
  * every pending and later call of that life answers CKR_DEVICE_REMOVED, so the store marks
  * its tokens absent and forgets their logins. Tokens and session handles carry the generation,
- * so nothing of a dead helper reaches the next one. The next call after the backoff (the
+ * so nothing of a dead helper reaches the next one. Session handles we hand out are our own
+ * (generation << 32 | a per-life counter), mapped to the helper's (OpenSC's are pointers). The next call after the backoff (the
  * hotplug poll makes one every poll interval) starts a new helper, which initialises the
  * module again; the poll then finds the tokens again (TokenAdded), logged out.
  *
@@ -40,7 +41,8 @@
 #define REMOTE_BACKOFF_MAX_MS 30000u /* longest wait between restarts of a failing helper */
 #define REMOTE_STABLE_MS 60000u	     /* a helper that lived this long starts a new backoff */
 #define REMOTE_STOP_GRACE_MS 2000u   /* for C_Finalize when the agent stops a helper */
-#define REMOTE_HANDLE_BITS 32	     /* low bits of a session handle: the helper's handle */
+#define REMOTE_HANDLE_BITS 32	     /* low bits of our session handle: a counter per life */
+#define REMOTE_SESSIONS_MAX 4096     /* sessions open at once through one helper */
 
 extern char **environ;
 
@@ -68,6 +70,12 @@ struct Remote {
 	unsigned gen;	/* atomic reads: the current life; bumped when one ends */
 	uint32_t next_id;
 	Pending *pending;
+	struct {
+		uint32_t ours; /* low bits of the handle the store holds */
+		uint64_t real; /* the helper's handle */
+	} *sessions;
+	size_t n_sessions, alloc_sessions;
+	uint32_t next_session;
 	unsigned fails; /* lives in a row that ended badly */
 	uint64_t started_usec;
 	uint64_t retry_usec; /* no restart before this (CLOCK_MONOTONIC) */
@@ -205,6 +213,7 @@ static void remote_end_locked(Remote *r)
 {
 	r->alive = false;
 	__atomic_store_n(&r->gen, r->gen + 1, __ATOMIC_RELEASE);
+	r->n_sessions = 0; /* they died with the helper */
 	/* Stopping: remote_stop reaps (and kills) it itself; a reaped pid must not be killed. */
 	if (r->pid > 0 && !r->stopping)
 		kill(r->pid, SIGKILL);
@@ -498,6 +507,7 @@ Remote *remote_free(Remote *r)
 	pthread_mutex_destroy(&r->start_lock);
 	pthread_mutex_destroy(&r->write_lock);
 	pthread_mutex_destroy(&r->lock);
+	free(r->sessions);
 	free(r);
 	return NULL;
 }
@@ -587,7 +597,8 @@ static void pending_remove(Remote *r, Pending *p)
 }
 
 /*
- * Sends req (built with id 0; wiped here) and waits for the reply. Returns the reply's CK_RV
+ * Sends req (built with id 0; wiped here) and waits for the reply (timeout_ms 0: as long as
+ * the helper lives). Returns the reply's CK_RV
  * (field 0) with the reply in *rep, or CKR_DEVICE_REMOVED when the helper is gone, fails or
  * times out, CKR_HOST_MEMORY, CKR_GENERAL_ERROR (our request did not encode).
  */
@@ -646,7 +657,9 @@ static CK_RV remote_call(Module *m, RpcBuf *req, RpcOp op, unsigned timeout_ms, 
 	deadline_in(&deadline, timeout_ms);
 	pthread_mutex_lock(&r->lock);
 	while (!p.done)
-		if (pthread_cond_timedwait(&p.cond, &r->lock, &deadline) == ETIMEDOUT)
+		if (timeout_ms == 0) /* C_WaitForSlotEvent: ends with the helper */
+			pthread_cond_wait(&p.cond, &r->lock);
+		else if (pthread_cond_timedwait(&p.cond, &r->lock, &deadline) == ETIMEDOUT)
 			break;
 	pending_remove(r, &p);
 	pthread_mutex_unlock(&r->lock);
@@ -681,15 +694,37 @@ static CK_RV remote_bad_reply(Module *m)
 	return CKR_DEVICE_REMOVED;
 }
 
-/* Our handle -> the helper's; CKR_DEVICE_REMOVED for a handle of an earlier life. */
+/*
+ * Our handle -> the helper's: CKR_DEVICE_REMOVED for a handle of an earlier life,
+ * CKR_SESSION_HANDLE_INVALID for one we do not know (closed). drop: forget it (close).
+ */
+static CK_RV remote_handle_ex(Module *m, CK_SESSION_HANDLE h, bool drop, uint64_t *ret)
+{
+	Remote *r = m->remote;
+	uint32_t ours = (uint32_t)((uint64_t)h & ((1ull << REMOTE_HANDLE_BITS) - 1));
+	CK_RV rv = CKR_SESSION_HANDLE_INVALID;
+
+	if (!r)
+		return CKR_CRYPTOKI_NOT_INITIALIZED;
+	pthread_mutex_lock(&r->lock);
+	if ((uint64_t)h >> REMOTE_HANDLE_BITS != r->gen)
+		rv = CKR_DEVICE_REMOVED;
+	else
+		for (size_t i = 0; i < r->n_sessions; i++)
+			if (r->sessions[i].ours == ours) {
+				*ret = r->sessions[i].real;
+				if (drop)
+					r->sessions[i] = r->sessions[--r->n_sessions];
+				rv = CKR_OK;
+				break;
+			}
+	pthread_mutex_unlock(&r->lock);
+	return rv;
+}
+
 static CK_RV remote_handle(Module *m, CK_SESSION_HANDLE h, uint64_t *ret)
 {
-	unsigned gen = remote_generation(m);
-
-	if ((uint64_t)h >> REMOTE_HANDLE_BITS != gen)
-		return CKR_DEVICE_REMOVED;
-	*ret = (uint64_t)h & ((1ull << REMOTE_HANDLE_BITS) - 1);
-	return CKR_OK;
+	return remote_handle_ex(m, h, false, ret);
 }
 
 static unsigned timeout_of(Module *m)
@@ -809,13 +844,45 @@ CK_RV remote_open_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret)
 	rv = remote_call(m, &b, RPC_OP_OPEN_SESSION, timeout_of(m), &rep);
 	if (rv != CKR_OK)
 		return rv;
-	if (rpc_get_u64(&rep.msg, 1, &h) < 0 || h == 0 || h >> REMOTE_HANDLE_BITS)
+	if (rpc_get_u64(&rep.msg, 1, &h) < 0 || h == 0 || h > (CK_SESSION_HANDLE)-1)
 		return remote_bad_reply(m);
+	pthread_mutex_lock(&m->remote->lock);
 	/* The reply came from life gen only if it is still current. */
-	if (remote_generation(m) != gen)
-		return CKR_DEVICE_REMOVED;
-	*ret = (CK_SESSION_HANDLE)((uint64_t)gen << REMOTE_HANDLE_BITS | h);
-	return CKR_OK;
+	if (m->remote->gen != gen)
+		rv = CKR_DEVICE_REMOVED;
+	else if (m->remote->n_sessions >= REMOTE_SESSIONS_MAX)
+		rv = CKR_SESSION_COUNT;
+	else if (m->remote->n_sessions == m->remote->alloc_sessions) {
+		size_t alloc = m->remote->alloc_sessions ? 2 * m->remote->alloc_sessions : 16;
+		void *grown = reallocarray(m->remote->sessions, alloc,
+					   sizeof(*m->remote->sessions));
+
+		if (grown) {
+			m->remote->sessions = grown;
+			m->remote->alloc_sessions = alloc;
+		} else
+			rv = CKR_HOST_MEMORY;
+	}
+	if (rv == CKR_OK) {
+		Remote *r = m->remote;
+		uint32_t ours = ++r->next_session ? r->next_session : ++r->next_session;
+
+		r->sessions[r->n_sessions].ours = ours;
+		r->sessions[r->n_sessions++].real = h;
+		*ret = (CK_SESSION_HANDLE)((uint64_t)gen << REMOTE_HANDLE_BITS | ours);
+	}
+	pthread_mutex_unlock(&m->remote->lock);
+	if (rv != CKR_OK && rv != CKR_DEVICE_REMOVED) {
+		/* Not handed out: close it in the helper. */
+		RpcBuf c;
+		Reply crep = {0};
+
+		rpc_buf_begin(&c, 0, RPC_OP_CLOSE_SESSION);
+		rpc_put_u64(&c, h);
+		remote_call(m, &c, RPC_OP_CLOSE_SESSION, timeout_of(m), &crep);
+		reply_clear(&crep);
+	}
+	return rv;
 }
 
 /* Operations on a session whose reply is the rv alone. */
@@ -824,7 +891,7 @@ static CK_RV remote_session_op(Module *m, RpcOp op, CK_SESSION_HANDLE h)
 	_cleanup_reply_ Reply rep = {0};
 	uint64_t rh;
 	RpcBuf b;
-	CK_RV rv = remote_handle(m, h, &rh);
+	CK_RV rv = remote_handle_ex(m, h, op == RPC_OP_CLOSE_SESSION, &rh);
 
 	if (rv != CKR_OK)
 		return rv;
@@ -1027,4 +1094,23 @@ CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t le
 	memcpy(sig, v, n);
 	*sig_len = (CK_ULONG)n;
 	return CKR_OK;
+}
+
+/*
+ * Blocking (flags 0) only on hotplug.c's slot-event thread: no timeout, it ends when the
+ * module is finalised (remote_stop) or the helper dies (then the module is polled).
+ */
+CK_RV remote_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret)
+{
+	_cleanup_reply_ Reply rep = {0};
+	RpcBuf b;
+	CK_RV rv;
+
+	rpc_buf_begin(&b, 0, RPC_OP_WAIT_FOR_SLOT_EVENT);
+	rpc_put_u64(&b, flags);
+	rv = remote_call(m, &b, RPC_OP_WAIT_FOR_SLOT_EVENT,
+			 (flags & CKF_DONT_BLOCK) ? timeout_of(m) : 0, &rep);
+	if (rv == CKR_OK && rpc_get_ulong(&rep.msg, 1, ret) < 0)
+		return remote_bad_reply(m);
+	return rv;
 }

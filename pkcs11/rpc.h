@@ -55,6 +55,7 @@ typedef enum RpcOp {
 	RPC_OP_GET_ULONG,
 	RPC_OP_SIGN_INIT,
 	RPC_OP_SIGN,
+	RPC_OP_WAIT_FOR_SLOT_EVENT,
 	_RPC_OP_MAX,
 } RpcOp;
 

@@ -4,7 +4,8 @@
  * (CKM_RSA_PKCS over the DigestInfo, CKM_RSA_PKCS_PSS with salt = hash length over the bare
  * hash, CKM_ECDSA over the bare hash with r||s turned into DER, CKM_EDDSA over the message),
  * logs in when the token needs it, and reopens the session once when the module says it is
- * gone (CKR_SESSION_HANDLE_INVALID / CKR_SESSION_CLOSED). Never CKM_RSA_X_509.
+ * gone (CKR_SESSION_HANDLE_INVALID / CKR_SESSION_CLOSED). A failure is classified by
+ * hotplug_check_error() (a pulled card often shows as CKR_GENERAL_ERROR). Never CKM_RSA_X_509.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -132,6 +133,13 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 		break;
 	}
 
+	if (always && !op->pin) {
+		/* The context-specific login below may send the remembered PIN: a suspect
+		 * token is checked now, while the session has no operation active. */
+		r = login_verify(t, h, err);
+		if (r != 0)
+			return r;
+	}
 	t0 = now_usec();
 	op->rv = call_sign_init(t->module, h, &mech, key);
 	if ((op->rv == CKR_KEY_HANDLE_INVALID || op->rv == CKR_OBJECT_HANDLE_INVALID) &&
@@ -247,11 +255,16 @@ int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, con
 			session_release(t, h);
 		if (!rv_session_lost(op.rv))
 			break;
-		/* The idle sessions died with this one (module reset, token re-inserted). */
+		/* The idle sessions died with this one (module reset, token re-inserted): the
+		 * remembered PIN goes to it again only once it shows the same serial and keys. */
 		session_pool_close(t);
+		pthread_mutex_lock(&t->login_lock);
+		t->suspect = true;
+		pthread_mutex_unlock(&t->login_lock);
 		call_log(LOG_INFO, "token \"%s\": session lost (%s), reopening once", t->label,
 			 op.rv == CKR_SESSION_CLOSED ? "CKR_SESSION_CLOSED"
 						     : "CKR_SESSION_HANDLE_INVALID");
 	}
-	return r;
+	/* Removed, or a device error on a card that is gone: TokenAbsent (store.c forgets it). */
+	return hotplug_check_error(t, op.rv, r, err);
 }
