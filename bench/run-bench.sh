@@ -8,7 +8,10 @@
 # a software P-256 key + certificate in PEM files from the same CA (the file baseline), a
 # private dbus-daemon and certagentd with the token unlocked (its module in a helper process,
 # isolation = process), and a second bus + certagentd with the module inside it (isolation =
-# none) for the isolation row. All of it is removed on exit.
+# none) for the isolation rows. For the issue's cases also: `p11-kit server` exporting the
+# token (P1: p11-kit-client.so in the bench), a token "slow" behind the fault module
+# (tests/fault, mode=slow:500) served by a third agent (P4), and a fourth bus that starts
+# certagentd by D-Bus activation with a PIN file (P5). All of it is removed on exit.
 #
 # Needs CERTAGENT_BUILD (build root) and CERTAGENT_SRC (source root); scripts/bench sets both.
 # The table goes to stdout, progress and failures to stderr.
@@ -28,9 +31,14 @@ token=bench
 h_token "$token"
 h_keygen "$token" p256 ec 01
 h_keygen "$token" rsa2048 rsa 02
+# P4's slow token: every token exists before any module is initialised (SoftHSM).
+slow=slow
+h_token "$slow"
+h_keygen "$slow" p256 ec 01
 h_ca
 h_client_cert "$token" ec 01 "CN=bench P-256 on token,O=certagent bench"
 h_client_cert "$token" rsa 02 "CN=bench RSA-2048 on token,O=certagent bench"
+h_client_cert "$slow" ec 01 "CN=bench P-256 on the slow token,O=certagent bench"
 
 # The file baseline: a software key, issued by the same intermediate as the token keys.
 ca=$H_TMP/ca
@@ -58,13 +66,86 @@ h_bus
 h_agent "isolation = process"
 h_unlock "$token"
 
+agent_pid=$H_AGENT_PID
+address=$DBUS_SESSION_BUS_ADDRESS
+
 # The in-process baseline logs in itself, with the same PIN.
 pin_file=$H_TMP/bench.pin
 (umask 077 && printf '%s\n' "$H_PIN" >"$pin_file")
+
+# bench_busconf FILE ADDRESS [XML-LINE...]: a private session bus configuration.
+bench_busconf() {
+	local f=$1 listen=$2
+	shift 2
+	{
+		printf '%s\n' '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"' \
+			' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">' \
+			'<busconfig><type>session</type>' "<listen>$listen</listen><auth>EXTERNAL</auth>" \
+			'<policy context="default"><allow send_destination="*"/><allow own="*"/></policy>'
+		[ $# = 0 ] || printf '%s\n' "$@"
+		printf '</busconfig>\n'
+	} >"$f"
+}
+# bench_bus CONF: starts it, prints its address, tracks it.
+bench_bus() {
+	dbus-daemon --config-file="$1" --fork --print-address=3 --print-pid=4 \
+		3>"$1.address" 4>"$1.pid" </dev/null >>"$H_TMP/bus.log" 2>&1 ||
+		h_fail "dbus-daemon ($1) did not start"
+	h_track "$(head -n 1 "$1.pid")"
+	head -n 1 "$1.address"
+}
+
+# P1: p11-kit's own forwarding of the same token.
+p11kit_args=()
+p11kit_client=$(pkg-config --variable=p11_module_path p11-kit-1 2>/dev/null ||
+	echo /usr/lib/x86_64-linux-gnu/pkcs11)/p11-kit-client.so
+if [ -f "$p11kit_client" ] && command -v p11-kit >/dev/null; then
+	p11-kit server -f --provider "$H_SOFTHSM" -n "$H_TMP/p11kit.sock" "pkcs11:token=$token" \
+		</dev/null >>"$H_TMP/p11kit.log" 2>&1 &
+	h_track $!
+	h_wait_until 10 test -S "$H_TMP/p11kit.sock" || h_fail "p11-kit server did not start"
+	export P11_KIT_SERVER_ADDRESS=unix:path=$H_TMP/p11kit.sock
+	p11kit_args=(--p11kit-module "$p11kit_client")
+else
+	h_log "no p11-kit-client.so or p11-kit: the P1 p11-kit rows are left out"
+fi
+
+# P4: a third agent whose module is the fault module around SoftHSM; only "slow" is slow.
+fault=$CERTAGENT_BUILD/tests/fault/certagent-fault-pkcs11.so
+slow_args=()
+if [ -f "$fault" ]; then
+	printf 'mode=slow:500\ntoken=%s\n' "$slow" >"$H_TMP/fault.ctl"
+	printf '[agent]\nregistered-modules = no\npinentry = none\n[module fault]\npath = %s\n' \
+		"$fault" >"$H_TMP/agent-slow.conf"
+	printf '[pin-source all]\ntoken = pkcs11:\nfile = %s\n' "$pin_file" >>"$H_TMP/agent-slow.conf"
+	bench_busconf "$H_TMP/bus-slow.conf" "unix:dir=$H_TMP"
+	slow_address=$(bench_bus "$H_TMP/bus-slow.conf")
+	CERTAGENT_FAULT_CTL=$H_TMP/fault.ctl "$H_CERTAGENTD" --config "$H_TMP/agent-slow.conf" \
+		--address "$slow_address" --foreground </dev/null >>"$H_TMP/agent-slow.log" 2>&1 &
+	h_track $!
+	DBUS_SESSION_BUS_ADDRESS=$slow_address h_wait_until 10 h_name_has_owner org.certagent.Agent1 ||
+		h_fail "the P4 agent did not start: $(tail -5 "$H_TMP/agent-slow.log")"
+	slow_args=(--slow-address "$slow_address" --slow-token "$slow")
+else
+	h_log "no fault module ($fault): the P4 rows are left out"
+fi
+
+# P5: a bus that starts the agent by D-Bus activation, with the PIN in a file.
+act_sock=$H_TMP/bus-act.sock
+mkdir -p "$H_TMP/services"
+printf '[agent]\nregistered-modules = no\npinentry = none\n[module softhsm]\npath = %s\n' \
+	"$H_SOFTHSM" >"$H_TMP/agent-act.conf"
+printf '[pin-source bench]\ntoken = pkcs11:token=%s\nfile = %s\n' "$token" "$pin_file" \
+	>>"$H_TMP/agent-act.conf"
+printf '[D-BUS Service]\nName=org.certagent.Agent1\nExec=%s --foreground --config %s --address unix:path=%s\n' \
+	"$H_CERTAGENTD" "$H_TMP/agent-act.conf" "$act_sock" >"$H_TMP/services/org.certagent.Agent1.service"
+bench_busconf "$H_TMP/bus-act.conf" "unix:path=$act_sock" "<servicedir>$H_TMP/services</servicedir>"
+act_address=$(bench_bus "$H_TMP/bus-act.conf")
 
 "$bench" --token "$token" --pin-file "$pin_file" --module "$H_SOFTHSM" \
 	--ec-label ec --ec-chain "$ca/ec-chain.pem" \
 	--rsa-label rsa --rsa-chain "$ca/rsa-chain.pem" \
 	--pem-key "$ca/pem.key" --pem-chain "$ca/pem-chain.pem" \
 	--ca "$ca/root.pem" --server-cert "$ca/server.pem" --server-key "$ca/server.key" \
-	--address "$DBUS_SESSION_BUS_ADDRESS" --compare-address "$inproc_address" "$@"
+	--address "$address" --compare-address "$inproc_address" --agent-pid "$agent_pid" \
+	--activation-address "$act_address" "${p11kit_args[@]}" "${slow_args[@]}" "$@"

@@ -125,8 +125,8 @@ static void list_json(const Settings *s, FILE *f)
 		strv_json(f, "server_issuer", r->server_issuers);
 		strv_json(f, "server_pin", r->server_pins);
 		strv_json(f, "applications", r->applications);
-		fprintf(f, ", \"confirm\": \"%s\", \"remember_minutes\": %u", r->confirm ? "yes" : "no",
-			r->remember_min);
+		fprintf(f, ", \"confirm\": \"%s\", \"remember_minutes\": %u",
+			r->confirm ? "yes" : "no", r->remember_min);
 		fputs(", \"rate_limit\": ", f);
 		json_print_string(f, rate);
 		fprintf(f, ", \"deny\": \"%s\"}", r->deny ? "yes" : "no");
