@@ -71,10 +71,11 @@ for p in /usr/lib/pcsc/drivers/serial/libifdvpcd.so /usr/lib64/pcsc/drivers/seri
 	[ -f "$p" ] && { VPCD_DRIVER=$p; break; }
 done
 [ -n "$OPENSC" ] || h_skip "OpenSC's PKCS#11 module is not installed (Debian: opensc)"
-# OpenSC is loaded inside the agent (isolation = none): these cases are about OpenSC's threads
-# in the agent's process, its C_WaitForSlotEvent (slot events, Reload, shutdown) and C_Finalize.
-# (Isolated in a helper process, OpenSC is polled and none of that happens in the agent.)
-SC_MODULE=("[module opensc]" "path = $OPENSC" "isolation = none")
+# By default OpenSC is loaded inside the agent (isolation = none): most cases are about OpenSC's
+# threads in the agent's process, its C_WaitForSlotEvent (slot events, Reload, shutdown) and
+# C_Finalize. SC_ISOLATION=process runs a case with OpenSC in its own helper process, as users
+# get it by default (the `isolated-*` tests).
+SC_MODULE=("[module opensc]" "path = $OPENSC" "isolation = ${SC_ISOLATION:-none}")
 [ -n "$VPCD_DRIVER" ] || h_skip "the vpcd reader driver is not installed (Debian: vsmartcard-vpcd)"
 command -v pcscd >/dev/null || [ -x /usr/sbin/pcscd ] || h_skip "pcscd is not installed (Debian: pcscd)"
 PCSCD=$(command -v pcscd || echo /usr/sbin/pcscd)
