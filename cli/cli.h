@@ -20,6 +20,14 @@ extern const CliCommand cli_cmd_status;
 /* Policy and audit log (cmd-policy.c, cmd-audit.c; docs/configuration.md). */
 extern const CliCommand cli_cmd_policy;
 extern const CliCommand cli_cmd_audit;
+
+/*
+ * Reads the agent's configuration at path with the agent's own parser (cmd-policy.c). A file
+ * that cannot be read or does not parse is printed and gives 5. Exit code or 0.
+ */
+struct Settings;
+int cli_settings_load(const char *path, struct Settings **ret);
+
 /* Token enrolment (cmd-token.c, cmd-key.c, ...; docs/cli-admin.md). */
 extern const CliCommand cli_cmd_tokens;
 extern const CliCommand cli_cmd_token;

@@ -134,21 +134,16 @@ static char *log_path(const char *config, const char *file, int *ret_rc)
 {
 	_cleanup_free_ char *default_conf = NULL;
 	Settings *s = NULL;
-	CaError err = {0};
 	char *path = NULL;
-	int r;
 
 	*ret_rc = CLI_EXIT_OK;
 	if (file)
 		return strdup(file);
 	if (!config)
 		config = default_conf = settings_default_path();
-	r = settings_load(config, false, &s, &err);
-	if (r) {
-		fprintf(stderr, "certagent: %s\n", err.message[0] ? err.message : strerror(-r));
-		*ret_rc = CLI_EXIT_IO;
+	*ret_rc = cli_settings_load(config, &s);
+	if (*ret_rc)
 		return NULL;
-	}
 	if (s->policy.audit_off) {
 		fprintf(stderr, "certagent: the agent keeps no audit log (audit-log = none in %s)\n",
 			config);

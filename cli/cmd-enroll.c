@@ -259,18 +259,11 @@ static int enroll(Enroll *e)
 	gnutls_x509_crt_t crt = NULL;
 	gnutls_datum_t der = {NULL, 0}, ca_der = {NULL, 0}, pem = {NULL, 0};
 	CaError err = {0};
-	size_t orphans = 0;
 	unsigned long leaf_handle = 0;
 	bool ca_present = false;
 	int rc;
 
-	rc = p11cli_login_user(e->a, e->pin_file);
-	if (rc == 0) {
-		rc = p11cli_fail(admin_cleanup_orphans(e->a, &orphans, &err), &err);
-		if (orphans)
-			fprintf(stderr, "certagent: removed %zu object(s) an interrupted enrollment "
-					"had left\n", orphans);
-	}
+	rc = p11cli_login_cleanup(e->a, e->pin_file);
 	/* The final label must be free too (admin_generate_key checks the temporary one). */
 	if (rc == 0)
 		rc = p11cli_fail(admin_list_objects(e->a, &objs, &err), &err);

@@ -33,7 +33,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	_cleanup_free_ char *uri = NULL;
 	uint8_t id[ADMIN_ID_MAX];
 	char id_str[2 * ADMIN_ID_MAX + 1];
-	size_t id_len = 8, orphans = 0;
+	size_t id_len = 8;
 	AdminSession *a = NULL;
 	Store *s = NULL;
 	CaError err = {0};
@@ -76,13 +76,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 
 	rc = p11cli_open(module, token, false, &s, &a);
 	if (rc == 0)
-		rc = p11cli_login_user(a, pin_file);
-	if (rc == 0) {
-		rc = p11cli_fail(admin_cleanup_orphans(a, &orphans, &err), &err);
-		if (orphans)
-			fprintf(stderr, "certagent: removed %zu object(s) an interrupted enrollment "
-					"had left\n", orphans);
-	}
+		rc = p11cli_login_cleanup(a, pin_file);
 	if (rc == 0) {
 		p11cli_progress_start("generating the key pair on the token");
 		rc = admin_generate_key(a, type, label, id, id_len, &uri, &err);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cert-info.h"
 #include "cli.h"
 #include "json-print.h"
 #include "p11cli.h"
@@ -69,12 +70,6 @@ typedef struct List {
 	time_t now;
 } List;
 
-/* What one certificate says, for display. */
-typedef struct CertInfo {
-	char *subject, *issuer, *serial;
-	time_t not_before, not_after;
-} CertInfo;
-
 /* The checks of one identity. */
 typedef struct ListCheck {
 	CertInfo *chain; /* n_certs entries */
@@ -89,37 +84,10 @@ typedef struct ListCheck {
 	char detail[512];
 } ListCheck;
 
-static void cert_info_clear(CertInfo *c)
-{
-	free(c->subject);
-	free(c->issuer);
-	free(c->serial);
-	*c = (CertInfo){.not_before = (time_t)-1, .not_after = (time_t)-1};
-}
-
-static void cert_info_init(gnutls_x509_crt_t crt, CertInfo *c)
-{
-	unsigned char serial[64];
-	size_t size = sizeof(serial);
-
-	*c = (CertInfo){.not_before = (time_t)-1, .not_after = (time_t)-1};
-	if (!crt)
-		return;
-	c->subject = cli_crt_dn(crt, false);
-	c->issuer = cli_crt_dn(crt, true);
-	c->not_before = gnutls_x509_crt_get_activation_time(crt);
-	c->not_after = gnutls_x509_crt_get_expiration_time(crt);
-	if (gnutls_x509_crt_get_serial(crt, serial, &size) == 0) {
-		c->serial = malloc(size * 2 + 1);
-		if (c->serial)
-			p11cli_hex(serial, size, c->serial);
-	}
-}
-
 static void list_check_clear(ListCheck *k)
 {
 	for (size_t i = 0; i < k->n_chain; i++)
-		cert_info_clear(&k->chain[i]);
+		cert_info_deinit(&k->chain[i]);
 	free(k->chain);
 	free(k->anchor);
 	free(k->missing);
@@ -233,7 +201,7 @@ static int list_check(const List *l, const ListEntry *e, ListCheck *k)
 			crts[i] = NULL;
 			parsed = false;
 		}
-		cert_info_init(crts[i], &k->chain[i]);
+		cert_info_init(&k->chain[i], crts[i]);
 	}
 	check_expiry(&k->chain[0], l->now, k);
 	if (parsed)
@@ -364,20 +332,9 @@ static int list_trust(List *l, const char *cafile)
 
 /* ---- output ---- */
 
-static void print_time_text(FILE *f, time_t t)
-{
-	char b[40];
-	struct tm tm;
-
-	if (t == (time_t)-1 || !gmtime_r(&t, &tm) ||
-	    !strftime(b, sizeof(b), "%Y-%m-%d %H:%M:%S UTC", &tm))
-		fputs("?", f);
-	else
-		fputs(b, f);
-}
-
 static void print_json_entry(const ListEntry *e, const ListCheck *k, FILE *f)
 {
+	static const CertInfo no_cert = {.not_before = (time_t)-1, .not_after = (time_t)-1};
 	const CertInfo *leaf = k->n_chain ? &k->chain[0] : NULL;
 
 	fputs("{\"uri\": ", f);
@@ -395,16 +352,9 @@ static void print_json_entry(const ListEntry *e, const ListCheck *k, FILE *f)
 	fputs(e->logged_in < 0 ? "null" : e->logged_in ? "true" : "false", f);
 	fputs(", \"schemes\": ", f);
 	json_print_strings(f, e->schemes, e->n_schemes);
-	fputs(",\n   \"subject\": ", f);
-	json_print_string(f, leaf ? leaf->subject : NULL);
-	fputs(", \"issuer\": ", f);
-	json_print_string(f, leaf ? leaf->issuer : NULL);
-	fputs(", \"serial\": ", f);
-	json_print_string(f, leaf ? leaf->serial : NULL);
-	fputs(", \"not_before\": ", f);
-	json_print_time(f, leaf ? leaf->not_before : (time_t)-1);
-	fputs(", \"not_after\": ", f);
-	json_print_time(f, leaf ? leaf->not_after : (time_t)-1);
+	fputs(",\n   ", f);
+	/* No certificate: the same members, all null. */
+	cert_info_print_json(leaf ? leaf : &no_cert, f);
 	if (k->expiry)
 		fprintf(f, ", \"days_left\": %lld", k->days_left);
 	else
@@ -427,16 +377,8 @@ static void print_json_entry(const ListEntry *e, const ListCheck *k, FILE *f)
 	for (size_t j = 0; j < k->n_chain; j++) {
 		const CertInfo *c = &k->chain[j];
 
-		fputs(j ? ",\n     {\"subject\": " : "\n     {\"subject\": ", f);
-		json_print_string(f, c->subject);
-		fputs(", \"issuer\": ", f);
-		json_print_string(f, c->issuer);
-		fputs(", \"serial\": ", f);
-		json_print_string(f, c->serial);
-		fputs(", \"not_before\": ", f);
-		json_print_time(f, c->not_before);
-		fputs(", \"not_after\": ", f);
-		json_print_time(f, c->not_after);
+		fputs(j ? ",\n     {" : "\n     {", f);
+		cert_info_print_json(c, f);
 		fputc('}', f);
 	}
 	fputs("]}", f);
@@ -445,6 +387,7 @@ static void print_json_entry(const ListEntry *e, const ListCheck *k, FILE *f)
 static void print_text_entry(const ListEntry *e, const ListCheck *k, FILE *f)
 {
 	const CertInfo *leaf = k->n_chain ? &k->chain[0] : NULL;
+	char b1[40], b2[40];
 
 	fprintf(f, "%s\n", e->label && *e->label ? e->label : "(no label)");
 	fprintf(f, "  uri:      %s\n", e->uri);
@@ -465,10 +408,8 @@ static void print_text_entry(const ListEntry *e, const ListCheck *k, FILE *f)
 	fprintf(f, "  subject:  %s\n", leaf->subject ? leaf->subject : "(unreadable)");
 	fprintf(f, "  issuer:   %s\n", leaf->issuer ? leaf->issuer : "(unreadable)");
 	fprintf(f, "  serial:   %s\n", leaf->serial ? leaf->serial : "?");
-	fputs("  validity: ", f);
-	print_time_text(f, leaf->not_before);
-	fputs(" to ", f);
-	print_time_text(f, leaf->not_after);
+	fprintf(f, "  validity: %s to %s", cert_info_time_str(leaf->not_before, b1, sizeof(b1)),
+		cert_info_time_str(leaf->not_after, b2, sizeof(b2)));
 	if (k->expiry && strcmp(k->expiry, "expired") == 0)
 		fprintf(f, " (expired %lld day%s ago)\n", -k->days_left,
 			k->days_left == -1 ? "" : "s");

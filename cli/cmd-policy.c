@@ -178,15 +178,27 @@ out:
 	return rc;
 }
 
+int cli_settings_load(const char *config, Settings **ret)
+{
+	CaError err = {0};
+	int r = settings_load(config, false, ret, &err);
+
+	if (r == 0)
+		return 0;
+	/* A configuration that cannot be read or does not parse is a file error (5) for every
+	 * command that reads it: the command line was fine. */
+	fprintf(stderr, "certagent: %s\n", err.message[0] ? err.message : strerror(-r));
+	return CLI_EXIT_IO;
+}
+
 static int run(const CliCommand *cmd, int argc, char **argv)
 {
 	CliParser p;
 	const char *arg, *config = NULL, *sub = NULL;
 	_cleanup_free_ char *default_conf = NULL;
 	Settings *s = NULL;
-	CaError err = {0};
 	bool json = false;
-	int o, r;
+	int o, rc;
 
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
 		return CLI_EXIT_USAGE;
@@ -219,13 +231,9 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 
 	if (!config)
 		config = default_conf = settings_default_path();
-	r = settings_load(config, false, &s, &err);
-	if (r) {
-		/* A configuration that cannot be read or does not parse is a file error (5), as
-		 * for `certagent audit`: the command line was fine. */
-		fprintf(stderr, "certagent: %s\n", err.message[0] ? err.message : strerror(-r));
-		return CLI_EXIT_IO;
-	}
+	rc = cli_settings_load(config, &s);
+	if (rc)
+		return rc;
 	if (json)
 		list_json(s, stdout);
 	else

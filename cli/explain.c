@@ -24,6 +24,7 @@
 #include <gnutls/ocsp.h>
 #include <gnutls/x509.h>
 
+#include "cert-info.h"
 #include "cli.h"
 #include "json-print.h"
 #include "explain.h"
@@ -37,11 +38,7 @@
 #define MAX_CRLS 16
 
 typedef struct ChainCert {
-	char *subject;
-	char *issuer;
-	char *serial;
-	time_t not_before;
-	time_t not_after;
+	CertInfo cert; /* subject and issuer "?" when unreadable */
 	const char *sig_algo;
 	const char *source; /* "server" or "trust store" */
 } ChainCert;
@@ -127,11 +124,8 @@ Explain *explain_free(Explain *e)
 	free(e->crl_file);
 	for (unsigned i = 0; i < e->n_crls; i++)
 		gnutls_x509_crl_deinit(e->crls[i]);
-	for (size_t i = 0; i < e->n_chain; i++) {
-		free(e->chain[i].subject);
-		free(e->chain[i].issuer);
-		free(e->chain[i].serial);
-	}
+	for (size_t i = 0; i < e->n_chain; i++)
+		cert_info_deinit(&e->chain[i].cert);
 	for (size_t i = 0; i < e->n_checks; i++)
 		free(e->checks[i].detail);
 	for (size_t i = 0; i < e->n_ca_names; i++)
@@ -170,17 +164,6 @@ static void add_check(Explain *e, const char *kind, int link, const char *status
 	c->link = link;
 	c->status = status;
 	e->n_checks++;
-}
-
-/* "2025-01-31 12:00:00 UTC" */
-static const char *time_str(time_t t, char *buf, size_t size)
-{
-	struct tm tm;
-
-	if (t == (time_t)-1 || !gmtime_r(&t, &tm) ||
-	    !strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm))
-		snprintf(buf, size, "?");
-	return buf;
 }
 
 static const char *mechanism_for(const char *scheme)
@@ -344,34 +327,21 @@ int explain_load_crl(Explain *e, const char *file)
 
 /* --- the server's chain ------------------------------------------------------------------- */
 
-/* The DN, or "?" when it cannot be read (never NULL unless out of memory). */
-static char *crt_dn(gnutls_x509_crt_t crt, bool issuer)
-{
-	char *s = cli_crt_dn(crt, issuer);
-
-	return s ? s : strdup("?");
-}
-
 static void chain_add(Explain *e, gnutls_x509_crt_t crt, const char *source)
 {
 	ChainCert *c;
-	unsigned char serial[64];
-	size_t serial_size = sizeof(serial);
 
 	if (e->n_chain == MAX_CHAIN)
 		return;
 	c = &e->chain[e->n_chain++];
-	c->subject = crt_dn(crt, false);
-	c->issuer = crt_dn(crt, true);
-	c->not_before = gnutls_x509_crt_get_activation_time(crt);
-	c->not_after = gnutls_x509_crt_get_expiration_time(crt);
+	cert_info_init(&c->cert, crt);
+	/* The checks name certificates by DN: "?" when it cannot be read. */
+	if (!c->cert.subject)
+		c->cert.subject = strdup("?");
+	if (!c->cert.issuer)
+		c->cert.issuer = strdup("?");
 	c->sig_algo = gnutls_sign_get_name(gnutls_x509_crt_get_signature_algorithm(crt));
 	c->source = source;
-	if (gnutls_x509_crt_get_serial(crt, serial, &serial_size) == 0) {
-		c->serial = calloc(1, serial_size * 2 + 1);
-		for (size_t i = 0; c->serial && i < serial_size; i++)
-			sprintf(c->serial + 2 * i, "%02x", serial[i]);
-	}
 }
 
 static void status_text(unsigned status, char *buf, size_t size)
@@ -428,9 +398,9 @@ static void check_validity(Explain *e, int link, gnutls_x509_crt_t crt, time_t n
 	time_t na = gnutls_x509_crt_get_expiration_time(crt);
 	char b1[40], b2[40], b3[40];
 
-	time_str(nb, b1, sizeof(b1));
-	time_str(na, b2, sizeof(b2));
-	time_str(now, b3, sizeof(b3));
+	cert_info_time_str(nb, b1, sizeof(b1));
+	cert_info_time_str(na, b2, sizeof(b2));
+	cert_info_time_str(now, b3, sizeof(b3));
 	if (now < nb)
 		add_check(e, "validity", link, "failed",
 			  "not yet valid: valid from %s to %s, and now is %s", b1, b2, b3);
@@ -461,8 +431,8 @@ static void check_crl(Explain *e, int link, gnutls_x509_crt_t crt)
 		if (!same)
 			continue;
 		any = true;
-		time_str(gnutls_x509_crl_get_this_update(e->crls[i]), b1, sizeof(b1));
-		time_str(gnutls_x509_crl_get_next_update(e->crls[i]), b2, sizeof(b2));
+		cert_info_time_str(gnutls_x509_crl_get_this_update(e->crls[i]), b1, sizeof(b1));
+		cert_info_time_str(gnutls_x509_crl_get_next_update(e->crls[i]), b2, sizeof(b2));
 		r = gnutls_x509_crt_check_revocation(crt, &e->crls[i], 1);
 		if (r == 1)
 			add_check(e, "crl", link, "failed",
@@ -512,11 +482,11 @@ static void check_ocsp(Explain *e, gnutls_session_t session)
 	} else if (cert_status == GNUTLS_OCSP_CERT_GOOD) {
 		add_check(e, "ocsp", 0, "ok",
 			  "the server stapled an OCSP response saying \"good\" (produced %s)",
-			  time_str(this_update, b1, sizeof(b1)));
+			  cert_info_time_str(this_update, b1, sizeof(b1)));
 	} else if (cert_status == GNUTLS_OCSP_CERT_REVOKED) {
 		add_check(e, "ocsp", 0, "failed",
 			  "the server stapled an OCSP response saying REVOKED (on %s)",
-			  time_str(revoked, b1, sizeof(b1)));
+			  cert_info_time_str(revoked, b1, sizeof(b1)));
 	} else {
 		add_check(e, "ocsp", 0, "info",
 			  "the server stapled an OCSP response saying \"unknown\"");
@@ -559,7 +529,7 @@ void explain_server_chain(Explain *e, gnutls_session_t session,
 		check_validity(e, (int)i, crts[i], now);
 		if (i + 1 < m)
 			check_signature(e, (int)i, crts[i], crts[i + 1], (int)i + 1,
-					e->chain[i + 1].subject);
+					e->chain[i + 1].cert.subject);
 		check_crl(e, (int)i, crts[i]);
 	}
 
@@ -574,20 +544,20 @@ void explain_server_chain(Explain *e, gnutls_session_t session,
 		if (!self) {
 			chain_add(e, anchor, "trust store");
 			check_signature(e, top, crts[m - 1], anchor, (int)m,
-					e->chain[e->n_chain - 1].subject);
+					e->chain[e->n_chain - 1].cert.subject);
 			check_validity(e, (int)m, anchor, now);
 			top = (int)m;
 		}
 		add_check(e, "trust-anchor", top, "ok",
 			  "the chain ends at %s, a CA in the trust store (%s)",
-			  e->chain[top].subject, e->trust ? e->trust : "?");
+			  e->chain[top].cert.subject, e->trust ? e->trust : "?");
 		gnutls_x509_crt_deinit(anchor);
 	} else {
 		add_check(e, "trust-anchor", (int)m - 1, "failed",
 			  "no CA in the trust store (%s) issued %s (issuer %s): the chain does "
 			  "not lead to a CA the client trusts",
-			  e->trust ? e->trust : "?", e->chain[m - 1].subject,
-			  e->chain[m - 1].issuer);
+			  e->trust ? e->trust : "?", e->chain[m - 1].cert.subject,
+			  e->chain[m - 1].cert.issuer);
 	}
 
 	if (gnutls_x509_crt_check_hostname2(crts[0], name, 0))
@@ -599,7 +569,7 @@ void explain_server_chain(Explain *e, gnutls_session_t session,
 		add_check(e, "hostname", 0, "failed",
 			  "the server's certificate (%s) is not valid for \"%s\": neither its "
 			  "subject alternative names nor its CN match",
-			  e->chain[0].subject, name);
+			  e->chain[0].cert.subject, name);
 	check_ocsp(e, session);
 
 	status = gnutls_session_get_verify_cert_status(session);
@@ -745,14 +715,15 @@ void explain_print_text(const Explain *e, FILE *f)
 	for (size_t i = 0; i < e->n_chain; i++) {
 		const ChainCert *c = &e->chain[i];
 
-		fprintf(f, "    [%zu] %s  (%s)\n", i, c->subject,
+		fprintf(f, "    [%zu] %s  (%s)\n", i, c->cert.subject,
 			strcmp(c->source, "server") == 0 ? "sent by the server"
 							 : "from the trust store");
-		fprintf(f, "        issuer     %s\n", c->issuer);
-		fprintf(f, "        valid      %s to %s\n", time_str(c->not_before, b1, sizeof(b1)),
-			time_str(c->not_after, b2, sizeof(b2)));
-		fprintf(f, "        serial     %s, signed with %s\n", c->serial ? c->serial : "?",
-			c->sig_algo ? c->sig_algo : "?");
+		fprintf(f, "        issuer     %s\n", c->cert.issuer);
+		fprintf(f, "        valid      %s to %s\n",
+			cert_info_time_str(c->cert.not_before, b1, sizeof(b1)),
+			cert_info_time_str(c->cert.not_after, b2, sizeof(b2)));
+		fprintf(f, "        serial     %s, signed with %s\n",
+			c->cert.serial ? c->cert.serial : "?", c->sig_algo ? c->sig_algo : "?");
 	}
 	if (e->n_checks > 0) {
 		fprintf(f, "    Checks (trust store: %s):\n", e->trust ? e->trust : "?");
@@ -870,16 +841,8 @@ void explain_print_json(const Explain *e, FILE *f)
 	for (size_t i = 0; i < e->n_chain; i++) {
 		const ChainCert *c = &e->chain[i];
 
-		fputs(i ? ",\n   {\"subject\": " : "\n   {\"subject\": ", f);
-		json_print_string(f, c->subject);
-		fputs(", \"issuer\": ", f);
-		json_print_string(f, c->issuer);
-		fputs(", \"serial\": ", f);
-		json_print_string(f, c->serial);
-		fputs(", \"not_before\": ", f);
-		json_print_time(f, c->not_before);
-		fputs(", \"not_after\": ", f);
-		json_print_time(f, c->not_after);
+		fputs(i ? ",\n   {" : "\n   {", f);
+		cert_info_print_json(&c->cert, f);
 		fputs(", \"signature_algorithm\": ", f);
 		json_print_string(f, c->sig_algo);
 		fputs(", \"source\": ", f);

@@ -180,6 +180,22 @@ int p11cli_login_user(AdminSession *a, const char *pin_file)
 	return p11cli_fail(r, &err);
 }
 
+int p11cli_login_cleanup(AdminSession *a, const char *pin_file)
+{
+	CaError err = {0};
+	size_t orphans = 0;
+	int rc = p11cli_login_user(a, pin_file);
+
+	if (rc != 0)
+		return rc;
+	rc = p11cli_fail(admin_cleanup_orphans(a, &orphans, &err), &err);
+	if (orphans)
+		fprintf(stderr,
+			"certagent: removed %zu object(s) an interrupted enrollment had left\n",
+			orphans);
+	return rc;
+}
+
 void p11cli_free_certs(gnutls_x509_crt_t *v, size_t n)
 {
 	for (size_t i = 0; v && i < n; i++)

@@ -50,6 +50,10 @@ int p11cli_open(const char *module, const char *token, bool allow_uninitialized,
  * after p11cli_check_pin_state(). Exit code or 0. */
 int p11cli_login_user(AdminSession *a, const char *pin_file);
 
+/* p11cli_login_user(), then removes what an interrupted enrolment left (saying how many), as
+ * every command that makes objects does first. Exit code or 0. */
+int p11cli_login_cleanup(AdminSession *a, const char *pin_file);
+
 /* Reads every certificate of a PEM (several) or DER file. Exit code or 0. */
 int p11cli_read_certs(const char *path, gnutls_x509_crt_t **ret, size_t *ret_n);
 void p11cli_free_certs(gnutls_x509_crt_t *v, size_t n);
