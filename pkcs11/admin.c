@@ -30,29 +30,20 @@ struct AdminSession {
 
 /* --- small helpers ---------------------------------------------------------------------- */
 
-static const uint8_t oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
-static const uint8_t oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
-static const uint8_t oid_p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
-static const uint8_t oid_ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
-static const uint8_t str_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
-				      'd',  's',  '2', '5', '5', '1', '9'};
-
 static const struct {
 	const char *name;
 	CK_KEY_TYPE ckk;
 	CK_ULONG bits;
 	const uint8_t *params;
 	size_t params_len;
-	gnutls_ecc_curve_t curve;
 } key_types[] = {
-	{"rsa2048", CKK_RSA, 2048, NULL, 0, 0},
-	{"rsa3072", CKK_RSA, 3072, NULL, 0, 0},
-	{"rsa4096", CKK_RSA, 4096, NULL, 0, 0},
-	{"p256", CKK_EC, 256, oid_p256, sizeof(oid_p256), GNUTLS_ECC_CURVE_SECP256R1},
-	{"p384", CKK_EC, 384, oid_p384, sizeof(oid_p384), GNUTLS_ECC_CURVE_SECP384R1},
-	{"p521", CKK_EC, 521, oid_p521, sizeof(oid_p521), GNUTLS_ECC_CURVE_SECP521R1},
-	{"ed25519", CKK_EC_EDWARDS, 255, oid_ed25519, sizeof(oid_ed25519),
-	 GNUTLS_ECC_CURVE_ED25519},
+	{"rsa2048", CKK_RSA, 2048, NULL, 0},
+	{"rsa3072", CKK_RSA, 3072, NULL, 0},
+	{"rsa4096", CKK_RSA, 4096, NULL, 0},
+	{"p256", CKK_EC, 256, object_oid_p256, sizeof(object_oid_p256)},
+	{"p384", CKK_EC, 384, object_oid_p384, sizeof(object_oid_p384)},
+	{"p521", CKK_EC, 521, object_oid_p521, sizeof(object_oid_p521)},
+	{"ed25519", CKK_EC_EDWARDS, 255, object_oid_ed25519, sizeof(object_oid_ed25519)},
 };
 
 static bool bytes_eq(const void *a, size_t alen, const void *b, size_t blen)
@@ -75,42 +66,6 @@ static bool attr_bool(AdminSession *a, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE typ
 	if (call_get_attribute(a->m, a->h, o, type, &v, &n) != CKR_OK || n != 1)
 		return dflt;
 	return v[0] == CK_TRUE;
-}
-
-static int token_stub_fill(AdminSession *a)
-{
-	Token *t = &a->tok;
-	P11KitUri *u;
-	CK_TOKEN_INFO *ti;
-	int r = -ENOMEM;
-
-	free(t->label);
-	free(t->serial);
-	free(t->manufacturer);
-	free(t->model);
-	free(t->uri);
-	free(t->short_uri);
-	t->uri = t->short_uri = NULL;
-	t->label = p11_kit_space_strdup(t->info.label, sizeof(t->info.label));
-	t->serial = p11_kit_space_strdup(t->info.serialNumber, sizeof(t->info.serialNumber));
-	t->manufacturer =
-		p11_kit_space_strdup(t->info.manufacturerID, sizeof(t->info.manufacturerID));
-	t->model = p11_kit_space_strdup(t->info.model, sizeof(t->info.model));
-	u = p11_kit_uri_new();
-	if (!u || !t->label || !t->serial || !t->manufacturer || !t->model)
-		goto out;
-	ti = p11_kit_uri_get_token_info(u);
-	*ti = t->info;
-	if (p11_kit_uri_format(u, P11_KIT_URI_FOR_TOKEN, &t->uri) != P11_KIT_URI_OK)
-		goto out;
-	memset(ti, 0, sizeof(*ti));
-	memcpy(ti->label, t->info.label, sizeof(ti->label));
-	if (p11_kit_uri_format(u, P11_KIT_URI_FOR_TOKEN, &t->short_uri) != P11_KIT_URI_OK)
-		goto out;
-	r = 0;
-out:
-	p11_kit_uri_free(u);
-	return r;
 }
 
 /* --- slots ------------------------------------------------------------------------------ */
@@ -183,7 +138,6 @@ int admin_list_slots(Store *s, AdminSlotList **ret, CaError *err)
 			CK_SLOT_INFO si;
 			AdminSlot *p, *sl;
 			Token stub = {.module = m, .slot = slots[j]};
-			AdminSession tmp = {.m = m};
 
 			if (call_get_token_info(m, slots[j], &ti) != CKR_OK)
 				continue;
@@ -210,23 +164,17 @@ int admin_list_slots(Store *s, AdminSlotList **ret, CaError *err)
 			sl->total_private = ti.ulTotalPrivateMemory;
 			sl->min_pin = ti.ulMinPinLen;
 			sl->max_pin = ti.ulMaxPinLen;
-			tmp.tok = stub;
-			tmp.tok.info = ti;
-			if (token_stub_fill(&tmp) < 0) {
+			stub.info = ti;
+			if (token_fill_names(&stub) < 0) {
 				oom = true;
 			} else {
-				sl->label = TAKE_PTR(tmp.tok.label);
-				sl->serial = TAKE_PTR(tmp.tok.serial);
-				sl->manufacturer = TAKE_PTR(tmp.tok.manufacturer);
-				sl->model = TAKE_PTR(tmp.tok.model);
-				sl->uri = TAKE_PTR(tmp.tok.uri);
+				sl->label = TAKE_PTR(stub.label);
+				sl->serial = TAKE_PTR(stub.serial);
+				sl->manufacturer = TAKE_PTR(stub.manufacturer);
+				sl->model = TAKE_PTR(stub.model);
+				sl->uri = TAKE_PTR(stub.uri);
 			}
-			free(tmp.tok.label);
-			free(tmp.tok.serial);
-			free(tmp.tok.manufacturer);
-			free(tmp.tok.model);
-			free(tmp.tok.uri);
-			free(tmp.tok.short_uri);
+			token_clear_names(&stub);
 			if (!sl->module || !sl->module_path || !sl->slot_description)
 				oom = true;
 			if (sl->initialized)
@@ -252,12 +200,7 @@ AdminSession *admin_session_free(AdminSession *a)
 		call_close_session(a->m, a->h);
 	}
 	login_forget(&a->tok);
-	free(a->tok.label);
-	free(a->tok.serial);
-	free(a->tok.manufacturer);
-	free(a->tok.model);
-	free(a->tok.uri);
-	free(a->tok.short_uri);
+	token_clear_names(&a->tok);
 	pthread_mutex_destroy(&a->tok.login_lock);
 	pthread_mutex_destroy(&a->tok.pool_lock);
 	pthread_cond_destroy(&a->tok.pool_cond);
@@ -274,7 +217,7 @@ static int session_reopen(AdminSession *a, CaError *err)
 		a->open = false;
 	}
 	rv = call_get_token_info(a->m, a->slot, &a->tok.info);
-	if (rv == CKR_OK && token_stub_fill(a) < 0)
+	if (rv == CKR_OK && token_fill_names(&a->tok) < 0)
 		return ca_error_set(err, -ENOMEM, "out of memory");
 	/* An uninitialised token takes no sessions; only C_InitToken, which wants none. */
 	if (rv == CKR_OK && !(a->tok.info.flags & CKF_TOKEN_INITIALIZED))
@@ -655,40 +598,6 @@ static bool pubkey_to_spki(gnutls_pubkey_t pub, gnutls_datum_t *ret)
 	return datum_from_gnutls(ret, &d);
 }
 
-static gnutls_ecc_curve_t curve_of(const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < ELEMENTSOF(key_types); i++)
-		if (key_types[i].params && bytes_eq(p, n, key_types[i].params,
-						    key_types[i].params_len))
-			return key_types[i].curve;
-	if (bytes_eq(p, n, str_ed25519, sizeof(str_ed25519)))
-		return GNUTLS_ECC_CURVE_ED25519;
-	return GNUTLS_ECC_CURVE_INVALID;
-}
-
-/* The point inside CKA_EC_POINT (a DER OCTET STRING, or bare from some modules). */
-static bool ec_point(const uint8_t *p, size_t n, size_t want, const uint8_t **ret, size_t *ret_n)
-{
-	size_t len, hdr;
-
-	if (n == want) {
-		*ret = p, *ret_n = n;
-		return true;
-	}
-	if (n < 2 || p[0] != 0x04)
-		return false;
-	if (p[1] < 0x80)
-		len = p[1], hdr = 2;
-	else if (p[1] == 0x81 && n >= 3)
-		len = p[2], hdr = 3;
-	else
-		return false;
-	if (hdr + len != n || len != want)
-		return false;
-	*ret = p + hdr, *ret_n = len;
-	return true;
-}
-
 static void key_read(AdminSession *a, CK_OBJECT_HANDLE o, AdminObject *obj)
 {
 	_cleanup_free_ uint8_t *mod = NULL, *exp = NULL, *params = NULL, *point = NULL;
@@ -710,15 +619,9 @@ static void key_read(AdminSession *a, CK_OBJECT_HANDLE o, AdminObject *obj)
 	if (ckk == CKK_RSA &&
 	    call_get_attribute(a->m, a->h, o, CKA_MODULUS, &mod, &mod_n) == CKR_OK) {
 		gnutls_datum_t m = {mod, mod_n}, e = {NULL, 0};
-		unsigned bits = 0;
 
 		obj->key_type = CA_KEY_RSA;
-		while (mod_n > 0 && mod[0] == 0)
-			memmove(mod, mod + 1, --mod_n);
-		m.size = mod_n;
-		if (mod_n > 0)
-			bits = (unsigned)(mod_n - 1) * 8 + (32 - __builtin_clz(mod[0]));
-		obj->bits = bits;
+		obj->bits = object_bits_of(mod, mod_n);
 		if (call_get_attribute(a->m, a->h, o, CKA_PUBLIC_EXPONENT, &exp, &exp_n) ==
 			    CKR_OK &&
 		    exp_n > 0) {
@@ -729,39 +632,13 @@ static void key_read(AdminSession *a, CK_OBJECT_HANDLE o, AdminObject *obj)
 	} else if ((ckk == CKK_EC || ckk == CKK_EC_EDWARDS) &&
 		   call_get_attribute(a->m, a->h, o, CKA_EC_PARAMS, &params, &params_n) ==
 			   CKR_OK) {
-		gnutls_ecc_curve_t c = curve_of(params, params_n);
-		const uint8_t *pt;
-		size_t pt_n;
+		gnutls_ecc_curve_t c = object_curve_from_params(params, params_n);
 
-		for (size_t i = 0; i < ELEMENTSOF(key_types); i++)
-			if (key_types[i].curve == c && c != 0) {
-				obj->key_type = c == GNUTLS_ECC_CURVE_ED25519 ? CA_KEY_ED25519
-									      : CA_KEY_EC;
-				obj->bits = key_types[i].bits;
-			}
+		object_curve_to_type(c, &obj->key_type, &obj->bits);
 		if (obj->cls == ADMIN_OBJ_PUBLIC && obj->key_type != CA_KEY_UNKNOWN &&
-		    call_get_attribute(a->m, a->h, o, CKA_EC_POINT, &point, &point_n) == CKR_OK) {
-			size_t coord = c == GNUTLS_ECC_CURVE_ED25519 ? 32
-								     : gnutls_ecc_curve_get_size(c);
-			size_t want = c == GNUTLS_ECC_CURVE_ED25519 ? 32 : 1 + 2 * coord;
-
-			if (ec_point(point, point_n, want, &pt, &pt_n)) {
-				gnutls_datum_t x = {(uint8_t *)pt, pt_n}, y = {NULL, 0};
-				int ok;
-
-				if (c == GNUTLS_ECC_CURVE_ED25519) {
-					ok = gnutls_pubkey_import_ecc_raw(pub, c, &x, NULL);
-				} else {
-					x = (gnutls_datum_t){(uint8_t *)pt + 1, coord};
-					y = (gnutls_datum_t){(uint8_t *)pt + 1 + coord, coord};
-					ok = pt[0] == 0x04
-						     ? gnutls_pubkey_import_ecc_raw(pub, c, &x, &y)
-						     : -1;
-				}
-				if (ok == 0)
-					pubkey_to_spki(pub, &obj->spki);
-			}
-		}
+		    call_get_attribute(a->m, a->h, o, CKA_EC_POINT, &point, &point_n) == CKR_OK &&
+		    object_pubkey_import_ec(pub, c, point, point_n))
+			pubkey_to_spki(pub, &obj->spki);
 	}
 	gnutls_pubkey_deinit(pub);
 }
@@ -995,8 +872,8 @@ int admin_generate_key(AdminSession *a, const char *type, const char *label, con
 	     rv == CKR_TEMPLATE_INCONSISTENT) &&
 	    key_types[k].ckk == CKK_EC_EDWARDS) {
 		/* Older modules name the curve with a PrintableString, as RFC 8410 once did. */
-		pubt[npub - 1] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)str_ed25519,
-						sizeof(str_ed25519)};
+		pubt[npub - 1] = (CK_ATTRIBUTE){CKA_EC_PARAMS, (void *)object_str_ed25519,
+						sizeof(object_str_ed25519)};
 		rv = call_generate_key_pair(a->m, a->h, &mech, pubt, npub, privt, npriv, &pub,
 					    &priv);
 	}

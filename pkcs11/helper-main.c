@@ -75,38 +75,6 @@ static void helper_log(int prio, const char *msg, void *userdata)
 		h->m.name ? h->m.name : "?", msg);
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
-static int read_all(int fd, uint8_t *p, size_t n)
-{
-	while (n > 0) {
-		ssize_t k = read(fd, p, n);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0)
-			return -errno;
-		if (k == 0)
-			return -EPIPE;
-		p += k;
-		n -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Sends a built reply; a reply that did not encode becomes a bare CKR_GENERAL_ERROR. */
 static void helper_send(RpcBuf *b, uint32_t id, RpcOp op)
 {
@@ -120,7 +88,7 @@ static void helper_send(RpcBuf *b, uint32_t id, RpcOp op)
 		}
 	}
 	pthread_mutex_lock(&helper.write_lock);
-	if (write_all(HELPER_FD, b->data, b->len) < 0)
+	if (remote_write_full(HELPER_FD, b->data, b->len) < 0)
 		_exit(1); /* the agent is gone */
 	pthread_mutex_unlock(&helper.write_lock);
 	rpc_buf_wipe(b);
@@ -208,13 +176,10 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 		return rv;
 	}
 	case RPC_OP_CLOSE_SESSION:
-		ARG(0, a0);
-		rv = call_close_session(m, a0);
-		rpc_put_u64(b, rv);
-		return rv;
 	case RPC_OP_LOGOUT:
 		ARG(0, a0);
-		rv = call_logout(m, a0);
+		rv = msg->op == RPC_OP_CLOSE_SESSION ? call_close_session(m, a0)
+						     : call_logout(m, a0);
 		rpc_put_u64(b, rv);
 		return rv;
 	case RPC_OP_GET_SESSION_INFO: {
@@ -519,7 +484,7 @@ int main(int argc, char **argv)
 		size_t size;
 		Job *j;
 
-		r = read_all(HELPER_FD, hdr, sizeof(hdr));
+		r = remote_read_full(HELPER_FD, hdr, sizeof(hdr), NULL);
 		if (r < 0)
 			break;
 		size = rpc_frame_size(hdr);
@@ -536,7 +501,7 @@ int main(int argc, char **argv)
 		}
 		j->len = size;
 		memcpy(j->buf, hdr, sizeof(hdr));
-		r = read_all(HELPER_FD, j->buf + 4, size - 4);
+		r = remote_read_full(HELPER_FD, j->buf + 4, size - 4, NULL);
 		if (r < 0 || rpc_decode_frame(j->buf, j->len, &j->msg) < 0 ||
 		    j->msg.op == RPC_OP_HELLO) {
 			if (r == 0)

@@ -12,7 +12,9 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <time.h>
 
+#include <gnutls/abstract.h>
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/uri.h>
 
@@ -181,6 +183,9 @@ CK_RV remote_start(Module *m);
 void remote_stop(Module *m);
 Remote *remote_free(Remote *r);
 unsigned remote_generation(const Module *m); /* 0 for modules loaded in-process */
+/* Exact reads and writes on the socketpair, for both ends (helper-main.c too). */
+int remote_read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadline);
+int remote_write_full(int fd, const uint8_t *p, size_t n);
 CK_RV remote_get_info(Module *m, CK_INFO *ret);
 CK_RV remote_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n);
 CK_RV remote_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret);
@@ -229,6 +234,8 @@ int token_scan_all(Store *s, CaError *err);
 void token_free_all(Store *s);
 bool token_session_logged_in(Token *t, CK_SESSION_HANDLE h, CK_RV *ret_rv);
 int token_add(Store *s, Module *m, CK_SLOT_ID slot, Token **ret);
+int token_fill_names(Token *t);
+void token_clear_names(Token *t);
 void token_remove(Store *s, Token *t);
 
 /* hotplug.c (with the store lock held exclusively unless said otherwise) */
@@ -268,6 +275,15 @@ void identity_deinit(Identity *id);
 int object_find_private_key(Token *t, CK_SESSION_HANDLE h, const Identity *id,
 			    CK_OBJECT_HANDLE *ret_key, bool *ret_always_auth, CK_RV *ret_rv,
 			    CaError *err);
+/* Key material, for admin.c too. CKA_EC_PARAMS of the curves we know: the DER OIDs, and the
+ * PrintableString older modules name Ed25519 with. */
+extern const uint8_t object_oid_p256[10], object_oid_p384[7], object_oid_p521[7],
+	object_oid_ed25519[5], object_str_ed25519[14];
+gnutls_ecc_curve_t object_curve_from_params(const uint8_t *p, size_t n);
+void object_curve_to_type(gnutls_ecc_curve_t c, CaKeyType *type, unsigned *bits);
+unsigned object_bits_of(const uint8_t *p, size_t n);
+bool object_pubkey_import_ec(gnutls_pubkey_t pub, gnutls_ecc_curve_t curve, const uint8_t *point,
+			     size_t n);
 
 /* sign.c */
 int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, const uint8_t *data,

@@ -58,33 +58,35 @@ typedef struct Scan {
 	size_t n_certs;
 } Scan;
 
-static const uint8_t oid_p256[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
-static const uint8_t oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
-static const uint8_t oid_p521[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
-static const uint8_t oid_ed25519[] = {0x06, 0x03, 0x2b, 0x65, 0x70};
-static const uint8_t str_ed25519[] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
-				      'd',  's',  '2', '5', '5', '1', '9'};
+const uint8_t object_oid_p256[10] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+const uint8_t object_oid_p384[7] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+const uint8_t object_oid_p521[7] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23};
+const uint8_t object_oid_ed25519[5] = {0x06, 0x03, 0x2b, 0x65, 0x70};
+const uint8_t object_str_ed25519[14] = {0x13, 0x0c, 'e', 'd', 'w', 'a', 'r',
+					'd',  's',  '2', '5', '5', '1', '9'};
 
 static bool bytes_eq(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
 	return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
-static gnutls_ecc_curve_t curve_from_params(const uint8_t *p, size_t n)
+/* The curve CKA_EC_PARAMS names; GNUTLS_ECC_CURVE_INVALID for one we do not know. */
+gnutls_ecc_curve_t object_curve_from_params(const uint8_t *p, size_t n)
 {
-	if (bytes_eq(p, n, oid_p256, sizeof(oid_p256)))
+	if (bytes_eq(p, n, object_oid_p256, sizeof(object_oid_p256)))
 		return GNUTLS_ECC_CURVE_SECP256R1;
-	if (bytes_eq(p, n, oid_p384, sizeof(oid_p384)))
+	if (bytes_eq(p, n, object_oid_p384, sizeof(object_oid_p384)))
 		return GNUTLS_ECC_CURVE_SECP384R1;
-	if (bytes_eq(p, n, oid_p521, sizeof(oid_p521)))
+	if (bytes_eq(p, n, object_oid_p521, sizeof(object_oid_p521)))
 		return GNUTLS_ECC_CURVE_SECP521R1;
-	if (bytes_eq(p, n, oid_ed25519, sizeof(oid_ed25519)) ||
-	    bytes_eq(p, n, str_ed25519, sizeof(str_ed25519)))
+	if (bytes_eq(p, n, object_oid_ed25519, sizeof(object_oid_ed25519)) ||
+	    bytes_eq(p, n, object_str_ed25519, sizeof(object_str_ed25519)))
 		return GNUTLS_ECC_CURVE_ED25519;
 	return GNUTLS_ECC_CURVE_INVALID;
 }
 
-static void curve_to_type(gnutls_ecc_curve_t c, CaKeyType *type, unsigned *bits)
+/* Key type and size of curve c: CA_KEY_UNKNOWN and 0 for one we do not know. */
+void object_curve_to_type(gnutls_ecc_curve_t c, CaKeyType *type, unsigned *bits)
 {
 	switch (c) {
 	case GNUTLS_ECC_CURVE_SECP256R1:
@@ -104,7 +106,8 @@ static void curve_to_type(gnutls_ecc_curve_t c, CaKeyType *type, unsigned *bits)
 	}
 }
 
-static unsigned bits_of(const uint8_t *p, size_t n)
+/* Bits of a big-endian unsigned integer (CKA_MODULUS), leading zero bytes skipped. */
+unsigned object_bits_of(const uint8_t *p, size_t n)
 {
 	while (n > 0 && *p == 0)
 		p++, n--;
@@ -113,11 +116,13 @@ static unsigned bits_of(const uint8_t *p, size_t n)
 	return (unsigned)(n - 1) * 8 + (32 - __builtin_clz(*p));
 }
 
-/* CKA_EC_POINT: DER OCTET STRING around the point (the spec), or the bare point (some modules). */
-static bool ec_point_unwrap(const uint8_t *p, size_t n, size_t coord, const uint8_t **ret,
+/*
+ * CKA_EC_POINT: DER OCTET STRING around the point (the spec), or the bare point (some
+ * modules); the point has exactly want bytes.
+ */
+static bool ec_point_unwrap(const uint8_t *p, size_t n, size_t want, const uint8_t **ret,
 			    size_t *ret_n)
 {
-	size_t want = coord == 32 && n <= 34 ? 32 : 1 + 2 * coord; /* Ed25519: 32 bytes */
 	size_t len, hdr;
 
 	if (n == want) {
@@ -136,6 +141,32 @@ static bool ec_point_unwrap(const uint8_t *p, size_t n, size_t coord, const uint
 		return false;
 	*ret = p + hdr, *ret_n = len;
 	return true;
+}
+
+/*
+ * Imports into pub the public key of curve with CKA_EC_POINT point: 32 bytes for Ed25519,
+ * else an uncompressed point (0x04, x, y). Returns false for anything else.
+ */
+bool object_pubkey_import_ec(gnutls_pubkey_t pub, gnutls_ecc_curve_t curve, const uint8_t *point,
+			     size_t n)
+{
+	bool ed = curve == GNUTLS_ECC_CURVE_ED25519;
+	size_t coord = ed ? 32 : gnutls_ecc_curve_get_size(curve);
+	gnutls_datum_t x, y;
+	const uint8_t *pt;
+	size_t pt_n;
+
+	if (coord == 0 || !ec_point_unwrap(point, n, ed ? 32 : 1 + 2 * coord, &pt, &pt_n))
+		return false;
+	if (ed) {
+		x = (gnutls_datum_t){(unsigned char *)pt, pt_n};
+		return gnutls_pubkey_import_ecc_raw(pub, curve, &x, NULL) == 0;
+	}
+	if (pt[0] != 0x04) /* only uncompressed points */
+		return false;
+	x = (gnutls_datum_t){(unsigned char *)pt + 1, coord};
+	y = (gnutls_datum_t){(unsigned char *)pt + 1 + coord, coord};
+	return gnutls_pubkey_import_ecc_raw(pub, curve, &x, &y) == 0;
 }
 
 static bool pubkey_kid(gnutls_pubkey_t pub, uint8_t kid[KID_LEN])
@@ -161,29 +192,12 @@ static bool kid_rsa(const uint8_t *mod, size_t mod_n, const uint8_t *exp, size_t
 
 static bool kid_ec(gnutls_ecc_curve_t curve, const uint8_t *point, size_t n, uint8_t kid[KID_LEN])
 {
-	size_t coord = curve == GNUTLS_ECC_CURVE_ED25519 ? 32 : (gnutls_ecc_curve_get_size(curve));
-	gnutls_datum_t x, y;
-	const uint8_t *pt;
-	size_t pt_n;
 	gnutls_pubkey_t pub;
 	bool ok;
 
-	if (coord == 0 || !ec_point_unwrap(point, n, coord, &pt, &pt_n))
-		return false;
-	if (curve == GNUTLS_ECC_CURVE_ED25519) {
-		x = (gnutls_datum_t){(unsigned char *)pt, pt_n};
-		y = (gnutls_datum_t){NULL, 0};
-	} else {
-		if (pt[0] != 0x04) /* only uncompressed points */
-			return false;
-		x = (gnutls_datum_t){(unsigned char *)pt + 1, coord};
-		y = (gnutls_datum_t){(unsigned char *)pt + 1 + coord, coord};
-	}
 	if (gnutls_pubkey_init(&pub) < 0)
 		return false;
-	ok = gnutls_pubkey_import_ecc_raw(pub, curve, &x,
-					  curve == GNUTLS_ECC_CURVE_ED25519 ? NULL : &y) == 0 &&
-	     pubkey_kid(pub, kid);
+	ok = object_pubkey_import_ec(pub, curve, point, n) && pubkey_kid(pub, kid);
 	gnutls_pubkey_deinit(pub);
 	return ok;
 }
@@ -213,7 +227,7 @@ static bool key_read(Scan *sc, CK_OBJECT_HANDLE o, bool is_private, KeyObj *k)
 		if (!attr(sc, o, CKA_MODULUS, &mod, &mod_n))
 			return false;
 		k->type = CA_KEY_RSA;
-		k->bits = bits_of(mod, mod_n);
+		k->bits = object_bits_of(mod, mod_n);
 		if (attr(sc, o, CKA_PUBLIC_EXPONENT, &exp, &exp_n))
 			k->has_kid = kid_rsa(mod, mod_n, exp, exp_n, k->kid);
 		break;
@@ -221,8 +235,8 @@ static bool key_read(Scan *sc, CK_OBJECT_HANDLE o, bool is_private, KeyObj *k)
 	case CKK_EC_EDWARDS:
 		if (!attr(sc, o, CKA_EC_PARAMS, &params, &params_n))
 			return false;
-		curve = curve_from_params(params, params_n);
-		curve_to_type(curve, &k->type, &k->bits);
+		curve = object_curve_from_params(params, params_n);
+		object_curve_to_type(curve, &k->type, &k->bits);
 		if (k->type == CA_KEY_UNKNOWN)
 			return false;
 		if (!is_private && attr(sc, o, CKA_EC_POINT, &point, &point_n))
@@ -265,7 +279,7 @@ static bool cert_read(Scan *sc, CK_OBJECT_HANDLE o, CertObj *c)
 		gnutls_datum_t x = {0}, y = {0};
 
 		if (gnutls_x509_crt_get_pk_ecc_raw(c->crt, &curve, &x, &y) == 0)
-			curve_to_type(curve, &c->type, &c->bits);
+			object_curve_to_type(curve, &c->type, &c->bits);
 		gnutls_free(x.data);
 		gnutls_free(y.data);
 	} else if (pk == GNUTLS_PK_EDDSA_ED25519) {

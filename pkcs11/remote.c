@@ -115,8 +115,11 @@ static const char *remote_helper_path(void)
 
 /* ---- frames on a stream socket ---- */
 
-/* Reads exactly n bytes; 0, -EPIPE at EOF, -ETIMEDOUT past deadline (if any), -errno. */
-static int read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadline)
+/*
+ * Reads exactly n bytes; 0, -EPIPE at EOF, -ETIMEDOUT past deadline (if any), -errno. The
+ * helper (helper-main.c) reads its requests with it too, without a deadline.
+ */
+int remote_read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadline)
 {
 	while (n > 0) {
 		ssize_t k;
@@ -160,7 +163,7 @@ static int read_frame(int fd, uint8_t **ret, size_t *ret_len, const struct times
 	size_t size;
 	int r;
 
-	r = read_full(fd, hdr, sizeof(hdr), deadline);
+	r = remote_read_full(fd, hdr, sizeof(hdr), deadline);
 	if (r < 0)
 		return r;
 	size = rpc_frame_size(hdr);
@@ -170,7 +173,7 @@ static int read_frame(int fd, uint8_t **ret, size_t *ret_len, const struct times
 	if (!buf)
 		return -ENOMEM;
 	memcpy(buf, hdr, sizeof(hdr));
-	r = read_full(fd, buf + 4, size - 4, deadline);
+	r = remote_read_full(fd, buf + 4, size - 4, deadline);
 	if (r < 0) {
 		erase_and_free(buf, size);
 		return r;
@@ -180,7 +183,8 @@ static int read_frame(int fd, uint8_t **ret, size_t *ret_len, const struct times
 	return 0;
 }
 
-static int write_full(int fd, const uint8_t *p, size_t n)
+/* Writes all n bytes (no SIGPIPE); 0 or -errno. Both ends of the socketpair use it. */
+int remote_write_full(int fd, const uint8_t *p, size_t n)
 {
 	while (n > 0) {
 		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
@@ -647,7 +651,7 @@ static CK_RV remote_call(Module *m, RpcBuf *req, RpcOp op, unsigned timeout_ms, 
 	rpc_buf_set_id(req, p.id);
 	pthread_mutex_lock(&r->write_lock);
 	k = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE) == gen && r->fd >= 0
-		    ? write_full(r->fd, req->data, req->len)
+		    ? remote_write_full(r->fd, req->data, req->len)
 		    : -EPIPE;
 	pthread_mutex_unlock(&r->write_lock);
 	rpc_buf_wipe(req);
@@ -727,6 +731,22 @@ static CK_RV remote_handle(Module *m, CK_SESSION_HANDLE h, uint64_t *ret)
 	return remote_handle_ex(m, h, false, ret);
 }
 
+/*
+ * Begins the request op on session h: the helper's handle is its first field. Returns what
+ * remote_handle_ex() does; b is built only on CKR_OK.
+ */
+static CK_RV remote_begin_session(Module *m, CK_SESSION_HANDLE h, bool drop, RpcOp op, RpcBuf *b)
+{
+	uint64_t rh;
+	CK_RV rv = remote_handle_ex(m, h, drop, &rh);
+
+	if (rv != CKR_OK)
+		return rv;
+	rpc_buf_begin(b, 0, op);
+	rpc_put_u64(b, rh);
+	return CKR_OK;
+}
+
 static unsigned timeout_of(Module *m)
 {
 	return m->timeout_ms ? m->timeout_ms : STORE_MODULE_TIMEOUT_DEFAULT_MS;
@@ -747,21 +767,20 @@ CK_RV remote_get_info(Module *m, CK_INFO *ret)
 	return rv;
 }
 
-/* Slot and mechanism lists, and found objects: a ULONGS reply of at most max elements. */
-static CK_RV remote_list(Module *m, RpcOp op, bool has_arg, CK_ULONG arg, size_t max,
-			 CK_ULONG **ret, size_t *ret_n)
+/*
+ * Slot and mechanism lists, and found objects: sends req and takes a ULONGS reply of at most
+ * max elements.
+ */
+static CK_RV remote_call_list(Module *m, RpcBuf *req, RpcOp op, size_t max, CK_ULONG **ret,
+			      size_t *ret_n)
 {
 	_cleanup_reply_ Reply rep = {0};
 	CK_ULONG *v = NULL;
 	size_t n = 0;
-	RpcBuf b;
 	CK_RV rv;
 	int k;
 
-	rpc_buf_begin(&b, 0, op);
-	if (has_arg)
-		rpc_put_u64(&b, arg);
-	rv = remote_call(m, &b, op, timeout_of(m), &rep);
+	rv = remote_call(m, req, op, timeout_of(m), &rep);
 	if (rv != CKR_OK)
 		return rv;
 	k = rpc_get_ulongs(&rep.msg, 1, &v, &n);
@@ -778,13 +797,20 @@ static CK_RV remote_list(Module *m, RpcOp op, bool has_arg, CK_ULONG arg, size_t
 
 CK_RV remote_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n)
 {
-	return remote_list(m, RPC_OP_GET_SLOT_LIST, false, 0, CALL_SLOTS_MAX, ret, ret_n);
+	RpcBuf b;
+
+	rpc_buf_begin(&b, 0, RPC_OP_GET_SLOT_LIST);
+	return remote_call_list(m, &b, RPC_OP_GET_SLOT_LIST, CALL_SLOTS_MAX, ret, ret_n);
 }
 
 CK_RV remote_get_mechanism_list(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE **ret,
 				size_t *ret_n)
 {
-	return remote_list(m, RPC_OP_GET_MECHANISM_LIST, true, slot, CALL_MECHS_MAX, ret, ret_n);
+	RpcBuf b;
+
+	rpc_buf_begin(&b, 0, RPC_OP_GET_MECHANISM_LIST);
+	rpc_put_u64(&b, slot);
+	return remote_call_list(m, &b, RPC_OP_GET_MECHANISM_LIST, CALL_MECHS_MAX, ret, ret_n);
 }
 
 CK_RV remote_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret)
@@ -889,14 +915,11 @@ CK_RV remote_open_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret)
 static CK_RV remote_session_op(Module *m, RpcOp op, CK_SESSION_HANDLE h)
 {
 	_cleanup_reply_ Reply rep = {0};
-	uint64_t rh;
 	RpcBuf b;
-	CK_RV rv = remote_handle_ex(m, h, op == RPC_OP_CLOSE_SESSION, &rh);
+	CK_RV rv = remote_begin_session(m, h, op == RPC_OP_CLOSE_SESSION, op, &b);
 
 	if (rv != CKR_OK)
 		return rv;
-	rpc_buf_begin(&b, 0, op);
-	rpc_put_u64(&b, rh);
 	return remote_call(m, &b, op, timeout_of(m), &rep);
 }
 
@@ -913,14 +936,11 @@ CK_RV remote_logout(Module *m, CK_SESSION_HANDLE h)
 CK_RV remote_get_session_info(Module *m, CK_SESSION_HANDLE h, CK_SESSION_INFO *ret)
 {
 	_cleanup_reply_ Reply rep = {0};
-	uint64_t rh;
 	RpcBuf b;
-	CK_RV rv = remote_handle(m, h, &rh);
+	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_GET_SESSION_INFO, &b);
 
 	if (rv != CKR_OK)
 		return rv;
-	rpc_buf_begin(&b, 0, RPC_OP_GET_SESSION_INFO);
-	rpc_put_u64(&b, rh);
 	rv = remote_call(m, &b, RPC_OP_GET_SESSION_INFO, timeout_of(m), &rep);
 	if (rv == CKR_OK && rpc_get_session_info(&rep.msg, 1, ret) < 0)
 		return remote_bad_reply(m);
@@ -931,15 +951,12 @@ CK_RV remote_login(Module *m, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char
 		   size_t pin_len)
 {
 	_cleanup_reply_ Reply rep = {0};
-	uint64_t rh;
 	RpcBuf b;
-	CK_RV rv = remote_handle(m, h, &rh);
+	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_LOGIN, &b);
 
 	if (rv != CKR_OK)
 		return rv;
 	/* The frame holds the PIN: remote_call wipes it once sent. */
-	rpc_buf_begin(&b, 0, RPC_OP_LOGIN);
-	rpc_put_u64(&b, rh);
 	rpc_put_u64(&b, user);
 	rpc_put_u64(&b, pin != NULL);
 	rpc_put_bytes(&b, pin ? pin : "", pin ? pin_len : 0);
@@ -949,32 +966,13 @@ CK_RV remote_login(Module *m, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char
 CK_RV remote_find_objects(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
 			  CK_OBJECT_HANDLE **ret, size_t *ret_n)
 {
-	_cleanup_reply_ Reply rep = {0};
-	CK_ULONG *v = NULL;
-	size_t nv = 0;
-	uint64_t rh;
 	RpcBuf b;
-	CK_RV rv = remote_handle(m, h, &rh);
-	int k;
+	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_FIND_OBJECTS, &b);
 
 	if (rv != CKR_OK)
 		return rv;
-	rpc_buf_begin(&b, 0, RPC_OP_FIND_OBJECTS);
-	rpc_put_u64(&b, rh);
 	rpc_put_attrs(&b, tmpl, n);
-	rv = remote_call(m, &b, RPC_OP_FIND_OBJECTS, timeout_of(m), &rep);
-	if (rv != CKR_OK)
-		return rv;
-	k = rpc_get_ulongs(&rep.msg, 1, &v, &nv);
-	if (k == -ENOMEM)
-		return CKR_HOST_MEMORY;
-	if (k < 0 || nv > CALL_FIND_MAX) {
-		free(v);
-		return remote_bad_reply(m);
-	}
-	*ret = v;
-	*ret_n = nv;
-	return CKR_OK;
+	return remote_call_list(m, &b, RPC_OP_FIND_OBJECTS, CALL_FIND_MAX, ret, ret_n);
 }
 
 CK_RV remote_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
@@ -984,14 +982,11 @@ CK_RV remote_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o,
 	const uint8_t *v;
 	uint8_t *copy;
 	size_t len;
-	uint64_t rh;
 	RpcBuf b;
-	CK_RV rv = remote_handle(m, h, &rh);
+	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_GET_ATTRIBUTE, &b);
 
 	if (rv != CKR_OK)
 		return rv;
-	rpc_buf_begin(&b, 0, RPC_OP_GET_ATTRIBUTE);
-	rpc_put_u64(&b, rh);
 	rpc_put_u64(&b, o);
 	rpc_put_u64(&b, type);
 	rv = remote_call(m, &b, RPC_OP_GET_ATTRIBUTE, timeout_of(m), &rep);
@@ -1013,14 +1008,11 @@ CK_RV remote_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_AT
 		       CK_ULONG *ret)
 {
 	_cleanup_reply_ Reply rep = {0};
-	uint64_t rh;
 	RpcBuf b;
-	CK_RV rv = remote_handle(m, h, &rh);
+	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_GET_ULONG, &b);
 
 	if (rv != CKR_OK)
 		return rv;
-	rpc_buf_begin(&b, 0, RPC_OP_GET_ULONG);
-	rpc_put_u64(&b, rh);
 	rpc_put_u64(&b, o);
 	rpc_put_u64(&b, type);
 	rv = remote_call(m, &b, RPC_OP_GET_ULONG, timeout_of(m), &rep);
@@ -1068,16 +1060,14 @@ CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t le
 {
 	_cleanup_reply_ Reply rep = {0};
 	const uint8_t *v;
-	uint64_t rh, want;
+	uint64_t want;
 	size_t n;
 	RpcBuf b;
-	CK_RV rv = remote_handle(m, h, &rh);
+	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_SIGN, &b);
 
 	if (rv != CKR_OK)
 		return rv;
 	/* The data may be a digest of what the client sends: wiped with the frame. */
-	rpc_buf_begin(&b, 0, RPC_OP_SIGN);
-	rpc_put_u64(&b, rh);
 	rpc_put_bytes(&b, data, len);
 	rpc_put_u64(&b, sig ? *sig_len : 0); /* 0: only ask for the length */
 	rv = remote_call(m, &b, RPC_OP_SIGN, timeout_of(m), &rep);

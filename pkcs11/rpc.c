@@ -6,18 +6,12 @@
  * and against its cap before it is used. No I/O here and no allocation in the decoder.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "rpc.h"
 #include "util.h"
-
-/* Wire lengths of the fixed structures: char arrays as they are, CK_ULONG as u64. */
-#define INFO_LEN (2 + 32 + 8 + 32 + 2)
-#define SLOT_INFO_LEN (64 + 32 + 8 + 2 + 2)
-#define TOKEN_INFO_LEN (32 + 32 + 16 + 16 + 11 * 8 + 2 + 2 + 16)
-#define SESSION_INFO_LEN (4 * 8)
-#define MECHANISM_INFO_LEN (3 * 8)
 
 static uint32_t get_u32(const uint8_t *p)
 {
@@ -231,130 +225,153 @@ int rpc_get_attrs(const RpcMessage *m, size_t i, CK_ATTRIBUTE **ret, size_t *ret
 	return 0;
 }
 
-/* A reader over a fixed structure's bytes. */
-typedef struct Cursor {
-	const uint8_t *p;
-} Cursor;
+/*
+ * The fixed structures, each described once for both directions: on the wire, in this order,
+ * char arrays as they are, CK_ULONG as u64 and CK_VERSION as two bytes.
+ */
+typedef enum FixedKind {
+	FIXED_RAW,
+	FIXED_ULONG,
+	FIXED_VERSION,
+} FixedKind;
 
-static void cur_raw(Cursor *c, void *out, size_t n)
+typedef struct FixedMember {
+	FixedKind kind;
+	size_t offset; /* in the structure */
+	size_t len;    /* on the wire */
+} FixedMember;
+
+typedef struct FixedLayout {
+	const FixedMember *members;
+	size_t n_members;
+} FixedLayout;
+
+/* clang-format off */
+#define FX_RAW(type, member) {FIXED_RAW, offsetof(type, member), sizeof(((type *)0)->member)}
+#define FX_ULONG(type, member) {FIXED_ULONG, offsetof(type, member), 8}
+#define FX_VERSION(type, member) {FIXED_VERSION, offsetof(type, member), 2}
+#define LAYOUT(members) {members, sizeof(members) / sizeof(members[0])}
+/* clang-format on */
+
+static const FixedMember info_members[] = {
+	FX_VERSION(CK_INFO, cryptokiVersion),
+	FX_RAW(CK_INFO, manufacturerID),
+	FX_ULONG(CK_INFO, flags),
+	FX_RAW(CK_INFO, libraryDescription),
+	FX_VERSION(CK_INFO, libraryVersion),
+};
+static const FixedMember slot_info_members[] = {
+	FX_RAW(CK_SLOT_INFO, slotDescription),
+	FX_RAW(CK_SLOT_INFO, manufacturerID),
+	FX_ULONG(CK_SLOT_INFO, flags),
+	FX_VERSION(CK_SLOT_INFO, hardwareVersion),
+	FX_VERSION(CK_SLOT_INFO, firmwareVersion),
+};
+static const FixedMember token_info_members[] = {
+	FX_RAW(CK_TOKEN_INFO, label),
+	FX_RAW(CK_TOKEN_INFO, manufacturerID),
+	FX_RAW(CK_TOKEN_INFO, model),
+	FX_RAW(CK_TOKEN_INFO, serialNumber),
+	FX_ULONG(CK_TOKEN_INFO, flags),
+	FX_ULONG(CK_TOKEN_INFO, ulMaxSessionCount),
+	FX_ULONG(CK_TOKEN_INFO, ulSessionCount),
+	FX_ULONG(CK_TOKEN_INFO, ulMaxRwSessionCount),
+	FX_ULONG(CK_TOKEN_INFO, ulRwSessionCount),
+	FX_ULONG(CK_TOKEN_INFO, ulMaxPinLen),
+	FX_ULONG(CK_TOKEN_INFO, ulMinPinLen),
+	FX_ULONG(CK_TOKEN_INFO, ulTotalPublicMemory),
+	FX_ULONG(CK_TOKEN_INFO, ulFreePublicMemory),
+	FX_ULONG(CK_TOKEN_INFO, ulTotalPrivateMemory),
+	FX_ULONG(CK_TOKEN_INFO, ulFreePrivateMemory),
+	FX_VERSION(CK_TOKEN_INFO, hardwareVersion),
+	FX_VERSION(CK_TOKEN_INFO, firmwareVersion),
+	FX_RAW(CK_TOKEN_INFO, utcTime),
+};
+static const FixedMember session_info_members[] = {
+	FX_ULONG(CK_SESSION_INFO, slotID),
+	FX_ULONG(CK_SESSION_INFO, state),
+	FX_ULONG(CK_SESSION_INFO, flags),
+	FX_ULONG(CK_SESSION_INFO, ulDeviceError),
+};
+static const FixedMember mechanism_info_members[] = {
+	FX_ULONG(CK_MECHANISM_INFO, ulMinKeySize),
+	FX_ULONG(CK_MECHANISM_INFO, ulMaxKeySize),
+	FX_ULONG(CK_MECHANISM_INFO, flags),
+};
+
+static const FixedLayout info_layout = LAYOUT(info_members);
+static const FixedLayout slot_info_layout = LAYOUT(slot_info_members);
+static const FixedLayout token_info_layout = LAYOUT(token_info_members);
+static const FixedLayout session_info_layout = LAYOUT(session_info_members);
+static const FixedLayout mechanism_info_layout = LAYOUT(mechanism_info_members);
+
+static size_t fixed_len(const FixedLayout *l)
 {
-	memcpy(out, c->p, n);
-	c->p += n;
+	size_t len = 0;
+
+	for (size_t k = 0; k < l->n_members; k++)
+		len += l->members[k].len;
+	return len;
 }
 
-static CK_ULONG cur_ul(Cursor *c)
-{
-	uint64_t v = get_u64(c->p);
-
-	c->p += 8;
-	return (CK_ULONG)v;
-}
-
-static void cur_version(Cursor *c, CK_VERSION *v)
-{
-	v->major = c->p[0];
-	v->minor = c->p[1];
-	c->p += 2;
-}
-
-static int fixed(const RpcMessage *m, size_t i, size_t want, Cursor *ret)
+/* Field i, a BYTES field of exactly the layout's wire length, into the structure at ret. */
+static int fixed_get(const RpcMessage *m, size_t i, const FixedLayout *l, void *ret)
 {
 	const RpcField *f = field(m, i, RPC_T_BYTES);
+	const uint8_t *p;
 
-	if (!f || f->n != want)
+	if (!f || f->n != fixed_len(l))
 		return -EBADMSG;
-	ret->p = f->data;
+	p = f->data;
+	for (size_t k = 0; k < l->n_members; k++) {
+		const FixedMember *mb = &l->members[k];
+		uint8_t *dst = (uint8_t *)ret + mb->offset;
+
+		switch (mb->kind) {
+		case FIXED_RAW:
+			memcpy(dst, p, mb->len);
+			break;
+		case FIXED_ULONG: {
+			CK_ULONG v = (CK_ULONG)get_u64(p);
+
+			memcpy(dst, &v, sizeof(v));
+			break;
+		}
+		case FIXED_VERSION: {
+			CK_VERSION v = {p[0], p[1]};
+
+			memcpy(dst, &v, sizeof(v));
+			break;
+		}
+		}
+		p += mb->len;
+	}
 	return 0;
 }
 
 int rpc_get_info(const RpcMessage *m, size_t i, CK_INFO *ret)
 {
-	Cursor c;
-	CK_INFO v;
-
-	if (fixed(m, i, INFO_LEN, &c) < 0)
-		return -EBADMSG;
-	cur_version(&c, &v.cryptokiVersion);
-	cur_raw(&c, v.manufacturerID, 32);
-	v.flags = cur_ul(&c);
-	cur_raw(&c, v.libraryDescription, 32);
-	cur_version(&c, &v.libraryVersion);
-	*ret = v;
-	return 0;
+	return fixed_get(m, i, &info_layout, ret);
 }
 
 int rpc_get_slot_info(const RpcMessage *m, size_t i, CK_SLOT_INFO *ret)
 {
-	Cursor c;
-	CK_SLOT_INFO v;
-
-	if (fixed(m, i, SLOT_INFO_LEN, &c) < 0)
-		return -EBADMSG;
-	cur_raw(&c, v.slotDescription, 64);
-	cur_raw(&c, v.manufacturerID, 32);
-	v.flags = cur_ul(&c);
-	cur_version(&c, &v.hardwareVersion);
-	cur_version(&c, &v.firmwareVersion);
-	*ret = v;
-	return 0;
+	return fixed_get(m, i, &slot_info_layout, ret);
 }
 
 int rpc_get_token_info(const RpcMessage *m, size_t i, CK_TOKEN_INFO *ret)
 {
-	Cursor c;
-	CK_TOKEN_INFO v;
-
-	if (fixed(m, i, TOKEN_INFO_LEN, &c) < 0)
-		return -EBADMSG;
-	cur_raw(&c, v.label, 32);
-	cur_raw(&c, v.manufacturerID, 32);
-	cur_raw(&c, v.model, 16);
-	cur_raw(&c, v.serialNumber, 16);
-	v.flags = cur_ul(&c);
-	v.ulMaxSessionCount = cur_ul(&c);
-	v.ulSessionCount = cur_ul(&c);
-	v.ulMaxRwSessionCount = cur_ul(&c);
-	v.ulRwSessionCount = cur_ul(&c);
-	v.ulMaxPinLen = cur_ul(&c);
-	v.ulMinPinLen = cur_ul(&c);
-	v.ulTotalPublicMemory = cur_ul(&c);
-	v.ulFreePublicMemory = cur_ul(&c);
-	v.ulTotalPrivateMemory = cur_ul(&c);
-	v.ulFreePrivateMemory = cur_ul(&c);
-	cur_version(&c, &v.hardwareVersion);
-	cur_version(&c, &v.firmwareVersion);
-	cur_raw(&c, v.utcTime, 16);
-	*ret = v;
-	return 0;
+	return fixed_get(m, i, &token_info_layout, ret);
 }
 
 int rpc_get_session_info(const RpcMessage *m, size_t i, CK_SESSION_INFO *ret)
 {
-	Cursor c;
-	CK_SESSION_INFO v;
-
-	if (fixed(m, i, SESSION_INFO_LEN, &c) < 0)
-		return -EBADMSG;
-	v.slotID = cur_ul(&c);
-	v.state = cur_ul(&c);
-	v.flags = cur_ul(&c);
-	v.ulDeviceError = cur_ul(&c);
-	*ret = v;
-	return 0;
+	return fixed_get(m, i, &session_info_layout, ret);
 }
 
 int rpc_get_mechanism_info(const RpcMessage *m, size_t i, CK_MECHANISM_INFO *ret)
 {
-	Cursor c;
-	CK_MECHANISM_INFO v;
-
-	if (fixed(m, i, MECHANISM_INFO_LEN, &c) < 0)
-		return -EBADMSG;
-	v.ulMinKeySize = cur_ul(&c);
-	v.ulMaxKeySize = cur_ul(&c);
-	v.flags = cur_ul(&c);
-	*ret = v;
-	return 0;
+	return fixed_get(m, i, &mechanism_info_layout, ret);
 }
 
 /* ---- encoding ---- */
@@ -502,114 +519,67 @@ void rpc_put_attrs(RpcBuf *b, const CK_ATTRIBUTE *a, size_t n)
 	}
 }
 
-/* A writer over a fixed structure's bytes. */
-typedef struct Writer {
-	uint8_t *p;
-} Writer;
-
-static void w_raw(Writer *w, const void *v, size_t n)
+/* The structure at v as a BYTES field of its layout's wire length. */
+static void fixed_put(RpcBuf *b, const FixedLayout *l, const void *v)
 {
-	memcpy(w->p, v, n);
-	w->p += n;
-}
-
-static void w_ul(Writer *w, CK_ULONG v)
-{
-	set_u64(w->p, v);
-	w->p += 8;
-}
-
-static void w_version(Writer *w, const CK_VERSION *v)
-{
-	w->p[0] = v->major;
-	w->p[1] = v->minor;
-	w->p += 2;
-}
-
-static bool fixed_begin(RpcBuf *b, size_t len, Writer *ret)
-{
+	size_t len = fixed_len(l);
 	uint8_t *p = field_begin(b, RPC_T_BYTES, 4 + len);
 
 	if (!p)
-		return false;
+		return;
 	set_u32(p, (uint32_t)len);
-	ret->p = p + 4;
-	return true;
+	p += 4;
+	for (size_t k = 0; k < l->n_members; k++) {
+		const FixedMember *mb = &l->members[k];
+		const uint8_t *src = (const uint8_t *)v + mb->offset;
+
+		switch (mb->kind) {
+		case FIXED_RAW:
+			memcpy(p, src, mb->len);
+			break;
+		case FIXED_ULONG: {
+			CK_ULONG x;
+
+			memcpy(&x, src, sizeof(x));
+			set_u64(p, x);
+			break;
+		}
+		case FIXED_VERSION: {
+			CK_VERSION x;
+
+			memcpy(&x, src, sizeof(x));
+			p[0] = x.major;
+			p[1] = x.minor;
+			break;
+		}
+		}
+		p += mb->len;
+	}
 }
 
 void rpc_put_info(RpcBuf *b, const CK_INFO *v)
 {
-	Writer w;
-
-	if (!fixed_begin(b, INFO_LEN, &w))
-		return;
-	w_version(&w, &v->cryptokiVersion);
-	w_raw(&w, v->manufacturerID, 32);
-	w_ul(&w, v->flags);
-	w_raw(&w, v->libraryDescription, 32);
-	w_version(&w, &v->libraryVersion);
+	fixed_put(b, &info_layout, v);
 }
 
 void rpc_put_slot_info(RpcBuf *b, const CK_SLOT_INFO *v)
 {
-	Writer w;
-
-	if (!fixed_begin(b, SLOT_INFO_LEN, &w))
-		return;
-	w_raw(&w, v->slotDescription, 64);
-	w_raw(&w, v->manufacturerID, 32);
-	w_ul(&w, v->flags);
-	w_version(&w, &v->hardwareVersion);
-	w_version(&w, &v->firmwareVersion);
+	fixed_put(b, &slot_info_layout, v);
 }
 
 void rpc_put_token_info(RpcBuf *b, const CK_TOKEN_INFO *v)
 {
-	Writer w;
-
-	if (!fixed_begin(b, TOKEN_INFO_LEN, &w))
-		return;
-	w_raw(&w, v->label, 32);
-	w_raw(&w, v->manufacturerID, 32);
-	w_raw(&w, v->model, 16);
-	w_raw(&w, v->serialNumber, 16);
-	w_ul(&w, v->flags);
-	w_ul(&w, v->ulMaxSessionCount);
-	w_ul(&w, v->ulSessionCount);
-	w_ul(&w, v->ulMaxRwSessionCount);
-	w_ul(&w, v->ulRwSessionCount);
-	w_ul(&w, v->ulMaxPinLen);
-	w_ul(&w, v->ulMinPinLen);
-	w_ul(&w, v->ulTotalPublicMemory);
-	w_ul(&w, v->ulFreePublicMemory);
-	w_ul(&w, v->ulTotalPrivateMemory);
-	w_ul(&w, v->ulFreePrivateMemory);
-	w_version(&w, &v->hardwareVersion);
-	w_version(&w, &v->firmwareVersion);
-	w_raw(&w, v->utcTime, 16);
+	fixed_put(b, &token_info_layout, v);
 }
 
 void rpc_put_session_info(RpcBuf *b, const CK_SESSION_INFO *v)
 {
-	Writer w;
-
-	if (!fixed_begin(b, SESSION_INFO_LEN, &w))
-		return;
-	w_ul(&w, v->slotID);
-	w_ul(&w, v->state);
-	w_ul(&w, v->flags);
-	w_ul(&w, v->ulDeviceError);
+	fixed_put(b, &session_info_layout, v);
 }
 
 void rpc_put_mechanism_info(RpcBuf *b, const CK_MECHANISM_INFO *v)
 {
-	Writer w;
-
-	if (!fixed_begin(b, MECHANISM_INFO_LEN, &w))
-		return;
-	w_ul(&w, v->ulMinKeySize);
-	w_ul(&w, v->ulMaxKeySize);
-	w_ul(&w, v->flags);
+	fixed_put(b, &mechanism_info_layout, v);
 }
 
 int rpc_buf_finish(RpcBuf *b)

@@ -30,16 +30,23 @@ static void token_free(Token *t)
 		identity_deinit(&t->ids[i]);
 	free(t->ids);
 	free(t->idle);
+	token_clear_names(t);
+	pthread_mutex_destroy(&t->pool_lock);
+	pthread_cond_destroy(&t->pool_cond);
+	pthread_mutex_destroy(&t->login_lock);
+	free(t);
+}
+
+/* Frees what token_fill_names() made (also of admin.c's stub tokens). */
+void token_clear_names(Token *t)
+{
 	free(t->label);
 	free(t->serial);
 	free(t->manufacturer);
 	free(t->model);
 	free(t->uri);
 	free(t->short_uri);
-	pthread_mutex_destroy(&t->pool_lock);
-	pthread_cond_destroy(&t->pool_cond);
-	pthread_mutex_destroy(&t->login_lock);
-	free(t);
+	t->label = t->serial = t->manufacturer = t->model = t->uri = t->short_uri = NULL;
 }
 
 static int token_make_uris(Token *t)
@@ -63,6 +70,23 @@ static int token_make_uris(Token *t)
 out:
 	p11_kit_uri_free(u);
 	return r;
+}
+
+/*
+ * The names of t from t->info, replacing any it had: label, serial, manufacturer, model and
+ * the two URIs (admin.c refills its stub token after C_InitToken). Returns 0 or -ENOMEM.
+ */
+int token_fill_names(Token *t)
+{
+	token_clear_names(t);
+	t->label = p11_kit_space_strdup(t->info.label, sizeof(t->info.label));
+	t->serial = p11_kit_space_strdup(t->info.serialNumber, sizeof(t->info.serialNumber));
+	t->manufacturer =
+		p11_kit_space_strdup(t->info.manufacturerID, sizeof(t->info.manufacturerID));
+	t->model = p11_kit_space_strdup(t->info.model, sizeof(t->info.model));
+	if (!t->label || !t->serial || !t->manufacturer || !t->model)
+		return -ENOMEM;
+	return token_make_uris(t);
 }
 
 static void token_probe_mechanisms(Token *t)
@@ -113,12 +137,7 @@ static int token_new(Store *s, Module *m, CK_SLOT_ID slot, Token **ret)
 		token_free(t);
 		return 1;
 	}
-	t->label = p11_kit_space_strdup(t->info.label, sizeof(t->info.label));
-	t->serial = p11_kit_space_strdup(t->info.serialNumber, sizeof(t->info.serialNumber));
-	t->manufacturer =
-		p11_kit_space_strdup(t->info.manufacturerID, sizeof(t->info.manufacturerID));
-	t->model = p11_kit_space_strdup(t->info.model, sizeof(t->info.model));
-	if (!t->label || !t->serial || !t->manufacturer || !t->model || token_make_uris(t) < 0) {
+	if (token_fill_names(t) < 0) {
 		token_free(t);
 		return -ENOMEM;
 	}
