@@ -17,6 +17,8 @@ extern const CliCommand cli_cmd_list;
 extern const CliCommand cli_cmd_unlock;
 extern const CliCommand cli_cmd_connect;
 extern const CliCommand cli_cmd_status;
+extern const CliCommand cli_cmd_lock;
+extern const CliCommand cli_cmd_reload;
 /* Policy and audit log (cmd-policy.c, cmd-audit.c; docs/configuration.md). */
 extern const CliCommand cli_cmd_policy;
 extern const CliCommand cli_cmd_audit;

@@ -251,11 +251,15 @@ static int setup_tls(Connect *x)
 	r = gnutls_credentials_set(x->session, GNUTLS_CRD_CERTIFICATE, x->cred);
 	if (r < 0)
 		goto tls_error;
-	/* SNI carries DNS names only; an IP literal is still checked against the certificate. */
+	/* SNI carries DNS names only; an IP literal is still checked against the certificate.
+	 * The library sets the SNI and passes the name to the agent (policy, prompts). */
 	if (!is_ip_literal(name)) {
-		r = gnutls_server_name_set(x->session, GNUTLS_NAME_DNS, name, strlen(name));
-		if (r < 0)
-			goto tls_error;
+		certagent_error sn_err = CERTAGENT_ERROR_INIT;
+
+		if (certagent_session_set_server_name(x->client, x->session, name, &sn_err) < 0) {
+			fprintf(stderr, "certagent: %s\n", sn_err.message);
+			return CLI_EXIT_USAGE;
+		}
 	}
 	gnutls_session_set_verify_cert(x->session, name, 0);
 	gnutls_handshake_set_timeout(x->session, GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT);

@@ -20,6 +20,8 @@ static const CliCommand *const commands[] = {
 	&cli_cmd_unlock,
 	&cli_cmd_connect,
 	&cli_cmd_status,
+	&cli_cmd_lock,
+	&cli_cmd_reload,
 	&cli_cmd_policy,
 	&cli_cmd_audit,
 	&cli_cmd_tokens,

@@ -69,8 +69,8 @@ typedef struct certagent_client certagent_client;
 
 /*
  * Opens a private connection to the session bus (address NULL) or to the bus at address,
- * and checks that the agent answers. Default timeout for calls: 30 s (a PIN prompt may wait
- * for a person); change it with certagent_client_set_timeout().
+ * and checks that the agent answers. Default timeout for calls: 120 s (a PIN prompt waits up
+ * to 90 s for a person); change it with certagent_client_set_timeout().
  */
 int certagent_client_new(const char *address, certagent_client **ret, certagent_error *err);
 void certagent_client_free(certagent_client *c);
@@ -211,6 +211,24 @@ const char *certagent_token_model(const certagent_token *t);
 const char *certagent_token_module(const certagent_token *t);
 uint64_t certagent_token_flags(const certagent_token *t); /* CK_TOKEN_INFO.flags */
 int certagent_token_logged_in(const certagent_token *t);
+
+/*
+ * Names the TLS server a session connects to: sets its SNI (gnutls_server_name_set) and has the
+ * library pass the name to the agent with the signature of this session's next handshake, where
+ * per-identity policy (`servers = ...`) and PIN prompts use it. GnuTLS does not let a client read
+ * its own SNI back, so without this call the agent is told no server name, and an identity whose
+ * policy names servers is refused. Call it before gnutls_handshake(); the name is used by one
+ * handshake (it is forgotten once the retrieve function has taken it).
+ * name: a DNS name (no IP address: RFC 6066), at most 255 bytes.
+ */
+int certagent_session_set_server_name(certagent_client *c, gnutls_session_t session,
+				      const char *name, certagent_error *err);
+
+/* Logs the agent out of every token (Lock). */
+int certagent_lock(certagent_client *c, certagent_error *err);
+
+/* Has the agent re-initialise its modules and scan every token again (Reload). */
+int certagent_reload(certagent_client *c, certagent_error *err);
 
 #ifdef __cplusplus
 }

@@ -12,6 +12,7 @@
  * A client used after fork() opens its own channel: parent and child never share one.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,7 +78,9 @@ static int channel_open(certagent_client *c)
 		c->channel_unsupported = true;
 		return 1;
 	}
-	c->channel_fd = fd; /* libdbus hands out received fds close-on-exec */
+	/* libdbus dups received fds close-on-exec; make sure, it is cheap and once. */
+	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+	c->channel_fd = fd;
 	c->channel_pid = getpid();
 	return 0;
 }

@@ -32,7 +32,8 @@
 #define CA_MAX_STRING 4096
 #define CA_MAX_SIGN_DATA 65536
 
-#define CA_DEFAULT_TIMEOUT_MS 30000
+#define CA_SERVER_NAMES_MAX 16
+#define CA_DEFAULT_TIMEOUT_MS 120000 /* the agent's PIN prompt waits up to 90 s */
 
 typedef struct CredContext CredContext;
 
@@ -65,6 +66,13 @@ struct certagent_client {
 	certagent_error last_error;
 	bool has_last_error;
 	CredContext *creds; /* every credential set up with this client, freed with it */
+	/* certagent_session_set_server_name(): names for the next handshake of these sessions,
+	 * taken (and forgotten) by the retrieve function; the oldest is dropped when full. */
+	struct {
+		gnutls_session_t session;
+		char name[256];
+	} server_names[CA_SERVER_NAMES_MAX];
+	size_t next_server_name;
 	certagent_observer_fn observer; /* certagent_client_set_observer(), or NULL */
 	void *observer_data;
 	/* The signing channel (channel.c). */
@@ -74,6 +82,10 @@ struct certagent_client {
 	bool channel_unsupported; /* the agent or the bus cannot: use the bus */
 	uint8_t *channel_buf;	  /* IPC_CHANNEL_FRAME_MAX + 1 bytes, for replies */
 };
+
+/* credentials.c: the name certagent_session_set_server_name() gave session, taken out of c
+ * (writes "" when there is none). */
+void cred_take_server_name(certagent_client *c, gnutls_session_t session, char ret[256]);
 
 /* client.c */
 int client_error_set(certagent_error *err, certagent_code code, const char *fmt, ...)

@@ -577,3 +577,32 @@ _public_ int certagent_unlock(certagent_client *c, const char *token_uri, const 
 	c->cache = (certagent_identity_list_free(c->cache), NULL);
 	return 0;
 }
+
+/* Calls a method with no arguments and no answer (Lock, Reload). */
+static int client_call_void(certagent_client *c, const char *member, certagent_error *err)
+{
+	_cleanup_message_ DBusMessage *msg = NULL, *reply = NULL;
+	int r;
+
+	if (!c)
+		return client_error_set(err, CERTAGENT_E_INVALID_ARGS, "no client given");
+	msg = method_new(member);
+	if (!msg)
+		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
+	r = client_call(c, msg, &reply, err);
+	if (r < 0)
+		return r;
+	/* Logins or tokens changed: list again next time. */
+	c->cache = (certagent_identity_list_free(c->cache), NULL);
+	return 0;
+}
+
+_public_ int certagent_lock(certagent_client *c, certagent_error *err)
+{
+	return client_call_void(c, "Lock", err);
+}
+
+_public_ int certagent_reload(certagent_client *c, certagent_error *err)
+{
+	return client_call_void(c, "Reload", err);
+}

@@ -300,8 +300,6 @@ static int cred_retrieve(gnutls_session_t session, const struct gnutls_cert_retr
 	gnutls_pcert_st *p = NULL;
 	gnutls_privkey_t key = NULL;
 	char server_name[256];
-	size_t sn_len = sizeof(server_name);
-	unsigned sn_type;
 	certagent_client *c;
 	CredContext *ctx;
 	Request req;
@@ -324,9 +322,9 @@ static int cred_retrieve(gnutls_session_t session, const struct gnutls_cert_retr
 	client_clear_error(c);
 	c->last_identity = (free(c->last_identity), NULL);
 
-	if (gnutls_server_name_get(session, server_name, &sn_len, &sn_type, 0) < 0 ||
-	    sn_type != GNUTLS_NAME_DNS)
-		server_name[0] = '\0';
+	/* A client session cannot read its own SNI back (gnutls_server_name_get is server-side):
+	 * the name comes from certagent_session_set_server_name(). */
+	cred_take_server_name(c, session, server_name);
 	request_init(&req, session, info);
 	ev.kind = CERTAGENT_EVENT_REQUEST;
 	ev.session = session;
@@ -423,5 +421,59 @@ _public_ int certagent_credentials_set(certagent_client *c, gnutls_certificate_c
 		gnutls_x509_trust_list_set_ptr(tl, ctx);
 	}
 	gnutls_certificate_set_retrieve_function3(cred, cred_retrieve);
+	return 0;
+}
+
+void cred_take_server_name(certagent_client *c, gnutls_session_t session, char ret[256])
+{
+	ret[0] = '\0';
+	for (size_t i = 0; i < CA_SERVER_NAMES_MAX; i++) {
+		if (c->server_names[i].session != session || !c->server_names[i].session)
+			continue;
+		memcpy(ret, c->server_names[i].name, sizeof(c->server_names[i].name));
+		/* One handshake only: a later session at the same address gets no stale name. */
+		c->server_names[i].session = NULL;
+		c->server_names[i].name[0] = '\0';
+		return;
+	}
+}
+
+_public_ int certagent_session_set_server_name(certagent_client *c, gnutls_session_t session,
+					       const char *name, certagent_error *err)
+{
+	size_t len, slot = CA_SERVER_NAMES_MAX;
+	int r;
+
+	if (!c || !session || !name)
+		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
+					"client, session and server name must be given");
+	len = strlen(name);
+	if (len == 0 || len >= sizeof(c->server_names[0].name))
+		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
+					"a server name has 1 to 255 bytes, not %zu", len);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+
+		if (ch <= 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+			return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
+						"\"%.64s\" is not a DNS name (use the A-label form "
+						"of an internationalised name)",
+						name);
+	}
+	r = gnutls_server_name_set(session, GNUTLS_NAME_DNS, name, len);
+	if (r < 0)
+		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
+					"GnuTLS refused the server name \"%.64s\": %s", name,
+					gnutls_strerror(r));
+	/* The session's own slot if it has one, else the next one round the ring. */
+	for (size_t i = 0; i < CA_SERVER_NAMES_MAX; i++)
+		if (c->server_names[i].session == session)
+			slot = i;
+	if (slot == CA_SERVER_NAMES_MAX) {
+		slot = c->next_server_name;
+		c->next_server_name = (c->next_server_name + 1) % CA_SERVER_NAMES_MAX;
+	}
+	c->server_names[slot].session = session;
+	memcpy(c->server_names[slot].name, name, len + 1);
 	return 0;
 }

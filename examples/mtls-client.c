@@ -7,9 +7,10 @@
  *   cc mtls-client.c $(pkg-config --cflags --libs certagent) -o mtls-client
  *   ./mtls-client example.com 443 "GET / HTTP/1.0"  [CA-FILE]
  *
- * What libcertagent adds to an ordinary GnuTLS client is three calls: certagent_client_new()
+ * What libcertagent adds to an ordinary GnuTLS client is four calls: certagent_client_new()
  * (talk to the agent), certagent_credentials_set() (let it answer the server's certificate
- * request), and certagent_client_last_error() (why, if it could not).
+ * request), certagent_session_set_server_name() (SNI, and the server the agent signs for) and
+ * certagent_client_last_error() (why, if it could not).
  */
 #include <netdb.h>
 #include <signal.h>
@@ -84,7 +85,8 @@ int main(int argc, char **argv)
 	gnutls_init(&session, GNUTLS_CLIENT);
 	gnutls_set_default_priority(session);
 	gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, cred);
-	gnutls_server_name_set(session, GNUTLS_NAME_DNS, argv[1], strlen(argv[1]));
+	/* Sets the SNI and tells the agent which server it signs for (policy, PIN prompts). */
+	certagent_session_set_server_name(agent, session, argv[1], &err);
 	gnutls_session_set_verify_cert(session, argv[1], 0);
 	gnutls_transport_set_int(session, fd);
 	gnutls_handshake_set_timeout(session, GNUTLS_DEFAULT_HANDSHAKE_TIMEOUT);

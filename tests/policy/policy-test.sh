@@ -87,11 +87,12 @@ $1
 PYEOF
 }
 
-# Through real handshakes. libcertagent cannot learn the SNI name from a client session
-# (gnutls_server_name_get only works on servers), so a servers = policy refuses handshakes
-# as "named none" until the library is given the name; identities without one still work.
+# Through real handshakes: libcertagent passes the name given with
+# certagent_session_set_server_name() (`certagent connect --servername`) to the agent, which
+# holds it to each identity's servers = rule.
 test_server_name_handshake() {
-	world "[policy other]" "identity = $URI2" "servers = localhost *.example.com"
+	world "[policy local]" "identity = $URI" "servers = localhost *.example.com" \
+		"[policy other]" "identity = $URI2" "servers = *.example.com"
 	for v in 1.3 1.2; do
 		h_gnutls_serv --tls$v
 		connect_ok --identity "$FULL"
@@ -103,7 +104,9 @@ test_server_name_handshake() {
 d = [l for l in lines if l["decision"] == "denied"]
 a = [l for l in lines if l["decision"] == "allowed"]
 assert len(a) == 2 and len(d) == 2, lines
-assert all(l["policy"] == "other" and "PolicyDenied" in l["reason"] for l in d), d'
+assert all(l.get("server") == "localhost" for l in a + d), lines
+assert all(l["policy"] == "other" and "PolicyDenied" in l["reason"] for l in d), d
+assert all(l["policy"] == "local" for l in a), a'
 }
 
 test_server_name_sign() {
