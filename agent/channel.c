@@ -34,7 +34,7 @@ struct Channel {
 	char *bus_name;
 	pid_t pid;
 	uint32_t serial; /* of our replies */
-	bool closed; /* under the server's lock */
+	bool closed;	 /* under the server's lock */
 	ChannelServer *server;
 };
 
@@ -387,8 +387,7 @@ int channel_open(ChannelServer *cs, const char *bus_name, pid_t pid, int *ret_fd
 	pthread_mutex_unlock(&cs->lock);
 	if (r) {
 		close(sv[1]);
-		return ca_error_set(err, CA_E_FAILED, "cannot watch the channel: %s",
-				    strerror(-r));
+		return ca_error_set(err, CA_E_FAILED, "cannot watch the channel: %s", strerror(-r));
 	}
 	log_debug("channel opened for %s (pid %d)", bus_name, (int)pid);
 	*ret_fd = sv[1];

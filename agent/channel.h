@@ -27,7 +27,7 @@
 
 #include "error.h"
 
-#define CHANNELS_MAX 256	     /* open channels of everyone together */
+#define CHANNELS_MAX 256	  /* open channels of everyone together */
 #define CHANNELS_PER_CALLER_MAX 8 /* per unique bus name */
 
 typedef struct Channel Channel;

@@ -46,8 +46,8 @@ static bool bench_p11kit_label_is(const CK_UTF8CHAR label[32], const char *want)
 	return n == end && memcmp(label, want, n) == 0;
 }
 
-int bench_p11kit_new(const char *module, const char *token, const char *key_label,
-		     const char *pin, BenchP11Kit **ret, CaError *err)
+int bench_p11kit_new(const char *module, const char *token, const char *key_label, const char *pin,
+		     BenchP11Kit **ret, CaError *err)
 {
 	BenchP11Kit *p = calloc(1, sizeof(*p));
 	CK_SLOT_ID slots[BENCH_P11KIT_SLOTS_MAX];
@@ -70,8 +70,10 @@ int bench_p11kit_new(const char *module, const char *token, const char *key_labe
 	}
 	rv = p->m->C_Initialize(&args);
 	if (rv != CKR_OK) {
-		ca_error_set(err, CA_E_FAILED, "%s: C_Initialize: %s (is p11-kit server running "
-			     "and P11_KIT_SERVER_ADDRESS set?)", module, p11_kit_strerror(rv));
+		ca_error_set(err, CA_E_FAILED,
+			     "%s: C_Initialize: %s (is p11-kit server running "
+			     "and P11_KIT_SERVER_ADDRESS set?)",
+			     module, p11_kit_strerror(rv));
 		goto fail;
 	}
 	p->initialized = true;
@@ -86,8 +88,8 @@ int bench_p11kit_new(const char *module, const char *token, const char *key_labe
 		p->have_session = rv == CKR_OK;
 	}
 	if (!p->have_session) {
-		ca_error_set(err, CA_E_FAILED, "%s: no token \"%s\" to open a session on",
-			     module, token);
+		ca_error_set(err, CA_E_FAILED, "%s: no token \"%s\" to open a session on", module,
+			     token);
 		goto fail;
 	}
 	rv = p->m->C_Login(p->session, CKU_USER, (CK_UTF8CHAR *)pin, strlen(pin));

@@ -53,6 +53,7 @@
 #include <gnutls/x509.h>
 
 #include <certagent.h>
+#include <dbus/dbus.h>
 
 #include "bench-p11kit.h"
 #include "bench-server.h"
@@ -90,9 +91,9 @@ typedef struct Options {
 	const char *ca; /* root CA: the server trusts it for clients, clients for it */
 	const char *server_cert;
 	const char *server_key;
-	const char *compare_address; /* a second agent with isolation = none (optional) */
-	const char *p11kit_module;   /* p11-kit-client.so (P1), with $P11_KIT_SERVER_ADDRESS */
-	const char *agent_pid;	     /* P5: RSS of the agent (and its helper processes) */
+	const char *compare_address;	/* a second agent with isolation = none (optional) */
+	const char *p11kit_module;	/* p11-kit-client.so (P1), with $P11_KIT_SERVER_ADDRESS */
+	const char *agent_pid;		/* P5: RSS of the agent (and its helper processes) */
 	const char *activation_address; /* P5: a bus that starts certagentd on demand */
 	const char *slow_address;	/* P4: an agent whose --slow-token signs slowly */
 	const char *slow_token;
@@ -505,10 +506,10 @@ static int bench_cred_agent(const Options *o, certagent_client *agent, const cha
 typedef struct Row {
 	char name[48];
 	char baseline[32];
-	double base, agent; /* operations/s, or values in `unit` */
-	const char *unit;   /* "/s", "ms", "MiB" */
-	double ratio;	    /* NAN: none */
-	const char *target; /* "" or e.g. ">=1.3" */
+	double base, agent;				 /* operations/s, or values in `unit` */
+	const char *unit;				 /* "/s", "ms", "MiB" */
+	double ratio;					 /* NAN: none */
+	const char *target;				 /* "" or e.g. ">=1.3" */
 	double base_p50, base_p99, agent_p50, agent_p99; /* ms; NAN: not measured */
 	char note[96];
 } Row;
@@ -538,7 +539,8 @@ static void bench_print_table(const Options *o, const Row *rows, size_t n)
 	       "agent", "unit", "ratio", "target", "base p50/p99", "agent p50/p99", "note");
 	for (size_t i = 0; i < n; i++) {
 		const Row *r = &rows[i];
-		char bp[32], ap[32], ratio[16];
+		char bp[32], ap[32], ratio[16], base[16], agent[16];
+		int digits = strcmp(r->unit, "/s") == 0 ? 1 : 3;
 
 		bench_fmt(bp, sizeof(bp), r->base_p50, r->base_p99);
 		bench_fmt(ap, sizeof(ap), r->agent_p50, r->agent_p99);
@@ -546,8 +548,16 @@ static void bench_print_table(const Options *o, const Row *rows, size_t n)
 			snprintf(ratio, sizeof(ratio), "-");
 		else
 			snprintf(ratio, sizeof(ratio), "%.2fx", r->ratio);
-		printf("%-40s %-24s %10.1f %10.1f %4s %7s %6s %15s %15s  %s\n", r->name, r->baseline,
-		       r->base, r->agent, r->unit, ratio, r->target[0] ? r->target : "-", bp, ap,
+		if (isnan(r->base))
+			snprintf(base, sizeof(base), "-");
+		else
+			snprintf(base, sizeof(base), "%.*f", digits, r->base);
+		if (isnan(r->agent))
+			snprintf(agent, sizeof(agent), "-");
+		else
+			snprintf(agent, sizeof(agent), "%.*f", digits, r->agent);
+		printf("%-40s %-24s %10s %10s %4s %7s %6s %15s %15s  %s\n", r->name, r->baseline,
+		       base, agent, r->unit, ratio, r->target[0] ? r->target : "-", bp, ap,
 		       r->note);
 	}
 	printf("\nratio: agent/base for rates (/s); for P1 added, (agent p50 - in-process p50) / "
@@ -817,6 +827,84 @@ static Stats *bench_stats(Bench *b)
 	return &b->stats[b->n_stats++];
 }
 
+/* ---- Sign over the bus, as libcertagent did before the signing channel ---- */
+
+typedef struct BusCtx {
+	DBusConnection *conn;
+	SignCtx *s;
+	bool checked;
+} BusCtx;
+
+static int bench_bus_open(const char *address, DBusConnection **ret, CaError *err)
+{
+	DBusError e = DBUS_ERROR_INIT;
+	DBusConnection *c = dbus_connection_open_private(address, &e);
+	int rc = 0;
+
+	if (!c || !dbus_bus_register(c, &e)) {
+		rc = ca_error_set(err, CA_E_FAILED, "bus %s: %s", address,
+				  e.message ? e.message : "?");
+		dbus_error_free(&e);
+		if (c) {
+			dbus_connection_close(c);
+			dbus_connection_unref(c);
+		}
+		return rc;
+	}
+	*ret = c;
+	return 0;
+}
+
+static void bench_bus_close(DBusConnection *c)
+{
+	if (!c)
+		return;
+	dbus_connection_close(c);
+	dbus_connection_unref(c);
+}
+
+static int bench_op_sign_bus(void *ctx, CaError *err)
+{
+	BusCtx *b = ctx;
+	DBusMessage *msg = dbus_message_new_method_call(
+		"org.certagent.Agent1", "/org/certagent/Agent1", "org.certagent.Agent1", "Sign");
+	DBusMessageIter it, arr;
+	DBusError e = DBUS_ERROR_INIT;
+	const uint8_t *p = b->s->hash.data, *sig;
+	int n = 0, rc = 0;
+
+	if (!msg)
+		return -ENOMEM;
+	dbus_message_iter_init_append(msg, &it);
+	if (!dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &b->s->uri) ||
+	    !dbus_message_iter_append_basic(&it, DBUS_TYPE_STRING, &b->s->scheme) ||
+	    !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "y", &arr) ||
+	    !dbus_message_iter_append_fixed_array(&arr, DBUS_TYPE_BYTE, &p, (int)b->s->hash.size) ||
+	    !dbus_message_iter_close_container(&it, &arr) ||
+	    !dbus_message_iter_open_container(&it, DBUS_TYPE_ARRAY, "{sv}", &arr) ||
+	    !dbus_message_iter_close_container(&it, &arr)) {
+		dbus_message_unref(msg);
+		return -ENOMEM;
+	}
+	DBusMessage *reply =
+		dbus_connection_send_with_reply_and_block(b->conn, msg, BENCH_TIMEOUT_MS, &e);
+	dbus_message_unref(msg);
+	if (!reply || !dbus_message_get_args(reply, &e, DBUS_TYPE_ARRAY, DBUS_TYPE_BYTE, &sig, &n,
+					     DBUS_TYPE_INVALID))
+		rc = ca_error_set(err, CA_E_FAILED, "Sign over the bus: %s",
+				  e.message ? e.message : "?");
+	if (rc == 0 && !b->checked) {
+		gnutls_datum_t d = {(uint8_t *)sig, (unsigned)n};
+		if (gnutls_pubkey_verify_hash2(b->s->pub, b->s->algo, 0, &b->s->hash, &d) < 0)
+			rc = ca_error_set(err, CA_E_FAILED, "Sign over the bus: bad signature");
+		b->checked = true;
+	}
+	dbus_error_free(&e);
+	if (reply)
+		dbus_message_unref(reply);
+	return rc;
+}
+
 /* A row of two measured paths: rates, their ratio, latencies. */
 static Row *bench_row(Bench *b, const char *name, const char *baseline, const Stats *base,
 		      const Stats *agent)
@@ -847,8 +935,15 @@ static Row *bench_value_row(Bench *b, const char *name, const char *baseline, do
 
 	assert(b->n_rows < ELEMENTSOF(b->rows));
 	r = &b->rows[b->n_rows++];
-	*r = (Row){.base = base, .agent = agent, .unit = unit, .ratio = ratio, .target = target,
-		   .base_p50 = NAN, .base_p99 = NAN, .agent_p50 = NAN, .agent_p99 = NAN};
+	*r = (Row){.base = base,
+		   .agent = agent,
+		   .unit = unit,
+		   .ratio = ratio,
+		   .target = target,
+		   .base_p50 = NAN,
+		   .base_p99 = NAN,
+		   .agent_p50 = NAN,
+		   .agent_p99 = NAN};
 	snprintf(r->name, sizeof(r->name), "%s", name);
 	snprintf(r->baseline, sizeof(r->baseline), "%s", baseline);
 	return r;
@@ -973,7 +1068,8 @@ static int bench_handshake_case(Bench *b, gnutls_priority_t prio, const certagen
 
 	HandshakeCtx ctx[] = {
 		{b->server, prio, inproc, NULL, "handshake with the token key in-process"},
-		{b->server, prio, via_agent, b->agent, "handshake with the token key via the agent"},
+		{b->server, prio, via_agent, b->agent,
+		 "handshake with the token key via the agent"},
 		{b->server, prio, pem, NULL, "handshake with the PEM key file"},
 	};
 	Stats *base = bench_stats(b), *agent = bench_stats(b),
@@ -1094,7 +1190,8 @@ static void bench_p1_rows(Bench *b, const char *which, const Stats *inproc, cons
 		bench_row(b, name, "p11-kit forwarding", p11kit, agent)->target = ">=1.3";
 	else
 		snprintf(bench_value_row(b, name, "p11-kit forwarding", NAN, stats_rate(agent),
-					 "/s", NAN, ">=1.3")->note,
+					 "/s", NAN, ">=1.3")
+				 ->note,
 			 sizeof(b->rows[0].note), "no --p11kit-module");
 	snprintf(name, sizeof(name), "P1 P-256 added p50, %s", which);
 	Row *r = bench_value_row(b, name, "unix echo RTT p50", rtt, added, "ms",
@@ -1137,23 +1234,45 @@ static int bench_p1_case(Bench *b, const certagent_identity *id, const certagent
 	none.agent = b->inproc_agent;
 	none.uri = other ? certagent_identity_uri(other) : NULL;
 	P11KitCtx p11 = {b->p11kit, &base, false};
+	SignCtx via_bus = base, via_bus_none = none;
+	BusCtx bus = {NULL, &via_bus, false}, bus_none = {NULL, &via_bus_none, false};
+
+	/* libcertagent's old road, for the before/after rows: a private connection, Sign. */
+	rc = bench_bus_open(b->opt.address, &bus.conn, err);
+	if (rc == 0 && other)
+		rc = bench_bus_open(b->opt.compare_address, &bus_none.conn, err);
+	if (rc != 0) {
+		bench_bus_close(bus.conn);
+		return rc;
+	}
 	Stats *s_inproc = bench_stats(b), *s_agent = bench_stats(b), *s_echo = bench_stats(b);
+	Stats *s_bus = bench_stats(b), *s_bus_none = other ? bench_stats(b) : NULL;
 	Stats *s_none = other ? bench_stats(b) : NULL, *s_p11 = b->p11kit ? bench_stats(b) : NULL;
-	BenchPath paths[5] = {
+	BenchPath paths[7] = {
 		{bench_op_sign_inproc, &inproc, s_inproc},
 		{bench_op_sign_agent, &isolated, s_agent},
 		{bench_op_echo, &b->echo_fd, s_echo},
+		{bench_op_sign_bus, &bus, s_bus},
 	};
-	size_t n = 3;
+	size_t n = 4;
 
-	if (other)
+	if (other) {
 		paths[n++] = (BenchPath){bench_op_sign_agent, &none, s_none};
+		paths[n++] = (BenchPath){bench_op_sign_bus, &bus_none, s_bus_none};
+	}
 	if (b->p11kit)
 		paths[n++] = (BenchPath){bench_op_sign_p11kit, &p11, s_p11};
 	bench_progress(b, "P1: agent vs p11-kit forwarding vs a socket echo");
 	rc = bench_measure(paths, n, b->opt.seconds, err);
+	bench_bus_close(bus.conn);
+	bench_bus_close(bus_none.conn);
 	if (rc != 0)
 		return rc;
+	bench_row(b, "P-256 signing channel, isolation=process", "Sign over the bus", s_bus,
+		  s_agent);
+	if (other)
+		bench_row(b, "P-256 signing channel, isolation=none", "Sign over the bus",
+			  s_bus_none, s_none);
 	bench_p1_rows(b, "isolation=process", s_inproc, s_agent, s_p11, s_echo);
 	if (other)
 		bench_p1_rows(b, "isolation=none", s_inproc, s_none, s_p11, s_echo);
@@ -1476,10 +1595,10 @@ static void bench_p5_rss(Bench *b, const char *name)
 	unsigned long alone = pid > 0 ? bench_rss_kib(pid, false) : 0;
 	unsigned long all = pid > 0 ? bench_rss_kib(pid, true) : 0;
 
-	Row *r = bench_value_row(b, name, "agent alone (MiB)", alone / 1024.0, all / 1024.0,
-				 "MiB", NAN, "<=8");
-	snprintf(r->note, sizeof(r->note), "%s", pid > 0 ? "agent column: with its module helpers"
-							 : "TODO: no --agent-pid");
+	Row *r = bench_value_row(b, name, "agent alone (MiB)", alone / 1024.0, all / 1024.0, "MiB",
+				 NAN, "<=8");
+	snprintf(r->note, sizeof(r->note), "%s",
+		 pid > 0 ? "agent column: with its module helpers" : "TODO: no --agent-pid");
 }
 
 static int bench_p5_activation(Bench *b, CaError *err)
@@ -1500,8 +1619,8 @@ static int bench_p5_activation(Bench *b, CaError *err)
 		rc ? NULL : bench_find_identity(ids, b->opt.token, b->opt.ec_label, err);
 	if (!rc && !id)
 		rc = CA_E_KEY_NOT_FOUND;
-	if (!rc && certagent_sign(agent, certagent_identity_uri(id), "ecdsa_secp256r1_sha256",
-				  hash, sizeof(hash), NULL, &sig, &aerr) < 0)
+	if (!rc && certagent_sign(agent, certagent_identity_uri(id), "ecdsa_secp256r1_sha256", hash,
+				  sizeof(hash), NULL, &sig, &aerr) < 0)
 		rc = ca_error_set(err, CA_E_FAILED, "activation: first signature: %s",
 				  aerr.message);
 	t1 = stats_now();
@@ -1510,8 +1629,8 @@ static int bench_p5_activation(Bench *b, CaError *err)
 	certagent_client_free(agent);
 	if (rc)
 		return rc;
-	Row *r = bench_value_row(b, "P5 activation to first signature", "-", NAN, ms(t1 - t0),
-				 "ms", NAN, "<=150");
+	Row *r = bench_value_row(b, "P5 activation to first signature", "-", NAN, ms(t1 - t0), "ms",
+				 NAN, "<=150");
 	snprintf(r->note, sizeof(r->note), "connect, activate, list, log in (PIN file), sign");
 	return 0;
 }

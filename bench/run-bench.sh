@@ -36,9 +36,10 @@ slow=slow
 h_token "$slow"
 h_keygen "$slow" p256 ec 01
 h_ca
+# First: it writes $H_TMP/ca/ec-chain.pem too, which the "bench" key's certificate replaces.
+h_client_cert "$slow" ec 01 "CN=bench P-256 on the slow token,O=certagent bench"
 h_client_cert "$token" ec 01 "CN=bench P-256 on token,O=certagent bench"
 h_client_cert "$token" rsa 02 "CN=bench RSA-2048 on token,O=certagent bench"
-h_client_cert "$slow" ec 01 "CN=bench P-256 on the slow token,O=certagent bench"
 
 # The file baseline: a software key, issued by the same intermediate as the token keys.
 ca=$H_TMP/ca
@@ -81,18 +82,19 @@ bench_busconf() {
 		printf '%s\n' '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"' \
 			' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">' \
 			'<busconfig><type>session</type>' "<listen>$listen</listen><auth>EXTERNAL</auth>" \
-			'<policy context="default"><allow send_destination="*"/><allow own="*"/></policy>'
+			'<policy context="default"><allow send_destination="*"/><allow receive_sender="*"/>' '<allow own="*"/></policy>'
 		[ $# = 0 ] || printf '%s\n' "$@"
 		printf '</busconfig>\n'
 	} >"$f"
 }
-# bench_bus CONF: starts it, prints its address, tracks it.
+# bench_bus CONF: starts it and tracks it (in this shell: not in a $(...)); its address is
+# in $bench_bus_address.
 bench_bus() {
 	dbus-daemon --config-file="$1" --fork --print-address=3 --print-pid=4 \
 		3>"$1.address" 4>"$1.pid" </dev/null >>"$H_TMP/bus.log" 2>&1 ||
 		h_fail "dbus-daemon ($1) did not start"
 	h_track "$(head -n 1 "$1.pid")"
-	head -n 1 "$1.address"
+	bench_bus_address=$(head -n 1 "$1.address")
 }
 
 # P1: p11-kit's own forwarding of the same token.
@@ -119,7 +121,8 @@ if [ -f "$fault" ]; then
 		"$fault" >"$H_TMP/agent-slow.conf"
 	printf '[pin-source all]\ntoken = pkcs11:\nfile = %s\n' "$pin_file" >>"$H_TMP/agent-slow.conf"
 	bench_busconf "$H_TMP/bus-slow.conf" "unix:dir=$H_TMP"
-	slow_address=$(bench_bus "$H_TMP/bus-slow.conf")
+	bench_bus "$H_TMP/bus-slow.conf"
+	slow_address=$bench_bus_address
 	CERTAGENT_FAULT_CTL=$H_TMP/fault.ctl "$H_CERTAGENTD" --config "$H_TMP/agent-slow.conf" \
 		--address "$slow_address" --foreground </dev/null >>"$H_TMP/agent-slow.log" 2>&1 &
 	h_track $!
@@ -140,7 +143,8 @@ printf '[pin-source bench]\ntoken = pkcs11:token=%s\nfile = %s\n' "$token" "$pin
 printf '[D-BUS Service]\nName=org.certagent.Agent1\nExec=%s --foreground --config %s --address unix:path=%s\n' \
 	"$H_CERTAGENTD" "$H_TMP/agent-act.conf" "$act_sock" >"$H_TMP/services/org.certagent.Agent1.service"
 bench_busconf "$H_TMP/bus-act.conf" "unix:path=$act_sock" "<servicedir>$H_TMP/services</servicedir>"
-act_address=$(bench_bus "$H_TMP/bus-act.conf")
+bench_bus "$H_TMP/bus-act.conf"
+act_address=$bench_bus_address
 
 "$bench" --token "$token" --pin-file "$pin_file" --module "$H_SOFTHSM" \
 	--ec-label ec --ec-chain "$ca/ec-chain.pem" \

@@ -64,8 +64,8 @@ static int channel_open(certagent_client *c)
 		return 1;
 	r = client_call(c, msg, &reply, &e);
 	dbus_message_unref(msg);
-	if (r == 0 && !dbus_message_get_args(reply, NULL, DBUS_TYPE_UNIX_FD, &fd,
-					     DBUS_TYPE_INVALID))
+	if (r == 0 &&
+	    !dbus_message_get_args(reply, NULL, DBUS_TYPE_UNIX_FD, &fd, DBUS_TYPE_INVALID))
 		fd = -1;
 	if (reply)
 		dbus_message_unref(reply);
@@ -144,11 +144,12 @@ int client_channel_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret
 	if (r <= 0) {
 		/* A late reply must not answer the next request: start afresh next time. */
 		client_channel_close(c);
-		return client_error_set(err, CERTAGENT_E_TIMEOUT,
-					"certagentd did not answer in time (%d ms): it may be "
-					"waiting for a token or a PIN prompt; try again, or raise the "
-					"timeout",
-					c->timeout_ms);
+		return client_error_set(
+			err, CERTAGENT_E_TIMEOUT,
+			"certagentd did not answer in time (%d ms): it may be "
+			"waiting for a token or a PIN prompt; try again, or raise the "
+			"timeout",
+			c->timeout_ms);
 	}
 	do {
 		n = recv(c->channel_fd, c->channel_buf, IPC_CHANNEL_FRAME_MAX + 1, MSG_TRUNC);

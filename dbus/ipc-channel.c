@@ -116,8 +116,8 @@ int ipc_channel_encode(DBusMessage *msg, uint8_t **ret_buf, size_t *ret_len, CaE
 		explicit_bzero(data, len > 0 ? (size_t)len : 0);
 		dbus_free(data);
 		return ca_error_set(err, CA_E_TOO_LARGE,
-				    "the message is %d bytes; a channel packet holds at most %d", len,
-				    IPC_CHANNEL_FRAME_MAX);
+				    "the message is %d bytes; a channel packet holds at most %d",
+				    len, IPC_CHANNEL_FRAME_MAX);
 	}
 	/* Ours, with free(): callers need not know libdbus allocated it. */
 	*ret_buf = malloc((size_t)len);
