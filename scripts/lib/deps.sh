@@ -14,7 +14,7 @@
 DEPS_PACKAGES="meson ninja-build pkg-config gcc libc6-dev clang libclang-rt-14-dev
 	softhsm2 gnutls-bin libgnutls28-dev libp11-kit-dev p11-kit p11-kit-modules
 	libdbus-1-dev dbus opensc libassuan-dev libinih-dev python3 python3-dbus openssl
-	systemd pcscd vsmartcard-vpcd libcacard-dev libnss3-tools"
+	systemd pcscd vsmartcard-vpcd libcacard-dev libnss3-tools valgrind"
 
 deps_missing() {
 	local p

@@ -48,15 +48,47 @@ expect_getpins() {
 	[ "$n" = "$1" ] || h_fail "expected $1 PIN prompt(s), the pinentry saw $n: $(cat "$FAKE_PINENTRY_TRANSCRIPT")"
 }
 
-# Token demo with key "client" and its certificate; the agent prompts with the fake pinentry.
+# tests/fault's module (built in the same tree; tests/fault comes after tests/agent in
+# meson, so it is found by path, like the slow module): fault_module_on MODE makes the agent
+# load SoftHSM through it (see setup), with its control file and trace.
+FAULT_TRACE=$H_TMP/fault-trace.log
+AGENT_MODULE=
+fault_module_on() {
+	local m=$CERTAGENT_BUILD/tests/fault/certagent-fault-pkcs11.so
+	[ -f "$m" ] || h_fail "fault module not built: $m"
+	export CERTAGENT_FAULT_CTL=$H_TMP/fault.ctl CERTAGENT_FAULT_LOG=$FAULT_TRACE
+	export CERTAGENT_FAULT_REAL=$H_SOFTHSM
+	printf 'mode=%s\ntoken=demo\n' "$1" >"$CERTAGENT_FAULT_CTL"
+	AGENT_MODULE=$m
+}
+traced() { grep -cxF -- "$1" "$FAULT_TRACE" 2>/dev/null || true; }
+
+# keygen_demo: the demo key "client" (id 01); KEYGEN_ALWAYS_AUTH=1: with CKA_ALWAYS_AUTHENTICATE
+# (as tests/pkcs11/setup-token.sh makes one).
+keygen_demo() {
+	if [ "${KEYGEN_ALWAYS_AUTH:-0}" = 1 ]; then
+		pkcs11-tool --module "$H_SOFTHSM" --token-label demo --login --pin "$H_PIN" \
+			--keypairgen --key-type EC:prime256v1 --always-auth --label client --id 01 \
+			>"$H_TMP/keygen.log" 2>&1 ||
+			{ cat "$H_TMP/keygen.log" >&2; h_fail "pkcs11-tool could not make an always-auth key"; }
+	else
+		h_keygen demo p256 client 01
+	fi
+}
+
+# Token demo with key "client" and its certificate; the agent prompts with the fake pinentry
+# (through the fault module after fault_module_on).
 setup() {
+	local real=$H_SOFTHSM
 	[ -x "$PINENTRY" ] || chmod +x "$PINENTRY" 2>/dev/null || h_fail "$PINENTRY is not executable"
 	h_token demo
-	h_keygen demo p256 client 01
+	keygen_demo
 	h_ca
 	h_client_cert demo client 01 "CN=alice"
 	h_bus
+	H_SOFTHSM=${AGENT_MODULE:-$real}
 	h_agent "pinentry = $PINENTRY" "$@"
+	H_SOFTHSM=$real
 	URI=$(h_key_uri demo client)
 	openssl rand 32 >"$H_TMP/h"
 	openssl x509 -in "$H_TMP/ca/client.pem" -noout -pubkey >"$H_TMP/pub.pem"
@@ -229,6 +261,76 @@ test_no_pinentry() {
 	h_agent "pinentry = /nonexistent/pinentry"
 	expect_error $ERR.PinRequired ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
 	case $LAST_ERROR in *"/nonexistent/pinentry"*) ;; *) h_fail "the error does not say which pinentry failed: $LAST_ERROR" ;; esac
+}
+
+# A pinpad reader (CKF_PROTECTED_AUTHENTICATION_PATH, through the fault module's mode=pinpad):
+# the dialog tells the user to use the keypad and asks for no PIN (CONFIRM, no GETPIN); the
+# agent logs in with a NULL PIN (the module "types" the PIN on the keypad) and signs.
+test_pinpad() {
+	export CERTAGENT_FAULT_PINPAD_PIN=$H_PIN
+	fault_module_on pinpad
+	setup
+	[ $(($(token_field flags) & 0x100)) != 0 ] ||
+		h_fail "the agent does not see CKF_PROTECTED_AUTHENTICATION_PATH (flags $(token_field flags))"
+	answers ok
+	sign "$H_TMP/s1" server-name=s:pinpad.example.test
+	verify "$H_TMP/s1"
+	h_log "pinentry transcript: $(tr '\n' '|' <"$FAKE_PINENTRY_TRANSCRIPT")"
+	expect_getpins 0
+	grep -qx 'CONFIRM' "$FAKE_PINENTRY_TRANSCRIPT" || grep -q '^MESSAGE' "$FAKE_PINENTRY_TRANSCRIPT" ||
+		h_fail "no CONFIRM/MESSAGE dialog: $(cat "$FAKE_PINENTRY_TRANSCRIPT")"
+	! grep -q '^SETPROMPT' "$FAKE_PINENTRY_TRANSCRIPT" || h_fail "a PIN field (SETPROMPT) for a pinpad"
+	grep -q '^SETDESC .*keypad' "$FAKE_PINENTRY_TRANSCRIPT" ||
+		h_fail "the dialog does not say to use the keypad: $(grep SETDESC "$FAKE_PINENTRY_TRANSCRIPT")"
+	[ "$(traced 'login demo user pinpad')" = 1 ] ||
+		h_fail "expected one C_Login with a NULL PIN: $(cat "$FAULT_TRACE")"
+	[ "$(traced 'login-pin-given demo')" = 0 ] || h_fail "the agent sent a PIN to a pinpad token"
+	[ "$(token_field logged-in)" = True ] || h_fail "the token is not shown logged in"
+	# Logged in: the next Sign asks nothing and logs in no more.
+	sign "$H_TMP/s2"
+	verify "$H_TMP/s2"
+	[ "$(grep -cx CONFIRM "$FAKE_PINENTRY_TRANSCRIPT")" = 1 ] || h_fail "a second dialog"
+	[ "$(grep -c '^login demo' "$FAULT_TRACE")" = 1 ] || h_fail "more logins: $(cat "$FAULT_TRACE")"
+	expect_getpins 0
+}
+
+# A CKA_ALWAYS_AUTHENTICATE key: the first Sign asks for the token's PIN (login) and then for
+# the PIN of this one signature (context-specific login); every later Sign asks again for its
+# signature, never reusing the remembered PIN. Through the fault module (mode=present) to count
+# the context-specific logins. User logins are logged, not counted: when the per-signature PIN
+# is missing the agent gives up the C_SignInit'ed session by closing it, which (being the token's
+# only session) logs the token out, so each signature's retry logs in as CKU_USER again with the
+# PIN given for the signature before its CKU_CONTEXT_SPECIFIC login.
+test_always_auth() {
+	KEYGEN_ALWAYS_AUTH=1
+	fault_module_on present
+	setup
+	answers "pin $H_PIN" "pin $H_PIN" "pin $H_PIN" "pin $H_PIN"
+	sign "$H_TMP/s1"
+	verify "$H_TMP/s1"
+	expect_getpins 2
+	h_log "C_Logins after the first Sign: $(grep '^login' "$FAULT_TRACE" | tr '\n' '|')"
+	[ "$(traced 'login demo context')" = 1 ] ||
+		h_fail "expected one context-specific login: $(cat "$FAULT_TRACE")"
+	grep -q '^SETDESC .*needs the PIN for every signature' "$FAKE_PINENTRY_TRANSCRIPT" ||
+		h_fail "the per-signature prompt does not say why: $(grep SETDESC "$FAKE_PINENTRY_TRANSCRIPT")"
+	sign "$H_TMP/s2"
+	verify "$H_TMP/s2"
+	expect_getpins 3
+	h_log "C_Logins after the second Sign: $(grep '^login' "$FAULT_TRACE" | tr '\n' '|')"
+	[ "$(traced 'login demo context')" = 2 ] ||
+		h_fail "expected a context-specific login per signature: $(cat "$FAULT_TRACE")"
+	[ "$(grep -c '^SETDESC .*needs the PIN for every signature' "$FAKE_PINENTRY_TRANSCRIPT")" = 2 ] ||
+		h_fail "expected two per-signature prompts: $(grep SETDESC "$FAKE_PINENTRY_TRANSCRIPT")"
+	# Unlocked with a PIN: still one prompt per signature (the Unlock PIN is not reused).
+	ctl unlock pkcs11:token=demo "$H_PIN" >/dev/null || h_fail "Unlock failed"
+	sign "$H_TMP/s3"
+	verify "$H_TMP/s3"
+	expect_getpins 4
+	h_log "C_Logins after the third Sign: $(grep '^login' "$FAULT_TRACE" | tr '\n' '|')"
+	[ "$(traced 'login demo context')" = 3 ] ||
+		h_fail "expected a context-specific login per signature: $(cat "$FAULT_TRACE")"
+	no_pin_in_log
 }
 
 case=${1:?usage: prompt-test.sh CASE}

@@ -36,6 +36,14 @@
  *                                   C_GenerateKey and C_GenerateKeyPair answer
  *                                   CKR_DEVICE_MEMORY, after N of them (default 0) succeeded
  *                                   in this process since the command was given
+ *     mode=pinpad                   a pinpad reader: C_GetTokenInfo adds
+ *                                   CKF_PROTECTED_AUTHENTICATION_PATH, and a user or
+ *                                   context-specific C_Login with a NULL PIN logs in to SoftHSM
+ *                                   with the PIN in CERTAGENT_FAULT_PINPAD_PIN (the user typing
+ *                                   on the keypad; CKR_FUNCTION_CANCELED when it is unset).
+ *                                   Such a login is traced "login LABEL user|context pinpad";
+ *                                   a PIN given by the caller is forwarded, and traced
+ *                                   "login-pin-given LABEL" (a pinpad caller should send none)
  *     token=LABEL                   only the token with this label is affected (default: all)
  *   CERTAGENT_FAULT_LOG   optional: a file the module appends one line to per fault it acts
  *                         on ("sign-slow LABEL", "sign-hang LABEL", "full LABEL C_CreateObject",
@@ -84,6 +92,7 @@ typedef enum FaultMode {
 	FAULT_PIN_FINAL_TRY,
 	FAULT_PIN_LOCKED,
 	FAULT_FULL,
+	FAULT_PINPAD,
 } FaultMode;
 
 static const char *const fault_mode_names[] = {
@@ -98,6 +107,7 @@ static const char *const fault_mode_names[] = {
 	[FAULT_PIN_FINAL_TRY] = "pin-final-try",
 	[FAULT_PIN_LOCKED] = "pin-locked",
 	[FAULT_FULL] = "full",
+	[FAULT_PINPAD] = "pinpad",
 };
 
 typedef struct FaultCommand {
@@ -546,6 +556,8 @@ static CK_RV fault_C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 			add = CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY;
 		else if (cmd.mode == FAULT_PIN_LOCKED)
 			add = CKF_USER_PIN_LOCKED;
+		else if (cmd.mode == FAULT_PINPAD)
+			add = CKF_PROTECTED_AUTHENTICATION_PATH;
 	}
 	pthread_mutex_unlock(&fault_lock);
 	info->flags |= add;
@@ -773,12 +785,15 @@ FAULT_FORWARD_SESSION(C_CancelFunction, (Sh h), (r))
 
 /* --- logins and object creation: the PIN and "token full" faults ------------------------------ */
 
-/* Every login is traced; with mode=pin-locked a user login answers as a blocked card does. */
+/*
+ * Every login is traced; with mode=pin-locked a user login answers as a blocked card does;
+ * with mode=pinpad a NULL PIN is "typed on the keypad" (CERTAGENT_FAULT_PINPAD_PIN).
+ */
 static CK_RV fault_C_Login(Sh h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULONG n)
 {
 	const char *who = user == CKU_SO ? "so" : user == CKU_USER ? "user" : "context";
 	CK_SLOT_ID slot;
-	bool locked;
+	bool locked, pinpad;
 	char label[33];
 	CK_SESSION_HANDLE r;
 	CK_RV rv = fault_session_enter(h, &r, &slot);
@@ -788,8 +803,19 @@ static CK_RV fault_C_Login(Sh h, CK_USER_TYPE user, CK_UTF8CHAR_PTR pin, CK_ULON
 	pthread_mutex_lock(&fault_lock);
 	snprintf(label, sizeof(label), "%s", fault_slot_label(slot));
 	locked = cmd.mode == FAULT_PIN_LOCKED && user != CKU_SO && fault_affects(slot);
+	pinpad = cmd.mode == FAULT_PINPAD && user != CKU_SO && fault_affects(slot);
 	pthread_mutex_unlock(&fault_lock);
+	if (pinpad && !pin) {
+		const char *keypad = secure_getenv("CERTAGENT_FAULT_PINPAD_PIN");
+
+		fault_trace("login %s %s pinpad", label, who);
+		if (!keypad)
+			return CKR_FUNCTION_CANCELED; /* nobody typed anything */
+		return real->C_Login(r, user, (CK_UTF8CHAR_PTR)keypad, (CK_ULONG)strlen(keypad));
+	}
 	fault_trace("login %s %s", label, who);
+	if (pinpad)
+		fault_trace("login-pin-given %s", label);
 	if (locked) {
 		fault_trace("login-locked %s", label);
 		return CKR_PIN_LOCKED;

@@ -343,8 +343,11 @@ h__agent_up() {
 # The config has registered-modules = no and SoftHSM by path as [module softhsm]. CONFIG-LINEs
 # are written after "[agent]", so "key = value" lines set agent options and a "[section]" line
 # starts a section of its own (e.g. "[pin-source demo]" "token = pkcs11:token=demo" ...).
-# Extra command-line options for certagentd: $H_AGENT_ARGS (e.g. "--debug").
-# Waits up to 10 s for org.certagent.Agent1 on the bus; fails with the agent's log if it died.
+# Extra command-line options for certagentd: $H_AGENT_ARGS (e.g. "--debug"). $H_AGENT_WRAPPER
+# (e.g. "valgrind --tool=memcheck ...") is put before the agent's command; H_AGENT_PID is then
+# the wrapper's pid (valgrind runs the agent in its own process).
+# Waits up to $H_AGENT_WAIT (10) s for org.certagent.Agent1 on the bus; fails with the agent's
+# log if it died.
 h_agent() {
 	[ -x "$H_CERTAGENTD" ] || h_fail "certagentd not built: $H_CERTAGENTD (set CERTAGENT_BUILD)"
 	# shellcheck disable=SC2119 # no extra bus configuration here
@@ -356,12 +359,12 @@ h_agent() {
 		[ $# = 0 ] || printf '%s\n' "$@"
 		printf '\n[module softhsm]\npath = %s\n' "$H_SOFTHSM"
 	} >"$H_AGENT_CONF"
-	# shellcheck disable=SC2086 # H_AGENT_ARGS is a list of options
-	"$H_CERTAGENTD" --config "$H_AGENT_CONF" --address "$DBUS_SESSION_BUS_ADDRESS" \
+	# shellcheck disable=SC2086 # H_AGENT_WRAPPER and H_AGENT_ARGS are lists of words
+	${H_AGENT_WRAPPER:-} "$H_CERTAGENTD" --config "$H_AGENT_CONF" --address "$DBUS_SESSION_BUS_ADDRESS" \
 		--foreground ${H_AGENT_ARGS:-} </dev/null >>"$H_AGENT_LOG" 2>&1 &
 	H_AGENT_PID=$!
 	h_track "$H_AGENT_PID"
-	local n=100 st
+	local n=$((${H_AGENT_WAIT:-10} * 10)) st
 	while :; do
 		st=0
 		h__agent_up || st=$?
@@ -372,7 +375,7 @@ h_agent() {
 			h_fail "certagentd exited (status $st) before taking org.certagent.Agent1; see agent.log"
 		fi
 		n=$((n - 1))
-		[ "$n" -gt 0 ] || h_fail "certagentd did not take org.certagent.Agent1 within 10 s"
+		[ "$n" -gt 0 ] || h_fail "certagentd did not take org.certagent.Agent1 within ${H_AGENT_WAIT:-10} s"
 		sleep 0.1
 	done
 }
@@ -458,6 +461,7 @@ h__serv_args() { # common options: sets h__ver, h__cafile, h__cert, h__key, h__r
 	h__cafile=$H_TMP/ca/root.pem
 	h__cert=$H_TMP/ca/server.pem
 	h__key=$H_TMP/ca/server.key
+	h__ocsp=
 	while [ $# -gt 0 ]; do
 		case $1 in
 		--tls1.2) h__ver=1.2 ;;
@@ -466,22 +470,28 @@ h__serv_args() { # common options: sets h__ver, h__cafile, h__cert, h__key, h__r
 		--cafile=*) h__cafile=${1#*=} ;;
 		--client-rsa) h__rsa=$2; shift ;;
 		--client-rsa=*) h__rsa=${1#*=} ;;
+		--ocsp-response) h__ocsp=$2; shift ;;
+		--ocsp-response=*) h__ocsp=${1#*=} ;;
 		*) h_fail "server option not understood: $1" ;;
 		esac
 		shift
 	done
 	case $h__rsa in any | pkcs1 | pss) ;; *) h_fail "--client-rsa any|pkcs1|pss, not $h__rsa" ;; esac
 	{ [ -f "$h__cafile" ] && [ -f "$h__cert" ]; } || h_fail "run h_ca before starting a server"
+	[ -z "$h__ocsp" ] || [ -f "$h__ocsp" ] || h_fail "no OCSP response file $h__ocsp"
 	h__serv_count=$((h__serv_count + 1))
 	H_SERV_LOG=$H_TMP/serv$h__serv_count.log
 	[ "$h__serv_count" = 1 ] && H_SERV_LOG=$H_TMP/serv.log
 	return 0
 }
 
-# h_gnutls_serv [--tls1.2|--tls1.3] [--cafile FILE] [--client-rsa pkcs1|pss]: gnutls-serv --echo
+# h_gnutls_serv [--tls1.2|--tls1.3] [--cafile FILE] [--client-rsa pkcs1|pss]
+#               [--ocsp-response FILE]: gnutls-serv --echo
 # on a free port that requires a client certificate and verifies it against root.pem (or FILE).
 # --client-rsa limits the RSA signatures the server accepts from the client to PKCS#1 v1.5 or
 # to PSS (ECDSA and EdDSA stay allowed); without it, TLS 1.2 clients may choose either.
+# --ocsp-response staples the DER OCSP response in FILE (for server.pem) to every handshake;
+# gnutls-serv is told to ignore errors in it, so a "revoked" or stale response is sent as is.
 # Sets H_PORT, H_SERV_PID, H_SERV_LOG ($H_TMP/serv.log for the first server).
 h_gnutls_serv() {
 	h__serv_args "$@"
@@ -494,12 +504,14 @@ h_gnutls_serv() {
 	pkcs1) for a in SHA256 SHA384 SHA512; do prio=$prio:-SIGN-RSA-PSS-$a:-SIGN-RSA-PSS-RSAE-$a; done ;;
 	pss) prio=$prio:-SIGN-RSA-SHA256:-SIGN-RSA-SHA384:-SIGN-RSA-SHA512:-SIGN-RSA-SHA1:-SIGN-RSA-SHA224 ;;
 	esac
+	local ocsp=()
+	[ -z "$h__ocsp" ] || ocsp=(--ocsp-response "$h__ocsp" --ignore-ocsp-response-errors)
 	H_SERV_KIND=gnutls
 	for _ in 1 2 3 4 5; do
 		H_PORT=$(h__free_port)
 		h__start_server gnutls-serv --echo --require-client-cert --verify-client-cert \
 			--x509cafile "$h__cafile" --x509certfile "$h__cert" --x509keyfile "$h__key" \
-			--priority "$prio" -p "$H_PORT" && return 0
+			--priority "$prio" ${ocsp[@]+"${ocsp[@]}"} -p "$H_PORT" && return 0
 	done
 	h__dump "$H_SERV_LOG"
 	h_fail "gnutls-serv did not start"
@@ -521,6 +533,7 @@ h_openssl_serv() {
 	pkcs1) sigs="-client_sigalgs RSA+SHA256:RSA+SHA384:RSA+SHA512:$others" ;;
 	pss) sigs="-client_sigalgs rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:$others" ;;
 	esac
+	[ -z "$h__ocsp" ] || h_fail "h_openssl_serv: --ocsp-response is for h_gnutls_serv only"
 	H_SERV_KIND=openssl
 	for _ in 1 2 3 4 5; do
 		H_PORT=$(h__free_port)
