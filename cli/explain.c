@@ -463,7 +463,7 @@ static void check_ocsp(Explain *e, gnutls_session_t session)
 	unsigned cert_status = 0;
 	time_t this_update, next_update, revoked;
 	unsigned reason;
-	char b1[40];
+	char b1[40], b2[40], b3[40];
 
 	if (gnutls_ocsp_status_request_get2(session, 0, &data) < 0) {
 		add_check(e, "ocsp", 0, "info",
@@ -479,17 +479,25 @@ static void check_ocsp(Explain *e, gnutls_session_t session)
 		add_check(e, "ocsp", 0, "failed",
 			  "the server stapled an OCSP response that cannot "
 			  "be read");
-	} else if (cert_status == GNUTLS_OCSP_CERT_GOOD) {
-		add_check(e, "ocsp", 0, "ok",
-			  "the server stapled an OCSP response saying \"good\" (produced %s)",
-			  cert_info_time_str(this_update, b1, sizeof(b1)));
-	} else if (cert_status == GNUTLS_OCSP_CERT_REVOKED) {
-		add_check(e, "ocsp", 0, "failed",
-			  "the server stapled an OCSP response saying REVOKED (on %s)",
-			  cert_info_time_str(revoked, b1, sizeof(b1)));
 	} else {
-		add_check(e, "ocsp", 0, "info",
-			  "the server stapled an OCSP response saying \"unknown\"");
+		/* next_update is -1 when the response has none ("?" then). */
+		cert_info_time_str(this_update, b1, sizeof(b1));
+		cert_info_time_str(next_update, b2, sizeof(b2));
+		if (cert_status == GNUTLS_OCSP_CERT_GOOD)
+			add_check(e, "ocsp", 0, "ok",
+				  "the server stapled an OCSP response saying \"good\" (this "
+				  "update %s, next update %s)",
+				  b1, b2);
+		else if (cert_status == GNUTLS_OCSP_CERT_REVOKED)
+			add_check(e, "ocsp", 0, "failed",
+				  "the server stapled an OCSP response saying REVOKED (revoked "
+				  "%s; this update %s, next update %s)",
+				  cert_info_time_str(revoked, b3, sizeof(b3)), b1, b2);
+		else
+			add_check(e, "ocsp", 0, "info",
+				  "the server stapled an OCSP response saying \"unknown\" (this "
+				  "update %s, next update %s)",
+				  b1, b2);
 	}
 	gnutls_ocsp_resp_deinit(resp);
 }
