@@ -146,14 +146,23 @@ XML
 		$OBJ $AGENT.Unlock string:pkcs11:token=demo string:0000 2>&1) &&
 		h_fail "nobody may call Unlock: $out"
 	case $out in *org.certagent.Error.PolicyDenied*) ;; *) h_fail "Unlock as nobody: $out" ;; esac
-	out=$(as_nobody "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" sign "$uri" \
+	# A copy nobody can read: the checkout may sit in a folder only root can enter.
+	cp "$CERTAGENT_SRC/tests/agent/agentctl.py" "$H_TMP/pub/agentctl.py"
+	chmod 644 "$H_TMP/pub/agentctl.py"
+	out=$(as_nobody "$PY" "$H_TMP/pub/agentctl.py" sign "$uri" \
 		ecdsa_secp256r1_sha256 "$H_TMP/pub/hash" "$H_TMP/pub/nobody/sig" 2>&1) &&
 		h_fail "nobody got a signature: $out"
 	case $out in *org.certagent.Error.PolicyDenied*) ;; *) h_fail "Sign as nobody: $out" ;; esac
 	[ ! -s "$H_TMP/pub/nobody/sig" ] || h_fail "a signature was written for nobody"
-	# The library says so too.
-	out=$(as_nobody "$H_CERTAGENT" list 2>&1) && h_fail "certagent list works as nobody: $out"
-	h_log "certagent list as nobody: $out"
+	# The library says so too (when nobody can run the build's CLI at all).
+	if as_nobody sh -c "test -x '$H_CERTAGENT'" 2>/dev/null; then
+		out=$(as_nobody "$H_CERTAGENT" list --agent 2>&1) &&
+			h_fail "certagent list works as nobody: $out"
+		case $out in *"uid $(id -u nobody)"*) ;; *) h_fail "certagent list as nobody: $out" ;; esac
+		h_log "certagent list as nobody: $out"
+	else
+		h_log "(the build folder is closed to nobody: certagent list as nobody not tried)"
+	fi
 
 	# The agent still serves its own uid, and signs.
 	kill -0 "$H_AGENT_PID" || h_fail "certagentd died"
