@@ -288,23 +288,14 @@ int channel_server_new(struct Server *s, unsigned n_threads, ChannelServer **ret
 
 bool channel_server_stop(ChannelServer *cs, unsigned timeout_ms)
 {
-	struct timespec deadline;
 	uint64_t one = 1;
 
 	if (!cs || cs->stopped)
 		return true;
 	/* Level-triggered and never read: wakes every thread, now and later. */
 	(void)!write(cs->stop_fd, &one, sizeof(one));
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
-	for (; cs->n_joined < cs->n_threads; cs->n_joined++)
-		if (pthread_timedjoin_np(cs->threads[cs->n_joined], NULL, &deadline) != 0)
-			return false;
+	if (!worker_join_threads(cs->threads, cs->n_threads, &cs->n_joined, timeout_ms))
+		return false;
 	cs->stopped = true;
 	return true;
 }

@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * confirm: SETTIMEOUT, SETTITLE, SETDESC, SETOK, SETCANCEL, CONFIRM with a fresh pinentry
- * each time (as prompt.c does for PINs; a CONFIRM carries no secret, so libassuan's default
- * allocator is fine). It takes the agent's one dialog slot (prompt_ui_lock, shared with the PIN
- * prompts), so a confirmation never shows while a PIN dialog is open, nor the other way round.
+ * each time, found, started and set up with prompt.c's pinentry helpers (a CONFIRM carries no
+ * secret, so libassuan's default allocator is fine). It takes the agent's one dialog slot
+ * (prompt_ui_lock, shared with the PIN prompts), so a confirmation never shows while a PIN
+ * dialog is open, nor the other way round.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <assuan.h>
 
@@ -19,65 +18,10 @@
 #include "log.h"
 #include "prompt.h"
 
-/* Restores what a child of the agent should start with (signals blocked in our threads). */
-static void confirm_atfork(void *opaque, int reserved)
-{
-	sigset_t none;
-
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-}
-
-/* "CMD text", percent-escaped as Assuan wants, cut to one line. */
-static void confirm_command(char *buf, size_t size, const char *cmd, const char *text)
-{
-	size_t n = (size_t)snprintf(buf, size, "%s ", cmd);
-
-	if (size > ASSUAN_LINELENGTH - 2)
-		size = ASSUAN_LINELENGTH - 2;
-	for (; *text && n + 4 < size; text++) {
-		unsigned char c = (unsigned char)*text;
-
-		if (c == '%' || c < 0x20)
-			n += (size_t)snprintf(buf + n, size - n, "%%%02X", c);
-		else
-			buf[n++] = (char)c;
-	}
-	buf[n] = 0;
-}
-
-static char *confirm_find_program(const char *name)
-{
-	const char *path = secure_getenv("PATH");
-	_cleanup_free_ char *dirs = NULL;
-	char *dir, *save = NULL;
-
-	if (strchr(name, '/'))
-		return strdup(name);
-	dirs = strdup(path && path[0] ? path : "/usr/local/bin:/usr/bin:/bin");
-	if (!dirs)
-		return NULL;
-	for (dir = strtok_r(dirs, ":", &save); dir; dir = strtok_r(NULL, ":", &save)) {
-		char *full;
-
-		if (asprintf(&full, "%s/%s", dir[0] ? dir : ".", name) < 0)
-			return NULL;
-		if (access(full, X_OK) == 0)
-			return full;
-		free(full);
-	}
-	return NULL;
-}
-
 int confirm_ask(const char *pinentry, const char *title, const char *desc, const char *ok,
 		const char *cancel, CaError *err)
 {
-	static const struct {
-		const char *env, *option;
-	} options[] = {{"GPG_TTY", "ttyname"}, {"TERM", "ttytype"}, {"DISPLAY", "display"}};
 	_cleanup_free_ char *prog = NULL;
-	const char *argv[2] = {NULL, NULL};
 	assuan_context_t ctx = NULL;
 	char line[ASSUAN_LINELENGTH];
 	gpg_error_t e;
@@ -86,18 +30,17 @@ int confirm_ask(const char *pinentry, const char *title, const char *desc, const
 		return ca_error_set(err, CA_E_FAILED,
 				    "this identity's policy wants a confirmation, but pinentry = "
 				    "none: set a pinentry program in agent.conf or drop confirm");
-	prog = confirm_find_program(pinentry);
+	prog = prompt_find_program(pinentry);
 	if (!prog)
 		return ca_error_set(err, CA_E_FAILED,
 				    "this identity's policy wants a confirmation, but the "
 				    "pinentry program \"%s\" is not in PATH",
 				    pinentry);
-	argv[0] = strrchr(prog, '/') ? strrchr(prog, '/') + 1 : prog;
 
 	prompt_ui_lock();
 	e = assuan_new(&ctx);
 	if (!e)
-		e = assuan_pipe_connect(ctx, prog, argv, NULL, confirm_atfork, NULL, 0);
+		e = prompt_pinentry_connect(ctx, prog);
 	if (e) {
 		prompt_ui_unlock();
 		assuan_release(ctx);
@@ -106,26 +49,17 @@ int confirm_ask(const char *pinentry, const char *title, const char *desc, const
 				    "wants: %s does not start (%s)",
 				    prog, gpg_strerror(e));
 	}
-	for (size_t i = 0; i < ELEMENTSOF(options); i++) {
-		const char *v = secure_getenv(options[i].env);
-
-		if (v && v[0] && strlen(v) < 256) {
-			snprintf(line, sizeof(line), "OPTION %s=%s", options[i].option, v);
-			(void)assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
-		}
-	}
-	snprintf(line, sizeof(line), "SETTIMEOUT %d", CONFIRM_TIMEOUT_SEC);
-	(void)assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
-	confirm_command(line, sizeof(line), "SETTITLE", title);
+	prompt_pinentry_options(ctx, CONFIRM_TIMEOUT_SEC);
+	prompt_command(line, sizeof(line), "SETTITLE", title);
 	e = assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
 	if (!e) {
-		confirm_command(line, sizeof(line), "SETDESC", desc);
+		prompt_command(line, sizeof(line), "SETDESC", desc);
 		e = assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
 	}
 	if (!e) {
-		confirm_command(line, sizeof(line), "SETOK", ok);
+		prompt_command(line, sizeof(line), "SETOK", ok);
 		(void)assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
-		confirm_command(line, sizeof(line), "SETCANCEL", cancel);
+		prompt_command(line, sizeof(line), "SETCANCEL", cancel);
 		(void)assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
 		e = assuan_transact(ctx, "CONFIRM", NULL, NULL, NULL, NULL, NULL, NULL);
 	}

@@ -52,7 +52,7 @@ typedef struct Request {
 	char *server_name;
 	char *pin; /* Unlock's PIN, or a per-signature PIN from a prompt; wiped after use */
 	size_t pin_len;
-	bool refresh; /* list the store again after running */
+	bool refresh;	/* list the store again after running */
 	bool untracked; /* submitted from another thread: not counted in server->pending */
 
 	/* prompting (prompt.c): the request is parked there while a prompt runs */
@@ -334,10 +334,13 @@ static bool uri_ok(const char *uri)
 	return strncmp(uri, "pkcs11:", 7) == 0;
 }
 
-static int method_list_identities(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
-				  CaError *err)
+/* Appends item i of a list as one a{sv}; false when out of memory. */
+typedef bool (*MethodDictFn)(const void *items, size_t i, DBusMessageIter *dict);
+
+/* The aa{sv} reply of a List method: one dict per item, written by append. */
+static int method_reply_dict_list(DBusMessage *msg, const void *items, size_t n,
+				  MethodDictFn append, DBusMessage **ret_reply)
 {
-	Server *s = userdata;
 	DBusMessage *reply = dbus_message_new_method_return(msg);
 	DBusMessageIter iter, array;
 	bool ok;
@@ -346,30 +349,13 @@ static int method_list_identities(void *userdata, DBusMessage *msg, DBusMessage 
 		return -ENOMEM;
 	dbus_message_iter_init_append(reply, &iter);
 	ok = dbus_message_iter_open_container(&iter, DBUS_TYPE_ARRAY, "a{sv}", &array);
-	for (size_t i = 0; ok && s->identities && i < s->identities->n; i++) {
-		const StoreIdentity *id = &s->identities->items[i];
-		const char *schemes[IPC_SCHEMES_MAX];
-		size_t n_schemes = 0;
+	for (size_t i = 0; ok && i < n; i++) {
 		DBusMessageIter dict;
 
-		for (size_t j = 0; j < id->n_schemes && n_schemes < IPC_SCHEMES_MAX; j++)
-			schemes[n_schemes++] = id->schemes[j]->name;
 		ok = ipc_dict_open(&array, &dict);
 		if (!ok)
 			break;
-		ok = ipc_dict_append_string(&dict, "uri", id->uri) &&
-		     ipc_dict_append_string(&dict, "label", id->label) &&
-		     ipc_dict_append_string(&dict, "token", id->token_uri) &&
-		     ipc_dict_append_string(&dict, "token-label", id->token_label) &&
-		     ipc_dict_append_string(&dict, "module", id->module) &&
-		     ipc_dict_append_string(&dict, "key-type", ca_key_type_name(id->key_type)) &&
-		     ipc_dict_append_u32(&dict, "bits", id->bits) &&
-		     ipc_dict_append_strv(&dict, "schemes", schemes, n_schemes) &&
-		     ipc_dict_append_bytes_array(&dict, "certificates", id->certs,
-						 id->n_certs < IPC_CERTS_MAX ? id->n_certs
-									     : IPC_CERTS_MAX) &&
-		     ipc_dict_append_bool(&dict, "logged-in", id->logged_in) &&
-		     ipc_dict_append_bool(&dict, "always-authenticate", id->always_authenticate);
+		ok = append(items, i, &dict);
 		if (!ok) {
 			dbus_message_iter_abandon_container(&array, &dict);
 			break;
@@ -389,52 +375,62 @@ static int method_list_identities(void *userdata, DBusMessage *msg, DBusMessage 
 	return 0;
 }
 
+static bool method_identity_dict(const void *items, size_t i, DBusMessageIter *dict)
+{
+	const StoreIdentity *id = &((const StoreIdentity *)items)[i];
+	const char *schemes[IPC_SCHEMES_MAX];
+	size_t n_schemes = 0;
+
+	for (size_t j = 0; j < id->n_schemes && n_schemes < IPC_SCHEMES_MAX; j++)
+		schemes[n_schemes++] = id->schemes[j]->name;
+	return ipc_dict_append_string(dict, "uri", id->uri) &&
+	       ipc_dict_append_string(dict, "label", id->label) &&
+	       ipc_dict_append_string(dict, "token", id->token_uri) &&
+	       ipc_dict_append_string(dict, "token-label", id->token_label) &&
+	       ipc_dict_append_string(dict, "module", id->module) &&
+	       ipc_dict_append_string(dict, "key-type", ca_key_type_name(id->key_type)) &&
+	       ipc_dict_append_u32(dict, "bits", id->bits) &&
+	       ipc_dict_append_strv(dict, "schemes", schemes, n_schemes) &&
+	       ipc_dict_append_bytes_array(dict, "certificates", id->certs,
+					   id->n_certs < IPC_CERTS_MAX ? id->n_certs
+								       : IPC_CERTS_MAX) &&
+	       ipc_dict_append_bool(dict, "logged-in", id->logged_in) &&
+	       ipc_dict_append_bool(dict, "always-authenticate", id->always_authenticate);
+}
+
+static int method_list_identities(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
+				  CaError *err)
+{
+	Server *s = userdata;
+
+	return method_reply_dict_list(msg, s->identities ? s->identities->items : NULL,
+				      s->identities ? s->identities->n : 0, method_identity_dict,
+				      ret_reply);
+}
+
+static bool method_token_dict(const void *items, size_t i, DBusMessageIter *dict)
+{
+	const StoreToken *t = &((const StoreToken *)items)[i];
+
+	return ipc_dict_append_string(dict, "uri", t->uri) &&
+	       ipc_dict_append_string(dict, "label", t->label) &&
+	       ipc_dict_append_string(dict, "serial", t->serial) &&
+	       ipc_dict_append_string(dict, "manufacturer", t->manufacturer) &&
+	       ipc_dict_append_string(dict, "model", t->model) &&
+	       ipc_dict_append_string(dict, "module", t->module) &&
+	       ipc_dict_append_string(dict, "module-path", t->module_path) &&
+	       ipc_dict_append_u64(dict, "slot-id", t->slot_id) &&
+	       ipc_dict_append_u64(dict, "flags", t->flags) &&
+	       ipc_dict_append_bool(dict, "logged-in", t->logged_in);
+}
+
 static int method_list_tokens(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
 			      CaError *err)
 {
 	Server *s = userdata;
-	DBusMessage *reply = dbus_message_new_method_return(msg);
-	DBusMessageIter iter, array;
-	bool ok;
 
-	if (!reply)
-		return -ENOMEM;
-	dbus_message_iter_init_append(reply, &iter);
-	ok = dbus_message_iter_open_container(&iter, DBUS_TYPE_ARRAY, "a{sv}", &array);
-	for (size_t i = 0; ok && s->tokens && i < s->tokens->n; i++) {
-		const StoreToken *t = &s->tokens->items[i];
-		DBusMessageIter dict;
-
-		ok = ipc_dict_open(&array, &dict);
-		if (!ok)
-			break;
-		ok = ipc_dict_append_string(&dict, "uri", t->uri) &&
-		     ipc_dict_append_string(&dict, "label", t->label) &&
-		     ipc_dict_append_string(&dict, "serial", t->serial) &&
-		     ipc_dict_append_string(&dict, "manufacturer", t->manufacturer) &&
-		     ipc_dict_append_string(&dict, "model", t->model) &&
-		     ipc_dict_append_string(&dict, "module", t->module) &&
-		     ipc_dict_append_string(&dict, "module-path", t->module_path) &&
-		     ipc_dict_append_u64(&dict, "slot-id", t->slot_id) &&
-		     ipc_dict_append_u64(&dict, "flags", t->flags) &&
-		     ipc_dict_append_bool(&dict, "logged-in", t->logged_in);
-		if (!ok) {
-			dbus_message_iter_abandon_container(&array, &dict);
-			break;
-		}
-		ok = ipc_dict_close(&array, &dict);
-	}
-	if (!ok) {
-		dbus_message_iter_abandon_container(&iter, &array);
-		dbus_message_unref(reply);
-		return -ENOMEM;
-	}
-	if (!dbus_message_iter_close_container(&iter, &array)) {
-		dbus_message_unref(reply);
-		return -ENOMEM;
-	}
-	*ret_reply = reply;
-	return 0;
+	return method_reply_dict_list(msg, s->tokens ? s->tokens->items : NULL,
+				      s->tokens ? s->tokens->n : 0, method_token_dict, ret_reply);
 }
 
 static void policy_ticket_freep(PolicyTicket **t)
@@ -717,11 +713,8 @@ const IpcInterface methods_interface = {
 static const char *kind_name(RequestKind k)
 {
 	static const char *const names[] = {
-		[REQUEST_SIGN] = "sign",
-		[REQUEST_UNLOCK] = "unlock",
-		[REQUEST_LOCK] = "lock",
-		[REQUEST_RELOAD] = "reload",
-		[REQUEST_REFRESH] = "refresh",
+		[REQUEST_SIGN] = "sign",     [REQUEST_UNLOCK] = "unlock",   [REQUEST_LOCK] = "lock",
+		[REQUEST_RELOAD] = "reload", [REQUEST_REFRESH] = "refresh",
 	};
 	return names[k];
 }

@@ -189,8 +189,8 @@ static int parse_rate(const char *v, PolicyRule *r)
 	static const struct {
 		const char *name;
 		unsigned sec;
-	} units[] = {{"second", 1}, {"s", 1},	  {"sec", 1}, {"minute", 60},
-		     {"min", 60},   {"m", 60},	  {"hour", 3600}, {"h", 3600}};
+	} units[] = {{"second", 1}, {"s", 1},  {"sec", 1},     {"minute", 60},
+		     {"min", 60},   {"m", 60}, {"hour", 3600}, {"h", 3600}};
 	char num[32];
 	const char *slash = strchr(v, '/');
 	uint64_t n;
@@ -220,7 +220,7 @@ void policy_rule_rate_text(const PolicyRule *r, char *buf, size_t size)
 		snprintf(buf, size, "none");
 	else
 		snprintf(buf, size, "%u/%s", r->rate_n,
-			 r->rate_period_sec == 1	 ? "second"
+			 r->rate_period_sec == 1    ? "second"
 			 : r->rate_period_sec == 60 ? "minute"
 						    : "hour");
 }
@@ -243,8 +243,8 @@ static bool pin_ok(const char *pin)
 	return true;
 }
 
-int policy_config_section_key(PolicyConfig *c, const char *name, bool new_section,
-			      const char *key, const char *value, CaError *err)
+int policy_config_section_key(PolicyConfig *c, const char *name, bool new_section, const char *key,
+			      const char *value, CaError *err)
 {
 	PolicyRule *r;
 	bool b;

@@ -13,19 +13,19 @@
 
 #include "error.h"
 
-#define POLICY_RULES_MAX 256		      /* [policy] sections */
-#define POLICY_LIST_MAX 64		      /* entries of one list key */
-#define POLICY_REMEMBER_MAX (24 * 60)	      /* minutes a confirmation may be remembered */
-#define POLICY_RATE_MAX 1000000		      /* signatures per period */
-#define AUDIT_MAX_SIZE_DEFAULT (10u << 20)    /* bytes before the log is rotated */
+#define POLICY_RULES_MAX 256		   /* [policy] sections */
+#define POLICY_LIST_MAX 64		   /* entries of one list key */
+#define POLICY_REMEMBER_MAX (24 * 60)	   /* minutes a confirmation may be remembered */
+#define POLICY_RATE_MAX 1000000		   /* signatures per period */
+#define AUDIT_MAX_SIZE_DEFAULT (10u << 20) /* bytes before the log is rotated */
 #define AUDIT_MAX_SIZE_MIN 1024
-#define AUDIT_FILES_DEFAULT 5		      /* rotated files kept: audit.jsonl.1 … .5 */
+#define AUDIT_FILES_DEFAULT 5 /* rotated files kept: audit.jsonl.1 … .5 */
 #define AUDIT_FILES_MAX 100
 
 typedef struct PolicyRule {
 	char *name;
-	char *identity;	      /* pkcs11: URI pattern (p11-kit matching); NULL: every identity */
-	char **servers;	      /* server-name globs; NULL: any server (or none named) */
+	char *identity;	       /* pkcs11: URI pattern (p11-kit matching); NULL: every identity */
+	char **servers;	       /* server-name globs; NULL: any server (or none named) */
 	char **server_issuers; /* RFC 4514 issuer DNs of the server's certificate; NULL: any */
 	char **server_pins;    /* "sha256:BASE64" SPKI pins of the server's leaf; NULL: any */
 	char **applications;   /* "/path/exe", "unit:NAME", "flatpak:APP-ID" (globs); NULL: any */
@@ -33,14 +33,14 @@ typedef struct PolicyRule {
 	unsigned remember_min; /* how long a confirmation holds, per app+server; 0: ask each time */
 	unsigned rate_n;       /* at most rate_n signatures per rate_period_sec; 0: no limit */
 	unsigned rate_period_sec;
-	bool deny;	       /* "deny = yes": the identity may not be used at all */
+	bool deny; /* "deny = yes": the identity may not be used at all */
 } PolicyRule;
 
 typedef struct PolicyConfig {
 	PolicyRule *rules; /* in file order: the first rule whose identity matches applies */
 	size_t n_rules;
-	char *audit_path;  /* audit-log; NULL: $XDG_STATE_HOME/certagent/audit.jsonl */
-	bool audit_off;	   /* audit-log = none */
+	char *audit_path; /* audit-log; NULL: $XDG_STATE_HOME/certagent/audit.jsonl */
+	bool audit_off;	  /* audit-log = none */
 	uint64_t audit_max_size;
 	unsigned audit_files;
 	bool audit_fail_closed; /* refuse to sign when the audit line cannot be written */
@@ -60,8 +60,8 @@ int policy_config_agent_key(PolicyConfig *c, const char *key, const char *value,
  * A key of [policy NAME]; new_section is true for the first key of a section.
  * Codes: CA_E_INVALID_ARGS (unknown key, bad value, a section twice), -ENOMEM.
  */
-int policy_config_section_key(PolicyConfig *c, const char *name, bool new_section,
-			      const char *key, const char *value, CaError *err);
+int policy_config_section_key(PolicyConfig *c, const char *name, bool new_section, const char *key,
+			      const char *value, CaError *err);
 
 /* After the whole file: every rule is complete. Codes: CA_E_INVALID_ARGS. */
 int policy_config_check(const PolicyConfig *c, const char *path, CaError *err);

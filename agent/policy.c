@@ -322,8 +322,10 @@ static int take_token(Policy *p, size_t rule_idx, const char *identity, CaError 
 			p->buckets = grown;
 		}
 		b = &p->buckets[p->n_buckets];
-		*b = (Bucket){.rule = rule_idx, .identity = strdup(identity),
-			      .tokens = rule->rate_n, .last_usec = now};
+		*b = (Bucket){.rule = rule_idx,
+			      .identity = strdup(identity),
+			      .tokens = rule->rate_n,
+			      .last_usec = now};
 		if (!b->identity) {
 			pthread_mutex_unlock(&p->lock);
 			return -ENOMEM;
@@ -436,7 +438,8 @@ static const char *policy_resolve(const StoreIdentityList *ids, const char *uri)
 			n = 1;
 			break;
 		}
-		if (p11_kit_uri_parse(ids->items[i].uri, P11_KIT_URI_FOR_ANY, u) == P11_KIT_URI_OK &&
+		if (p11_kit_uri_parse(ids->items[i].uri, P11_KIT_URI_FOR_ANY, u) ==
+			    P11_KIT_URI_OK &&
 		    uri_names(pat, u)) {
 			found = ids->items[i].uri;
 			n++;
@@ -573,8 +576,8 @@ int policy_ticket_confirm(PolicyTicket *t, CaError *err)
 	return r;
 }
 
-static void write_audit(Policy *p, const PolicyTicket *t, const char *scheme,
-			const char *decision, const char *reason, uint64_t latency, CaError *err)
+static void write_audit(Policy *p, const PolicyTicket *t, const char *scheme, const char *decision,
+			const char *reason, uint64_t latency, CaError *err)
 {
 	AuditRecord rec = {
 		.identity = t->identity,
@@ -597,7 +600,9 @@ static void write_audit(Policy *p, const PolicyTicket *t, const char *scheme,
 static void reason_text(int r, const CaError *err, char *buf, size_t size)
 {
 	snprintf(buf, size, "%s: %s", r < 0 ? "Failed" : ca_error_name(r),
-		 err && err->message[0] ? err->message : r < 0 ? strerror(-r) : "");
+		 err && err->message[0] ? err->message
+		 : r < 0		? strerror(-r)
+					: "");
 }
 
 int policy_ticket_finish(PolicyTicket *t, const char *scheme, int r, const CaError *err,
@@ -611,9 +616,9 @@ int policy_ticket_finish(PolicyTicket *t, const char *scheme, int r, const CaErr
 	if (r)
 		reason_text(r, err, reason, sizeof(reason));
 	write_audit(t->policy, t, scheme,
-		    r == 0			 ? "allowed"
+		    r == 0		      ? "allowed"
 		    : r == CA_E_POLICY_DENIED ? "denied"
-						 : "failed",
+					      : "failed",
 		    r ? reason : NULL, latency_usec, &werr);
 	if (r == 0 && werr.code && audit_fail_closed(t->policy->audit))
 		return ca_error_set(ret_err, CA_E_FAILED, "%s", werr.message);
@@ -658,9 +663,8 @@ void policy_audit_refused(Policy *p, DBusMessage *msg, pid_t pid, const StoreIde
 	t.bus_name = dbus_message_get_sender(msg) ? strdup(dbus_message_get_sender(msg)) : NULL;
 	appinfo_read(pid, &t.app);
 	reason_text(r, err, reason, sizeof(reason));
-	write_audit(p, &t,
-		    scheme && strlen(scheme) <= IPC_SCHEME_MAX ? scheme : NULL, "denied", reason,
-		    0, &werr);
+	write_audit(p, &t, scheme && strlen(scheme) <= IPC_SCHEME_MAX ? scheme : NULL, "denied",
+		    reason, 0, &werr);
 	free(t.identity);
 	free(t.server_name);
 	free(t.bus_name);

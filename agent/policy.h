@@ -27,7 +27,7 @@
 /* Caps of the server-certificates Sign option (aay, DER, leaf first). */
 #define POLICY_SERVER_CERTS_MAX 16
 #define POLICY_SERVER_CERT_MAX 65536
-#define POLICY_BUCKETS_MAX 1024	 /* (rule, identity) pairs with a rate limit in use */
+#define POLICY_BUCKETS_MAX 1024	  /* (rule, identity) pairs with a rate limit in use */
 #define POLICY_REMEMBERED_MAX 256 /* confirmations remembered at once */
 
 typedef struct Policy Policy;
@@ -40,9 +40,10 @@ Policy *policy_free(Policy *p);
 /*
  * Main thread. Decides whether the Sign msg (already checked by methods.c: uri, scheme, data,
  * server_name) may go on. ids: the listed identities, to resolve uri to the one full URI the
- * rules are matched against (with rules in force, a uri that names none or several is denied). pid: the caller's, from the bus (0 unknown). Returns 0 with a ticket
- * for the rest of the request, CA_E_POLICY_DENIED (err says which rule and why),
- * CA_E_INVALID_ARGS/CA_E_TOO_LARGE (a malformed server-certificates option), -ENOMEM.
+ * rules are matched against (with rules in force, a uri that names none or several is denied). pid:
+ * the caller's, from the bus (0 unknown). Returns 0 with a ticket for the rest of the request,
+ * CA_E_POLICY_DENIED (err says which rule and why), CA_E_INVALID_ARGS/CA_E_TOO_LARGE (a malformed
+ * server-certificates option), -ENOMEM.
  */
 int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
 		      const StoreIdentityList *ids, const char *server_name, PolicyTicket **ret,

@@ -138,8 +138,7 @@ static gpg_error_t prompt_data(void *opaque, const void *data, size_t len)
 	return 0;
 }
 
-/* "CMD text" with text percent-escaped as Assuan wants, cut to fit one line. */
-static void prompt_command(char *buf, size_t size, const char *cmd, const char *text)
+void prompt_command(char *buf, size_t size, const char *cmd, const char *text)
 {
 	size_t n = (size_t)snprintf(buf, size, "%s ", cmd);
 
@@ -156,11 +155,11 @@ static void prompt_command(char *buf, size_t size, const char *cmd, const char *
 	buf[n] = 0;
 }
 
-/* The program path: as configured when it has a slash, else the first match in PATH. */
-static char *prompt_find_program(const char *name)
+char *prompt_find_program(const char *name)
 {
 	const char *path = secure_getenv("PATH");
-	char *dirs, *dir, *save = NULL;
+	_cleanup_free_ char *dirs = NULL;
+	char *dir, *save = NULL;
 
 	if (strchr(name, '/'))
 		return strdup(name);
@@ -171,15 +170,43 @@ static char *prompt_find_program(const char *name)
 		char *full;
 
 		if (asprintf(&full, "%s/%s", dir[0] ? dir : ".", name) < 0)
-			break;
-		if (access(full, X_OK) == 0) {
-			free(dirs);
+			return NULL;
+		if (access(full, X_OK) == 0)
 			return full;
-		}
 		free(full);
 	}
-	free(dirs);
 	return NULL;
+}
+
+gpg_error_t prompt_pinentry_connect(assuan_context_t ctx, const char *prog)
+{
+	const char *argv[2] = {NULL, NULL};
+
+	argv[0] = strrchr(prog, '/') ? strrchr(prog, '/') + 1 : prog;
+	return assuan_pipe_connect(ctx, prog, argv, NULL, prompt_atfork, NULL, 0);
+}
+
+void prompt_pinentry_options(assuan_context_t ctx, unsigned timeout_sec)
+{
+	static const struct {
+		const char *env, *option;
+	} options[] = {
+		{"GPG_TTY", "ttyname"},
+		{"TERM", "ttytype"},
+		{"DISPLAY", "display"},
+	};
+	char line[ASSUAN_LINELENGTH];
+
+	for (size_t i = 0; i < ELEMENTSOF(options); i++) {
+		const char *v = secure_getenv(options[i].env);
+
+		if (v && v[0] && strlen(v) < 256) {
+			snprintf(line, sizeof(line), "OPTION %s=%s", options[i].option, v);
+			(void)assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
+		}
+	}
+	snprintf(line, sizeof(line), "SETTIMEOUT %u", timeout_sec);
+	(void)assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
 }
 
 static void prompt_track_pid(Prompter *p, pid_t pid, bool add)
@@ -209,15 +236,7 @@ typedef struct PromptText {
  */
 static int prompt_run_pinentry(Prompter *p, const PromptText *txt, PinBuf *b, CaError *err)
 {
-	static const struct {
-		const char *env, *option;
-	} options[] = {
-		{"GPG_TTY", "ttyname"},
-		{"TERM", "ttytype"},
-		{"DISPLAY", "display"},
-	};
 	_cleanup_free_ char *prog = prompt_find_program(p->pinentry);
-	const char *argv[2] = {NULL, NULL};
 	assuan_context_t ctx = NULL;
 	char line[ASSUAN_LINELENGTH];
 	gpg_error_t e;
@@ -229,12 +248,11 @@ static int prompt_run_pinentry(Prompter *p, const PromptText *txt, PinBuf *b, Ca
 				    "no PIN prompt: the pinentry program \"%s\" is not in PATH "
 				    "(set pinentry = in agent.conf), or run `certagent unlock`",
 				    p->pinentry);
-	argv[0] = strrchr(prog, '/') ? strrchr(prog, '/') + 1 : prog;
 	e = assuan_new_ext(&ctx, GPG_ERR_SOURCE_DEFAULT, &prompt_malloc_hooks, prompt_assuan_log,
 			   NULL);
 	if (e)
 		return ca_error_set(err, CA_E_PIN_REQUIRED, "no PIN prompt: %s", gpg_strerror(e));
-	e = assuan_pipe_connect(ctx, prog, argv, NULL, prompt_atfork, NULL, 0);
+	e = prompt_pinentry_connect(ctx, prog);
 	if (e) {
 		assuan_release(ctx);
 		return ca_error_set(err, CA_E_PIN_REQUIRED,
@@ -244,16 +262,7 @@ static int prompt_run_pinentry(Prompter *p, const PromptText *txt, PinBuf *b, Ca
 	pid = assuan_get_pid(ctx);
 	prompt_track_pid(p, pid, true);
 
-	for (size_t i = 0; i < ELEMENTSOF(options); i++) {
-		const char *v = secure_getenv(options[i].env);
-
-		if (v && v[0] && strlen(v) < 256) {
-			snprintf(line, sizeof(line), "OPTION %s=%s", options[i].option, v);
-			(void)assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
-		}
-	}
-	snprintf(line, sizeof(line), "SETTIMEOUT %d", PROMPT_TIMEOUT_SEC);
-	(void)assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
+	prompt_pinentry_options(ctx, PROMPT_TIMEOUT_SEC);
 	prompt_command(line, sizeof(line), "SETTITLE", txt->title);
 	e = assuan_transact(ctx, line, NULL, NULL, NULL, NULL, NULL, NULL);
 	if (!e) {

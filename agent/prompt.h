@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <assuan.h>
+
 #include "error.h"
 #include "store.h"
 
@@ -85,6 +87,20 @@ bool prompt_login(Prompter *p, const PromptAsk *ask, PromptWaiter *w);
  */
 void prompt_ui_lock(void);
 void prompt_ui_unlock(void);
+
+/*
+ * The pinentry plumbing prompt.c and confirm.c share (each brings its own assuan context: the
+ * PIN prompt's wipes what libassuan frees). prompt_find_program(): the program path, as
+ * configured when it has a slash, else the first match in PATH; NULL if none (or out of
+ * memory). The caller frees it.
+ */
+char *prompt_find_program(const char *name);
+/* Starts prog on ctx, with the signal mask and SIGPIPE a child should start with. */
+gpg_error_t prompt_pinentry_connect(assuan_context_t ctx, const char *prog);
+/* OPTION ttyname/ttytype/display from the environment when set, then SETTIMEOUT; best effort. */
+void prompt_pinentry_options(assuan_context_t ctx, unsigned timeout_sec);
+/* "CMD text" with text percent-escaped as Assuan wants, cut to fit one line. */
+void prompt_command(char *buf, size_t size, const char *cmd, const char *text);
 
 /* methods.c: where parked requests come from (set once at start, NULL when prompting is off). */
 void methods_set_prompter(Prompter *p);

@@ -50,8 +50,8 @@ typedef struct Server {
 	 * main thread (its only writer) takes it to replace it. */
 	pthread_rwlock_t snapshot_lock;
 	struct ChannelServer *channels; /* the signing channels (channel.h) */
-	uint64_t snapshot_seq;	       /* main thread: seq of the snapshot in use */
-	atomic_uint_fast64_t list_seq; /* workers: seq of the latest listing started */
+	uint64_t snapshot_seq;		/* main thread: seq of the snapshot in use */
+	atomic_uint_fast64_t list_seq;	/* workers: seq of the latest listing started */
 
 	struct AgentHotplug *hotplug; /* NULL when poll-interval = 0 */
 	uint64_t idle_since_usec;     /* idle-exit: start of the current idle time */

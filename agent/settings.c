@@ -179,9 +179,10 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 		n = strtoul(value, &end, 10);
 		if (errno || *end || end == value || value[0] == '-' || n < 1 ||
 		    n > SETTINGS_MODULE_TIMEOUT_MAX)
-			return ca_error_set(p->err, CA_E_INVALID_ARGS,
-					    "module-timeout must be seconds from 1 to %d, not \"%s\"",
-					    SETTINGS_MODULE_TIMEOUT_MAX, value);
+			return ca_error_set(
+				p->err, CA_E_INVALID_ARGS,
+				"module-timeout must be seconds from 1 to %d, not \"%s\"",
+				SETTINGS_MODULE_TIMEOUT_MAX, value);
 		c->module_timeout = (unsigned)n;
 		return 0;
 	}
@@ -267,8 +268,8 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 		n = strtoul(value, &end, 10);
 		if (errno || *end || end == value || value[0] == '-' || n > max)
 			return ca_error_set(p->err, CA_E_INVALID_ARGS,
-					    "%s must be seconds from 0 (%s) to %lu, not \"%s\"", key,
-					    poll ? "no hotplug" : "never", max, value);
+					    "%s must be seconds from 0 (%s) to %lu, not \"%s\"",
+					    key, poll ? "no hotplug" : "never", max, value);
 		*(poll ? &c->poll_interval : &c->idle_exit) = (unsigned)n;
 		return 0;
 	}

@@ -39,10 +39,10 @@ typedef struct Settings {
 	char *pinentry;		     /* program that asks for PINs; NULL: never prompt ("none") */
 	unsigned login_idle_timeout; /* seconds without a signature before logging out; 0: never */
 	unsigned poll_interval;	     /* seconds between slot polls (hotplug); 0: no hotplug */
-	unsigned idle_exit;	     /* seconds idle (no calls, no login) before exiting; 0: never */
-	PolicyConfig policy;	     /* [policy NAME] sections and the audit-* keys */
-	StoreIsolation isolation;    /* [agent] isolation: registered modules and the default */
-	unsigned module_timeout;     /* seconds; C_Login gets STORE_LOGIN_TIMEOUT_FACTOR times */
+	unsigned idle_exit;	  /* seconds idle (no calls, no login) before exiting; 0: never */
+	PolicyConfig policy;	  /* [policy NAME] sections and the audit-* keys */
+	StoreIsolation isolation; /* [agent] isolation: registered modules and the default */
+	unsigned module_timeout;  /* seconds; C_Login gets STORE_LOGIN_TIMEOUT_FACTOR times */
 } Settings;
 
 /*

@@ -171,10 +171,26 @@ WorkerJob *worker_pool_take_done(WorkerPool *p)
 	return list;
 }
 
-bool worker_pool_stop(WorkerPool *p, unsigned timeout_ms)
+bool worker_join_threads(const pthread_t *threads, unsigned n_threads, unsigned *n_joined,
+			 unsigned timeout_ms)
 {
 	struct timespec deadline;
 
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += timeout_ms / 1000;
+	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	for (; *n_joined < n_threads; (*n_joined)++)
+		if (pthread_timedjoin_np(threads[*n_joined], NULL, &deadline) != 0)
+			return false;
+	return true;
+}
+
+bool worker_pool_stop(WorkerPool *p, unsigned timeout_ms)
+{
 	pthread_mutex_lock(&p->lock);
 	if (!p->stopping) {
 		p->stopping = true;
@@ -191,16 +207,8 @@ bool worker_pool_stop(WorkerPool *p, unsigned timeout_ms)
 	}
 	pthread_mutex_unlock(&p->lock);
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
-	for (; p->n_joined < p->n_threads; p->n_joined++)
-		if (pthread_timedjoin_np(p->threads[p->n_joined], NULL, &deadline) != 0)
-			return false;
+	if (!worker_join_threads(p->threads, p->n_threads, &p->n_joined, timeout_ms))
+		return false;
 	p->stopped = true;
 	return true;
 }

@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 
 typedef struct WorkerJob WorkerJob;
@@ -34,6 +35,14 @@ WorkerJob *worker_pool_take_done(WorkerPool *p);
  * token that does not answer), in which case the pool must be leaked, not freed.
  */
 bool worker_pool_stop(WorkerPool *p, unsigned timeout_ms);
+
+/*
+ * Joins threads[*n_joined ..n_threads), counting each one joined in *n_joined, until
+ * timeout_ms from now. Returns false if one is still running at the deadline (call again, or
+ * leak them). For every pool of threads the agent stops with a deadline (channel.c too).
+ */
+bool worker_join_threads(const pthread_t *threads, unsigned n_threads, unsigned *n_joined,
+			 unsigned timeout_ms);
 
 /*
  * Called from a job's run(): the job was handed to someone else (a PIN prompt) who will

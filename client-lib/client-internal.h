@@ -2,10 +2,10 @@
 /*
  * client-internal: what the files of libcertagent share and nobody else sees.
  *
- * client.c owns the bus connection, the error table and the calls; identity.c decodes
- * ListIdentities; privkey.c is the gnutls_privkey_t whose signatures go to the agent;
- * credentials.c is the retrieve function that picks an identity per handshake; tokens.c
- * decodes ListTokens and the Version property.
+ * client.c owns the bus connection, the error table, the calls and the aa{sv} list reader;
+ * identity.c decodes ListIdentities; privkey.c is the gnutls_privkey_t whose signatures go to
+ * the agent; credentials.c is the retrieve function that picks an identity per handshake;
+ * tokens.c decodes ListTokens and the Version property.
  * Nothing here is exported: the version script keeps only certagent_*.
  */
 #pragma once
@@ -103,6 +103,30 @@ int client_identities(certagent_client *c, bool refresh, const certagent_identit
 		      certagent_error *err);
 const certagent_identity *client_find_identity(const certagent_identity_list *l, const char *uri);
 
+/* "certagentd sent a malformed <list> (<what>): …"; returns -CERTAGENT_E_FAILED. */
+int client_malformed(certagent_error *err, const char *list, const char *what);
+
+/* One kind of aa{sv} list the agent sends (ListIdentities, ListTokens). */
+typedef struct ClientDictList {
+	const char *name;     /* "identity list", for client_malformed() */
+	const char *too_many; /* what client_malformed() says past max items */
+	size_t item_size;
+	size_t max;
+	/* One entry of an item's a{sv}; unknown keys return 0. 0, or -code with err. */
+	int (*read_entry)(void *item, const char *key, DBusMessageIter *var, certagent_error *err);
+	/* After the item's last entry: checks it and fills what an older agent left out. */
+	int (*finish)(void *item, certagent_error *err);
+} ClientDictList;
+
+/*
+ * Decodes reply (aa{sv}) into an array of kind->item_size items, each zeroed and then read.
+ * *items and *n grow as items are read, also when it fails: the caller frees them either way
+ * (the item being read when it failed included). 0, or -code with err: CERTAGENT_E_FAILED
+ * (malformed), CERTAGENT_E_NO_MEMORY.
+ */
+int client_read_dict_list(DBusMessage *reply, const ClientDictList *kind, void **items, size_t *n,
+			  certagent_error *err);
+
 /* Fills err from an error reply (as client_call() does for the bus); returns -code. */
 int client_error_from_reply(DBusMessage *reply, certagent_error *err);
 
@@ -129,10 +153,9 @@ gnutls_pk_algorithm_t identity_pk_algorithm(const certagent_identity *id);
  * certagent_sign() with the server's certificate chain as the server-certificates option
  * (DER, leaf first; at most CA_MAX_CERTS are sent), for the agent's per-identity policy.
  */
-int client_sign(certagent_client *c, const char *identity_uri, const char *scheme,
-		const void *data, size_t len, const char *server_name,
-		const gnutls_datum_t *server_certs, size_t n_server_certs, gnutls_datum_t *ret_sig,
-		certagent_error *err);
+int client_sign(certagent_client *c, const char *identity_uri, const char *scheme, const void *data,
+		size_t len, const char *server_name, const gnutls_datum_t *server_certs,
+		size_t n_server_certs, gnutls_datum_t *ret_sig, certagent_error *err);
 
 /* privkey.c; session (may be NULL): the handshake whose server certificates go with Sign. */
 int privkey_new_for(certagent_client *c, const certagent_identity *id, const char *server_name,

@@ -142,6 +142,73 @@ int client_error_from_reply(DBusMessage *reply, certagent_error *err)
 	return r;
 }
 
+int client_malformed(certagent_error *err, const char *list, const char *what)
+{
+	return client_error_set(
+		err, CERTAGENT_E_FAILED,
+		"certagentd sent a malformed %s (%s): is the agent the same version "
+		"as this library?",
+		list, what);
+}
+
+/* The entries of one a{sv}, handed to kind->read_entry key by key, then kind->finish. */
+static int client_read_dict(DBusMessageIter *dict, const ClientDictList *kind, void *item,
+			    certagent_error *err)
+{
+	DBusMessageIter entry, var;
+	int r;
+
+	while (dbus_message_iter_get_arg_type(dict) == DBUS_TYPE_DICT_ENTRY) {
+		const char *key;
+
+		dbus_message_iter_recurse(dict, &entry);
+		dbus_message_iter_get_basic(&entry, &key);
+		dbus_message_iter_next(&entry);
+		dbus_message_iter_recurse(&entry, &var);
+		r = kind->read_entry(item, key, &var, err);
+		if (r < 0)
+			return r;
+		dbus_message_iter_next(dict);
+	}
+	return kind->finish(item, err);
+}
+
+int client_read_dict_list(DBusMessage *reply, const ClientDictList *kind, void **items, size_t *n,
+			  certagent_error *err)
+{
+	DBusMessageIter it, arr, dict;
+	int r;
+
+	if (!dbus_message_has_signature(reply, "aa{sv}"))
+		return client_malformed(err, kind->name, "signature is not aa{sv}");
+	dbus_message_iter_init(reply, &it);
+	dbus_message_iter_recurse(&it, &arr);
+	while (dbus_message_iter_get_arg_type(&arr) == DBUS_TYPE_ARRAY) {
+		void *item;
+
+		if (*n == kind->max)
+			return client_malformed(err, kind->name, kind->too_many);
+		if (*n % 16 == 0) {
+			void *grown = realloc(*items, (*n + 16) * kind->item_size);
+
+			if (!grown)
+				return client_error_set(err, CERTAGENT_E_NO_MEMORY,
+							"out of memory");
+			*items = grown;
+		}
+		/* Counted before it is read, so the caller's cleanup frees a half-read item. */
+		item = (char *)*items + *n * kind->item_size;
+		memset(item, 0, kind->item_size);
+		(*n)++;
+		dbus_message_iter_recurse(&arr, &dict);
+		r = client_read_dict(&dict, kind, item, err);
+		if (r < 0)
+			return r;
+		dbus_message_iter_next(&arr);
+	}
+	return 0;
+}
+
 void client_record_error(certagent_client *c, const certagent_error *err)
 {
 	c->last_error = *err;
@@ -441,7 +508,8 @@ static bool append_server_certs(DBusMessageIter *opts, const gnutls_datum_t *cer
 		const uint8_t *p = certs[i].data;
 
 		if (certs[i].size > CA_MAX_CERT_SIZE)
-			break; /* the agent would refuse the whole call: send the chain up to here */
+			break; /* the agent would refuse the whole call: send the chain up to here
+				*/
 		if (!dbus_message_iter_open_container(&arr, DBUS_TYPE_ARRAY, "y", &bytes) ||
 		    !dbus_message_iter_append_fixed_array(&bytes, DBUS_TYPE_BYTE, &p,
 							  (int)certs[i].size) ||
@@ -457,14 +525,12 @@ _public_ int certagent_sign(certagent_client *c, const char *identity_uri, const
 			    const void *data, size_t len, const char *server_name,
 			    gnutls_datum_t *ret_sig, certagent_error *err)
 {
-	return client_sign(c, identity_uri, scheme, data, len, server_name, NULL, 0, ret_sig,
-			   err);
+	return client_sign(c, identity_uri, scheme, data, len, server_name, NULL, 0, ret_sig, err);
 }
 
-int client_sign(certagent_client *c, const char *identity_uri, const char *scheme,
-		const void *data, size_t len, const char *server_name,
-		const gnutls_datum_t *server_certs, size_t n_server_certs, gnutls_datum_t *ret_sig,
-		certagent_error *err)
+int client_sign(certagent_client *c, const char *identity_uri, const char *scheme, const void *data,
+		size_t len, const char *server_name, const gnutls_datum_t *server_certs,
+		size_t n_server_certs, gnutls_datum_t *ret_sig, certagent_error *err)
 {
 	_cleanup_message_ DBusMessage *msg = NULL, *reply = NULL;
 	DBusMessageIter it, opts, entry, var;

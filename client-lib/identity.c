@@ -45,10 +45,7 @@ static void identity_listp_free(certagent_identity_list **l)
 
 static int malformed(certagent_error *err, const char *what)
 {
-	return client_error_set(err, CERTAGENT_E_FAILED,
-				"certagentd sent a malformed identity list (%s): is the agent the "
-				"same version as this library?",
-				what);
+	return client_malformed(err, "identity list", what);
 }
 
 static int read_string(DBusMessageIter *var, const char *key, char **ret, certagent_error *err)
@@ -139,55 +136,49 @@ static int read_certs(DBusMessageIter *var, certagent_identity *id, certagent_er
 	return 0;
 }
 
-static int read_identity(DBusMessageIter *dict, certagent_identity *id, certagent_error *err)
+static int read_identity_entry(void *item, const char *key, DBusMessageIter *var,
+			       certagent_error *err)
 {
-	DBusMessageIter entry, var;
-	int r;
+	certagent_identity *id = item;
 
-	while (dbus_message_iter_get_arg_type(dict) == DBUS_TYPE_DICT_ENTRY) {
-		const char *key;
+	if (strcmp(key, "uri") == 0)
+		return read_string(var, key, &id->uri, err);
+	if (strcmp(key, "label") == 0)
+		return read_string(var, key, &id->label, err);
+	if (strcmp(key, "token") == 0)
+		return read_string(var, key, &id->token, err);
+	if (strcmp(key, "token-label") == 0)
+		return read_string(var, key, &id->token_label, err);
+	if (strcmp(key, "module") == 0)
+		return read_string(var, key, &id->module, err);
+	if (strcmp(key, "key-type") == 0)
+		return read_string(var, key, &id->key_type, err);
+	if (strcmp(key, "schemes") == 0)
+		return read_schemes(var, id, err);
+	if (strcmp(key, "certificates") == 0)
+		return read_certs(var, id, err);
+	if (strcmp(key, "bits") == 0) {
+		uint32_t u;
 
-		dbus_message_iter_recurse(dict, &entry);
-		dbus_message_iter_get_basic(&entry, &key);
-		dbus_message_iter_next(&entry);
-		dbus_message_iter_recurse(&entry, &var);
+		if (dbus_message_iter_get_arg_type(var) != DBUS_TYPE_UINT32)
+			return malformed(err, key);
+		dbus_message_iter_get_basic(var, &u);
+		id->bits = u;
+	} else if (strcmp(key, "logged-in") == 0) {
+		dbus_bool_t b;
 
-		r = 0;
-		if (strcmp(key, "uri") == 0)
-			r = read_string(&var, key, &id->uri, err);
-		else if (strcmp(key, "label") == 0)
-			r = read_string(&var, key, &id->label, err);
-		else if (strcmp(key, "token") == 0)
-			r = read_string(&var, key, &id->token, err);
-		else if (strcmp(key, "token-label") == 0)
-			r = read_string(&var, key, &id->token_label, err);
-		else if (strcmp(key, "module") == 0)
-			r = read_string(&var, key, &id->module, err);
-		else if (strcmp(key, "key-type") == 0)
-			r = read_string(&var, key, &id->key_type, err);
-		else if (strcmp(key, "schemes") == 0)
-			r = read_schemes(&var, id, err);
-		else if (strcmp(key, "certificates") == 0)
-			r = read_certs(&var, id, err);
-		else if (strcmp(key, "bits") == 0) {
-			uint32_t u;
-
-			if (dbus_message_iter_get_arg_type(&var) != DBUS_TYPE_UINT32)
-				return malformed(err, key);
-			dbus_message_iter_get_basic(&var, &u);
-			id->bits = u;
-		} else if (strcmp(key, "logged-in") == 0) {
-			dbus_bool_t b;
-
-			if (dbus_message_iter_get_arg_type(&var) != DBUS_TYPE_BOOLEAN)
-				return malformed(err, key);
-			dbus_message_iter_get_basic(&var, &b);
-			id->logged_in = b;
-		}
-		if (r < 0)
-			return r;
-		dbus_message_iter_next(dict);
+		if (dbus_message_iter_get_arg_type(var) != DBUS_TYPE_BOOLEAN)
+			return malformed(err, key);
+		dbus_message_iter_get_basic(var, &b);
+		id->logged_in = b;
 	}
+	return 0;
+}
+
+static int finish_identity(void *item, certagent_error *err)
+{
+	certagent_identity *id = item;
+
 	if (!id->uri)
 		return malformed(err, "an identity without uri");
 	/* The accessors never return NULL strings: fill what an older agent left out. */
@@ -200,40 +191,31 @@ static int read_identity(DBusMessageIter *dict, certagent_identity *id, certagen
 	return 0;
 }
 
+static const ClientDictList identity_list_kind = {
+	.name = "identity list",
+	.too_many = "too many identities",
+	.item_size = sizeof(certagent_identity),
+	.max = CA_MAX_IDENTITIES,
+	.read_entry = read_identity_entry,
+	.finish = finish_identity,
+};
+
 int identity_list_from_reply(DBusMessage *reply, certagent_identity_list **ret,
 			     certagent_error *err)
 {
 	_cleanup_(identity_listp_free) certagent_identity_list *l = NULL;
-	DBusMessageIter it, arr, dict;
+	void *items = NULL;
+	size_t n = 0;
 	int r;
 
-	if (!dbus_message_has_signature(reply, "aa{sv}"))
-		return malformed(err, "signature is not aa{sv}");
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
-	dbus_message_iter_init(reply, &it);
-	dbus_message_iter_recurse(&it, &arr);
-	while (dbus_message_iter_get_arg_type(&arr) == DBUS_TYPE_ARRAY) {
-		if (l->n == CA_MAX_IDENTITIES)
-			return malformed(err, "too many identities");
-		if (l->n % 16 == 0) {
-			certagent_identity *items =
-				realloc(l->items, (l->n + 16) * sizeof(certagent_identity));
-
-			if (!items)
-				return client_error_set(err, CERTAGENT_E_NO_MEMORY,
-							"out of memory");
-			l->items = items;
-		}
-		memset(&l->items[l->n], 0, sizeof(certagent_identity));
-		l->n++;
-		dbus_message_iter_recurse(&arr, &dict);
-		r = read_identity(&dict, &l->items[l->n - 1], err);
-		if (r < 0)
-			return r;
-		dbus_message_iter_next(&arr);
-	}
+	r = client_read_dict_list(reply, &identity_list_kind, &items, &n, err);
+	l->items = items;
+	l->n = n;
+	if (r < 0)
+		return r;
 	*ret = TAKE_PTR(l);
 	return 0;
 }

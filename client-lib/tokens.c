@@ -64,74 +64,72 @@ static void messagep_unref(DBusMessage **m)
 
 static int malformed(certagent_error *err, const char *what)
 {
-	return client_error_set(err, CERTAGENT_E_FAILED,
-				"certagentd sent a malformed token list (%s): is the agent the "
-				"same version as this library?",
-				what);
+	return client_malformed(err, "token list", what);
 }
 
-static int read_token(DBusMessageIter *dict, certagent_token *t, certagent_error *err)
+static const struct {
+	const char *key;
+	size_t offset;
+} token_strings[] = {
+	{"uri", offsetof(certagent_token, uri)},
+	{"label", offsetof(certagent_token, label)},
+	{"serial", offsetof(certagent_token, serial)},
+	{"manufacturer", offsetof(certagent_token, manufacturer)},
+	{"model", offsetof(certagent_token, model)},
+	{"module", offsetof(certagent_token, module)},
+};
+
+static char **token_string(certagent_token *t, size_t i)
 {
-	static const struct {
-		const char *key;
-		size_t offset;
-	} strings[] = {
-		{"uri", offsetof(certagent_token, uri)},
-		{"label", offsetof(certagent_token, label)},
-		{"serial", offsetof(certagent_token, serial)},
-		{"manufacturer", offsetof(certagent_token, manufacturer)},
-		{"model", offsetof(certagent_token, model)},
-		{"module", offsetof(certagent_token, module)},
-	};
-	DBusMessageIter entry, var;
+	return (char **)((char *)t + token_strings[i].offset);
+}
 
-	while (dbus_message_iter_get_arg_type(dict) == DBUS_TYPE_DICT_ENTRY) {
-		const char *key;
-		int type;
+static int read_token_entry(void *item, const char *key, DBusMessageIter *var, certagent_error *err)
+{
+	certagent_token *t = item;
+	int type = dbus_message_iter_get_arg_type(var);
 
-		dbus_message_iter_recurse(dict, &entry);
-		dbus_message_iter_get_basic(&entry, &key);
-		dbus_message_iter_next(&entry);
-		dbus_message_iter_recurse(&entry, &var);
-		type = dbus_message_iter_get_arg_type(&var);
+	for (size_t i = 0; i < ELEMENTSOF(token_strings); i++) {
+		char **field = token_string(t, i);
+		const char *s;
 
-		for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
-			char **field = (char **)((char *)t + strings[i].offset);
-			const char *s;
-
-			if (strcmp(key, strings[i].key) != 0)
-				continue;
-			if (type != DBUS_TYPE_STRING)
-				return malformed(err, key);
-			dbus_message_iter_get_basic(&var, &s);
-			free(*field);
-			*field = strndup(s, CA_MAX_STRING);
-			if (!*field)
-				return client_error_set(err, CERTAGENT_E_NO_MEMORY,
-							"out of memory");
-		}
-		if (strcmp(key, "flags") == 0) {
-			dbus_uint64_t u;
-
-			if (type != DBUS_TYPE_UINT64)
-				return malformed(err, key);
-			dbus_message_iter_get_basic(&var, &u);
-			t->flags = u;
-		} else if (strcmp(key, "logged-in") == 0) {
-			dbus_bool_t b;
-
-			if (type != DBUS_TYPE_BOOLEAN)
-				return malformed(err, key);
-			dbus_message_iter_get_basic(&var, &b);
-			t->logged_in = b;
-		}
-		dbus_message_iter_next(dict);
+		if (strcmp(key, token_strings[i].key) != 0)
+			continue;
+		if (type != DBUS_TYPE_STRING)
+			return malformed(err, key);
+		dbus_message_iter_get_basic(var, &s);
+		free(*field);
+		*field = strndup(s, CA_MAX_STRING);
+		if (!*field)
+			return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	}
+	if (strcmp(key, "flags") == 0) {
+		dbus_uint64_t u;
+
+		if (type != DBUS_TYPE_UINT64)
+			return malformed(err, key);
+		dbus_message_iter_get_basic(var, &u);
+		t->flags = u;
+	} else if (strcmp(key, "logged-in") == 0) {
+		dbus_bool_t b;
+
+		if (type != DBUS_TYPE_BOOLEAN)
+			return malformed(err, key);
+		dbus_message_iter_get_basic(var, &b);
+		t->logged_in = b;
+	}
+	return 0;
+}
+
+static int finish_token(void *item, certagent_error *err)
+{
+	certagent_token *t = item;
+
 	if (!t->uri)
 		return malformed(err, "a token without uri");
 	/* The accessors never return NULL: fill what an older agent left out. */
-	for (size_t i = 0; i < ELEMENTSOF(strings); i++) {
-		char **field = (char **)((char *)t + strings[i].offset);
+	for (size_t i = 0; i < ELEMENTSOF(token_strings); i++) {
+		char **field = token_string(t, i);
 
 		if (!*field && !(*field = strdup("")))
 			return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
@@ -139,13 +137,23 @@ static int read_token(DBusMessageIter *dict, certagent_token *t, certagent_error
 	return 0;
 }
 
+static const ClientDictList token_list_kind = {
+	.name = "token list",
+	.too_many = "too many tokens",
+	.item_size = sizeof(certagent_token),
+	.max = CA_MAX_TOKENS,
+	.read_entry = read_token_entry,
+	.finish = finish_token,
+};
+
 /* Positive codes: CERTAGENT_E_AGENT_NOT_RUNNING, _TIMEOUT, _FAILED (malformed), _NO_MEMORY. */
 _public_ int certagent_list_tokens(certagent_client *c, certagent_token_list **ret,
 				   certagent_error *err)
 {
 	_cleanup_(token_listp_free) certagent_token_list *l = NULL;
 	_cleanup_message_ DBusMessage *msg = NULL, *reply = NULL;
-	DBusMessageIter it, arr, dict;
+	void *items = NULL;
+	size_t n = 0;
 	int r;
 
 	if (!c || !ret)
@@ -157,32 +165,14 @@ _public_ int certagent_list_tokens(certagent_client *c, certagent_token_list **r
 	r = client_call(c, msg, &reply, err);
 	if (r < 0)
 		return r;
-	if (!dbus_message_has_signature(reply, "aa{sv}"))
-		return malformed(err, "signature is not aa{sv}");
 	l = calloc(1, sizeof(*l));
 	if (!l)
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
-	dbus_message_iter_init(reply, &it);
-	dbus_message_iter_recurse(&it, &arr);
-	while (dbus_message_iter_get_arg_type(&arr) == DBUS_TYPE_ARRAY) {
-		if (l->n == CA_MAX_TOKENS)
-			return malformed(err, "too many tokens");
-		if (l->n % 8 == 0) {
-			certagent_token *items = realloc(l->items, (l->n + 8) * sizeof(*items));
-
-			if (!items)
-				return client_error_set(err, CERTAGENT_E_NO_MEMORY,
-							"out of memory");
-			l->items = items;
-		}
-		memset(&l->items[l->n], 0, sizeof(certagent_token));
-		l->n++;
-		dbus_message_iter_recurse(&arr, &dict);
-		r = read_token(&dict, &l->items[l->n - 1], err);
-		if (r < 0)
-			return r;
-		dbus_message_iter_next(&arr);
-	}
+	r = client_read_dict_list(reply, &token_list_kind, &items, &n, err);
+	l->items = items;
+	l->n = n;
+	if (r < 0)
+		return r;
 	*ret = TAKE_PTR(l);
 	return 0;
 }
