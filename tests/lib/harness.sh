@@ -61,6 +61,9 @@ H_AGENT_PID=
 H_PIDS=""
 H_CERTAGENTD=${CERTAGENT_BUILD:-}/agent/certagentd
 H_CERTAGENT=${CERTAGENT_BUILD:-}/cli/certagent
+# The agent runs each module in the helper from the build, not an installed one (meson's
+# test_env sets this too; scripts/demo and the bench come through here).
+export CERTAGENT_PKCS11_HELPER=${CERTAGENT_PKCS11_HELPER:-${CERTAGENT_BUILD:-}/pkcs11/certagent-pkcs11-helper}
 
 H_TMP=$(mktemp -d "${TMPDIR:-/tmp}/certagent-test.XXXXXX")
 H_AGENT_LOG=$H_TMP/agent.log
