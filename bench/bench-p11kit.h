@@ -18,8 +18,8 @@ typedef struct BenchP11Kit BenchP11Kit;
  * Loads module (p11-kit-client.so), logs in to the token labelled token with pin and finds
  * the private key labelled key_label. Codes: CA_E_FAILED, CA_E_KEY_NOT_FOUND (err says).
  */
-int bench_p11kit_new(const char *module, const char *token, const char *key_label,
-		     const char *pin, BenchP11Kit **ret, CaError *err);
+int bench_p11kit_new(const char *module, const char *token, const char *key_label, const char *pin,
+		     BenchP11Kit **ret, CaError *err);
 BenchP11Kit *bench_p11kit_free(BenchP11Kit *p);
 
 /* One ECDSA signature of hash; r||s into sig (at most *sig_len bytes, updated). */

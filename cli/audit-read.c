@@ -45,8 +45,8 @@ static int rfc3339_parse(const char *s, int64_t *ret_usec)
 	p = s + 10;
 	if (*p) {
 		if ((*p != 'T' && *p != 't' && *p != ' ') || strlen(p) < 9 ||
-		    !digits(p + 1, 2, &h) || p[3] != ':' || !digits(p + 4, 2, &mi) ||
-		    p[6] != ':' || !digits(p + 7, 2, &sec))
+		    !digits(p + 1, 2, &h) || p[3] != ':' || !digits(p + 4, 2, &mi) || p[6] != ':' ||
+		    !digits(p + 7, 2, &sec))
 			return -EINVAL;
 		p += 9;
 		if (*p == '.') {

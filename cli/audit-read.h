@@ -13,9 +13,10 @@
 #include "json.h"
 
 typedef struct AuditEntry {
-	JsonObject obj; /* owns every string below */
-	const char *time, *decision, *identity;		 /* always there */
-	const char *scheme, *server, *bus_name, *exe, *unit, *app_id, *policy, *reason; /* or NULL */
+	JsonObject obj;				/* owns every string below */
+	const char *time, *decision, *identity; /* always there */
+	const char *scheme, *server, *bus_name, *exe, *unit, *app_id, *policy,
+		*reason;    /* or NULL */
 	int64_t pid;	    /* 0: unknown */
 	int64_t latency_us; /* -1: unknown */
 	int64_t time_usec;  /* time, as microseconds since the epoch */

@@ -145,14 +145,17 @@ static char *log_path(const char *config, const char *file, int *ret_rc)
 	if (*ret_rc)
 		return NULL;
 	if (s->policy.audit_off) {
-		fprintf(stderr, "certagent: the agent keeps no audit log (audit-log = none in %s)\n",
+		fprintf(stderr,
+			"certagent: the agent keeps no audit log (audit-log = none in %s)\n",
 			config);
 		*ret_rc = CLI_EXIT_IO;
 	} else {
-		path = s->policy.audit_path ? strdup(s->policy.audit_path) : policy_audit_default_path();
+		path = s->policy.audit_path ? strdup(s->policy.audit_path)
+					    : policy_audit_default_path();
 		if (!path) {
-			fprintf(stderr, "certagent: no audit log path: set XDG_STATE_HOME or HOME, or "
-					"pass --file\n");
+			fprintf(stderr,
+				"certagent: no audit log path: set XDG_STATE_HOME or HOME, or "
+				"pass --file\n");
 			*ret_rc = CLI_EXIT_IO;
 		}
 	}
@@ -189,14 +192,16 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 			if (audit_time_parse(arg,
 					     (int64_t)now.tv_sec * 1000000 + now.tv_nsec / 1000,
 					     &f.since_usec) < 0)
-				o = cli_usage_error(cmd,
-						    "--since wants RFC 3339 (2024-05-01T12:00:00Z), "
-						    "a date or an age (30m, 2h, 7d), not \"%s\"",
-						    arg);
+				o = cli_usage_error(
+					cmd,
+					"--since wants RFC 3339 (2024-05-01T12:00:00Z), "
+					"a date or an age (30m, 2h, 7d), not \"%s\"",
+					arg);
 			f.has_since = true;
 			break;
 		case OPT_DECISION:
-			if (strcmp(arg, "allowed") && strcmp(arg, "denied") && strcmp(arg, "failed"))
+			if (strcmp(arg, "allowed") && strcmp(arg, "denied") &&
+			    strcmp(arg, "failed"))
 				o = cli_usage_error(cmd,
 						    "--decision is allowed, denied or failed, not "
 						    "\"%s\"",

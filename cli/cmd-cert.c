@@ -77,8 +77,9 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 		char *dup = NULL;
 
 		if (der_on_token(objs, &items[leaf].der, &dup)) {
-			fprintf(stderr, "certagent: the certificate \"%s\" is already on token \"%s\" "
-					"(%s): nothing stored\n",
+			fprintf(stderr,
+				"certagent: the certificate \"%s\" is already on token \"%s\" "
+				"(%s): nothing stored\n",
 				items[leaf].subject, admin_session_label(a), dup);
 			rc = CLI_EXIT_REFUSED;
 			goto out;
@@ -96,7 +97,8 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 				if (o->cls == ADMIN_OBJ_CERT && id_len > 0 && o->id_len == id_len &&
 				    memcmp(o->id, id, id_len) == 0) {
 					fprintf(stderr,
-						"certagent: key \"%s\" already has a certificate (%s): "
+						"certagent: key \"%s\" already has a certificate "
+						"(%s): "
 						"nothing stored; delete the old one first "
 						"(`certagent delete '%s'`)\n",
 						key->label, o->uri, o->uri);
@@ -113,7 +115,8 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 			rc = CLI_EXIT_NOT_FOUND;
 			goto out;
 		} else {
-			leaf_label = label_opt ? strdup(label_opt) : p11cli_crt_label(items[leaf].crt);
+			leaf_label =
+				label_opt ? strdup(label_opt) : p11cli_crt_label(items[leaf].crt);
 		}
 		if (!leaf_label) {
 			rc = CLI_EXIT_FAILED;
@@ -141,7 +144,8 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 			rc = p11cli_fail(admin_store_cert(a, &items[i].der, label,
 							  items[i].is_leaf ? id : NULL,
 							  items[i].is_leaf ? id_len : 0,
-							  !items[i].is_leaf, &items[i].handle, &err),
+							  !items[i].is_leaf, &items[i].handle,
+							  &err),
 					 &err);
 	}
 	if (rc != 0) {
@@ -168,14 +172,14 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 			json_print_string(stdout, items[i].uri);
 			printf(", \"subject\": ");
 			json_print_string(stdout, items[i].subject);
-			printf(", \"leaf\": %s, \"stored\": %s}", items[i].is_leaf ? "true" : "false",
+			printf(", \"leaf\": %s, \"stored\": %s}",
+			       items[i].is_leaf ? "true" : "false",
 			       items[i].present ? "false" : "true");
 		}
 		printf("\n]}\n");
 	} else if (rc == 0) {
 		for (size_t i = 0; i < n; i++)
-			printf("%s %s: %s\n     %s\n",
-			       items[i].present ? "kept  " : "stored",
+			printf("%s %s: %s\n     %s\n", items[i].present ? "kept  " : "stored",
 			       items[i].is_leaf ? "leaf" : "CA  ", items[i].subject,
 			       items[i].uri ? items[i].uri : "");
 	}
@@ -201,12 +205,24 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
-		case OPT_NO_KEY: no_key = true; break;
-		case OPT_LABEL: label = arg; break;
-		case OPT_ID: id_hex = arg; break;
-		case OPT_PIN_FILE: pin_file = arg; break;
-		case OPT_JSON: json = true; break;
-		case OPT_MODULE: module = arg; break;
+		case OPT_NO_KEY:
+			no_key = true;
+			break;
+		case OPT_LABEL:
+			label = arg;
+			break;
+		case OPT_ID:
+			id_hex = arg;
+			break;
+		case OPT_PIN_FILE:
+			pin_file = arg;
+			break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case OPT_MODULE:
+			module = arg;
+			break;
 		}
 	}
 	if (o == 0 && (p.n_positional < 3 || strcmp(p.positional[0], "import") != 0))
@@ -226,8 +242,9 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		rc = p11cli_read_certs(p.positional[i], &v, &k);
 		for (size_t j = 0; rc == 0 && j < k; j++) {
 			if (n >= ELEMENTSOF(items)) {
-				fprintf(stderr, "certagent: more than %zu certificates in all: import "
-						"one leaf with its chain at a time\n",
+				fprintf(stderr,
+					"certagent: more than %zu certificates in all: import "
+					"one leaf with its chain at a time\n",
 					ELEMENTSOF(items));
 				rc = CLI_EXIT_USAGE;
 				for (; j < k; j++)
@@ -263,8 +280,10 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 			}
 	}
 	if (rc == 0 && n_leaves > 1) {
-		fprintf(stderr, "certagent: the files hold %zu end-entity certificates: import one "
-				"leaf (with its chain) at a time\n", n_leaves);
+		fprintf(stderr,
+			"certagent: the files hold %zu end-entity certificates: import one "
+			"leaf (with its chain) at a time\n",
+			n_leaves);
 		rc = CLI_EXIT_USAGE;
 	}
 	if (rc == 0)

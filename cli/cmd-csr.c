@@ -146,7 +146,8 @@ static int crq_set_names(gnutls_x509_crq_t crq, const char *subject, char *const
 	int r;
 
 	if (!subject || !*subject) {
-		fputs("certagent: --subject DN is required (e.g. \"CN=alice,O=Example\")\n", stderr);
+		fputs("certagent: --subject DN is required (e.g. \"CN=alice,O=Example\")\n",
+		      stderr);
 		return CLI_EXIT_USAGE;
 	}
 	r = gnutls_x509_crq_set_dn(crq, subject, &errpos);
@@ -168,8 +169,8 @@ static int crq_set_names(gnutls_x509_crq_t crq, const char *subject, char *const
 		size_t len;
 
 		if (san_parse(sans[i], &type, ip, &data, &len) < 0 ||
-		    gnutls_x509_crq_set_subject_alt_name(crq, type, data, len,
-							  GNUTLS_FSAN_APPEND) < 0) {
+		    gnutls_x509_crq_set_subject_alt_name(crq, type, data, len, GNUTLS_FSAN_APPEND) <
+			    0) {
 			fprintf(stderr,
 				"certagent: bad --san \"%s\": use dns:NAME, email:ADDR, uri:URI or "
 				"ip:ADDR\n",
@@ -242,8 +243,7 @@ const AdminObject *p11cli_key_for_spki(const AdminObjectList *objs, const gnutls
 }
 
 /* The SPKI of the key with this ID: its public key object, an RSA private key, or a cert. */
-static const AdminObject *spki_for_id(const AdminObjectList *objs, const uint8_t *id,
-				      size_t id_len)
+static const AdminObject *spki_for_id(const AdminObjectList *objs, const uint8_t *id, size_t id_len)
 {
 	static const int order[] = {ADMIN_OBJ_PUBLIC, ADMIN_OBJ_PRIVATE, ADMIN_OBJ_CERT};
 
@@ -258,9 +258,8 @@ static const AdminObject *spki_for_id(const AdminObjectList *objs, const uint8_t
 	return NULL;
 }
 
-int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t *id,
-		    size_t id_len, const char *subject, char *const *sans, size_t n_sans,
-		    gnutls_x509_crq_t *ret)
+int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t *id, size_t id_len,
+		    const char *subject, char *const *sans, size_t n_sans, gnutls_x509_crq_t *ret)
 {
 	const AdminObject *src = spki_for_id(objs, id, id_len);
 	Signer sg = {.a = a, .id = id, .id_len = id_len};
@@ -293,8 +292,9 @@ int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t 
 	}
 	sg.pk = gnutls_pubkey_get_pk_algorithm(pub, &sg.bits);
 	if (sg.pk == GNUTLS_PK_ECDSA)
-		dig = sg.bits > 384 ? GNUTLS_DIG_SHA512 : sg.bits > 256 ? GNUTLS_DIG_SHA384
-									 : GNUTLS_DIG_SHA256;
+		dig = sg.bits > 384   ? GNUTLS_DIG_SHA512
+		      : sg.bits > 256 ? GNUTLS_DIG_SHA384
+				      : GNUTLS_DIG_SHA256;
 	else if (sg.pk == GNUTLS_PK_EDDSA_ED25519)
 		dig = GNUTLS_DIG_SHA512;
 	else if (sg.pk != GNUTLS_PK_RSA) {
@@ -324,8 +324,10 @@ int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t 
 	}
 	r = gnutls_x509_crq_verify(crq, 0);
 	if (r < 0) {
-		fprintf(stderr, "certagent: the token's signature on the request does not verify: "
-				"%s\n", gnutls_strerror(r));
+		fprintf(stderr,
+			"certagent: the token's signature on the request does not verify: "
+			"%s\n",
+			gnutls_strerror(r));
 		goto out;
 	}
 	*ret = TAKE_PTR(crq);
@@ -359,10 +361,18 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
-		case OPT_SUBJECT: subject = arg; break;
-		case OPT_OUT: out = arg; break;
-		case OPT_PIN_FILE: pin_file = arg; break;
-		case OPT_MODULE: module = arg; break;
+		case OPT_SUBJECT:
+			subject = arg;
+			break;
+		case OPT_OUT:
+			out = arg;
+			break;
+		case OPT_PIN_FILE:
+			pin_file = arg;
+			break;
+		case OPT_MODULE:
+			module = arg;
+			break;
 		case OPT_SAN:
 			if (n_sans < SANS_MAX + 1)
 				sans[n_sans++] = (char *)arg;

@@ -33,12 +33,18 @@ static const CliOption options[] = {
 static const char *class_name(int cls)
 {
 	switch (cls) {
-	case ADMIN_OBJ_CERT: return "cert";
-	case ADMIN_OBJ_PUBLIC: return "public";
-	case ADMIN_OBJ_PRIVATE: return "private";
-	case ADMIN_OBJ_SECRET: return "secret-key";
-	case ADMIN_OBJ_DATA: return "data";
-	default: return "other";
+	case ADMIN_OBJ_CERT:
+		return "cert";
+	case ADMIN_OBJ_PUBLIC:
+		return "public";
+	case ADMIN_OBJ_PRIVATE:
+		return "private";
+	case ADMIN_OBJ_SECRET:
+		return "secret-key";
+	case ADMIN_OBJ_DATA:
+		return "data";
+	default:
+		return "other";
 	}
 }
 
@@ -82,7 +88,7 @@ static void print_json(const AdminObjectList *l, const bool *sel, bool deleted)
 	printf("\n], \"deleted\": %s}\n", deleted ? "true" : "false");
 }
 
-static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
+static int delete (AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 {
 	AdminObjectList *l = NULL;
 	_cleanup_free_ bool *sel = NULL;
@@ -112,8 +118,9 @@ static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 			}
 		}
 		if (rc == 0 && hits == 0) {
-			fprintf(stderr, "certagent: no object on token \"%s\" matches %s: nothing "
-					"deleted\n",
+			fprintf(stderr,
+				"certagent: no object on token \"%s\" matches %s: nothing "
+				"deleted\n",
 				admin_session_label(a), uris[k]);
 			rc = CLI_EXIT_NOT_FOUND;
 		}
@@ -127,7 +134,8 @@ static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 			    same_id(&l->items[i], &l->items[j])) {
 				fprintf(stderr,
 					"certagent: refusing to delete the private key %s: its "
-					"certificate %s would stay, useless and misleading. Name the "
+					"certificate %s would stay, useless and misleading. Name "
+					"the "
 					"certificate too to delete both. Nothing deleted\n",
 					l->items[i].uri, l->items[j].uri);
 				rc = CLI_EXIT_REFUSED;
@@ -136,8 +144,8 @@ static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 	}
 	if (rc == 0) {
 		if (!json) {
-			printf("%s %zu object(s) on token \"%s\":\n", yes ? "deleting" : "would delete",
-			       n_sel, admin_session_label(a));
+			printf("%s %zu object(s) on token \"%s\":\n",
+			       yes ? "deleting" : "would delete", n_sel, admin_session_label(a));
 			for (size_t i = 0; i < l->n; i++)
 				if (sel[i])
 					printf("  %-8s %s\n", class_name(l->items[i].cls),
@@ -158,8 +166,10 @@ static int delete(AdminSession *a, char **uris, int n_uris, bool yes, bool json)
 			continue;
 		rc = p11cli_fail(admin_destroy(a, l->items[i].handle, &err), &err);
 		if (rc != 0)
-			fprintf(stderr, "certagent: stopped at %s; the objects listed before it are "
-					"deleted\n", l->items[i].uri);
+			fprintf(stderr,
+				"certagent: stopped at %s; the objects listed before it are "
+				"deleted\n",
+				l->items[i].uri);
 	}
 	if (rc == 0 && json)
 		print_json(l, sel, true);
@@ -184,19 +194,30 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
-		case OPT_YES: yes = true; break;
-		case OPT_PIN_FILE: pin_file = arg; break;
-		case OPT_JSON: json = true; break;
-		case OPT_MODULE: module = arg; break;
+		case OPT_YES:
+			yes = true;
+			break;
+		case OPT_PIN_FILE:
+			pin_file = arg;
+			break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case OPT_MODULE:
+			module = arg;
+			break;
 		}
 	}
 	if (o == 0 && (p.n_positional < 1 || p.n_positional > URIS_MAX))
 		o = cli_usage_error(cmd, "delete needs 1 to %d object URIs", URIS_MAX);
 	for (int i = 0; o == 0 && i < p.n_positional; i++) {
 		uris[n_uris++] = p.positional[i];
-		if (strncmp(p.positional[i], "pkcs11:", 7) != 0 || !uri_names_object(p.positional[i]))
-			o = cli_usage_error(cmd, "\"%s\" does not name objects: a pkcs11: URI with "
-						 "id= or object= is needed", p.positional[i]);
+		if (strncmp(p.positional[i], "pkcs11:", 7) != 0 ||
+		    !uri_names_object(p.positional[i]))
+			o = cli_usage_error(cmd,
+					    "\"%s\" does not name objects: a pkcs11: URI with "
+					    "id= or object= is needed",
+					    p.positional[i]);
 	}
 	rc = cli_parser_done(&p, o);
 	if (rc >= 0)
@@ -215,7 +236,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	if (rc == 0)
 		rc = p11cli_login_user(a, pin_file);
 	if (rc == 0)
-		rc = delete(a, uris, n_uris, yes, json);
+		rc = delete (a, uris, n_uris, yes, json);
 	admin_session_free(a);
 	store_free(s);
 	return rc;

@@ -80,9 +80,9 @@ typedef struct Enroll {
 	gnutls_privkey_t ca_priv;
 
 	AdminSession *a;
-	bool created;           /* objects with our ID may exist: remove them on failure */
-	bool csr_written;       /* we wrote csr_out: remove it on failure */
-	bool committed;         /* the private key has its final label: never roll back */
+	bool created;		 /* objects with our ID may exist: remove them on failure */
+	bool csr_written;	 /* we wrote csr_out: remove it on failure */
+	bool committed;		 /* the private key has its final label: never roll back */
 	unsigned long ca_handle; /* the CA certificate we stored, if any */
 	char *key_uri, *cert_uri;
 } Enroll;
@@ -216,8 +216,9 @@ static int commit(Enroll *e)
 		_cleanup_free_ char *cn = p11cli_crt_label(e->ca_crt);
 
 		if (admin_set_label(e->a, e->ca_handle, cn ? cn : "CA", &err) != 0)
-			fprintf(stderr, "certagent: warning: %s; the CA certificate keeps a temporary "
-					"label until `certagent token cleanup %s`\n",
+			fprintf(stderr,
+				"certagent: warning: %s; the CA certificate keeps a temporary "
+				"label until `certagent token cleanup %s`\n",
 				err.message, e->token);
 		p11cli_test_stop("renamed-ca");
 	}
@@ -237,9 +238,8 @@ static void rollback(Enroll *e)
 		for (size_t i = 0; i < l->n; i++) {
 			const AdminObject *o = &l->items[i];
 
-			if (o->handle == e->ca_handle ||
-			    (e->created && o->id_len == e->id_len &&
-			     memcmp(o->id, e->id, e->id_len) == 0)) {
+			if (o->handle == e->ca_handle || (e->created && o->id_len == e->id_len &&
+							  memcmp(o->id, e->id, e->id_len) == 0)) {
 				if (admin_destroy(e->a, o->handle, NULL) == 0) {
 					fprintf(stderr, "certagent: removed %s\n", o->uri);
 					n++;
@@ -248,8 +248,10 @@ static void rollback(Enroll *e)
 		}
 		admin_object_list_free(l);
 	}
-	fprintf(stderr, "certagent: enrollment failed: removed the %zu object(s) it had created; "
-			"the token is as it was\n", n);
+	fprintf(stderr,
+		"certagent: enrollment failed: removed the %zu object(s) it had created; "
+		"the token is as it was\n",
+		n);
 }
 
 static int enroll(Enroll *e)
@@ -269,8 +271,9 @@ static int enroll(Enroll *e)
 		rc = p11cli_fail(admin_list_objects(e->a, &objs, &err), &err);
 	for (size_t i = 0; rc == 0 && i < objs->n; i++) {
 		if (strcmp(objs->items[i].label, e->label) == 0) {
-			fprintf(stderr, "certagent: token \"%s\" already has an object labelled "
-					"\"%s\" (%s): choose another --label\n",
+			fprintf(stderr,
+				"certagent: token \"%s\" already has an object labelled "
+				"\"%s\" (%s): choose another --label\n",
 				admin_session_label(e->a), e->label, objs->items[i].uri);
 			rc = CLI_EXIT_REFUSED;
 		}
@@ -325,8 +328,8 @@ static int enroll(Enroll *e)
 		if (rc == 0 && gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_DER, &der) < 0)
 			rc = CLI_EXIT_FAILED;
 		if (rc == 0)
-			rc = p11cli_fail(admin_store_cert(e->a, &der, e->tmp_label, e->id, e->id_len,
-							  false, &leaf_handle, &err),
+			rc = p11cli_fail(admin_store_cert(e->a, &der, e->tmp_label, e->id,
+							  e->id_len, false, &leaf_handle, &err),
 					 &err);
 		if (rc == 0)
 			rc = step_done("cert-stored");
@@ -401,17 +404,39 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
-		case OPT_TYPE: e.type = arg; break;
-		case OPT_SUBJECT: e.subject = arg; break;
-		case OPT_LABEL: e.label_opt = arg; break;
-		case OPT_ID: id_hex = arg; break;
-		case OPT_CA_CERT: e.ca_cert = arg; break;
-		case OPT_CA_KEY: e.ca_key = arg; break;
-		case OPT_DAYS: days = arg; break;
-		case OPT_CSR_OUT: e.csr_out = arg; break;
-		case OPT_PIN_FILE: e.pin_file = arg; break;
-		case OPT_JSON: e.json = true; break;
-		case OPT_MODULE: e.module = arg; break;
+		case OPT_TYPE:
+			e.type = arg;
+			break;
+		case OPT_SUBJECT:
+			e.subject = arg;
+			break;
+		case OPT_LABEL:
+			e.label_opt = arg;
+			break;
+		case OPT_ID:
+			id_hex = arg;
+			break;
+		case OPT_CA_CERT:
+			e.ca_cert = arg;
+			break;
+		case OPT_CA_KEY:
+			e.ca_key = arg;
+			break;
+		case OPT_DAYS:
+			days = arg;
+			break;
+		case OPT_CSR_OUT:
+			e.csr_out = arg;
+			break;
+		case OPT_PIN_FILE:
+			e.pin_file = arg;
+			break;
+		case OPT_JSON:
+			e.json = true;
+			break;
+		case OPT_MODULE:
+			e.module = arg;
+			break;
 		case OPT_SAN:
 			if (e.n_sans < SANS_MAX + 1)
 				e.sans[e.n_sans++] = (char *)arg;
@@ -452,8 +477,9 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		e.label = e.label_opt ? strdup(e.label_opt) : cn_of(e.subject);
 		if (!e.label || !*e.label || strlen(e.label) > ADMIN_LABEL_MAX ||
 		    strncmp(e.label, ADMIN_TMP_PREFIX, strlen(ADMIN_TMP_PREFIX)) == 0) {
-			fprintf(stderr, "certagent: give a --label (1 to %d bytes, not starting "
-					"with %s) or a subject with a CN\n",
+			fprintf(stderr,
+				"certagent: give a --label (1 to %d bytes, not starting "
+				"with %s) or a subject with a CN\n",
 				ADMIN_LABEL_MAX, ADMIN_TMP_PREFIX);
 			rc = CLI_EXIT_USAGE;
 		}
