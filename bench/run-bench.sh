@@ -74,27 +74,14 @@ address=$DBUS_SESSION_BUS_ADDRESS
 pin_file=$H_TMP/bench.pin
 (umask 077 && printf '%s\n' "$H_PIN" >"$pin_file")
 
-# bench_busconf FILE ADDRESS [XML-LINE...]: a private session bus configuration.
-bench_busconf() {
-	local f=$1 listen=$2
-	shift 2
-	{
-		printf '%s\n' '<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"' \
-			' "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">' \
-			'<busconfig><type>session</type>' "<listen>$listen</listen><auth>EXTERNAL</auth>" \
-			'<policy context="default"><allow send_destination="*"/><allow receive_sender="*"/>' '<allow own="*"/></policy>'
-		[ $# = 0 ] || printf '%s\n' "$@"
-		printf '</busconfig>\n'
-	} >"$f"
-}
-# bench_bus CONF: starts it and tracks it (in this shell: not in a $(...)); its address is
-# in $bench_bus_address.
+# bench_bus NAME LISTEN [XML-LINE...]: another private bus (h_bus) beside the measured agent's;
+# its address is in $bench_bus_address, DBUS_SESSION_BUS_ADDRESS stays the measured agent's.
 bench_bus() {
-	dbus-daemon --config-file="$1" --fork --print-address=3 --print-pid=4 \
-		3>"$1.address" 4>"$1.pid" </dev/null >>"$H_TMP/bus.log" 2>&1 ||
-		h_fail "dbus-daemon ($1) did not start"
-	h_track "$(head -n 1 "$1.pid")"
-	bench_bus_address=$(head -n 1 "$1.address")
+	local keep=$DBUS_SESSION_BUS_ADDRESS name=$1 listen=$2
+	shift 2
+	H_BUS_CONF=$H_TMP/$name.conf H_BUS_LISTEN=$listen h_bus "$@"
+	bench_bus_address=$DBUS_SESSION_BUS_ADDRESS
+	DBUS_SESSION_BUS_ADDRESS=$keep
 }
 
 # P1: p11-kit's own forwarding of the same token.
@@ -120,8 +107,7 @@ if [ -f "$fault" ]; then
 	printf '[agent]\nregistered-modules = no\npinentry = none\n[module fault]\npath = %s\n' \
 		"$fault" >"$H_TMP/agent-slow.conf"
 	printf '[pin-source all]\ntoken = pkcs11:\nfile = %s\n' "$pin_file" >>"$H_TMP/agent-slow.conf"
-	bench_busconf "$H_TMP/bus-slow.conf" "unix:dir=$H_TMP"
-	bench_bus "$H_TMP/bus-slow.conf"
+	bench_bus bus-slow "unix:dir=$H_TMP"
 	slow_address=$bench_bus_address
 	CERTAGENT_FAULT_CTL=$H_TMP/fault.ctl "$H_CERTAGENTD" --config "$H_TMP/agent-slow.conf" \
 		--address "$slow_address" --foreground </dev/null >>"$H_TMP/agent-slow.log" 2>&1 &
@@ -142,8 +128,7 @@ printf '[pin-source bench]\ntoken = pkcs11:token=%s\nfile = %s\n' "$token" "$pin
 	>>"$H_TMP/agent-act.conf"
 printf '[D-BUS Service]\nName=org.certagent.Agent1\nExec=%s --foreground --config %s --address unix:path=%s\n' \
 	"$H_CERTAGENTD" "$H_TMP/agent-act.conf" "$act_sock" >"$H_TMP/services/org.certagent.Agent1.service"
-bench_busconf "$H_TMP/bus-act.conf" "unix:path=$act_sock" "<servicedir>$H_TMP/services</servicedir>"
-bench_bus "$H_TMP/bus-act.conf"
+bench_bus bus-act "unix:path=$act_sock" "<servicedir>$H_TMP/services</servicedir>"
 act_address=$bench_bus_address
 
 "$bench" --token "$token" --pin-file "$pin_file" --module "$H_SOFTHSM" \

@@ -10,29 +10,8 @@ AGENT=org.certagent.Agent1
 OBJ=/org/certagent/Agent1
 ERR=org.certagent.Error
 
-# python3 with python3-dbus (a pyenv python3 first in PATH may lack it).
-PY=
-for p in /usr/bin/python3 python3; do
-	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-ctl() { "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
-need_py() { [ -n "$PY" ] || h_skip "python3-dbus is not installed"; }
 
 bctl() { busctl --address="$DBUS_SESSION_BUS_ADDRESS" "$@"; }
-
-# expect_error NAME COMMAND...: COMMAND must fail and print the D-Bus error NAME.
-expect_error() {
-	local name=$1 out
-	shift
-	out=$("$@" 2>&1) && h_fail "expected $name, but the call succeeded: $*"
-	case $out in
-	*"$name"*) h_log "got $name as expected: ${out#*: }" ;;
-	*) h_fail "expected $name from: $* -- got: $out" ;;
-	esac
-}
 
 # A dbus-send call that prints the error name (dbus-send has no a{sv} with variants, so Sign
 # goes through agentctl.py or busctl; busctl prints only the message, hence this one).
@@ -74,7 +53,7 @@ test_introspect() {
 	# Served verbatim from the one XML file.
 	dsend --print-reply=literal org.freedesktop.DBus.Introspectable.Introspect >"$H_TMP/xml" ||
 		h_fail "Introspect failed"
-	"${PY:-python3}" - "$H_TMP/xml" "$CERTAGENT_SRC/dbus/org.certagent.Agent1.xml" <<'PYEOF' ||
+	"${H_PY:-python3}" - "$H_TMP/xml" "$CERTAGENT_SRC/dbus/org.certagent.Agent1.xml" <<'PYEOF' ||
 import sys
 got = open(sys.argv[1]).read().strip()
 want = open(sys.argv[2]).read().strip()
@@ -82,8 +61,8 @@ sys.exit(0 if got == want else 1)
 PYEOF
 		h_fail "Introspect does not return dbus/org.certagent.Agent1.xml verbatim"
 	bctl tree $AGENT | grep -q /org/certagent/Agent1 || h_fail "busctl tree does not find the object"
-	expect_error org.freedesktop.DBus.Error.UnknownMethod dsend $AGENT.NoSuchMethod
-	expect_error org.freedesktop.DBus.Error.UnknownObject \
+	h_expect_error org.freedesktop.DBus.Error.UnknownMethod dsend $AGENT.NoSuchMethod
+	h_expect_error org.freedesktop.DBus.Error.UnknownObject \
 		dbus-send --bus="$DBUS_SESSION_BUS_ADDRESS" --print-reply --dest=$AGENT /elsewhere \
 		$AGENT.Lock
 	agent_alive
@@ -98,18 +77,18 @@ test_version() {
 	[ "$got" = "s \"$want\"" ] || h_fail "Version is $got, expected $want"
 	bctl call $AGENT $OBJ org.freedesktop.DBus.Properties GetAll s $AGENT | grep -q "\"Version\" s \"$want\"" ||
 		h_fail "GetAll lacks Version"
-	expect_error org.freedesktop.DBus.Error.PropertyReadOnly \
+	h_expect_error org.freedesktop.DBus.Error.PropertyReadOnly \
 		dsend org.freedesktop.DBus.Properties.Set string:$AGENT string:Version variant:string:9
 	bctl call $AGENT $OBJ org.freedesktop.DBus.Peer Ping || h_fail "Peer.Ping failed"
 }
 
 test_list_identities() {
-	need_py
+	h_need_py
 	setup
-	ctl identities >"$H_TMP/ids.json" || h_fail "ListIdentities failed: $(cat "$H_TMP/ids.json")"
+	h_ctl identities >"$H_TMP/ids.json" || h_fail "ListIdentities failed: $(cat "$H_TMP/ids.json")"
 	openssl x509 -in "$H_TMP/ca/client.pem" -outform DER | od -An -v -tx1 | tr -d ' \n' >"$H_TMP/leaf.hex"
 	openssl x509 -in "$H_TMP/ca/inter.pem" -outform DER | od -An -v -tx1 | tr -d ' \n' >"$H_TMP/inter.hex"
-	"$PY" - "$H_TMP/ids.json" "$(cat "$H_TMP/leaf.hex")" "$(cat "$H_TMP/inter.hex")" <<'PYEOF' ||
+	"$H_PY" - "$H_TMP/ids.json" "$(cat "$H_TMP/leaf.hex")" "$(cat "$H_TMP/inter.hex")" <<'PYEOF' ||
 import json, sys
 ids = json.load(open(sys.argv[1]))
 leaf, inter = sys.argv[2], sys.argv[3]
@@ -129,8 +108,8 @@ assert inter in i['certificates'][1:], "the intermediate is not in the chain"
 assert i['logged-in'] is False
 PYEOF
 		h_fail "ListIdentities answer is wrong (see above)"
-	ctl tokens >"$H_TMP/tokens.json" || h_fail "ListTokens failed"
-	"$PY" - "$H_TMP/tokens.json" <<'PYEOF' || h_fail "ListTokens answer is wrong"
+	h_ctl tokens >"$H_TMP/tokens.json" || h_fail "ListTokens failed"
+	"$H_PY" - "$H_TMP/tokens.json" <<'PYEOF' || h_fail "ListTokens answer is wrong"
 import json, sys
 toks = [t for t in json.load(open(sys.argv[1])) if t['label'] == 'demo']
 assert len(toks) == 1, toks
@@ -156,7 +135,7 @@ sign_verify() {
 	ed25519) { printf '%64s' ''; printf 'TLS 1.3, client CertificateVerify\0'; cat "$m.hash"; } >"$m.in" ;;
 	*) cp "$m.hash" "$m.in" ;;
 	esac
-	ctl sign "$uri" "$scheme" "$m.in" "$m.sig" server-name=s:localhost >"$H_TMP/out" ||
+	h_ctl sign "$uri" "$scheme" "$m.in" "$m.sig" server-name=s:localhost >"$H_TMP/out" ||
 		h_fail "Sign $scheme failed: $(cat "$H_TMP/out")"
 	case $scheme in
 	rsa_pss_rsae_sha256)
@@ -172,7 +151,7 @@ sign_verify() {
 }
 
 test_sign_ecdsa() {
-	need_py
+	h_need_py
 	setup
 	h_unlock_dbus demo
 	sign_verify ecdsa_secp256r1_sha256 "$URI" "$H_TMP/ca/client.pem"
@@ -184,7 +163,7 @@ test_sign_ecdsa() {
 }
 
 test_sign_rsa_ed25519() {
-	need_py
+	h_need_py
 	h_token demo
 	h_keygen demo rsa2048 rsa 02
 	h_keygen demo ed25519 ed 03
@@ -205,61 +184,61 @@ h_unlock_dbus() {
 }
 
 test_pin_required() {
-	need_py
+	h_need_py
 	setup
 	printf '0123456789abcdef0123456789abcdef' >"$H_TMP/h"
-	expect_error $ERR.PinRequired ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
-	expect_error $ERR.PinRequired dsend $AGENT.Unlock string:pkcs11:token=demo string:
+	h_expect_error $ERR.PinRequired h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	h_expect_error $ERR.PinRequired dsend $AGENT.Unlock string:pkcs11:token=demo string:
 	h_unlock_dbus demo
-	ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s" || h_fail "Sign after Unlock failed"
+	h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s" || h_fail "Sign after Unlock failed"
 	# Lock forgets the login: a PIN is needed again.
 	bctl call $AGENT $OBJ $AGENT Lock || h_fail "Lock failed"
-	expect_error $ERR.PinRequired ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	h_expect_error $ERR.PinRequired h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
 }
 
 test_pin_incorrect() {
-	need_py
+	h_need_py
 	setup
-	expect_error $ERR.PinIncorrect dsend $AGENT.Unlock string:pkcs11:token=demo string:9999
-	expect_error $ERR.TokenAbsent dsend $AGENT.Unlock string:pkcs11:token=nosuchtoken string:1234
+	h_expect_error $ERR.PinIncorrect dsend $AGENT.Unlock string:pkcs11:token=demo string:9999
+	h_expect_error $ERR.TokenAbsent dsend $AGENT.Unlock string:pkcs11:token=nosuchtoken string:1234
 	! grep -q 9999 "$H_AGENT_LOG" || h_fail "a PIN appears in the log"
 	h_unlock_dbus demo
-	ctl identities | grep -q '"logged-in": true' || h_fail "logged-in is not true after Unlock"
+	h_ctl identities | grep -q '"logged-in": true' || h_fail "logged-in is not true after Unlock"
 }
 
 test_bad_args() {
-	need_py
+	h_need_py
 	setup
 	local h=$H_TMP/h
 	printf '0123456789abcdef0123456789abcdef' >"$h"
 	# Wrong signature: refused by the dispatcher, naming the expected one.
-	expect_error org.freedesktop.DBus.Error.InvalidArgs dsend $AGENT.Sign string:"$URI" string:x
-	expect_error 'ssaya{sv}' dsend $AGENT.Sign string:"$URI" string:x
-	expect_error org.freedesktop.DBus.Error.InvalidArgs dsend $AGENT.Unlock string:pkcs11:token=demo
-	expect_error org.freedesktop.DBus.Error.InvalidArgs dsend $AGENT.ListIdentities string:x
+	h_expect_error org.freedesktop.DBus.Error.InvalidArgs dsend $AGENT.Sign string:"$URI" string:x
+	h_expect_error 'ssaya{sv}' dsend $AGENT.Sign string:"$URI" string:x
+	h_expect_error org.freedesktop.DBus.Error.InvalidArgs dsend $AGENT.Unlock string:pkcs11:token=demo
+	h_expect_error org.freedesktop.DBus.Error.InvalidArgs dsend $AGENT.ListIdentities string:x
 	# Bad values: refused by the agent with its own error names.
-	expect_error $ERR.InvalidArgs ctl sign "not-a-uri" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s"
-	expect_error $ERR.InvalidArgs dsend $AGENT.Unlock string:token=demo string:1234
-	expect_error $ERR.UnsupportedScheme ctl sign "$URI" ecdsa_bogus "$h" "$H_TMP/s"
+	h_expect_error $ERR.InvalidArgs h_ctl sign "not-a-uri" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s"
+	h_expect_error $ERR.InvalidArgs dsend $AGENT.Unlock string:token=demo string:1234
+	h_expect_error $ERR.UnsupportedScheme h_ctl sign "$URI" ecdsa_bogus "$h" "$H_TMP/s"
 	# With the URI as listed, the error says what this identity can do.
 	local listed
-	listed=$(ctl identities | "$PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["uri"])')
-	expect_error 'this identity can do: ecdsa_secp256r1_sha256' \
-		ctl sign "$listed" ecdsa_bogus "$h" "$H_TMP/s"
-	expect_error $ERR.InvalidArgs ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/agent.conf" "$H_TMP/s"
-	expect_error $ERR.InvalidArgs ctl sign "$URI" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s" server-name=u:3
+	listed=$(h_ctl identities | "$H_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["uri"])')
+	h_expect_error 'this identity can do: ecdsa_secp256r1_sha256' \
+		h_ctl sign "$listed" ecdsa_bogus "$h" "$H_TMP/s"
+	h_expect_error $ERR.InvalidArgs h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/agent.conf" "$H_TMP/s"
+	h_expect_error $ERR.InvalidArgs h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s" server-name=u:3
 	head -c 65537 /dev/zero >"$H_TMP/big"
-	expect_error $ERR.TooLarge ctl sign "$URI" ed25519 "$H_TMP/big" "$H_TMP/s"
+	h_expect_error $ERR.TooLarge h_ctl sign "$URI" ed25519 "$H_TMP/big" "$H_TMP/s"
 	head -c 300 /dev/zero | tr '\0' a >"$H_TMP/longname"
-	expect_error $ERR.TooLarge ctl sign "$URI" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s" \
+	h_expect_error $ERR.TooLarge h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s" \
 		"server-name=s:$(cat "$H_TMP/longname")"
-	expect_error $ERR.TooLarge dsend $AGENT.Unlock string:pkcs11:token=demo \
+	h_expect_error $ERR.TooLarge dsend $AGENT.Unlock string:pkcs11:token=demo \
 		string:"$(head -c 300 /dev/zero | tr '\0' 1)"
-	expect_error $ERR.KeyNotFound ctl sign "pkcs11:token=demo;object=nothing" \
+	h_expect_error $ERR.KeyNotFound h_ctl sign "pkcs11:token=demo;object=nothing" \
 		ecdsa_secp256r1_sha256 "$h" "$H_TMP/s"
 	# Unknown option keys are ignored.
 	h_unlock_dbus demo
-	ctl sign "$URI" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s" future-option=u:7 ||
+	h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$h" "$H_TMP/s" future-option=u:7 ||
 		h_fail "an unknown option was not ignored"
 	agent_alive
 }
@@ -282,7 +261,7 @@ test_sigterm() {
 	local st=0
 	kill -TERM "$H_AGENT_PID"
 	wait "$H_AGENT_PID" || st=$?
-	h__untrack "$H_AGENT_PID"
+	h_untrack "$H_AGENT_PID"
 	H_AGENT_PID=
 	[ "$st" = 0 ] || h_fail "certagentd exited with $st on SIGTERM"
 	grep -q "stopped" "$H_AGENT_LOG" || h_fail "no clean shutdown in the log"
@@ -290,11 +269,11 @@ test_sigterm() {
 }
 
 test_identities_changed() {
-	need_py
+	h_need_py
 	setup
-	"$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" watch "$H_TMP/signals" 20 &
+	"$H_PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" watch "$H_TMP/signals" 20 &
 	local w=$!
-	h__track "$w"
+	h_track "$w"
 	h_wait_until 10 grep -q ready "$H_TMP/signals" || h_fail "the watcher did not start"
 	h_unlock_dbus demo
 	h_wait_until 10 grep -q IdentitiesChanged "$H_TMP/signals" ||
@@ -305,7 +284,7 @@ test_identities_changed() {
 	bctl call $AGENT $OBJ $AGENT Reload || h_fail "Reload failed"
 	h_wait_until 10 grep -q IdentitiesChanged "$H_TMP/signals" ||
 		h_fail "no IdentitiesChanged after Reload with a new key"
-	ctl identities | grep -q 'object=second' || h_fail "the new key is not listed after Reload"
+	h_ctl identities | grep -q 'object=second' || h_fail "the new key is not listed after Reload"
 	h_kill "$w"
 }
 
@@ -339,11 +318,11 @@ test_config() {
 }
 
 test_pin_source() {
-	need_py
+	h_need_py
 	(umask 077 && printf '%s\n' "$H_PIN" >"$H_TMP/demo.pin")
 	setup "[pin-source demo]" "token = pkcs11:token=demo" "file = $H_TMP/demo.pin"
 	sign_verify ecdsa_secp256r1_sha256 "$URI" "$H_TMP/ca/client.pem"
-	h_wait_until 5 sh -c "'$PY' '$CERTAGENT_SRC/tests/agent/agentctl.py' identities | grep -q '\"logged-in\": true'" ||
+	h_wait_until 5 sh -c "'$H_PY' '$CERTAGENT_SRC/tests/agent/agentctl.py' identities | grep -q '\"logged-in\": true'" ||
 		h_fail "the snapshot does not show the pin-source login"
 }
 
@@ -373,30 +352,30 @@ setup_slow() {
 entered() { [ -f "$CERTAGENT_TEST_GATE.entered" ] && wc -l <"$CERTAGENT_TEST_GATE.entered" || echo 0; }
 
 test_slow_token() {
-	need_py
+	h_need_py
 	setup_slow "workers = 4"
-	ctl sign "$(h_key_uri slow s1)" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/slow.sig" \
+	h_ctl sign "$(h_key_uri slow s1)" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/slow.sig" \
 		>"$H_TMP/slow.out" 2>&1 &
 	local slow=$!
-	h__track "$slow"
+	h_track "$slow"
 	h_wait_until 10 sh -c "[ \$(wc -l <'$CERTAGENT_TEST_GATE.entered' 2>/dev/null || echo 0) -ge 1 ]" ||
 		h_fail "the slow signature never reached the token"
 	# While it is held inside the slow token, everything else is answered.
-	ctl sign "$(h_key_uri fast f1)" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/fast.sig" ||
+	h_ctl sign "$(h_key_uri fast f1)" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/fast.sig" ||
 		h_fail "a signature on another token waited for the slow one"
-	ctl identities >/dev/null || h_fail "ListIdentities waited for the slow token"
-	ctl tokens >/dev/null || h_fail "ListTokens waited for the slow token"
+	h_ctl identities >/dev/null || h_fail "ListIdentities waited for the slow token"
+	h_ctl tokens >/dev/null || h_fail "ListTokens waited for the slow token"
 	bctl get-property $AGENT $OBJ $AGENT Version >/dev/null || h_fail "Version waited"
 	kill -0 "$slow" 2>/dev/null || h_fail "the slow signature finished before the gate opened"
 	: >"$CERTAGENT_TEST_GATE"
 	wait "$slow" || h_fail "the slow signature failed: $(cat "$H_TMP/slow.out")"
-	h__untrack "$slow"
+	h_untrack "$slow"
 	[ -s "$H_TMP/slow.sig" ] || h_fail "no slow signature"
 
 	# The per-caller cap: one connection sends 70 Signs while the gate is shut; 64 are taken
 	# (4 inside the token, 60 queued) and the rest refused with TooLarge; all 64 then finish.
 	rm -f "$CERTAGENT_TEST_GATE" "$CERTAGENT_TEST_GATE.entered"
-	"$PY" - "$(h_key_uri slow s1)" "$H_TMP/h" "$CERTAGENT_TEST_GATE" <<'PYEOF' || h_fail "per-caller cap"
+	"$H_PY" - "$(h_key_uri slow s1)" "$H_TMP/h" "$CERTAGENT_TEST_GATE" <<'PYEOF' || h_fail "per-caller cap"
 import os, sys, dbus
 from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib
@@ -429,25 +408,25 @@ PYEOF
 }
 
 test_stuck_shutdown() {
-	need_py
+	h_need_py
 	setup_slow
-	ctl sign "$(h_key_uri slow s1)" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/slow.sig" \
+	h_ctl sign "$(h_key_uri slow s1)" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/slow.sig" \
 		>"$H_TMP/slow.out" 2>&1 &
 	local slow=$! st=0
-	h__track "$slow"
+	h_track "$slow"
 	h_wait_until 10 sh -c "[ -s '$CERTAGENT_TEST_GATE.entered' ]" ||
 		h_fail "the slow signature never reached the token"
 	# SIGTERM while a token never answers: the agent still exits (after its 5 s grace).
 	kill -TERM "$H_AGENT_PID"
 	wait "$H_AGENT_PID" || st=$?
-	h__untrack "$H_AGENT_PID"
+	h_untrack "$H_AGENT_PID"
 	H_AGENT_PID=
 	[ "$st" = 0 ] || h_fail "certagentd exited with $st"
 	grep -q "did not answer" "$H_AGENT_LOG" || h_fail "the stuck token was not reported"
 	# The client's own call may still wait out its timeout; it is not what this test checks.
 	kill "$slow" 2>/dev/null || true
 	wait "$slow" || true
-	h__untrack "$slow"
+	h_untrack "$slow"
 }
 
 test_daemon() {
@@ -460,7 +439,7 @@ test_daemon() {
 	h_name_has_owner $AGENT || h_fail "the name is not owned when the parent returned"
 	H_AGENT_PID=$(bctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
 		GetConnectionUnixProcessID s $AGENT | awk '{print $2}')
-	h__track "$H_AGENT_PID"
+	h_track "$H_AGENT_PID"
 	agent_alive
 }
 
@@ -472,33 +451,13 @@ test_activation() {
 		>"$H_TMP/services/org.certagent.Agent1.service"
 	printf '[agent]\nregistered-modules = no\n[module softhsm]\npath = %s\n' "$H_SOFTHSM" \
 		>"$XDG_CONFIG_HOME/certagent/agent.conf"
-	cat >"$H_TMP/bus.conf" <<EOF2
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:dir=$H_TMP</listen>
-  <auth>EXTERNAL</auth>
-  <servicedir>$H_TMP/services</servicedir>
-  <policy context="default">
-    <allow send_destination="*"/>
-    <allow receive_sender="*"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-EOF2
-	dbus-daemon --config-file="$H_TMP/bus.conf" --fork --print-address=3 --print-pid=4 \
-		3>"$H_TMP/bus.address" 4>"$H_TMP/bus.pid" </dev/null >>"$H_TMP/bus.log" 2>&1 ||
-		h_fail "dbus-daemon did not start"
-	h__track "$(head -n 1 "$H_TMP/bus.pid")"
-	DBUS_SESSION_BUS_ADDRESS=$(head -n 1 "$H_TMP/bus.address")
-	export DBUS_SESSION_BUS_ADDRESS
+	h_bus "<servicedir>$H_TMP/services</servicedir>"
 	! h_name_has_owner $AGENT || h_fail "the agent runs before activation"
 	bctl call $AGENT $OBJ $AGENT ListTokens >"$H_TMP/out" || h_fail "activation failed: $(cat "$H_TMP/bus.log")"
 	grep -q '"demo"' "$H_TMP/out" || h_fail "the activated agent does not see the token: $(cat "$H_TMP/out")"
 	H_AGENT_PID=$(bctl call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus \
 		GetConnectionUnixProcessID s $AGENT | awk '{print $2}')
-	h__track "$H_AGENT_PID"
+	h_track "$H_AGENT_PID"
 	# --foreground: the process the bus started is the agent itself.
 	grep -q -- --foreground "/proc/$H_AGENT_PID/cmdline" || h_fail "activation did not use --foreground"
 }

@@ -10,28 +10,9 @@ AGENT=org.certagent.Agent1
 OBJ=/org/certagent/Agent1
 ERR=org.certagent.Error
 
-PY=
-for p in /usr/bin/python3 python3; do
-	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-[ -n "$PY" ] || h_skip "python3-dbus is not installed"
+h_need_py
 [ -x /usr/bin/python3 ] || h_skip "fake-pinentry.py needs /usr/bin/python3"
-ctl() { "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
 bctl() { busctl --address="$DBUS_SESSION_BUS_ADDRESS" "$@"; }
-
-expect_error() {
-	local name=$1 out
-	shift
-	out=$("$@" 2>&1) && h_fail "expected $name, but the call succeeded: $*"
-	case $out in
-	*"$name"*) h_log "got $name as expected: ${out#*: }" ;;
-	*) h_fail "expected $name from: $* -- got: $out" ;;
-	esac
-	LAST_ERROR=$out
-}
 
 export FAKE_PINENTRY_TRANSCRIPT=$H_TMP/pinentry.log
 export FAKE_PINENTRY_ANSWERS=$H_TMP/pinentry.answers
@@ -98,7 +79,7 @@ setup() {
 sign() {
 	local out=${1:-$H_TMP/s}
 	shift || true
-	ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$out" "$@" >"$H_TMP/sign.out" ||
+	h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$out" "$@" >"$H_TMP/sign.out" ||
 		h_fail "Sign failed: $(cat "$H_TMP/sign.out")"
 }
 
@@ -108,7 +89,7 @@ verify() {
 }
 
 token_field() { # FIELD: of token demo in ListTokens
-	ctl tokens | "$PY" -c "import json,sys; print([t for t in json.load(sys.stdin) if t['label']=='demo'][0]['$1'])"
+	h_ctl tokens | "$H_PY" -c "import json,sys; print([t for t in json.load(sys.stdin) if t['label']=='demo'][0]['$1'])"
 }
 
 no_pin_in_log() {
@@ -124,7 +105,7 @@ test_sign_prompts_once() {
 	local desc serial exe
 	desc=$(grep '^SETDESC' "$FAKE_PINENTRY_TRANSCRIPT")
 	serial=$(token_field serial)
-	exe=$(basename "$(readlink -f "$PY")")
+	exe=$(basename "$(readlink -f "$H_PY")")
 	h_log "prompt: $desc"
 	case $desc in *'token "demo"'*) ;; *) h_fail "the prompt does not name the token: $desc" ;; esac
 	case $desc in *"serial $serial"*) ;; *) h_fail "the prompt lacks the serial $serial: $desc" ;; esac
@@ -143,8 +124,8 @@ test_sign_prompts_once() {
 test_cancel() {
 	setup
 	answers cancel
-	expect_error $ERR.Cancelled ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
-	case $LAST_ERROR in *cancelled*) ;; *) h_fail "the Cancelled message is unclear: $LAST_ERROR" ;; esac
+	h_expect_error $ERR.Cancelled h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	case $H_LAST_ERROR in *cancelled*) ;; *) h_fail "the Cancelled message is unclear: $H_LAST_ERROR" ;; esac
 	expect_getpins 1
 	[ "$(token_field logged-in)" = False ] || h_fail "logged in after a cancelled prompt"
 	# The next Sign asks again.
@@ -159,7 +140,7 @@ test_wrong_pin() {
 	flags=$(token_field flags)
 	[ $((flags & 0x10000)) = 0 ] || h_fail "CKF_USER_PIN_COUNT_LOW set before any try"
 	answers "pin 9999" "pin $H_PIN"
-	expect_error $ERR.PinIncorrect ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	h_expect_error $ERR.PinIncorrect h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
 	# One prompt, one failed try: never retried by itself.
 	expect_getpins 1
 	flags=$(token_field flags)
@@ -180,7 +161,7 @@ test_concurrent() {
 	answers "pin $H_PIN"
 	export FAKE_PINENTRY_DELAY=1
 	# One connection, 5 Signs at once; a ListTokens while the prompt is open must not wait.
-	"$PY" - "$URI" "$H_TMP/h" <<'PYEOF' || h_fail "concurrent Signs"
+	"$H_PY" - "$URI" "$H_TMP/h" <<'PYEOF' || h_fail "concurrent Signs"
 import os, sys, time, dbus
 from dbus.mainloop.glib import DBusGMainLoop
 from gi.repository import GLib
@@ -220,14 +201,14 @@ test_unlock_prompts() {
 	expect_getpins 1
 	grep -q '^SETDESC .*asks to unlock token "demo"' "$FAKE_PINENTRY_TRANSCRIPT" ||
 		h_fail "the Unlock prompt says something else: $(grep SETDESC "$FAKE_PINENTRY_TRANSCRIPT")"
-	h_wait_until 5 sh -c "'$PY' '$CERTAGENT_SRC/tests/agent/agentctl.py' tokens | grep -q '\"logged-in\": true'" ||
+	h_wait_until 5 sh -c "'$H_PY' '$CERTAGENT_SRC/tests/agent/agentctl.py' tokens | grep -q '\"logged-in\": true'" ||
 		h_fail "not logged in after the Unlock prompt"
 	sign
 	expect_getpins 1
 	# Cancel on Unlock: Cancelled.
 	bctl call $AGENT $OBJ $AGENT Lock || h_fail "Lock failed"
 	answers cancel
-	expect_error $ERR.Cancelled dbus-send --bus="$DBUS_SESSION_BUS_ADDRESS" --print-reply \
+	h_expect_error $ERR.Cancelled dbus-send --bus="$DBUS_SESSION_BUS_ADDRESS" --print-reply \
 		--dest=$AGENT $OBJ $AGENT.Unlock string:pkcs11:token=demo string:
 	no_pin_in_log
 }
@@ -238,7 +219,7 @@ test_idle_logout() {
 	sign
 	expect_getpins 1
 	# After a second without signatures the agent logs out (checked every second).
-	h_wait_until 10 sh -c "'$PY' '$CERTAGENT_SRC/tests/agent/agentctl.py' tokens | grep -q '\"logged-in\": false'" ||
+	h_wait_until 10 sh -c "'$H_PY' '$CERTAGENT_SRC/tests/agent/agentctl.py' tokens | grep -q '\"logged-in\": false'" ||
 		h_fail "still logged in long after login-idle-timeout"
 	grep -q 'logged out of 1 token after 1 s without a signature' "$H_AGENT_LOG" ||
 		h_fail "the idle logout is not logged"
@@ -255,12 +236,12 @@ test_no_pinentry() {
 	h_agent "pinentry = none"
 	URI=$(h_key_uri demo client)
 	openssl rand 32 >"$H_TMP/h"
-	expect_error $ERR.PinRequired ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
-	expect_error $ERR.PinRequired ctl unlock pkcs11:token=demo ""
+	h_expect_error $ERR.PinRequired h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	h_expect_error $ERR.PinRequired h_ctl unlock pkcs11:token=demo ""
 	h_agent_stop
 	h_agent "pinentry = /nonexistent/pinentry"
-	expect_error $ERR.PinRequired ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
-	case $LAST_ERROR in *"/nonexistent/pinentry"*) ;; *) h_fail "the error does not say which pinentry failed: $LAST_ERROR" ;; esac
+	h_expect_error $ERR.PinRequired h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
+	case $H_LAST_ERROR in *"/nonexistent/pinentry"*) ;; *) h_fail "the error does not say which pinentry failed: $H_LAST_ERROR" ;; esac
 }
 
 # A pinpad reader (CKF_PROTECTED_AUTHENTICATION_PATH, through the fault module's mode=pinpad):
@@ -323,7 +304,7 @@ test_always_auth() {
 	[ "$(grep -c '^SETDESC .*needs the PIN for every signature' "$FAKE_PINENTRY_TRANSCRIPT")" = 2 ] ||
 		h_fail "expected two per-signature prompts: $(grep SETDESC "$FAKE_PINENTRY_TRANSCRIPT")"
 	# Unlocked with a PIN: still one prompt per signature (the Unlock PIN is not reused).
-	ctl unlock pkcs11:token=demo "$H_PIN" >/dev/null || h_fail "Unlock failed"
+	h_ctl unlock pkcs11:token=demo "$H_PIN" >/dev/null || h_fail "Unlock failed"
 	sign "$H_TMP/s3"
 	verify "$H_TMP/s3"
 	expect_getpins 4

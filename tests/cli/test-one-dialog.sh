@@ -7,15 +7,7 @@
 # Both signatures must succeed, both dialogs must have been shown, never both at once.
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 
-PY=
-for p in /usr/bin/python3 python3; do
-	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-[ -n "$PY" ] || h_skip "python3-dbus is not installed"
-ctl() { "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
+h_need_py
 
 cat >"$H_TMP/pinentry" <<EOF
 #!/bin/bash
@@ -47,10 +39,10 @@ h_agent "pinentry = $H_TMP/pinentry" "[policy ask]" "identity = $(h_key_uri demo
 h_unlock demo # "asked" needs only the confirmation; "other" stays locked: a PIN prompt
 head -c 32 /dev/urandom >"$H_TMP/hash"
 
-ctl sign "$(h_key_uri demo asked)" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig1" \
+h_ctl sign "$(h_key_uri demo asked)" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig1" \
 	>"$H_TMP/out1" 2>&1 &
 p1=$!
-ctl sign "$(h_key_uri other locked)" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig2" \
+h_ctl sign "$(h_key_uri other locked)" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig2" \
 	>"$H_TMP/out2" 2>&1 &
 p2=$!
 st1=0 st2=0

@@ -41,21 +41,12 @@ f_ctl() {
 
 f_uri() { h_key_uri "$1" "k$1"; }
 
-# python3 with python3-dbus (a pyenv python3 first in PATH may lack it).
-PY=
-for p in /usr/bin/python3 python3; do
-	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-[ -n "$PY" ] || h_skip "python3-dbus is not installed"
+h_need_py
 
-f_ctl_py() { "$PY" "$AGENTCTL" "$@"; }
 
 # f_sign TOKEN OUT: Sign through python3-dbus; prints "ERROR name: message" and returns 3 on a
 # D-Bus error.
-f_sign() { f_ctl_py sign "$(f_uri "$1")" "$SCHEME" "$H_TMP/hash" "$2"; }
+f_sign() { h_ctl sign "$(f_uri "$1")" "$SCHEME" "$H_TMP/hash" "$2"; }
 
 # f_verify TOKEN SIGFILE: the signature is a valid ECDSA signature of the hash by TOKEN's key.
 f_verify() {
@@ -83,7 +74,7 @@ f_expect_sign_error() {
 
 # f_identities: the identity URIs, one a line.
 f_identities() {
-	f_ctl_py identities | "$PY" -c 'import json, sys
+	h_ctl identities | "$H_PY" -c 'import json, sys
 for i in json.load(sys.stdin): print(i["uri"])'
 }
 
@@ -112,7 +103,7 @@ f_busctl_sign() {
 # f_unlock TOKEN: Unlock with the PIN (python3-dbus: the fault suite needs only the agent).
 f_unlock() {
 	local out
-	out=$(f_ctl_py unlock "pkcs11:token=$1" "$H_PIN") || h_fail "Unlock of token $1 failed: $out"
+	out=$(h_ctl unlock "pkcs11:token=$1" "$H_PIN") || h_fail "Unlock of token $1 failed: $out"
 }
 
 f_traced() { grep -qxF -- "$1" "$TRACE" 2>/dev/null; }
@@ -189,7 +180,7 @@ case_removed_mid_sign() {
 	f_agent_alive || h_fail "certagentd died"
 	f_expect_sign_ok B
 	f_identities | grep -q 'object=kB;' || h_fail "ListIdentities lost B"
-	f_ctl_py tokens >/dev/null || h_fail "ListTokens failed after A was pulled"
+	h_ctl tokens >/dev/null || h_fail "ListTokens failed after A was pulled"
 	# Still gone: the next Sign fails the same way, quickly (nothing to reopen).
 	f_expect_sign_error A TokenAbsent
 	f_expect_sign_ok B
@@ -242,7 +233,7 @@ case_vanish_return() {
 		else
 			h_log "after A returned, before Reload, Sign gave: $out"
 		fi
-		f_ctl_py reload || h_fail "Reload failed"
+		h_ctl reload || h_fail "Reload failed"
 		f_has_identity A || h_fail "A's identity is not listed after it came back + Reload"
 	fi
 	f_expect_sign_error A PinRequired
@@ -277,7 +268,7 @@ case_hang() {
 
 	# Unlock of B needs the store exclusively; reported, not asserted (see the report).
 	probe=0
-	timeout 5 "$PY" "$AGENTCTL" unlock pkcs11:token=B "$H_PIN" >/dev/null 2>&1 || probe=$?
+	timeout 5 "$H_PY" "$AGENTCTL" unlock pkcs11:token=B "$H_PIN" >/dev/null 2>&1 || probe=$?
 	[ "$probe" = 0 ] || h_log "GAP: Unlock of B did not return within 5 s while A hangs ($probe)"
 
 	# More Signs on A than the agent has signing workers (4 by default): if every worker is
@@ -290,7 +281,7 @@ case_hang() {
 	h_wait_until 5 f_hung_at_least 4 || true
 	h_log "$(grep -cx 'sign-hang A' "$TRACE") Signs on A are stuck in C_Sign"
 	probe=0
-	timeout 5 "$PY" "$AGENTCTL" sign "$(f_uri B)" "$SCHEME" "$H_TMP/hash" "$H_TMP/sig-B5" \
+	timeout 5 "$H_PY" "$AGENTCTL" sign "$(f_uri B)" "$SCHEME" "$H_TMP/hash" "$H_TMP/sig-B5" \
 		>/dev/null 2>&1 || probe=$?
 	[ "$probe" = 0 ] ||
 		h_log "GAP: with 5 Signs hanging on A, a Sign on B did not return within 5 s ($probe)"

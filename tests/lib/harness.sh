@@ -99,6 +99,37 @@ h_skip() {
 	exit 77
 }
 
+# --- D-Bus clients in tests ----------------------------------------------------------------------
+
+# H_PY: a python3 that has python3-dbus (a pyenv python3 first in PATH may lack it), or empty.
+H_PY=
+for h__p in /usr/bin/python3 python3; do
+	if command -v "$h__p" >/dev/null && "$h__p" -c 'import dbus' 2>/dev/null; then
+		H_PY=$h__p
+		break
+	fi
+done
+unset h__p
+
+# h_need_py: skips the test when there is no python3 with python3-dbus.
+h_need_py() { [ -n "$H_PY" ] || h_skip "python3-dbus is not installed"; }
+
+# h_ctl ARG...: tests/agent/agentctl.py (structured calls to the agent, JSON out).
+h_ctl() { "$H_PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
+
+# h_expect_error NAME COMMAND...: COMMAND must fail and print the D-Bus error NAME; what it
+# printed is left in H_LAST_ERROR.
+h_expect_error() {
+	local name=$1 out
+	shift
+	out=$("$@" 2>&1) && h_fail "expected $name, but the call succeeded: $*"
+	case $out in
+	*"$name"*) h_log "got $name as expected: ${out#*: }" ;;
+	*) h_fail "expected $name from: $* -- got: $out" ;;
+	esac
+	H_LAST_ERROR=$out
+}
+
 # --- processes and cleanup ---------------------------------------------------------------------
 
 # h_track PID: the harness stops PID (TERM, then KILL) on exit. h_untrack PID: no longer.
@@ -109,8 +140,6 @@ h_untrack() {
 	for p in $H_PIDS; do [ "$p" = "$1" ] || out="$out $p"; done
 	H_PIDS=$out
 }
-h__track() { h_track "$@"; }     # old names, kept for existing callers
-h__untrack() { h_untrack "$@"; }
 
 # h_kill PID: SIGTERM, up to 3 s grace, then SIGKILL. Quiet if already gone.
 h_kill() {
@@ -302,15 +331,19 @@ h_client_cert() {
 
 # h_bus [XML-LINE...]: a private dbus-daemon (session type, EXTERNAL auth, socket in $H_TMP);
 # exports DBUS_SESSION_BUS_ADDRESS and H_BUS_PID. XML-LINEs go into its <busconfig>, e.g.
-# "<servicedir>$H_TMP/services</servicedir>" for D-Bus activation tests.
+# "<servicedir>$H_TMP/services</servicedir>" for D-Bus activation tests. H_BUS_LISTEN (default
+# unix:dir=$H_TMP) and H_BUS_CONF (default $H_TMP/bus.conf) choose its address and file, for a
+# second bus or one other users reach.
 # shellcheck disable=SC2120 # arguments are optional
 h_bus() {
-	cat >"$H_TMP/bus.conf" <<EOF
+	local conf=${H_BUS_CONF:-$H_TMP/bus.conf}
+
+	cat >"$conf" <<EOF
 <!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
   <type>session</type>
-  <listen>unix:dir=$H_TMP</listen>
+  <listen>${H_BUS_LISTEN:-unix:dir=$H_TMP}</listen>
   <auth>EXTERNAL</auth>
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
@@ -320,12 +353,12 @@ h_bus() {
 $(printf '  %s\n' "$@")
 </busconfig>
 EOF
-	dbus-daemon --config-file="$H_TMP/bus.conf" --fork --print-address=3 --print-pid=4 \
-		3>"$H_TMP/bus.address" 4>"$H_TMP/bus.pid" </dev/null >>"$H_TMP/bus.log" 2>&1 ||
-		h_fail "dbus-daemon did not start"
-	H_BUS_PID=$(head -n 1 "$H_TMP/bus.pid")
+	dbus-daemon --config-file="$conf" --fork --print-address=3 --print-pid=4 \
+		3>"$conf.address" 4>"$conf.pid" </dev/null >>"$H_TMP/bus.log" 2>&1 ||
+		h_fail "dbus-daemon ($conf) did not start"
+	H_BUS_PID=$(head -n 1 "$conf.pid")
 	h_track "$H_BUS_PID"
-	DBUS_SESSION_BUS_ADDRESS=$(head -n 1 "$H_TMP/bus.address")
+	DBUS_SESSION_BUS_ADDRESS=$(head -n 1 "$conf.address")
 	export DBUS_SESSION_BUS_ADDRESS
 	[ -n "$DBUS_SESSION_BUS_ADDRESS" ] || h_fail "dbus-daemon printed no address"
 }

@@ -16,19 +16,10 @@ AGENT=org.certagent.Agent1
 OBJ=/org/certagent/Agent1
 SEC=$CERTAGENT_BUILD/tests/security
 
-PY=
-for p in /usr/bin/python3 python3; do
-	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-need_py() { [ -n "$PY" ] || h_skip "python3-dbus is not installed"; }
-ctl() { "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
 
 # The URI the agent lists for the identity labelled $1.
 identity_uri() {
-	ctl identities | "$PY" -c 'import json, sys
+	h_ctl identities | "$H_PY" -c 'import json, sys
 print([i["uri"] for i in json.load(sys.stdin) if i["label"] == sys.argv[1]][0])' "$1"
 }
 
@@ -45,7 +36,7 @@ agent_rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$H_AGENT_PID/status"; }
 agent_fds() { find "/proc/$H_AGENT_PID/fd" -mindepth 1 -maxdepth 1 | wc -l; }
 
 test_key_memory() {
-	need_py
+	h_need_py
 	# A key whose bytes we know, imported (PKCS#8) instead of generated on the token.
 	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$H_TMP/known.key" \
 		2>/dev/null || h_fail "openssl could not generate the RSA key"
@@ -74,7 +65,7 @@ test_key_memory() {
 	h_assert_server_sig 'RSA-.*'
 	kill -0 "$pid" || h_fail "the client exited before its memory was read"
 	local st=0
-	"$PY" "$CERTAGENT_SRC/tests/security/memsearch.py" "$pid" "$H_TMP/known.key" \
+	"$H_PY" "$CERTAGENT_SRC/tests/security/memsearch.py" "$pid" "$H_TMP/known.key" \
 		"$H_TMP/client.der" || st=$?
 	exec 3>&-
 	[ "$st" = 0 ] || h_fail "private key material in the client's memory (or the control failed)"
@@ -82,7 +73,7 @@ test_key_memory() {
 }
 
 test_other_uid() {
-	need_py
+	h_need_py
 	id nobody >/dev/null 2>&1 || h_skip "no user nobody"
 	[ "$(id -u)" = 0 ] || h_skip "needs root for setpriv"
 	getent group nogroup >/dev/null || h_skip "no group nogroup"
@@ -90,28 +81,8 @@ test_other_uid() {
 	# default: let others traverse it, not list it).
 	chmod 711 "$H_TMP"
 	mkdir -m 755 "$H_TMP/pub"
-	cat >"$H_TMP/bus.conf" <<XML
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>session</type>
-  <listen>unix:path=$H_TMP/pub/bus</listen>
-  <auth>EXTERNAL</auth>
-  <policy context="default">
-    <allow user="*"/>
-    <allow send_destination="*" eavesdrop="true"/>
-    <allow eavesdrop="true"/>
-    <allow own="*"/>
-  </policy>
-</busconfig>
-XML
-	dbus-daemon --config-file="$H_TMP/bus.conf" --fork --print-address=3 --print-pid=4 \
-		3>"$H_TMP/bus.address" 4>"$H_TMP/bus.pid" </dev/null >>"$H_TMP/bus.log" 2>&1 ||
-		h_fail "dbus-daemon did not start"
-	h_track "$(head -n 1 "$H_TMP/bus.pid")"
+	H_BUS_LISTEN=unix:path=$H_TMP/pub/bus h_bus '<policy context="default"><allow user="*"/></policy>'
 	chmod 777 "$H_TMP/pub/bus"
-	DBUS_SESSION_BUS_ADDRESS=unix:path=$H_TMP/pub/bus
-	export DBUS_SESSION_BUS_ADDRESS
 	setup_world
 	h_unlock demo
 	local uri
@@ -149,7 +120,7 @@ XML
 	# A copy nobody can read: the checkout may sit in a folder only root can enter.
 	cp "$CERTAGENT_SRC/tests/agent/agentctl.py" "$H_TMP/pub/agentctl.py"
 	chmod 644 "$H_TMP/pub/agentctl.py"
-	out=$(as_nobody "$PY" "$H_TMP/pub/agentctl.py" sign "$uri" \
+	out=$(as_nobody "$H_PY" "$H_TMP/pub/agentctl.py" sign "$uri" \
 		ecdsa_secp256r1_sha256 "$H_TMP/pub/hash" "$H_TMP/pub/nobody/sig" 2>&1) &&
 		h_fail "nobody got a signature: $out"
 	case $out in *org.certagent.Error.PolicyDenied*) ;; *) h_fail "Sign as nobody: $out" ;; esac
@@ -166,7 +137,7 @@ XML
 
 	# The agent still serves its own uid, and signs.
 	kill -0 "$H_AGENT_PID" || h_fail "certagentd died"
-	ctl sign "$uri" ecdsa_secp256r1_sha256 "$H_TMP/pub/hash" "$H_TMP/sig" >/dev/null ||
+	h_ctl sign "$uri" ecdsa_secp256r1_sha256 "$H_TMP/pub/hash" "$H_TMP/sig" >/dev/null ||
 		h_fail "the agent no longer signs for its own uid"
 	[ -s "$H_TMP/sig" ] || h_fail "no signature for the agent's own uid"
 	grep -q "runs as uid $(id -u nobody)" "$H_AGENT_LOG" ||
@@ -209,7 +180,7 @@ test_load() {
 }
 
 test_pin_log() {
-	need_py
+	h_need_py
 	# A PIN no other text would contain, used through every path that reads a PIN: Unlock
 	# (right and wrong), Lock and Unlock again, and a [pin-source] file read by the agent when
 	# a Sign needs a login; all at debug log level.
@@ -226,18 +197,18 @@ test_pin_log() {
 	H_AGENT_ARGS=--debug h_agent "log-level = debug" "[pin-source pins]" \
 		"token = pkcs11:token=pins" "file = $H_TMP/pins.pin"
 	local out puri
-	out=$(ctl unlock pkcs11:token=demo "$wrong") && h_fail "a wrong PIN was accepted"
+	out=$(h_ctl unlock pkcs11:token=demo "$wrong") && h_fail "a wrong PIN was accepted"
 	h_log "wrong PIN: $out"
-	ctl unlock pkcs11:token=demo "$pin" >/dev/null && h_fail "token demo took the other PIN"
+	h_ctl unlock pkcs11:token=demo "$pin" >/dev/null && h_fail "token demo took the other PIN"
 	h_unlock demo
-	ctl lock >/dev/null || h_fail "Lock failed"
+	h_ctl lock >/dev/null || h_fail "Lock failed"
 	h_unlock demo
 	# Token pins is never unlocked by a call: the agent logs in with the pin-source file.
 	puri=$(identity_uri pkey)
 	openssl rand 32 >"$H_TMP/hash"
-	ctl sign "$puri" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig" >/dev/null ||
+	h_ctl sign "$puri" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig" >/dev/null ||
 		h_fail "Sign through the pin-source file failed"
-	ctl reload >/dev/null || h_fail "Reload failed"
+	h_ctl reload >/dev/null || h_fail "Reload failed"
 	h_agent_stop
 	[ -s "$H_AGENT_LOG" ] || h_fail "the agent wrote no log"
 	grep -q 'token "pins": logged in' "$H_AGENT_LOG" ||
@@ -253,19 +224,19 @@ test_pin_log() {
 }
 
 test_bus_fuzz() {
-	need_py
+	h_need_py
 	setup_world
 	h_unlock demo
 	local uri st=0
 	uri=$(identity_uri client)
-	"$PY" "$CERTAGENT_SRC/tests/fuzz/bus-fuzz.py" --pid "$H_AGENT_PID" --uri "$uri" \
+	"$H_PY" "$CERTAGENT_SRC/tests/fuzz/bus-fuzz.py" --pid "$H_AGENT_PID" --uri "$uri" \
 		--token demo --count "${BUS_FUZZ_COUNT:-5000}" --seed "${BUS_FUZZ_SEED:-1}" || st=$?
 	[ "$st" = 0 ] || h_fail "bus-fuzz failed (status $st)"
 	kill -0 "$H_AGENT_PID" || h_fail "certagentd died"
 	# Still fully working: a real signature (Lock may have been fuzzed: unlock first).
 	h_unlock demo
 	openssl rand 32 >"$H_TMP/hash"
-	ctl sign "$uri" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig" >/dev/null ||
+	h_ctl sign "$uri" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig" >/dev/null ||
 		h_fail "the agent no longer signs after fuzzing"
 	echo "ok: certagentd survived and still signs"
 }

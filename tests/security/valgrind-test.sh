@@ -19,15 +19,7 @@ command -v valgrind >/dev/null || h_skip "valgrind is not installed"
 if ldd "$H_CERTAGENTD" 2>/dev/null | grep -q 'libasan'; then
 	h_skip "certagentd is built with AddressSanitizer, which cannot run under valgrind"
 fi
-PY=
-for p in /usr/bin/python3 python3; do
-	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-[ -n "$PY" ] || h_skip "python3-dbus is not installed"
-ctl() { "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
+h_need_py
 
 SUPP=$CERTAGENT_SRC/tests/security/valgrind.supp
 VG="valgrind --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite
@@ -59,7 +51,7 @@ sign() {
 	*) cp "$m.hash" "$m.in" ;;
 	esac
 	rm -f "$m.sig"
-	ctl sign "$uri" "$scheme" "$m.in" "$m.sig" server-name=s:localhost >"$H_TMP/out" ||
+	h_ctl sign "$uri" "$scheme" "$m.in" "$m.sig" server-name=s:localhost >"$H_TMP/out" ||
 		h_fail "Sign $scheme failed: $(cat "$H_TMP/out")"
 	[ -s "$m.sig" ] || h_fail "Sign $scheme gave no signature"
 	h_log "Sign $scheme: $(wc -c <"$m.sig") bytes"
@@ -95,11 +87,11 @@ h_bus
 # shellcheck disable=SC2086 # $VG is a list of words
 H_AGENT_WRAPPER="$VG --log-file=$H_TMP/vg-agent.log" H_AGENT_WAIT=120 \
 	h_agent "isolation = none" "module-timeout = 300"
-ctl identities >"$H_TMP/ids.json" || h_fail "ListIdentities failed: $(cat "$H_TMP/ids.json")"
+h_ctl identities >"$H_TMP/ids.json" || h_fail "ListIdentities failed: $(cat "$H_TMP/ids.json")"
 h_log "ListIdentities: $(grep -c '"uri"' "$H_TMP/ids.json") identities"
-out=$(ctl unlock pkcs11:token=demo 9999) && h_fail "a wrong PIN was accepted"
+out=$(h_ctl unlock pkcs11:token=demo 9999) && h_fail "a wrong PIN was accepted"
 h_log "wrong PIN: $out"
-ctl unlock pkcs11:token=demo "$H_PIN" >"$H_TMP/out" || h_fail "Unlock failed: $(cat "$H_TMP/out")"
+h_ctl unlock pkcs11:token=demo "$H_PIN" >"$H_TMP/out" || h_fail "Unlock failed: $(cat "$H_TMP/out")"
 sign ecdsa_secp256r1_sha256 "$(h_key_uri demo ec)"
 sign rsa_pss_rsae_sha256 "$(h_key_uri demo rsa)"
 sign ed25519 "$(h_key_uri demo ed)"
@@ -129,9 +121,9 @@ grep -qx 'ping 1.2' "$H_TMP/connect12.out" || h_fail "no echo over TLS 1.2 throu
 h_assert_server_version TLS1.2
 h_serv_stop
 
-ctl lock >"$H_TMP/out" || h_fail "Lock failed: $(cat "$H_TMP/out")"
-ctl reload >"$H_TMP/out" || h_fail "Reload failed: $(cat "$H_TMP/out")"
-ctl identities >/dev/null || h_fail "ListIdentities after Reload failed"
+h_ctl lock >"$H_TMP/out" || h_fail "Lock failed: $(cat "$H_TMP/out")"
+h_ctl reload >"$H_TMP/out" || h_fail "Reload failed: $(cat "$H_TMP/out")"
+h_ctl identities >/dev/null || h_fail "ListIdentities after Reload failed"
 stop_vg_agent
 
 vg_check "$H_TMP/vg-agent.log" certagentd
@@ -148,7 +140,7 @@ EOF
 	chmod +x "$H_TMP/helper-wrapper"
 	CERTAGENT_PKCS11_HELPER=$H_TMP/helper-wrapper H_AGENT_WAIT=120 \
 		h_agent "isolation = process" "module-timeout = 300"
-	ctl unlock pkcs11:token=demo "$H_PIN" >"$H_TMP/out" || h_fail "Unlock (helper) failed: $(cat "$H_TMP/out")"
+	h_ctl unlock pkcs11:token=demo "$H_PIN" >"$H_TMP/out" || h_fail "Unlock (helper) failed: $(cat "$H_TMP/out")"
 	sign ecdsa_secp256r1_sha256 "$(h_key_uri demo ec)"
 	sign ed25519 "$(h_key_uri demo ed)"
 	h_agent_stop
