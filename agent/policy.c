@@ -550,7 +550,8 @@ int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
 int policy_ticket_confirm(PolicyTicket *t, CaError *err)
 {
 	const PolicyRule *rule;
-	char app[3 * APPINFO_FIELD_MAX + 128], desc[2048], note[128] = "";
+	char app[3 * APPINFO_FIELD_MAX + 128], desc[2048];
+	bool keep = false;
 	int r;
 
 	if (!t || !t->need_confirm)
@@ -560,16 +561,15 @@ int policy_ticket_confirm(PolicyTicket *t, CaError *err)
 	if (rule->remember_min && remembered(t->policy, t->rule, t->remember_key))
 		return 0;
 	appinfo_describe(&t->app, app, sizeof(app));
-	if (rule->remember_min)
-		snprintf(note, sizeof(note),
-			 "\n\nYour answer is remembered for %u minute%s for this program and "
-			 "server.",
-			 rule->remember_min, rule->remember_min == 1 ? "" : "s");
-	snprintf(desc, sizeof(desc), "%s wants to sign in to %s with your key\n%s.%s", app,
-		 t->server_name ? t->server_name : "an unnamed server", t->identity, note);
-	r = confirm_ask(t->policy->pinentry, "certagent: allow this sign-in?", desc, "Allow",
-			"Deny", err);
-	if (r == 0 && rule->remember_min)
+	snprintf(desc, sizeof(desc), "%s wants to sign in to %s with your key\n%s.", app,
+		 t->server_name ? t->server_name : "an unnamed server", t->identity);
+	r = confirm_ask(t->policy->pinentry,
+			&(ConfirmDialog){.title = "certagent: allow this sign-in?",
+					 .desc = desc,
+					 .remember_min = rule->remember_min},
+			&keep, err);
+	/* "Allow for N minutes": this program, server and identity ask no more until then. */
+	if (r == 0 && keep)
 		remember(t->policy, t->rule, t->remember_key, rule->remember_min);
 	if (r == 0)
 		t->need_confirm = false; /* a request run again after a PIN prompt asks no more */

@@ -8,8 +8,16 @@
 #   FAKE_PINENTRY_TRANSCRIPT  file every received command is appended to (one line each;
 #                             GETPIN answers are noted as "-> pin"/"-> cancel", never the PIN)
 #   FAKE_PINENTRY_ANSWERS     file of answers, one per GETPIN/CONFIRM, consumed from the top:
-#                             "pin VALUE", "cancel", "ok" (CONFIRM). When it is empty: cancel.
+#                             "pin VALUE", "cancel"; for CONFIRM the button pressed: "ok",
+#                             "notok", "cancel", or "close" (the window's close button),
+#                             "timeout" (nobody answered). When it is empty: cancel.
+#                             CONFIRM answers as pinentry.c's cmd_confirm does: OK, ERR
+#                             GPG_ERR_NOT_CONFIRMED (NOTOK button), ERR GPG_ERR_CANCELED (Cancel;
+#                             after "S BUTTON_INFO close" for the close button), ERR
+#                             GPG_ERR_TIMEOUT.
 #   FAKE_PINENTRY_DELAY       seconds to wait before answering GETPIN/CONFIRM (default 0)
+#   FAKE_PINENTRY_REJECT      commands to answer as unknown (space-separated, e.g. "SETNOTOK"
+#                             for a pinentry older than the third button)
 import fcntl
 import os
 import sys
@@ -17,6 +25,7 @@ import time
 
 CANCELLED = 'ERR 83886179 Operation cancelled <Pinentry>'
 NOT_CONFIRMED = 'ERR 83886194 Not confirmed <Pinentry>'
+TIMEOUT = 'ERR 83886142 Timeout <Pinentry>'
 
 
 def note(line):
@@ -58,12 +67,17 @@ def send(line):
 
 def main():
     delay = float(os.environ.get('FAKE_PINENTRY_DELAY', '0') or 0)
+    reject = os.environ.get('FAKE_PINENTRY_REJECT', '').upper().split()
     note('# started pid %d' % os.getpid())
     send('OK Pleased to meet you, process %d' % os.getpid())
     for raw in sys.stdin:
         line = raw.rstrip('\r\n')
         cmd = line.split(' ', 1)[0].upper()
         note(line)
+        if cmd in reject:
+            note('-> unknown command')
+            send('ERR 536871187 Unknown IPC command <User defined source 1>')
+            continue
         if cmd == 'BYE':
             send('OK closing connection')
             return 0
@@ -89,8 +103,20 @@ def main():
         elif cmd == 'CONFIRM':
             time.sleep(delay)
             answer = next_answer()
-            note('-> ' + ('ok' if answer == 'ok' else 'cancel'))
-            send('OK' if answer == 'ok' else (CANCELLED if line.endswith('--one-button') else NOT_CONFIRMED))
+            if answer not in ('ok', 'notok', 'close', 'timeout'):
+                answer = 'cancel'
+            note('-> ' + answer)
+            if answer == 'ok' or line.endswith('--one-button'):
+                send('OK' if answer == 'ok' else CANCELLED)
+            elif answer == 'notok':
+                send(NOT_CONFIRMED)
+            elif answer == 'close':
+                send('S BUTTON_INFO close')
+                send(CANCELLED)
+            elif answer == 'timeout':
+                send(TIMEOUT)
+            else:
+                send(CANCELLED)
         elif cmd in ('OPTION', 'SETDESC', 'SETPROMPT', 'SETTITLE', 'SETERROR', 'SETKEYINFO',
                      'SETTIMEOUT', 'SETOK', 'SETCANCEL', 'SETNOTOK', 'SETQUALITYBAR',
                      'SETREPEAT', 'SETREPEATERROR', 'MESSAGE', 'RESET', 'NOP'):

@@ -332,8 +332,9 @@ assert d["settings"]["audit_fail_closed"] == "no", d'
 	grep -q 'bad.conf:3: rate-limit' "$H_TMP/bad.err" || h_fail "no file:line in: $(cat "$H_TMP/bad.err")"
 }
 
-# A pinentry stand-in: answers OK to everything; CONFIRM is counted, and refused while
-# $H_TMP/deny exists.
+# A pinentry stand-in: answers OK to everything; CONFIRM is counted, refused while
+# $H_TMP/deny exists, else answered with the third button ("Allow for N minutes", NOTOK)
+# when it was offered. (tests/policy/confirm-test.sh tests each button.)
 fake_pinentry() {
 	cat >"$H_TMP/pinentry" <<EOF2
 #!/bin/bash
@@ -341,8 +342,10 @@ echo "OK Pleased to meet you"
 while read -r cmd rest; do
 	case \$cmd in
 	SETDESC) printf '%s\n' "\$rest" >>"$H_TMP/confirm.desc"; echo OK ;;
+	SETNOTOK) notok=1; echo OK ;;
 	CONFIRM) echo x >>"$H_TMP/confirm.count"
-		if [ -e "$H_TMP/deny" ]; then echo "ERR 83886179 Operation cancelled"; else echo OK; fi ;;
+		if [ -e "$H_TMP/deny" ]; then echo "ERR 83886179 Operation cancelled"
+		elif [ -n "\${notok:-}" ]; then echo "ERR 83886194 Not confirmed"; else echo OK; fi ;;
 	BYE) echo OK; exit 0 ;;
 	*) echo OK ;;
 	esac
