@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <gnutls/gnutls.h>
@@ -192,4 +193,59 @@ void bench_server_counts(BenchServer *s, unsigned long *ret_ok, unsigned long *r
 	if (ret_error && error_size)
 		snprintf(ret_error, error_size, "%s", s->error);
 	pthread_mutex_unlock(&s->lock);
+}
+
+int bench_client_handshake(BenchServer *s, gnutls_priority_t prio,
+			   gnutls_certificate_credentials_t cred, const char *server_name,
+			   unsigned timeout_ms, bool *ret_served, const char **ret_step)
+{
+	gnutls_session_t session = NULL;
+	char accepted = 0;
+	int sv[2], fd, rc;
+
+	*ret_served = false;
+	*ret_step = "socketpair";
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	fd = sv[0];
+	*ret_step = "server queue";
+	rc = bench_server_serve(s, sv[1]);
+	if (rc < 0) {
+		close(sv[0]);
+		close(sv[1]);
+		return rc;
+	}
+	*ret_served = true;
+	*ret_step = "gnutls_init";
+	rc = gnutls_init(&session, GNUTLS_CLIENT | GNUTLS_NO_TICKETS);
+	if (rc < 0) {
+		close(fd);
+		return rc;
+	}
+	gnutls_priority_set(session, prio);
+	gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, cred);
+	gnutls_server_name_set(session, GNUTLS_NAME_DNS, server_name, strlen(server_name));
+	gnutls_session_set_verify_cert(session, server_name, 0);
+	gnutls_handshake_set_timeout(session, timeout_ms);
+	gnutls_record_set_timeout(session, timeout_ms);
+	gnutls_transport_set_int(session, fd);
+
+	*ret_step = "handshake";
+	do {
+		rc = gnutls_handshake(session);
+	} while (rc < 0 && !gnutls_error_is_fatal(rc));
+	if (rc == 0) {
+		/* TLS 1.3: only the server's byte says it accepted our certificate. */
+		*ret_step = "server did not accept the client";
+		do {
+			rc = gnutls_record_recv(session, &accepted, 1);
+		} while (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED);
+		if (rc == 1 && accepted == BENCH_SERVER_ACCEPTED)
+			rc = 0;
+		else if (rc >= 0)
+			rc = GNUTLS_E_PREMATURE_TERMINATION;
+	}
+	gnutls_deinit(session);
+	close(fd);
+	return rc;
 }

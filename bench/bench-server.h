@@ -10,6 +10,10 @@
  */
 #pragma once
 
+#include <stdbool.h>
+
+#include <gnutls/gnutls.h>
+
 #include "error.h"
 
 typedef struct BenchServer BenchServer;
@@ -36,3 +40,15 @@ int bench_server_serve(BenchServer *s, int fd);
  */
 void bench_server_counts(BenchServer *s, unsigned long *ret_ok, unsigned long *ret_failed,
 			 char *ret_error, size_t error_size);
+
+/*
+ * The client side of one handshake against s: a socketpair whose other end s serves, a GnuTLS
+ * client session with prio and cred that checks the server's certificate for server_name,
+ * then the server's BENCH_SERVER_ACCEPTED byte. Every step times out after timeout_ms.
+ * Returns 0, a negative errno, or a GnuTLS error code; *ret_step names the step that failed
+ * ("socketpair", "server queue", "gnutls_init", "handshake", "server did not accept the
+ * client"). *ret_served is set once the server has the connection (it counts it).
+ */
+int bench_client_handshake(BenchServer *s, gnutls_priority_t prio,
+			   gnutls_certificate_credentials_t cred, const char *server_name,
+			   unsigned timeout_ms, bool *ret_served, const char **ret_step);

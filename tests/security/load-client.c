@@ -53,53 +53,16 @@ static void load_fail(const Load *l, unsigned i, const char *step, int rc)
 /* One handshake; true when the server accepted our certificate. */
 static bool load_handshake(Load *l, unsigned i)
 {
-	gnutls_session_t session = NULL;
-	char accepted = 0;
-	int sv[2], rc;
-	bool ok = false;
+	const char *step;
+	bool served;
+	int rc = bench_client_handshake(l->server, l->prio, l->cred, LOAD_SERVER_NAME,
+					LOAD_TIMEOUT_MS, &served, &step);
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-		load_fail(l, i, strerror(errno), 0);
-		return false;
-	}
-	_cleanup_close_ int fd = sv[0];
-	if (bench_server_serve(l->server, sv[1]) < 0) {
-		close(sv[1]);
-		load_fail(l, i, "server queue", 0);
-		return false;
-	}
-	rc = gnutls_init(&session, GNUTLS_CLIENT | GNUTLS_NO_TICKETS);
-	if (rc < 0) {
-		load_fail(l, i, "gnutls_init", rc);
-		return false;
-	}
-	gnutls_priority_set(session, l->prio);
-	gnutls_credentials_set(session, GNUTLS_CRD_CERTIFICATE, l->cred);
-	gnutls_server_name_set(session, GNUTLS_NAME_DNS, LOAD_SERVER_NAME,
-			       strlen(LOAD_SERVER_NAME));
-	gnutls_session_set_verify_cert(session, LOAD_SERVER_NAME, 0);
-	gnutls_handshake_set_timeout(session, LOAD_TIMEOUT_MS);
-	gnutls_record_set_timeout(session, LOAD_TIMEOUT_MS);
-	gnutls_transport_set_int(session, fd);
-	do {
-		rc = gnutls_handshake(session);
-	} while (rc < 0 && !gnutls_error_is_fatal(rc));
-	if (rc < 0) {
-		load_fail(l, i, "handshake", rc);
-		goto out;
-	}
-	/* TLS 1.3: only the server's byte says it accepted our certificate. */
-	do {
-		rc = gnutls_record_recv(session, &accepted, 1);
-	} while (rc == GNUTLS_E_AGAIN || rc == GNUTLS_E_INTERRUPTED);
-	if (rc != 1 || accepted != BENCH_SERVER_ACCEPTED) {
-		load_fail(l, i, "server did not accept the client", rc < 0 ? rc : 0);
-		goto out;
-	}
-	ok = true;
-out:
-	gnutls_deinit(session);
-	return ok;
+	if (rc < 0 && !served)
+		load_fail(l, i, strerror(-rc), 0);
+	else if (rc < 0)
+		load_fail(l, i, step, rc);
+	return rc == 0;
 }
 
 /*
