@@ -178,6 +178,22 @@ j['uri'].endswith(';object=k-$t;type=private') and 'id=%' in j['uri']"
 	run 2 key generate demo --type p256 --label certagent-enroll-tmp-01 --pin-file "$PIN"
 	same_as "$H_TMP/before"
 	;;
+progress)
+	# On a terminal, key generation shows what it waits for, then "done" (a slow token can
+	# take minutes); into a file or pipe, no progress characters at all.
+	command -v script >/dev/null || h_skip "script (util-linux) is not installed"
+	TERM=dumb script -qec "$(printf '%q ' "$C" key generate demo --type rsa3072 --label on-tty \
+		--pin-file "$PIN")" "$H_TMP/tty.log" </dev/null >/dev/null 2>&1 ||
+		{ cat "$H_TMP/tty.log" >&2; h_fail "key generate on a terminal failed"; }
+	grep -q $'\rgenerating the key pair on the token [-|/\\]' "$H_TMP/tty.log" ||
+		{ cat -A "$H_TMP/tty.log" >&2; h_fail "no progress line on the terminal"; }
+	grep -q $'\rgenerating the key pair on the token done' "$H_TMP/tty.log" ||
+		{ cat -A "$H_TMP/tty.log" >&2; h_fail "the progress line does not end with done"; }
+	grep -qF 'pkcs11:' "$H_TMP/tty.log" || h_fail "no key URI on the terminal"
+	run 0 key generate demo --type p256 --label off-tty --pin-file "$PIN"
+	! grep -q $'\r' "$ERR" || { cat -A "$ERR" >&2; h_fail "progress characters in redirected stderr"; }
+	! grep -q 'generating' "$ERR" || h_fail "progress text in redirected stderr"
+	;;
 csr)
 	for t in p256 ed25519 rsa2048; do
 		run 0 key generate demo --type $t --label "k-$t" --pin-file "$PIN"
