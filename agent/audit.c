@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * audit: the writer. The fd stays open between lines; before each line the path is checked
- * (a file moved or deleted by someone else is reopened), the size decides rotation, and the
- * line goes out in one write(2). A failure closes the fd so the next line tries afresh.
+ * audit: the writer. The fd stays open between lines and the file's size is kept in memory
+ * (fstat at open, plus what we append), so a line costs one write(2) on the O_APPEND fd and
+ * no stat: the size decides rotation. At most once a second the path is checked (a file moved
+ * or deleted by someone else, e.g. logrotate, is reopened) and the size read again (someone
+ * else appended or truncated). A failure closes the fd so the next line tries afresh.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +29,9 @@ struct AuditLog {
 	int fd;
 	dev_t dev;
 	ino_t ino;
-	bool warned; /* a failure was logged; cleared by the next good line */
+	uint64_t size;	       /* of the open file: fstat at open plus what we wrote */
+	uint64_t checked_usec; /* when the path and size were last checked */
+	bool warned;	       /* a failure was logged; cleared by the next good line */
 };
 
 int audit_new(const PolicyConfig *cfg, AuditLog **ret)
@@ -112,6 +116,7 @@ static int audit_open_fd(AuditLog *a)
 	}
 	a->dev = st.st_dev;
 	a->ino = st.st_ino;
+	a->size = (uint64_t)st.st_size;
 	return 0;
 }
 
@@ -139,24 +144,40 @@ static int audit_rotate(AuditLog *a)
 	return audit_open_fd(a);
 }
 
+#define AUDIT_RECHECK_USEC 1000000u /* how often the path is looked at again */
+
+static uint64_t audit_now_usec(void)
+{
+	struct timespec ts;
+
+	/* The coarse clock is read without a system call; a tick's precision is plenty. */
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
 /* Opens, reopens (the file was moved away) or rotates so that n more bytes fit. */
 static int audit_prepare(AuditLog *a, size_t n)
 {
+	uint64_t now = audit_now_usec();
 	struct stat st;
 	int r;
 
-	if (a->fd >= 0 && (stat(a->path, &st) < 0 || st.st_dev != a->dev || st.st_ino != a->ino)) {
-		close(a->fd);
-		a->fd = -1;
+	if (a->fd >= 0 && now - a->checked_usec >= AUDIT_RECHECK_USEC) {
+		a->checked_usec = now;
+		if (stat(a->path, &st) < 0 || st.st_dev != a->dev || st.st_ino != a->ino) {
+			close(a->fd);
+			a->fd = -1;
+		} else {
+			a->size = (uint64_t)st.st_size;
+		}
 	}
 	if (a->fd < 0) {
 		r = audit_open_fd(a);
 		if (r < 0)
 			return r;
+		a->checked_usec = now;
 	}
-	if (fstat(a->fd, &st) < 0)
-		return -errno;
-	if (st.st_size > 0 && (uint64_t)st.st_size + n > a->max_size)
+	if (a->size > 0 && a->size + n > a->max_size)
 		return audit_rotate(a);
 	return 0;
 }
@@ -216,6 +237,8 @@ int audit_write(AuditLog *a, const AuditRecord *rec, CaError *err)
 	if (r == 0) {
 		ssize_t w = write(a->fd, b.data, b.len + 1);
 
+		if (w > 0)
+			a->size += (uint64_t)w;
 		if (w < 0)
 			r = -errno;
 		else if ((size_t)w != b.len + 1)

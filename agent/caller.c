@@ -13,8 +13,10 @@
 
 void caller_table_deinit(CallerTable *t)
 {
-	for (size_t i = 0; i < t->n; i++)
+	for (size_t i = 0; i < t->n; i++) {
 		free(t->items[i].name);
+		free(t->items[i].app);
+	}
 	free(t->items);
 	*t = (CallerTable){0};
 }
@@ -30,6 +32,7 @@ Caller *caller_find(CallerTable *t, const char *name)
 static void caller_remove(CallerTable *t, Caller *c)
 {
 	free(c->name);
+	free(c->app);
 	*c = t->items[--t->n];
 }
 
@@ -113,6 +116,19 @@ int caller_get(CallerTable *t, DBusConnection *conn, const char *name, Caller **
 	log_debug("caller %s is uid %u pid %d", name, (unsigned)uid, (int)pid);
 	*ret = c;
 	return 0;
+}
+
+const AppInfo *caller_app(Caller *c, AppInfo *fallback)
+{
+	if (c->app)
+		return c->app;
+	c->app = malloc(sizeof(*c->app));
+	if (!c->app) {
+		appinfo_read(c->pid, fallback);
+		return fallback;
+	}
+	appinfo_read(c->pid, c->app);
+	return c->app;
 }
 
 void caller_release(CallerTable *t, const char *name)

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * caller: who is calling. The uid and pid of each unique bus name, asked from the bus once and
- * cached (unique names are never reused), and the number of requests each has in flight, which
- * is capped. Main thread only.
+ * cached (unique names are never reused), the program behind it (appinfo.h), read from /proc
+ * on its first Sign and kept while the name is on the bus (a connection's pid never changes),
+ * and the number of requests each has in flight, which is capped. Main thread only.
  */
 #pragma once
 
@@ -11,6 +12,7 @@
 
 #include <dbus/dbus.h>
 
+#include "appinfo.h"
 #include "error.h"
 
 #define CALLER_CACHE_MAX 256  /* unique names remembered at once */
@@ -22,6 +24,7 @@ typedef struct Caller {
 	pid_t pid;	  /* 0 when the bus did not say */
 	unsigned pending; /* requests in flight */
 	bool gone;	  /* left the bus; forgotten when pending drops to 0 */
+	AppInfo *app;	  /* caller_app(); NULL until then */
 } Caller;
 
 typedef struct CallerTable {
@@ -40,6 +43,12 @@ int caller_get(CallerTable *t, DBusConnection *conn, const char *name, Caller **
 
 /* The cached entry, or NULL (no bus call). */
 Caller *caller_find(CallerTable *t, const char *name);
+
+/*
+ * The program behind c (its pid's /proc, read the first time and then kept). Never NULL: an
+ * AppInfo with only the pid when memory is short.
+ */
+const AppInfo *caller_app(Caller *c, AppInfo *fallback);
 
 /* A request of name finished. */
 void caller_release(CallerTable *t, const char *name);

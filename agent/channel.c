@@ -32,8 +32,8 @@ struct Channel {
 	int fd;
 	uint32_t slot, gen;
 	char *bus_name;
-	pid_t pid;
-	uint32_t serial; /* of our replies */
+	AppInfo app;	 /* read at OpenChannel: the pid is bound to the channel */
+	uint32_t serial; /* of the request being served, which the reply carries */
 	bool closed;	 /* under the server's lock */
 	ChannelServer *server;
 };
@@ -85,9 +85,9 @@ const char *channel_bus_name(const Channel *ch)
 	return ch->bus_name;
 }
 
-pid_t channel_pid(const Channel *ch)
+const AppInfo *channel_app(const Channel *ch)
 {
-	return ch->pid;
+	return &ch->app;
 }
 
 /* Under cs->lock: takes ch out of the table and the epoll set; drops the table's reference. */
@@ -108,7 +108,7 @@ static void channel_close(ChannelServer *cs, Channel *ch, const char *why)
 {
 	pthread_mutex_lock(&cs->lock);
 	if (!ch->closed)
-		log_debug("channel of %s (pid %d) closed: %s", ch->bus_name, (int)ch->pid, why);
+		log_debug("channel of %s (pid %d) closed: %s", ch->bus_name, (int)ch->app.pid, why);
 	channel_close_locked(cs, ch);
 	pthread_mutex_unlock(&cs->lock);
 }
@@ -126,30 +126,36 @@ static void channel_arm(ChannelServer *cs, Channel *ch)
 	pthread_mutex_unlock(&cs->lock);
 }
 
-void channel_reply(Channel *ch, DBusMessage *reply)
+void channel_reply(Channel *ch, int r, const char *message, const uint8_t *sig, size_t sig_len)
 {
 	ChannelServer *cs = ch->server;
-	uint8_t *buf = NULL;
-	size_t len = 0;
-	CaError err = {0};
-	int r = -ENOMEM;
+	uint8_t buf[IPC_CHANNEL_REPLY_MAX];
+	char tmp[128];
+	ssize_t n = -1;
+	size_t len;
 
-	if (reply) {
-		dbus_message_set_serial(reply, ++ch->serial ? ch->serial : ++ch->serial);
-		r = ipc_channel_encode(reply, &buf, &len, &err);
-		dbus_message_unref(reply);
-	}
-	if (r == 0) {
-		/* One reply per request: the socket buffer always has room, never block on it. */
-		ssize_t n = send(ch->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (r && (!message || !*message))
+		message = r < 0 ? strerror_r(-r, tmp, sizeof(tmp)) : ca_error_name(r);
+	len = ipc_channel_encode_reply(ch->serial, r ? ipc_error_to_name(r) : NULL, message, sig,
+				       sig_len, buf, sizeof(buf));
 
-		r = n == (ssize_t)len ? 0 : -errno;
-		erase_and_free(buf, len);
-	}
-	if (r == 0)
+	/* One reply per request: the socket buffer always has room, never block on it. */
+	if (len)
+		n = send(ch->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (len && n == (ssize_t)len)
 		channel_arm(cs, ch);
 	else
-		channel_close(cs, ch, r == -EPIPE ? "the client went away" : "cannot send a reply");
+		channel_close(cs, ch,
+			      !len			? "cannot encode the reply"
+			      : n < 0 && errno == EPIPE ? "the client went away"
+							: "cannot send a reply");
+	explicit_bzero(buf, len);
+	channel_unref(ch);
+}
+
+void channel_drop(Channel *ch)
+{
+	channel_close(ch->server, ch, "the request could not be answered");
 	channel_unref(ch);
 }
 
@@ -169,7 +175,7 @@ static Channel *channel_take(ChannelServer *cs, uint64_t id)
 /* Reads and serves one request of ch (the reference is handed on to the request). */
 static void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf)
 {
-	DBusMessage *msg = NULL;
+	IpcSignCall call;
 	CaError err = {0};
 	ssize_t n;
 	int r;
@@ -188,26 +194,19 @@ static void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf)
 		return;
 	}
 	atomic_store(&cs->last_use_usec, channel_now_usec());
-	r = ipc_channel_decode_call(buf, (size_t)n, &msg, &err);
-	/* The request's bytes are the data to sign: gone from our buffer once decoded. */
-	explicit_bzero(buf, (size_t)n < IPC_CHANNEL_FRAME_MAX ? (size_t)n : IPC_CHANNEL_FRAME_MAX);
+	r = ipc_channel_decode_sign(buf, (size_t)n, &ch->serial, &call, &err);
 	if (r) {
 		/* Our library never sends such a thing: a peer that does loses the channel. */
-		log_info("channel of %s (pid %d): %s; closing it", ch->bus_name, (int)ch->pid,
-			 r < 0 ? strerror(-r) : err.message);
-		channel_close(cs, ch, "bad packet");
+		log_info("channel of %s (pid %d): %s; closing it", ch->bus_name, (int)ch->app.pid,
+			 err.message);
+		channel_close(cs, ch, "bad frame");
 		channel_unref(ch);
-		return;
+	} else {
+		/* The identity is the one the bus vouched for when the channel was opened. */
+		methods_channel_sign(cs->server, ch, &call);
 	}
-	/* The identity is the one the bus vouched for when the channel was opened. */
-	if (!dbus_message_set_sender(msg, ch->bus_name)) {
-		dbus_message_unref(msg);
-		channel_close(cs, ch, "out of memory");
-		channel_unref(ch);
-		return;
-	}
-	methods_channel_sign(cs->server, ch, msg);
-	dbus_message_unref(msg);
+	/* The request's bytes are the data to sign: gone from our buffer once served. */
+	explicit_bzero(buf, (size_t)n < IPC_CHANNEL_FRAME_MAX ? (size_t)n : IPC_CHANNEL_FRAME_MAX);
 }
 
 static void *channel_thread(void *userdata)
@@ -363,8 +362,9 @@ int channel_open(ChannelServer *cs, const char *bus_name, pid_t pid, int *ret_fd
 	}
 	atomic_init(&ch->refs, 1);
 	ch->fd = sv[0];
-	ch->pid = pid;
 	ch->server = cs;
+	/* Once per channel, not per Sign: the pid cannot change under the channel. */
+	appinfo_read(pid, &ch->app);
 
 	pthread_mutex_lock(&cs->lock);
 	/* Main thread only opens: the slot found above is still free. */

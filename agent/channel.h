@@ -10,12 +10,15 @@
  * thread that waits for it; the others keep serving the other channels.
  *
  * Each channel fd is armed EPOLLONESHOT: at most one thread handles a channel at a time and
- * the next request is read only after the reply went out. A request that has to wait for a PIN
- * prompt, or that changed what the agent lists, finishes on the main thread like any other
- * (methods_complete), which then replies on the channel.
+ * the next request is read only after the reply went out. Who the caller is (bus name, pid,
+ * and the program from /proc, appinfo.h) is read once, at OpenChannel: the pid is bound to
+ * the channel, so every Sign on it is attributed to the program that opened it. A request that
+ * has to wait for a PIN prompt, or that changed what the agent lists, finishes on the main
+ * thread like any other (methods_complete), which then replies on the channel.
  *
- * A channel ends when its client closes it, sends something that is not a Sign, or when its
- * bus name leaves the bus (the identity it was opened with is gone).
+ * A channel ends when its client closes it, sends something that is not a well-formed Sign
+ * frame (dbus/ipc-channel.h), or when its bus name leaves the bus (the identity it was opened
+ * with is gone).
  */
 #pragma once
 
@@ -23,9 +26,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <dbus/dbus.h>
-
+#include "appinfo.h"
 #include "error.h"
+#include "ipc-channel.h"
 
 #define CHANNELS_MAX 256	  /* open channels of everyone together */
 #define CHANNELS_PER_CALLER_MAX 8 /* per unique bus name */
@@ -57,21 +60,24 @@ void channel_server_caller_gone(ChannelServer *cs, const char *bus_name);
 /* When the last request on any channel arrived (CLOCK_MONOTONIC µs; 0: never). Any thread. */
 uint64_t channel_server_last_use_usec(ChannelServer *cs);
 
-/* The caller a channel was opened for. */
+/* The caller a channel was opened for: its unique bus name and the program, read then. */
 const char *channel_bus_name(const Channel *ch);
-pid_t channel_pid(const Channel *ch);
+const AppInfo *channel_app(const Channel *ch);
 
 /*
- * Any thread: sends reply (taken; NULL: the request could not be answered, the channel is
- * closed) as the answer to the request being served on ch, re-arms ch for the next request and
- * drops the reference the request held. Called exactly once per request.
+ * Any thread: sends the answer to the request being served on ch — the signature sig when r
+ * is 0, else the error r with message — re-arms ch for the next request and drops the
+ * reference the request held. Called exactly once per request (or channel_drop()).
  */
-void channel_reply(Channel *ch, DBusMessage *reply);
+void channel_reply(Channel *ch, int r, const char *message, const uint8_t *sig, size_t sig_len);
+
+/* Any thread: the request being served on ch cannot be answered: closes ch, drops the ref. */
+void channel_drop(Channel *ch);
 
 /* ---- in methods.c ---- */
 
 /*
- * On a channel thread: runs the Sign msg received on ch (sender set to the channel's bus
- * name) through the one Sign path; replies through channel_reply(), now or later.
+ * On a channel thread: runs the Sign call received on ch (borrowed: the frame is reused after
+ * this returns) through the one Sign path; replies through channel_reply(), now or later.
  */
-void methods_channel_sign(struct Server *s, Channel *ch, DBusMessage *msg);
+void methods_channel_sign(struct Server *s, Channel *ch, const IpcSignCall *call);

@@ -62,6 +62,8 @@ typedef struct Request {
 
 	/* policy.c: the Sign's policy decision, confirmation and audit line */
 	PolicyTicket *ticket;
+	/* Reload: the policy read from the configuration; methods_complete swaps it in */
+	Policy *policy;
 
 	/* The signing channel the Sign came on (channel.h), which gets the reply; NULL: bus. */
 	Channel *channel;
@@ -101,8 +103,9 @@ static Request *request_free(Request *q)
 	store_identity_list_free(q->identities);
 	store_token_list_free(q->tokens);
 	policy_ticket_free(q->ticket);
+	policy_unref(q->policy);
 	if (q->channel)
-		channel_reply(q->channel, NULL); /* never answered: the channel closes */
+		channel_drop(q->channel); /* never answered: the channel closes */
 	free(q);
 	return NULL;
 }
@@ -192,6 +195,27 @@ static bool request_prompt(Request *q)
 	return parked;
 }
 
+/* Reload, on the control thread: the [policy] sections and audit-* keys read again. */
+static int methods_read_policy(Server *s, Policy **ret, CaError *err)
+{
+	PolicyConfig cfg;
+	Policy *old;
+	int r;
+
+	policy_config_init(&cfg);
+	r = settings_reload_policy(s->settings, &cfg, err);
+	if (r == 0) {
+		/* The main thread may be swapping in the previous Reload's policy right now. */
+		pthread_rwlock_rdlock(&s->snapshot_lock);
+		old = policy_ref(s->policy);
+		pthread_rwlock_unlock(&s->snapshot_lock);
+		r = policy_new_reloaded(old, &cfg, ret, err);
+		policy_unref(old);
+	}
+	policy_config_deinit(&cfg);
+	return r;
+}
+
 static void request_run(WorkerJob *job)
 {
 	Request *q = (Request *)job;
@@ -251,7 +275,10 @@ static void request_run(WorkerJob *job)
 				     q->r < 0 ? "error" : ca_error_name(q->r));
 		break;
 	case REQUEST_RELOAD:
-		q->r = store_reload(store, &q->changed, &q->err);
+		/* The configuration first: one that does not load changes nothing at all. */
+		q->r = methods_read_policy(q->server, &q->policy, &q->err);
+		if (q->r == 0)
+			q->r = store_reload(store, &q->changed, &q->err);
 		break;
 	}
 	/* Whatever happened, show the state as it is now. */
@@ -439,38 +466,71 @@ static void policy_ticket_freep(PolicyTicket **t)
 }
 
 /*
- * The one Sign path, for the bus and the signing channel alike: every check of the arguments,
- * then the policy, then a Request ready to run. pid: the caller's, from the bus. Reads the
- * identity snapshot: on the main thread, or under s->snapshot_lock.
+ * The arguments of a Sign from the bus (signature ssaya{sv}, checked by the dispatcher), with
+ * the options server-name (s) and server-certificates (aay). Returns 0, CA_E_INVALID_ARGS or
+ * CA_E_TOO_LARGE (a malformed option, as ipc_dict_read), -ENOMEM. Also on failure the
+ * arguments read so far stay set (uri and scheme always, for the audit line); call
+ * sign_call_clear() either way.
  */
-static int sign_prepare(Server *s, DBusMessage *msg, pid_t pid, Request **ret, CaError *err)
+static int sign_call_from_message(DBusMessage *msg, IpcSignCall *ret, CaError *err)
 {
-	_cleanup_request_ Request *q = NULL;
-	_cleanup_(policy_ticket_freep) PolicyTicket *ticket = NULL;
-	const char *uri, *scheme_name, *server_name = NULL;
-	const unsigned char *data;
 	const IpcDictField options[] = {
-		{"server-name", IPC_DICT_STRING, &server_name, IPC_SERVER_NAME_MAX},
+		{"server-name", IPC_DICT_STRING, &ret->server_name, IPC_SERVER_NAME_MAX},
+		{"server-certificates", IPC_DICT_BYTES_ARRAY, &ret->owned_certs, IPC_CERTS_MAX,
+		 IPC_CERT_MAX},
 	};
-	const StoreIdentity *id;
-	const CaScheme *scheme;
 	DBusMessageIter iter, bytes;
+	const unsigned char *data;
 	int len, r;
 
-	/* The dispatcher checked the signature (ssaya{sv}). */
-	dbus_message_iter_init(msg, &iter);
-	dbus_message_iter_get_basic(&iter, &uri);
+	*ret = (IpcSignCall){0};
+	if (!dbus_message_iter_init(msg, &iter) || !dbus_message_has_signature(msg, "ssaya{sv}"))
+		return ca_error_set(err, CA_E_INVALID_ARGS, "Sign expects (ssaya{sv})");
+	dbus_message_iter_get_basic(&iter, &ret->uri);
 	dbus_message_iter_next(&iter);
-	dbus_message_iter_get_basic(&iter, &scheme_name);
+	dbus_message_iter_get_basic(&iter, &ret->scheme);
 	dbus_message_iter_next(&iter);
 	dbus_message_iter_recurse(&iter, &bytes);
 	dbus_message_iter_get_fixed_array(&bytes, &data, &len);
+	ret->data = data;
+	ret->data_len = len > 0 ? (size_t)len : 0;
 	dbus_message_iter_next(&iter);
+	r = ipc_dict_read(&iter, options, ELEMENTSOF(options), IPC_OPTIONS_MAX, err);
+	if (r)
+		return r;
+	for (size_t i = 0; i < ret->owned_certs.n && i < IPC_CERTS_MAX; i++)
+		ret->server_certs[ret->n_server_certs++] = ret->owned_certs.items[i];
+	return 0;
+}
 
-	if (strlen(uri) > IPC_URI_MAX)
+static void sign_call_clear(IpcSignCall *call)
+{
+	ipc_bytes_array_clear(&call->owned_certs);
+	*call = (IpcSignCall){0};
+}
+
+/*
+ * The one Sign path, for the bus and the signing channel alike: every check of the arguments
+ * (call: read from the bus message msg, or from a channel frame with msg NULL), then the
+ * policy, then a Request ready to run. sender, app: the caller (bus name; program from its
+ * pid, read once per caller). Reads the identity snapshot: on the main thread, or under
+ * s->snapshot_lock.
+ */
+static int sign_prepare(Server *s, DBusMessage *msg, const IpcSignCall *call, const char *sender,
+			const AppInfo *app, Request **ret, CaError *err)
+{
+	_cleanup_request_ Request *q = NULL;
+	_cleanup_(policy_ticket_freep) PolicyTicket *ticket = NULL;
+	const char *uri = call->uri;
+	size_t uri_len = strlen(uri), len = call->data_len;
+	const StoreIdentity *id;
+	const CaScheme *scheme;
+	int r;
+
+	if (uri_len > IPC_URI_MAX)
 		return ca_error_set(err, CA_E_TOO_LARGE,
 				    "the identity URI is %zu bytes; at most %d are accepted",
-				    strlen(uri), IPC_URI_MAX);
+				    uri_len, IPC_URI_MAX);
 	if (!uri_ok(uri))
 		return ca_error_set(
 			err, CA_E_INVALID_ARGS,
@@ -478,56 +538,63 @@ static int sign_prepare(Server *s, DBusMessage *msg, pid_t pid, Request **ret, C
 			"not \"%.64s\"",
 			uri);
 	id = snapshot_identity(s, uri);
-	scheme = strlen(scheme_name) <= IPC_SCHEME_MAX ? ca_scheme_by_name(scheme_name) : NULL;
+	scheme = strlen(call->scheme) <= IPC_SCHEME_MAX ? ca_scheme_by_name(call->scheme) : NULL;
 	if (!scheme) {
 		char known[512];
 
 		schemes_text(id, known, sizeof(known));
 		return ca_error_set(err, CA_E_UNSUPPORTED_SCHEME,
-				    "unknown scheme \"%.64s\"; %s: %s", scheme_name,
+				    "unknown scheme \"%.64s\"; %s: %s", call->scheme,
 				    id ? "this identity can do" : "known schemes are", known);
 	}
-	if (len < 0 || (size_t)len > IPC_SIGN_DATA_MAX)
+	if (len > IPC_SIGN_DATA_MAX)
 		return ca_error_set(err, CA_E_TOO_LARGE,
-				    "data to sign is %d bytes; at most %d are accepted", len,
+				    "data to sign is %zu bytes; at most %d are accepted", len,
 				    IPC_SIGN_DATA_MAX);
-	r = ca_scheme_check_input(scheme, data, (size_t)len, err);
+	r = ca_scheme_check_input(scheme, call->data, len, err);
 	if (r)
 		return r;
-	r = ipc_dict_read(&iter, options, ELEMENTSOF(options), IPC_OPTIONS_MAX, err);
-	if (r)
-		return r;
-	r = policy_sign_check(s->policy, msg, pid, uri, s->identities, server_name, &ticket, err);
+	/* The caps of the options, as ipc_dict_read applies them on the bus. */
+	if (call->server_name && strlen(call->server_name) > IPC_SERVER_NAME_MAX)
+		return ca_error_set(err, CA_E_TOO_LARGE, "\"server-name\" is longer than %d bytes",
+				    IPC_SERVER_NAME_MAX);
+	for (size_t i = 0; i < call->n_server_certs; i++)
+		if (call->server_certs[i].size > IPC_CERT_MAX)
+			return ca_error_set(err, CA_E_TOO_LARGE,
+					    "\"server-certificates\" has an entry over %d bytes",
+					    IPC_CERT_MAX);
+	r = policy_sign_check(s->policy, call, sender, app, s->identities, &ticket, err);
 	if (r)
 		return r;
 
 	q = request_new(s, REQUEST_SIGN, msg);
 	if (!q)
 		return -ENOMEM;
-	q->ticket = TAKE_PTR(ticket);
-	q->uri = strdup(uri);
-	q->scheme = scheme;
-	q->data = malloc(len ? (size_t)len : 1);
-	q->data_len = (size_t)len;
-	q->server_name = server_name ? strdup(server_name) : NULL;
-	if (!q->uri || !q->data || (server_name && !q->server_name))
+	if (!msg && !(q->sender = strdup(sender)))
 		return -ENOMEM;
-	memcpy(q->data, data, (size_t)len);
+	q->ticket = TAKE_PTR(ticket);
+	q->uri = strndup(uri, uri_len);
+	q->scheme = scheme;
+	q->data = malloc(len ? len : 1);
+	q->data_len = len;
+	q->server_name = call->server_name ? strdup(call->server_name) : NULL;
+	if (!q->uri || !q->data || (call->server_name && !q->server_name))
+		return -ENOMEM;
+	memcpy(q->data, call->data, len);
 	q->refresh = !id || !id->logged_in;
-	q->pid = pid;
+	q->pid = app->pid;
 	*ret = TAKE_PTR(q);
 	return 0;
 }
 
 /* A refused Sign is logged (and audited) like one the token answered (methods_complete). */
-static void sign_refused(Server *s, DBusMessage *msg, pid_t pid, int r, CaError *err)
+static void sign_refused(Server *s, const IpcSignCall *call, const char *sender, const AppInfo *app,
+			 int r, CaError *err)
 {
-	const char *sender = dbus_message_get_sender(msg);
-
-	log_info("sign: %s (pid %d): refused: %s: %s", sender ? sender : "?", (int)pid,
+	log_info("sign: %s (pid %d): refused: %s: %s", sender ? sender : "?", (int)app->pid,
 		 r < 0 ? "Failed" : ca_error_name(r),
 		 err->message[0] ? err->message : strerror(r < 0 ? -r : EIO));
-	policy_audit_refused(s->policy, msg, pid, s->identities, r, err);
+	policy_audit_refused(s->policy, call, sender, app, s->identities, r, err);
 }
 
 static int method_sign(void *userdata, DBusMessage *msg, DBusMessage **ret_reply, CaError *err)
@@ -535,16 +602,22 @@ static int method_sign(void *userdata, DBusMessage *msg, DBusMessage **ret_reply
 	Server *s = userdata;
 	const char *sender = dbus_message_get_sender(msg);
 	Caller *c = sender ? caller_find(&s->callers, sender) : NULL;
-	pid_t pid = c ? c->pid : 0;
+	AppInfo unknown = {0};
+	/* Read from /proc on the caller's first Sign, then kept with its bus name. */
+	const AppInfo *app = c ? caller_app(c, &unknown) : &unknown;
 	_cleanup_request_ Request *q = NULL;
-	int r = sign_prepare(s, msg, pid, &q, err);
+	IpcSignCall call;
+	int r = sign_call_from_message(msg, &call, err);
 
+	if (r == 0)
+		r = sign_prepare(s, msg, &call, sender, app, &q, err);
 	if (r == 0)
 		r = request_submit(s, q, s->sign_pool, err);
 	if (r == 0)
 		TAKE_PTR(q);
 	else
-		sign_refused(s, msg, pid, r, err);
+		sign_refused(s, &call, sender, app, r, err);
+	sign_call_clear(&call);
 	*ret_reply = NULL; /* methods_complete answers, or the dispatcher the error */
 	return r;
 }
@@ -723,6 +796,10 @@ static void request_log(const Request *q, uint64_t total_usec)
 {
 	char who[128];
 
+	/* The audit log is the record of every signature; its log line is for debugging. */
+	if (q->kind == REQUEST_SIGN && q->r == 0 && !log_enabled(LOG_LEVEL_DEBUG))
+		return;
+
 	if (q->sender && q->pid > 0)
 		snprintf(who, sizeof(who), "%s (pid %d)", q->sender, (int)q->pid);
 	else
@@ -734,11 +811,11 @@ static void request_log(const Request *q, uint64_t total_usec)
 		if (q->server_name)
 			snprintf(server, sizeof(server), ", server %s", q->server_name);
 		if (q->r == 0)
-			log_info("sign: %s: signed with token \"%s\" using %s in %.1f ms "
-				 "(%.1f ms in all): identity %s, scheme %s%s",
-				 who, q->info.token_label, q->info.mechanism,
-				 (double)q->info.token_usec / 1000.0, (double)total_usec / 1000.0,
-				 q->uri, q->scheme->name, server);
+			log_debug("sign: %s: signed with token \"%s\" using %s in %.1f ms "
+				  "(%.1f ms in all): identity %s, scheme %s%s",
+				  who, q->info.token_label, q->info.mechanism,
+				  (double)q->info.token_usec / 1000.0, (double)total_usec / 1000.0,
+				  q->uri, q->scheme->name, server);
 		else
 			log_info(
 				"sign: %s: failed after %.1f ms: %s: %s (identity %s, scheme %s%s)",
@@ -782,6 +859,18 @@ static DBusMessage *request_reply(Request *q)
 	return reply;
 }
 
+/* The answer of a Sign that came on a signing channel, on that channel. */
+static void request_reply_channel(Request *q)
+{
+	Channel *ch = TAKE_PTR(q->channel);
+
+	if (q->job.cancelled)
+		channel_reply(ch, CA_E_CANCELLED,
+			      "the agent is shutting down; try again when it is back", NULL, 0);
+	else
+		channel_reply(ch, q->r, q->err.message, q->sig, q->sig_len);
+}
+
 void methods_complete(Server *s, WorkerJob *job)
 {
 	_cleanup_request_ Request *q = (Request *)job;
@@ -802,14 +891,23 @@ void methods_complete(Server *s, WorkerJob *job)
 		q->sig = erase_and_free(q->sig, q->sig_len);
 		q->sig_len = 0;
 	}
+	if (q->policy && !q->job.cancelled) {
+		/* Reload: the signing channels check under the snapshot lock; tickets keep
+		 * the policy that decided them (policy.h). */
+		Policy *old = s->policy;
+
+		pthread_rwlock_wrlock(&s->snapshot_lock);
+		policy_carry_over(old, q->policy);
+		s->policy = TAKE_PTR(q->policy);
+		pthread_rwlock_unlock(&s->snapshot_lock);
+		policy_unref(old);
+	}
 	request_log(q, total);
 	if (q->identities || q->tokens) {
 		server_apply_snapshot(s, q->list_seq, TAKE_PTR(q->identities), TAKE_PTR(q->tokens));
 	}
 	if (q->channel) {
-		Channel *ch = TAKE_PTR(q->channel);
-
-		channel_reply(ch, request_reply(q));
+		request_reply_channel(q);
 	} else if (q->msg && !dbus_message_get_no_reply(q->msg)) {
 		if (!ipc_send(s->conn, request_reply(q)))
 			log_error("cannot answer %s: out of memory", q->sender);
@@ -818,7 +916,7 @@ void methods_complete(Server *s, WorkerJob *job)
 
 /* ---- the signing channel (channel.h) ---- */
 
-void methods_channel_sign(Server *s, Channel *ch, DBusMessage *msg)
+void methods_channel_sign(Server *s, Channel *ch, const IpcSignCall *call)
 {
 	Request *q = NULL;
 	CaError err = {0};
@@ -826,12 +924,12 @@ void methods_channel_sign(Server *s, Channel *ch, DBusMessage *msg)
 	int r;
 
 	pthread_rwlock_rdlock(&s->snapshot_lock);
-	r = sign_prepare(s, msg, channel_pid(ch), &q, &err);
+	r = sign_prepare(s, NULL, call, channel_bus_name(ch), channel_app(ch), &q, &err);
 	if (r)
-		sign_refused(s, msg, channel_pid(ch), r, &err);
+		sign_refused(s, call, channel_bus_name(ch), channel_app(ch), r, &err);
 	pthread_rwlock_unlock(&s->snapshot_lock);
 	if (r) {
-		channel_reply(ch, ipc_error_reply(msg, r, err.message));
+		channel_reply(ch, r, err.message, NULL, 0);
 		return;
 	}
 	q->channel = ch;
@@ -855,8 +953,7 @@ void methods_channel_sign(Server *s, Channel *ch, DBusMessage *msg)
 		q->sig = erase_and_free(q->sig, q->sig_len);
 		q->sig_len = 0;
 	}
-	ch = TAKE_PTR(q->channel);
-	channel_reply(ch, request_reply(q));
+	request_reply_channel(q);
 	/* After the reply: the audit line above is the record; this one is for the journal. */
 	request_log(q, total);
 	request_free(q);

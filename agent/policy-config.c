@@ -364,6 +364,41 @@ int policy_config_section_key(PolicyConfig *c, const char *name, bool new_sectio
 			    key, name);
 }
 
+static bool str_equal(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool strv_equal(char *const *a, char *const *b)
+{
+	size_t i = 0;
+
+	if (!a || !b)
+		return a == b;
+	for (; a[i] && b[i]; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return false;
+	return !a[i] && !b[i];
+}
+
+bool policy_rule_equal(const PolicyRule *a, const PolicyRule *b)
+{
+	return str_equal(a->name, b->name) && str_equal(a->identity, b->identity) &&
+	       strv_equal(a->servers, b->servers) &&
+	       strv_equal(a->server_issuers, b->server_issuers) &&
+	       strv_equal(a->server_pins, b->server_pins) &&
+	       strv_equal(a->applications, b->applications) && a->confirm == b->confirm &&
+	       a->remember_min == b->remember_min && a->rate_n == b->rate_n &&
+	       (!a->rate_n || a->rate_period_sec == b->rate_period_sec) && a->deny == b->deny;
+}
+
+bool policy_config_audit_equal(const PolicyConfig *a, const PolicyConfig *b)
+{
+	return str_equal(a->audit_path, b->audit_path) && a->audit_off == b->audit_off &&
+	       a->audit_max_size == b->audit_max_size && a->audit_files == b->audit_files &&
+	       a->audit_fail_closed == b->audit_fail_closed;
+}
+
 int policy_config_check(const PolicyConfig *c, const char *path, CaError *err)
 {
 	for (size_t i = 0; i < c->n_rules; i++) {

@@ -69,5 +69,15 @@ int policy_config_check(const PolicyConfig *c, const char *path, CaError *err);
 /* $XDG_STATE_HOME/certagent/audit.jsonl, else ~/.local/state/certagent/audit.jsonl; or NULL. */
 char *policy_audit_default_path(void);
 
+/*
+ * Whether two rules say the same (name and every key): a Reload keeps the rate counters and
+ * remembered confirmations of rules that did not change, and `certagent policy add` checks
+ * that the file it wrote reads back as the rule it meant.
+ */
+bool policy_rule_equal(const PolicyRule *a, const PolicyRule *b);
+
+/* Whether two configurations have the same audit-* keys (a Reload keeps the open log). */
+bool policy_config_audit_equal(const PolicyConfig *a, const PolicyConfig *b);
+
 /* "3/minute"-style text of a rule's rate into buf ("none" when unlimited). */
 void policy_rule_rate_text(const PolicyRule *r, char *buf, size_t size);

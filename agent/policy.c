@@ -9,10 +9,17 @@
  *
  * State: rate buckets per (rule, identity) and remembered confirmations, both capped, under
  * one mutex (checks run on the main thread, confirmations on workers).
+ *
+ * Reload: a Policy never changes after policy_new*(); a new configuration is a new Policy that
+ * replaces the server's reference (methods.c, under the snapshot lock the signing channels
+ * hold while they check). Tickets keep a reference to the policy that decided them, so a
+ * confirmation or audit line in flight finishes with the rules it started with. The audit log
+ * is shared between the two while its keys stay the same (one fd, one rotation mutex).
  */
 #include <errno.h>
 #include <fnmatch.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +39,7 @@
 #include "policy.h"
 
 #define NO_RULE ((size_t)-1)
+#define POLICY_RULE_CACHE_MAX 64 /* identities whose rule is kept (a Policy never changes) */
 
 typedef struct Bucket {
 	size_t rule;
@@ -46,17 +54,32 @@ typedef struct Remembered {
 	uint64_t expires_usec;
 } Remembered;
 
+/* The audit log, shared by the policies before and after a Reload that left its keys alone. */
+typedef struct PolicyAudit {
+	atomic_uint n_ref;
+	AuditLog *log;
+} PolicyAudit;
+
 struct Policy {
-	const PolicyConfig *cfg;
+	atomic_uint n_ref;
+	const PolicyConfig *cfg; /* borrowed from the Settings, or &own_cfg after a Reload */
+	PolicyConfig own_cfg;
 	const char *pinentry;
 	P11KitUri **patterns; /* per rule */
-	AuditLog *audit;
+	PolicyAudit *shared_audit;
+	AuditLog *audit; /* shared_audit->log, or NULL: audit-log = none */
 
 	pthread_mutex_t lock; /* buckets and remembered */
 	Bucket *buckets;
 	size_t n_buckets;
 	Remembered remembered[POLICY_REMEMBERED_MAX];
 	size_t n_remembered;
+	/* The rule of an identity URI, so a Sign does not parse its URI again (under lock). */
+	struct {
+		char *identity;
+		size_t rule;
+	} rule_cache[POLICY_RULE_CACHE_MAX];
+	size_t n_rule_cache, next_rule_cache;
 };
 
 struct PolicyTicket {
@@ -78,13 +101,65 @@ static uint64_t now_usec(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-int policy_new(const PolicyConfig *cfg, const char *pinentry, Policy **ret, CaError *err)
+static PolicyAudit *policy_audit_unref(PolicyAudit *a)
+{
+	if (a && atomic_fetch_sub(&a->n_ref, 1) == 1) {
+		audit_free(a->log);
+		free(a);
+	}
+	return NULL;
+}
+
+/* old: the policy whose log to share when the audit keys are unchanged, or NULL. */
+static int policy_audit_setup(Policy *p, const Policy *old)
+{
+	PolicyAudit *a;
+	int r;
+
+	if (old && policy_config_audit_equal(old->cfg, p->cfg)) {
+		atomic_fetch_add(&old->shared_audit->n_ref, 1);
+		p->shared_audit = old->shared_audit;
+		p->audit = p->shared_audit->log;
+		return 0;
+	}
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	atomic_init(&a->n_ref, 1);
+	r = audit_new(p->cfg, &a->log);
+	if (r < 0) {
+		free(a);
+		return r;
+	}
+	p->shared_audit = a;
+	p->audit = a->log;
+	if (old)
+		log_info("policy: the audit-* settings changed: a new audit log %s",
+			 p->audit ? "is set up" : "is off (audit-log = none)");
+	return 0;
+}
+
+/*
+ * cfg: borrowed; or NULL and take: its contents become the policy's own (take is left empty,
+ * also on failure). old: see policy_audit_setup().
+ */
+static int policy_setup(const PolicyConfig *cfg, PolicyConfig *take, const char *pinentry,
+			Policy *old, Policy **ret, CaError *err)
 {
 	Policy *p = calloc(1, sizeof(*p));
 	int r;
 
-	if (!p)
+	if (!p) {
+		if (take)
+			policy_config_deinit(take);
 		return -ENOMEM;
+	}
+	atomic_init(&p->n_ref, 1);
+	if (take) {
+		p->own_cfg = *take;
+		policy_config_init(take);
+		cfg = &p->own_cfg;
+	}
 	p->cfg = cfg;
 	p->pinentry = pinentry;
 	pthread_mutex_init(&p->lock, NULL);
@@ -108,21 +183,29 @@ int policy_new(const PolicyConfig *cfg, const char *pinentry, Policy **ret, CaEr
 			return r;
 		}
 	}
-	r = audit_new(cfg, &p->audit);
+	r = policy_audit_setup(p, old);
 	if (r < 0) {
 		policy_free(p);
 		return r;
 	}
-	if (cfg->n_rules)
+	if (cfg->n_rules || old)
 		log_info("policy: %zu [policy] section(s) in force", cfg->n_rules);
 	*ret = p;
 	return 0;
 }
 
-Policy *policy_free(Policy *p)
+int policy_new(const PolicyConfig *cfg, const char *pinentry, Policy **ret, CaError *err)
 {
-	if (!p)
-		return NULL;
+	return policy_setup(cfg, NULL, pinentry, NULL, ret, err);
+}
+
+int policy_new_reloaded(Policy *old, PolicyConfig *cfg, Policy **ret, CaError *err)
+{
+	return policy_setup(NULL, cfg, old->pinentry, old, ret, err);
+}
+
+static void policy_destroy(Policy *p)
+{
 	for (size_t i = 0; p->patterns && i < p->cfg->n_rules; i++)
 		p11_kit_uri_free(p->patterns[i]);
 	free(p->patterns);
@@ -131,10 +214,94 @@ Policy *policy_free(Policy *p)
 	free(p->buckets);
 	for (size_t i = 0; i < p->n_remembered; i++)
 		free(p->remembered[i].key);
-	audit_free(p->audit);
+	for (size_t i = 0; i < p->n_rule_cache; i++)
+		free(p->rule_cache[i].identity);
+	policy_audit_unref(p->shared_audit);
+	if (p->cfg == &p->own_cfg)
+		policy_config_deinit(&p->own_cfg);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
+}
+
+Policy *policy_ref(Policy *p)
+{
+	if (p)
+		atomic_fetch_add(&p->n_ref, 1);
+	return p;
+}
+
+Policy *policy_unref(Policy *p)
+{
+	if (p && atomic_fetch_sub(&p->n_ref, 1) == 1)
+		policy_destroy(p);
 	return NULL;
+}
+
+Policy *policy_free(Policy *p)
+{
+	return policy_unref(p);
+}
+
+/* The index in next of old's rule i when it is unchanged there, else NO_RULE. */
+static size_t carried_rule(const Policy *old, const Policy *next, size_t i)
+{
+	for (size_t j = 0; j < next->cfg->n_rules; j++)
+		if (policy_rule_equal(&old->cfg->rules[i], &next->cfg->rules[j]))
+			return j;
+	return NO_RULE;
+}
+
+void policy_carry_over(Policy *old, Policy *next)
+{
+	size_t kept_b = 0, kept_r = 0, n_old_b, n_old_r;
+
+	pthread_mutex_lock(&old->lock);
+	pthread_mutex_lock(&next->lock);
+	n_old_b = old->n_buckets;
+	n_old_r = old->n_remembered;
+	for (size_t i = 0; i < old->n_buckets; i++) {
+		const Bucket *b = &old->buckets[i];
+		size_t rule = carried_rule(old, next, b->rule);
+		Bucket *grown;
+		char *identity;
+
+		if (rule == NO_RULE || next->n_buckets >= POLICY_BUCKETS_MAX)
+			continue;
+		/* Copies: tickets of the old policy may still use its entries. Out of memory:
+		 * the rule starts afresh. */
+		grown = realloc(next->buckets, (next->n_buckets + 1) * sizeof(*grown));
+		if (!grown)
+			break;
+		next->buckets = grown;
+		identity = strdup(b->identity);
+		if (!identity)
+			break;
+		next->buckets[next->n_buckets] = *b;
+		next->buckets[next->n_buckets].rule = rule;
+		next->buckets[next->n_buckets++].identity = identity;
+		kept_b++;
+	}
+	for (size_t i = 0; i < old->n_remembered; i++) {
+		const Remembered *m = &old->remembered[i];
+		size_t rule = carried_rule(old, next, m->rule);
+		char *key;
+
+		if (rule == NO_RULE || next->n_remembered >= POLICY_REMEMBERED_MAX)
+			continue;
+		key = strdup(m->key);
+		if (!key)
+			break;
+		next->remembered[next->n_remembered] = *m;
+		next->remembered[next->n_remembered].rule = rule;
+		next->remembered[next->n_remembered++].key = key;
+		kept_r++;
+	}
+	pthread_mutex_unlock(&next->lock);
+	pthread_mutex_unlock(&old->lock);
+	if (n_old_b || n_old_r)
+		log_info("policy: kept %zu of %zu rate counters and %zu of %zu remembered "
+			 "confirmations (those of unchanged [policy] sections)",
+			 kept_b, n_old_b, kept_r, n_old_r);
 }
 
 PolicyTicket *policy_ticket_free(PolicyTicket *t)
@@ -145,6 +312,7 @@ PolicyTicket *policy_ticket_free(PolicyTicket *t)
 	free(t->server_name);
 	free(t->bus_name);
 	free(t->remember_key);
+	policy_unref(t->policy);
 	free(t);
 	return NULL;
 }
@@ -163,8 +331,10 @@ static size_t policy_find_rule(const Policy *p, const char *identity)
 	CK_ULONG n_attrs = 0;
 	size_t found = NO_RULE;
 
-	if (!u)
+	if (!p->cfg->n_rules || !u) {
+		p11_kit_uri_free(u);
 		return NO_RULE;
+	}
 	if (p11_kit_uri_parse(identity, P11_KIT_URI_FOR_ANY, u) != P11_KIT_URI_OK) {
 		p11_kit_uri_free(u);
 		return NO_RULE;
@@ -180,6 +350,41 @@ static size_t policy_find_rule(const Policy *p, const char *identity)
 	}
 	p11_kit_uri_free(u);
 	return found;
+}
+
+/* policy_find_rule(), remembered per identity (round robin when full). */
+static size_t policy_rule_for(Policy *p, const char *identity)
+{
+	size_t rule = NO_RULE;
+	char *copy;
+
+	if (!p->cfg->n_rules)
+		return NO_RULE;
+	pthread_mutex_lock(&p->lock);
+	for (size_t i = 0; i < p->n_rule_cache; i++)
+		if (strcmp(p->rule_cache[i].identity, identity) == 0) {
+			rule = p->rule_cache[i].rule;
+			pthread_mutex_unlock(&p->lock);
+			return rule;
+		}
+	pthread_mutex_unlock(&p->lock);
+	rule = policy_find_rule(p, identity);
+	copy = strdup(identity);
+	if (!copy)
+		return rule;
+	pthread_mutex_lock(&p->lock);
+	if (p->n_rule_cache < POLICY_RULE_CACHE_MAX) {
+		p->rule_cache[p->n_rule_cache].identity = copy;
+		p->rule_cache[p->n_rule_cache++].rule = rule;
+	} else {
+		size_t i = p->next_rule_cache++ % POLICY_RULE_CACHE_MAX;
+
+		free(p->rule_cache[i].identity);
+		p->rule_cache[i].identity = copy;
+		p->rule_cache[i].rule = rule;
+	}
+	pthread_mutex_unlock(&p->lock);
+	return rule;
 }
 
 static bool app_matches(char *const *patterns, const AppInfo *app, const char **ret_what)
@@ -392,21 +597,6 @@ found:
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* Reads the server-certificates option of a Sign (the 4th argument). */
-static int read_server_certs(DBusMessage *msg, IpcBytesArray *ret, CaError *err)
-{
-	const IpcDictField fields[] = {
-		{"server-certificates", IPC_DICT_BYTES_ARRAY, ret, POLICY_SERVER_CERTS_MAX,
-		 POLICY_SERVER_CERT_MAX},
-	};
-	DBusMessageIter iter;
-
-	if (!dbus_message_iter_init(msg, &iter) || !dbus_message_iter_next(&iter) ||
-	    !dbus_message_iter_next(&iter) || !dbus_message_iter_next(&iter))
-		return ca_error_set(err, CA_E_INVALID_ARGS, "Sign expects (ssaya{sv})");
-	return ipc_dict_read(&iter, fields, ELEMENTSOF(fields), IPC_OPTIONS_MAX, err);
-}
-
 /* Whether the pattern URI pat names the identity whose full URI is u. */
 static bool uri_names(P11KitUri *pat, P11KitUri *u)
 {
@@ -426,10 +616,16 @@ static bool uri_names(P11KitUri *pat, P11KitUri *u)
  */
 static const char *policy_resolve(const StoreIdentityList *ids, const char *uri)
 {
-	P11KitUri *pat = p11_kit_uri_new(), *u = p11_kit_uri_new();
+	P11KitUri *pat, *u;
 	const char *found = NULL;
 	unsigned n = 0;
 
+	/* The URI ListIdentities gave, as libcertagent sends it: nothing to parse. */
+	for (size_t i = 0; ids && i < ids->n; i++)
+		if (strcmp(ids->items[i].uri, uri) == 0)
+			return ids->items[i].uri;
+	pat = p11_kit_uri_new();
+	u = p11_kit_uri_new();
 	if (!pat || !u || p11_kit_uri_parse(uri, P11_KIT_URI_FOR_ANY, pat) != P11_KIT_URI_OK)
 		goto out;
 	for (size_t i = 0; ids && i < ids->n && n < 2; i++) {
@@ -451,15 +647,16 @@ out:
 	return n == 1 ? found : NULL;
 }
 
-int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
-		      const StoreIdentityList *ids, const char *server_name, PolicyTicket **ret,
+int policy_sign_check(Policy *p, const IpcSignCall *call, const char *bus_name,
+		      const AppInfo *caller, const StoreIdentityList *ids, PolicyTicket **ret,
 		      CaError *err)
 {
-	const char *canonical;
+	const char *canonical, *uri = call->uri, *server_name = call->server_name;
 	_cleanup_(policy_ticket_freep) PolicyTicket *t = NULL;
-	IpcBytesArray certs = {0};
+	const IpcBytesArray certs = {(gnutls_datum_t *)call->server_certs, call->n_server_certs};
 	const PolicyRule *rule;
 	const char *what;
+	pid_t pid = caller->pid;
 	int r;
 
 	for (const char *c = server_name; c && *c; c++)
@@ -467,18 +664,12 @@ int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
 			return ca_error_set(err, CA_E_INVALID_ARGS,
 					    "server-name is not a host name (it holds a control "
 					    "character, a space, a quote or a backslash)");
-	r = read_server_certs(msg, &certs, err);
-	if (r)
-		return r;
 	t = calloc(1, sizeof(*t));
-	if (!t) {
-		ipc_bytes_array_clear(&certs);
+	if (!t)
 		return -ENOMEM;
-	}
-	t->policy = p;
+	t->policy = policy_ref(p);
 	canonical = policy_resolve(ids, uri);
 	if (!canonical && p->cfg->n_rules) {
-		ipc_bytes_array_clear(&certs);
 		return ca_error_set(err, CA_E_POLICY_DENIED,
 				    "%s names no identity the agent lists (or several); with "
 				    "[policy] sections in force, name the identity by the URI "
@@ -488,15 +679,12 @@ int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
 	uri = canonical ? canonical : uri;
 	t->identity = strdup(uri);
 	t->server_name = server_name ? strdup(server_name) : NULL;
-	t->bus_name = dbus_message_get_sender(msg) ? strdup(dbus_message_get_sender(msg)) : NULL;
-	appinfo_read(pid, &t->app);
-	t->rule = policy_find_rule(p, uri);
-	if (!t->identity || (server_name && !t->server_name)) {
-		ipc_bytes_array_clear(&certs);
+	t->bus_name = bus_name ? strdup(bus_name) : NULL;
+	t->app = *caller;
+	t->rule = policy_rule_for(p, uri);
+	if (!t->identity || (server_name && !t->server_name))
 		return -ENOMEM;
-	}
 	if (t->rule == NO_RULE) {
-		ipc_bytes_array_clear(&certs);
 		*ret = TAKE_PTR(t);
 		return 0;
 	}
@@ -523,7 +711,6 @@ int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
 				 rule->servers[1] ? " …" : "");
 	else
 		r = check_server_cert(rule, &certs, uri, err);
-	ipc_bytes_array_clear(&certs);
 	if (r)
 		return r;
 	if (rule->rate_n) {
@@ -625,43 +812,29 @@ int policy_ticket_finish(PolicyTicket *t, const char *scheme, int r, const CaErr
 	return 0;
 }
 
-void policy_audit_refused(Policy *p, DBusMessage *msg, pid_t pid, const StoreIdentityList *ids,
-			  int r, const CaError *err)
+void policy_audit_refused(Policy *p, const IpcSignCall *call, const char *bus_name,
+			  const AppInfo *app, const StoreIdentityList *ids, int r,
+			  const CaError *err)
 {
 	const char *canonical = NULL;
-	const char *uri = NULL, *scheme = NULL, *server_name = NULL;
-	const IpcDictField fields[] = {
-		{"server-name", IPC_DICT_STRING, &server_name, IPC_SERVER_NAME_MAX},
-	};
-	DBusMessageIter iter;
+	const char *uri = call->uri, *scheme = call->scheme, *server_name = call->server_name;
 	PolicyTicket t = {.policy = p, .rule = NO_RULE};
 	char reason[CA_ERROR_MESSAGE_MAX + 32];
 	CaError werr = {0};
 
 	if (!p || !p->audit)
 		return;
-	/* The dispatcher checked the signature (ssaya{sv}); the options may still be bad. */
-	if (dbus_message_iter_init(msg, &iter) &&
-	    dbus_message_iter_get_arg_type(&iter) == DBUS_TYPE_STRING) {
-		dbus_message_iter_get_basic(&iter, &uri);
-		if (dbus_message_iter_next(&iter) &&
-		    dbus_message_iter_get_arg_type(&iter) == DBUS_TYPE_STRING)
-			dbus_message_iter_get_basic(&iter, &scheme);
-		if (dbus_message_iter_next(&iter) && dbus_message_iter_next(&iter))
-			(void)ipc_dict_read(&iter, fields, ELEMENTSOF(fields), IPC_OPTIONS_MAX,
-					    NULL);
-	}
 	if (uri && strncmp(uri, "pkcs11:", 7) == 0 && strlen(uri) <= IPC_URI_MAX)
 		canonical = policy_resolve(ids, uri);
 	if (canonical) {
 		uri = canonical;
-		t.rule = policy_find_rule(p, uri);
+		t.rule = policy_rule_for(p, uri);
 	}
 	/* What a caller sent may be huge or not UTF-8: the writer escapes, we cut. */
 	t.identity = uri ? strndup(uri, IPC_URI_MAX) : NULL;
-	t.server_name = server_name ? strdup(server_name) : NULL;
-	t.bus_name = dbus_message_get_sender(msg) ? strdup(dbus_message_get_sender(msg)) : NULL;
-	appinfo_read(pid, &t.app);
+	t.server_name = server_name ? strndup(server_name, IPC_SERVER_NAME_MAX) : NULL;
+	t.bus_name = bus_name ? strdup(bus_name) : NULL;
+	t.app = *app;
 	reason_text(r, err, reason, sizeof(reason));
 	write_audit(p, &t, scheme && strlen(scheme) <= IPC_SCHEME_MAX ? scheme : NULL, "denied",
 		    reason, 0, &werr);

@@ -18,9 +18,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include <dbus/dbus.h>
-
+#include "appinfo.h"
 #include "error.h"
+#include "ipc-channel.h"
 #include "policy-config.h"
 #include "store.h"
 
@@ -33,25 +33,50 @@
 typedef struct Policy Policy;
 typedef struct PolicyTicket PolicyTicket;
 
+/*
+ * A Policy is shared: the server holds one reference to the policy in force, each ticket one
+ * to the policy that decided it, so a Reload can swap in a new policy while signatures decided
+ * by the old one are still being confirmed or audited (the old one goes with its last ticket).
+ */
+
 /* cfg and pinentry are borrowed (the Settings outlive the Policy). Codes: CA_E_INVALID_ARGS. */
 int policy_new(const PolicyConfig *cfg, const char *pinentry, Policy **ret, CaError *err);
+
+/*
+ * Reload, any thread: a policy from a freshly read configuration. Takes the contents of *cfg
+ * (left empty). Shares old's pinentry, and old's audit log when the audit-* keys are the same
+ * (else opens its own). Codes: CA_E_INVALID_ARGS, -ENOMEM.
+ */
+int policy_new_reloaded(Policy *old, PolicyConfig *cfg, Policy **ret, CaError *err);
+
+/*
+ * Reload, main thread, before next replaces old: rate counters and remembered confirmations
+ * of rules that did not change (same name and keys, policy_rule_equal) go over to next; those
+ * of changed or removed rules are dropped (a changed rule starts afresh).
+ */
+void policy_carry_over(Policy *old, Policy *next);
+
+Policy *policy_ref(Policy *p);
+Policy *policy_unref(Policy *p);
+/* The same as policy_unref: drops the owner's reference (the server's at exit). */
 Policy *policy_free(Policy *p);
 
 /*
- * Main thread. Decides whether the Sign msg (already checked by methods.c: uri, scheme, data,
- * server_name) may go on. ids: the listed identities, to resolve uri to the one full URI the
- * rules are matched against (with rules in force, a uri that names none or several is denied). pid:
- * the caller's, from the bus (0 unknown). Returns 0 with a ticket for the rest of the request,
- * CA_E_POLICY_DENIED (err says which rule and why), CA_E_INVALID_ARGS/CA_E_TOO_LARGE (a malformed
- * server-certificates option), -ENOMEM.
+ * Main thread or a channel thread (under the snapshot lock). Decides whether the Sign call
+ * (from the bus or a signing channel, already checked by methods.c: sizes, uri, scheme, data)
+ * may go on. ids: the listed identities, to resolve uri to the one full URI the rules are
+ * matched against (with rules in force, a uri that names none or several is denied).
+ * bus_name, app: the caller (app from its pid, read once per caller: caller.h, channel.h).
+ * Returns 0 with a ticket for the rest of the request, CA_E_POLICY_DENIED (err says which
+ * rule and why), CA_E_INVALID_ARGS (a server-name that is no host name), -ENOMEM.
  */
-int policy_sign_check(Policy *p, DBusMessage *msg, pid_t pid, const char *uri,
-		      const StoreIdentityList *ids, const char *server_name, PolicyTicket **ret,
-		      CaError *err);
+int policy_sign_check(Policy *p, const IpcSignCall *call, const char *bus_name, const AppInfo *app,
+		      const StoreIdentityList *ids, PolicyTicket **ret, CaError *err);
 
-/* Main thread: the audit line of a Sign refused before it was queued (r, err: why). */
-void policy_audit_refused(Policy *p, DBusMessage *msg, pid_t pid, const StoreIdentityList *ids,
-			  int r, const CaError *err);
+/* The audit line of a Sign refused before it was queued (r, err: why); call may be partial. */
+void policy_audit_refused(Policy *p, const IpcSignCall *call, const char *bus_name,
+			  const AppInfo *app, const StoreIdentityList *ids, int r,
+			  const CaError *err);
 
 /*
  * Worker thread, before signing: asks the user when the rule wants a confirmation that is not

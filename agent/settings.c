@@ -493,6 +493,26 @@ int settings_load(const char *path, bool required, Settings **ret, CaError *err)
 	return 0;
 }
 
+int settings_reload_policy(const Settings *c, PolicyConfig *ret, CaError *err)
+{
+	_cleanup_free_ char *def = c->path ? NULL : settings_default_path();
+	_cleanup_(settings_freep) Settings *fresh = NULL;
+	CaError e = {0};
+	int r;
+
+	r = settings_load(c->path ? c->path : def, c->path != NULL, &fresh, &e);
+	if (r == -ENOMEM)
+		return r;
+	if (r)
+		return ca_error_set(err, r == CA_E_INVALID_ARGS ? r : CA_E_FAILED,
+				    "%s; nothing was reloaded, the policy in force stays: fix the "
+				    "file and reload again",
+				    e.message[0] ? e.message : "the configuration cannot be read");
+	*ret = fresh->policy;
+	policy_config_init(&fresh->policy);
+	return 0;
+}
+
 void settings_store_options(const Settings *c, StoreOptions *ret)
 {
 	*ret = (StoreOptions){

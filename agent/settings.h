@@ -59,5 +59,14 @@ char *settings_default_path(void);
 int settings_load(const char *path, bool required, Settings **ret, CaError *err);
 Settings *settings_free(Settings *c);
 
+/*
+ * Reload (any thread): reads the file c was read from — or, when none was, the default path
+ * again — with settings_load() and hands back its policy part ([policy] sections, audit-*
+ * keys) in *ret (initialised by the caller; filled only on success). The rest of the file is
+ * checked too but applies only at the next start. A file that was read at start must still be
+ * readable. Codes: CA_E_INVALID_ARGS (err names file:line), CA_E_FAILED (unreadable), -ENOMEM.
+ */
+int settings_reload_policy(const Settings *c, PolicyConfig *ret, CaError *err);
+
 /* Fills the store's options from c; the pointers stay owned by c. */
 void settings_store_options(const Settings *c, StoreOptions *ret);

@@ -2,12 +2,14 @@
 /*
  * certagent policy: the per-identity policy in force — the [policy NAME] sections and audit
  * settings of the agent's configuration, read with the agent's own parser (agent/settings.c)
- * so the CLI and the agent never disagree — and `policy pin`, the server-pin value of a
- * server certificate. Policies are edited in the file (docs/configuration.md); the agent
- * reads it at start, so restart it after a change.
+ * so the CLI and the agent never disagree — `policy add` and `policy remove`, which change
+ * one section of that file (policy-edit.c) and have a running agent Reload it, and
+ * `policy pin`, the server-pin value of a server certificate. One option per key of a
+ * [policy] section (docs/configuration.md).
  */
 #include <errno.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,15 +19,70 @@
 
 #include "cli.h"
 #include "json-print.h"
+#include "pin-input.h"
+#include "policy-edit.h"
 #include "settings.h"
 #include "util.h"
 
-enum { OPT_JSON = 1, OPT_CONFIG };
+enum {
+	OPT_JSON = 1,
+	OPT_CONFIG,
+	OPT_ADDRESS,
+	OPT_FORCE,
+	OPT_YES,
+	/* add: one per key of [policy NAME], in the order the section is written */
+	OPT_IDENTITY,
+	OPT_SERVERS,
+	OPT_SERVER_ISSUER,
+	OPT_SERVER_PIN,
+	OPT_APPLICATIONS,
+	OPT_CONFIRM,
+	OPT_REMEMBER,
+	OPT_RATE_LIMIT,
+	OPT_DENY,
+};
 
 static const CliOption options[] = {
-	{OPT_JSON, "json", 0, NULL, "With list: print JSON instead of text"},
+	{OPT_JSON, "json", 0, NULL, "With list, add and remove: print JSON instead of text"},
 	{OPT_CONFIG, "config", 0, "FILE",
 	 "The agent configuration (default: $XDG_CONFIG_HOME/certagent/agent.conf)"},
+	{OPT_ADDRESS, "address", 0, "ADDR",
+	 "With add and remove: D-Bus address of the bus the agent to reload is on (default: the "
+	 "session bus)"},
+	{OPT_FORCE, "force", 'f', NULL, "With add: replace a policy of that name, in its place"},
+	{OPT_YES, "yes", 'y', NULL, "With remove: remove without asking"},
+	{OPT_IDENTITY, "identity", 0, "URI",
+	 "With add: the identities the policy is for, a pkcs11: URI pattern (required; "
+	 "pkcs11: alone is every identity)"},
+	{OPT_SERVERS, "servers", 0, "GLOB",
+	 "With add: a server name (glob) the identity may sign in to; repeatable"},
+	{OPT_SERVER_ISSUER, "server-issuer", 0, "DN",
+	 "With add: an issuer DN (RFC 4514) the server's certificate must have; repeatable"},
+	{OPT_SERVER_PIN, "server-pin", 0, "PIN",
+	 "With add: a key pin (sha256:BASE64, see policy pin) the server's certificate must "
+	 "have; repeatable"},
+	{OPT_APPLICATIONS, "applications", 0, "APP",
+	 "With add: a program that may use the identity: /path/exe, unit:NAME or "
+	 "flatpak:APP-ID (globs); repeatable"},
+	{OPT_CONFIRM, "confirm", 0, NULL, "With add: ask the user before each signature"},
+	{OPT_REMEMBER, "remember", 0, "MINUTES",
+	 "With add and --confirm: how long an \"Allow\" holds per program and server"},
+	{OPT_RATE_LIMIT, "rate-limit", 0, "N/PERIOD",
+	 "With add: at most N signatures per second, minute or hour"},
+	{OPT_DENY, "deny", 0, NULL, "With add: the identity may not be used at all"},
+};
+
+/* The [policy] key each add option writes; flags write "yes". */
+static const char *const option_keys[] = {
+	[OPT_IDENTITY] = "identity",
+	[OPT_SERVERS] = "servers",
+	[OPT_SERVER_ISSUER] = "server-issuer",
+	[OPT_SERVER_PIN] = "server-pin",
+	[OPT_APPLICATIONS] = "applications",
+	[OPT_CONFIRM] = "confirm",
+	[OPT_REMEMBER] = "remember",
+	[OPT_RATE_LIMIT] = "rate-limit",
+	[OPT_DENY] = "deny",
 };
 
 /* "key": [v0, v1, ...], or nothing when the key was left out of the section (v NULL). */
@@ -191,67 +248,249 @@ int cli_settings_load(const char *config, Settings **ret)
 	return CLI_EXIT_IO;
 }
 
+/* The outcome of add/remove, and whether a running agent took it. */
+static int edit_report(const char *change, const char *name, const char *path, const char *address,
+		       bool json)
+{
+	certagent_error err = CERTAGENT_ERROR_INIT;
+	certagent_client *c = NULL;
+	const char *agent;
+	int rc = CLI_EXIT_OK;
+
+	if (certagent_client_new(address, &c, &err) == 0 && certagent_reload(c, &err) == 0)
+		agent = "reloaded";
+	else if (err.code == CERTAGENT_E_AGENT_NOT_RUNNING)
+		agent = "not-running";
+	else {
+		agent = "reload-failed";
+		rc = CLI_EXIT_FAILED;
+	}
+	certagent_client_free(c);
+	if (json) {
+		fputs("{\"policy\": ", stdout);
+		json_print_string(stdout, name);
+		fprintf(stdout, ", \"change\": \"%s\", \"configuration\": ", change);
+		json_print_string(stdout, path);
+		fprintf(stdout, ", \"agent\": \"%s\", \"agent_error\": ", agent);
+		json_print_string(stdout, rc ? err.message : NULL);
+		fputs("}\n", stdout);
+	}
+	fprintf(stderr, "certagent: %s [policy %s] %s %s\n", change, name,
+		strcmp(change, "removed") == 0 ? "from"
+		: strcmp(change, "added") == 0 ? "to"
+					       : "in",
+		path);
+	if (strcmp(agent, "reloaded") == 0)
+		fprintf(stderr, "certagent: the agent reloaded its configuration: the change "
+				"applies now (a reload also forgets token logins: `certagent "
+				"unlock TOKEN-URI` again)\n");
+	else if (strcmp(agent, "not-running") == 0)
+		fprintf(stderr, "certagent: no agent is running: the change applies when it "
+				"starts\n");
+	else
+		fprintf(stderr,
+			"certagent: the file is changed, but the agent did not take it: %s\n"
+			"certagent: it applies when the agent starts again (or after `certagent "
+			"reload`)\n",
+			err.message[0] ? err.message : certagent_strerror(err.code));
+	if (fflush(stdout) != 0)
+		rc = CLI_EXIT_IO;
+	return rc;
+}
+
+static int edit_exit_code(int r, const CaError *err)
+{
+	fprintf(stderr, "certagent: %s\n", r < 0 ? strerror(-r) : err->message);
+	switch (r) {
+	case POLICY_EDIT_E_EXISTS:
+		return CLI_EXIT_REFUSED;
+	case POLICY_EDIT_E_NOT_FOUND:
+		return CLI_EXIT_NOT_FOUND;
+	case POLICY_EDIT_E_INVALID:
+		return CLI_EXIT_USAGE;
+	case POLICY_EDIT_E_FILE:
+		return CLI_EXIT_IO;
+	default:
+		return CLI_EXIT_FAILED;
+	}
+}
+
+typedef struct PolicyArgs {
+	const char *config, *address;
+	bool json, force, yes;
+	PolicyEditKey keys[ELEMENTSOF(option_keys) * POLICY_LIST_MAX];
+	size_t n_keys;
+	unsigned seen[ELEMENTSOF(option_keys)];
+} PolicyArgs;
+
+static int add(const CliCommand *cmd, const char *name, const char *path, PolicyArgs *a)
+{
+	PolicyEditKey sorted[ELEMENTSOF(a->keys)];
+	size_t n = 0;
+	CaError err = {0};
+	bool replaced = false;
+	int r;
+
+	if (!a->seen[OPT_IDENTITY])
+		return -cli_usage_error(cmd, "policy add needs --identity URI (pkcs11: alone "
+					     "makes the policy apply to every identity)");
+	/* The section in the order of the table, each option's values in the order given. */
+	for (size_t o = OPT_IDENTITY; o < ELEMENTSOF(option_keys); o++)
+		for (size_t i = 0; i < a->n_keys; i++)
+			if (a->keys[i].key == option_keys[o])
+				sorted[n++] = a->keys[i];
+	r = policy_edit_apply(path, name, sorted, n, a->force, &replaced, &err);
+	if (r)
+		return edit_exit_code(r, &err);
+	return edit_report(replaced ? "replaced" : "added", name, path, a->address, a->json);
+}
+
+static int remove_policy(const char *name, const char *path, PolicyArgs *a)
+{
+	Settings *s = NULL;
+	CaError err = {0};
+	bool found = false, replaced;
+	int r;
+
+	r = settings_load(path, true, &s, &err);
+	if (r) {
+		fprintf(stderr, "certagent: %s; nothing was changed: fix the file first\n",
+			err.message[0] ? err.message : strerror(-r));
+		return CLI_EXIT_IO;
+	}
+	for (size_t i = 0; i < s->policy.n_rules; i++)
+		found = found || strcmp(s->policy.rules[i].name, name) == 0;
+	settings_free(s);
+	if (!found) {
+		fprintf(stderr,
+			"certagent: %s has no [policy %s] (certagent policy list shows "
+			"the policies)\n",
+			path, name);
+		return CLI_EXIT_NOT_FOUND;
+	}
+	if (!a->yes && isatty(STDIN_FILENO)) {
+		char q[256];
+
+		snprintf(q, sizeof(q), "Remove [policy %s] from %s?", name, path);
+		a->yes = pin_input_confirm(q);
+	}
+	if (!a->yes) {
+		fprintf(stderr, "certagent: nothing removed: add --yes to remove [policy %s]\n",
+			name);
+		return CLI_EXIT_REFUSED;
+	}
+	r = policy_edit_apply(path, name, NULL, 0, false, &replaced, &err);
+	if (r)
+		return edit_exit_code(r, &err);
+	return edit_report("removed", name, path, a->address, a->json);
+}
+
 static int run(const CliCommand *cmd, int argc, char **argv)
 {
 	CliParser p;
-	const char *arg, *config = NULL, *sub = NULL;
+	const char *arg, *sub = "list", *operand = NULL;
 	_cleanup_free_ char *default_conf = NULL;
+	_cleanup_free_ PolicyArgs *a = calloc(1, sizeof(*a));
 	Settings *s = NULL;
-	bool json = false;
+	bool add_opts = false;
 	int o, rc;
 
+	if (!a)
+		return CLI_EXIT_FAILED;
 	if (cli_parser_init(&p, cmd, argc, argv) < 0)
-		return CLI_EXIT_USAGE;
+		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		if (o == OPT_JSON)
-			json = true;
+			a->json = true;
 		else if (o == OPT_CONFIG)
-			config = arg;
+			a->config = arg;
+		else if (o == OPT_ADDRESS)
+			a->address = arg;
+		else if (o == OPT_FORCE)
+			a->force = true;
+		else if (o == OPT_YES)
+			a->yes = true;
+		else if ((size_t)o < ELEMENTSOF(option_keys) && option_keys[o]) {
+			bool flag = o == OPT_CONFIRM || o == OPT_DENY;
+			bool list = o == OPT_SERVERS || o == OPT_SERVER_ISSUER ||
+				    o == OPT_SERVER_PIN || o == OPT_APPLICATIONS;
+
+			add_opts = true;
+			if (a->seen[o]++ && !list) {
+				o = cli_usage_error(cmd, "--%s is given twice", option_keys[o]);
+				break;
+			}
+			if (a->seen[o] > POLICY_LIST_MAX) {
+				o = cli_usage_error(cmd, "--%s is given more than %d times",
+						    option_keys[o], POLICY_LIST_MAX);
+				break;
+			}
+			a->keys[a->n_keys++] = (PolicyEditKey){option_keys[o], flag ? "yes" : arg};
+		}
 	}
 	if (o == 0) {
 		sub = p.n_positional > 0 ? p.positional[0] : "list";
+		operand = p.n_positional > 1 ? p.positional[1] : NULL;
 		if (strcmp(sub, "list") == 0 && p.n_positional > 1)
 			o = cli_usage_error(cmd, "policy list takes no arguments");
 		else if (strcmp(sub, "pin") == 0 && p.n_positional != 2)
 			o = cli_usage_error(cmd, "policy pin takes one certificate file");
-		else if (strcmp(sub, "list") != 0 && strcmp(sub, "pin") != 0)
-			o = cli_usage_error(cmd, "unknown subcommand \"%s\" (list, pin)", sub);
+		else if ((strcmp(sub, "add") == 0 || strcmp(sub, "remove") == 0) &&
+			 p.n_positional != 2)
+			o = cli_usage_error(cmd, "policy %s takes one policy NAME", sub);
+		else if (strcmp(sub, "list") != 0 && strcmp(sub, "pin") != 0 &&
+			 strcmp(sub, "add") != 0 && strcmp(sub, "remove") != 0)
+			o = cli_usage_error(
+				cmd, "unknown subcommand \"%s\" (list, pin, add, remove)", sub);
+		else if (strcmp(sub, "add") != 0 && (add_opts || a->force))
+			o = cli_usage_error(cmd, "the options of a policy's keys (and --force) go "
+						 "with policy add only");
+		else if (strcmp(sub, "remove") != 0 && a->yes)
+			o = cli_usage_error(cmd, "--yes goes with policy remove only");
 	}
-	if (o == 0 && strcmp(sub, "pin") == 0) {
-		const char *file = p.positional[1];
+	rc = cli_parser_done(&p, o);
+	if (rc >= 0)
+		return rc;
+	if (strcmp(sub, "pin") == 0)
+		return pin(operand);
 
-		cli_parser_deinit(&p);
-		return pin(file);
-	}
-	cli_parser_deinit(&p);
-	if (o == CLI_OPT_HELP)
-		return CLI_EXIT_OK;
-	if (o < 0)
+	if (!a->config)
+		a->config = default_conf = settings_default_path();
+	if (!a->config && strcmp(sub, "list") != 0) {
+		fprintf(stderr, "certagent: neither XDG_CONFIG_HOME nor HOME is set: name the "
+				"configuration with --config FILE\n");
 		return CLI_EXIT_USAGE;
-
-	if (!config)
-		config = default_conf = settings_default_path();
-	rc = cli_settings_load(config, &s);
+	}
+	if (strcmp(sub, "add") == 0)
+		return add(cmd, operand, a->config, a);
+	if (strcmp(sub, "remove") == 0)
+		return remove_policy(operand, a->config, a);
+	rc = cli_settings_load(a->config, &s);
 	if (rc)
 		return rc;
-	if (json)
+	if (a->json)
 		list_json(s, stdout);
 	else
-		list_text(s, config);
+		list_text(s, a->config);
 	settings_free(s);
 	return fflush(stdout) == 0 ? CLI_EXIT_OK : CLI_EXIT_IO;
 }
 
 const CliCommand cli_cmd_policy = {
 	.name = "policy",
-	.synopsis = "[list|pin CERT]",
-	.summary = "Show the per-identity signing policy, or a server's pin",
+	.synopsis = "[list|pin CERT|add NAME|remove NAME]",
+	.summary = "Show, add or remove per-identity signing policies, or show a server's pin",
 	.description = "policy list (the default) shows the policy certagentd applies to each "
 		       "identity, read from its configuration ([policy NAME] sections: servers, "
 		       "server-issuer, server-pin, applications, confirm, remember, rate-limit) "
-		       "and where its audit log goes. Edit the file to change it and restart the "
-		       "agent. policy pin CERT prints the server-pin value (sha256 of the "
-		       "public key) of a server certificate file.",
+		       "and where its audit log goes. policy add NAME --identity URI [--servers "
+		       "GLOB...] ... writes a [policy NAME] section at the end of the file (with "
+		       "--force it replaces one of that name in its place); policy remove NAME "
+		       "takes one out (asks first, or --yes). Both check the section with the "
+		       "agent's own parser, leave the rest of the file byte for byte, replace "
+		       "the file atomically and have a running agent reload it. policy pin CERT "
+		       "prints the server-pin value (sha256 of the public key) of a server "
+		       "certificate file.",
 	.options = options,
 	.n_options = ELEMENTSOF(options),
 	.run = run,

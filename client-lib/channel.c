@@ -2,21 +2,23 @@
 /*
  * channel: libcertagent's side of the signing channel (dbus/ipc-channel.h). The first Sign of
  * a client asks the agent for a channel (OpenChannel over the bus) and then sends each Sign
- * on it, as the same D-Bus message it would have sent to the bus, and reads the reply: one
- * socket round trip, no bus daemon in between. The bus stays in charge of everything else,
- * and is the fallback whenever the channel cannot be used: an agent without OpenChannel, a
- * bus that cannot pass fds, a request too large for a packet, or a channel the agent closed
- * (it restarted, or exited when idle) before it got the request.
+ * on it as one binary frame and reads the reply frame with one blocking recv (the socket's
+ * receive timeout is the client's timeout): one socket round trip, no bus daemon and no D-Bus
+ * marshalling. The bus stays in charge of everything else, and is the fallback whenever the
+ * channel cannot be used: an agent without OpenChannel, a bus that cannot pass fds, a request
+ * too large for a frame, or a channel the agent closed (it restarted, or exited when idle)
+ * before it got the request. An agent that closes a fresh channel on its first request does
+ * not speak our frame version: the bus it is, until the agent restarts.
  *
  * State lives in the certagent_client (fd, serial, receive buffer); no threads, no globals.
  * A client used after fork() opens its own channel: parent and child never share one.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "client-internal.h"
@@ -82,10 +84,12 @@ static int channel_open(certagent_client *c)
 	(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 	c->channel_fd = fd;
 	c->channel_pid = getpid();
+	c->channel_timeout_ms = -1; /* set before the first recv */
+	c->channel_answered = false;
 	return 0;
 }
 
-/* Sends one packet, reopening the channel once if the agent closed it. 0, or 1: use the bus. */
+/* Sends one frame, reopening the channel once if the agent closed it. 0, or 1: use the bus. */
 static int channel_send(certagent_client *c, const uint8_t *buf, size_t len)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -104,11 +108,23 @@ static int channel_send(certagent_client *c, const uint8_t *buf, size_t len)
 	return 1;
 }
 
-int client_channel_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret_reply,
+/* The receive timeout of the socket is the client's timeout (set when it changed). */
+static void channel_set_timeout(certagent_client *c)
+{
+	struct timeval tv = {.tv_sec = c->timeout_ms / 1000,
+			     .tv_usec = (c->timeout_ms % 1000) * 1000};
+
+	if (c->channel_timeout_ms == c->timeout_ms)
+		return;
+	if (setsockopt(c->channel_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == 0)
+		c->channel_timeout_ms = c->timeout_ms;
+}
+
+int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_datum_t *ret_sig,
 			certagent_error *err)
 {
-	DBusMessage *copy, *reply = NULL;
-	uint8_t *buf = NULL;
+	IpcChannelReply reply;
+	uint8_t *buf;
 	size_t len = 0;
 	uint32_t serial;
 	CaError e = {0};
@@ -119,29 +135,23 @@ int client_channel_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret
 		return 1;
 	if (c->channel_fd >= 0 && c->channel_pid != getpid())
 		client_channel_close(c); /* inherited over fork(): the parent's, not ours */
+	if (!c->channel_buf && !(c->channel_buf = malloc(IPC_CHANNEL_FRAME_MAX + 1)))
+		return 1;
+	buf = c->channel_buf;
 
-	/* A copy gets the channel's serial: msg itself may still go to the bus. */
-	copy = dbus_message_copy(msg);
-	if (!copy)
-		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	serial = ++c->channel_serial ? c->channel_serial : ++c->channel_serial;
-	dbus_message_set_serial(copy, serial);
-	r = ipc_channel_encode(copy, &buf, &len, &e);
-	dbus_message_unref(copy);
-	if (r < 0)
-		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
-	if (r > 0)
-		return 1; /* too large for a packet: the bus takes it */
+	if (ipc_channel_encode_sign(call, serial, buf, IPC_CHANNEL_FRAME_MAX, &len, &e))
+		return 1; /* too large for a frame: the bus takes it */
 	r = channel_send(c, buf, len);
-	erase_and_free(buf, len);
+	/* The frame holds the data to sign. */
+	explicit_bzero(buf, len);
 	if (r)
 		return 1;
-
-	struct pollfd p = {.fd = c->channel_fd, .events = POLLIN};
+	channel_set_timeout(c);
 	do {
-		r = poll(&p, 1, c->timeout_ms);
-	} while (r < 0 && errno == EINTR);
-	if (r <= 0) {
+		n = recv(c->channel_fd, buf, IPC_CHANNEL_FRAME_MAX + 1, MSG_TRUNC);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 		/* A late reply must not answer the next request: start afresh next time. */
 		client_channel_close(c);
 		return client_error_set(
@@ -151,32 +161,34 @@ int client_channel_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret
 			"timeout",
 			c->timeout_ms);
 	}
-	do {
-		n = recv(c->channel_fd, c->channel_buf, IPC_CHANNEL_FRAME_MAX + 1, MSG_TRUNC);
-	} while (n < 0 && errno == EINTR);
 	if (n <= 0) {
 		/* The agent closed the channel with our request in it: ask over the bus instead,
-		 * which also starts the agent again if it is gone. */
+		 * which also starts the agent again if it is gone. On a fresh channel it refused
+		 * our frame: an agent of another version. */
+		if (!c->channel_answered)
+			c->channel_unsupported = true;
 		client_channel_close(c);
 		return 1;
 	}
-	r = ipc_channel_decode_reply(c->channel_buf, (size_t)n, serial, &reply, &e);
-	explicit_bzero(c->channel_buf, (size_t)n < IPC_CHANNEL_FRAME_MAX + 1
-					       ? (size_t)n
-					       : IPC_CHANNEL_FRAME_MAX + 1);
+	r = ipc_channel_decode_reply(buf, (size_t)n, serial, &reply, &e);
 	if (r) {
+		explicit_bzero(buf, (size_t)n < IPC_CHANNEL_FRAME_MAX ? (size_t)n
+								      : IPC_CHANNEL_FRAME_MAX);
 		client_channel_close(c);
-		return r < 0 ? client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory")
-			     : client_error_set(err, CERTAGENT_E_FAILED,
-						"certagentd sent a malformed reply on the signing "
-						"channel: %s",
-						e.message);
+		return client_error_set(err, CERTAGENT_E_FAILED,
+					"certagentd sent a malformed reply on the signing channel: "
+					"%s",
+					e.message);
 	}
-	if (dbus_message_get_type(reply) == DBUS_MESSAGE_TYPE_ERROR) {
-		r = client_error_from_reply(reply, err);
-		dbus_message_unref(reply);
-		return r;
+	c->channel_answered = true;
+	if (!reply.signature)
+		r = client_error_from_name(err, reply.error_name, reply.error_message);
+	else if (!(ret_sig->data = gnutls_malloc(reply.signature_len)))
+		r = client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
+	else {
+		memcpy(ret_sig->data, reply.signature, reply.signature_len);
+		ret_sig->size = (unsigned)reply.signature_len;
 	}
-	*ret_reply = reply;
-	return 0;
+	explicit_bzero(buf, (size_t)n);
+	return r;
 }

@@ -17,6 +17,7 @@
 #include <dbus/dbus.h>
 
 #include "certagent.h"
+#include "ipc-channel.h"
 #include "scheme.h"
 #include "util.h"
 
@@ -80,7 +81,9 @@ struct certagent_client {
 	pid_t channel_pid;	  /* the process that opened it */
 	uint32_t channel_serial;  /* of the last request sent on it */
 	bool channel_unsupported; /* the agent or the bus cannot: use the bus */
-	uint8_t *channel_buf;	  /* IPC_CHANNEL_FRAME_MAX + 1 bytes, for replies */
+	bool channel_answered;	  /* the agent answered a request on this channel */
+	int channel_timeout_ms;	  /* SO_RCVTIMEO of the channel, -1: not set yet */
+	uint8_t *channel_buf;	  /* IPC_CHANNEL_FRAME_MAX + 1 bytes, for frames */
 };
 
 /* credentials.c: the name certagent_session_set_server_name() gave session, taken out of c
@@ -129,14 +132,16 @@ int client_read_dict_list(DBusMessage *reply, const ClientDictList *kind, void *
 
 /* Fills err from an error reply (as client_call() does for the bus); returns -code. */
 int client_error_from_reply(DBusMessage *reply, certagent_error *err);
+/* The same from an error's D-Bus name and message (a signing channel's error frame). */
+int client_error_from_name(certagent_error *err, const char *name, const char *message);
 
 /* channel.c */
 /*
- * Sends the Sign call msg on the signing channel (opening it first when needed). 0 with
- * *ret_reply the method return; -code with err filled (the agent's error, or a timeout); 1:
- * no channel for this request, send msg on the bus.
+ * Sends the Sign call on the signing channel (opening it first when needed). 0 with *ret_sig
+ * (gnutls_malloc'd); -code with err filled (the agent's error, or a timeout); 1: no channel
+ * for this request, send it on the bus.
  */
-int client_channel_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret_reply,
+int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_datum_t *ret_sig,
 			certagent_error *err);
 void client_channel_close(certagent_client *c);
 /* The agent restarted: close the channel and try OpenChannel again next time. */

@@ -142,6 +142,13 @@ int client_error_from_reply(DBusMessage *reply, certagent_error *err)
 	return r;
 }
 
+int client_error_from_name(certagent_error *err, const char *name, const char *message)
+{
+	DBusError derr = {.name = name, .message = message};
+
+	return error_from_dbus(err, &derr);
+}
+
 int client_malformed(certagent_error *err, const char *list, const char *what)
 {
 	return client_error_set(
@@ -534,6 +541,7 @@ int client_sign(certagent_client *c, const char *identity_uri, const char *schem
 {
 	_cleanup_message_ DBusMessage *msg = NULL, *reply = NULL;
 	DBusMessageIter it, opts, entry, var;
+	IpcSignCall call = {0};
 	const uint8_t *sig;
 	DBusError derr;
 	int n, r;
@@ -545,6 +553,28 @@ int client_sign(certagent_client *c, const char *identity_uri, const char *schem
 		return client_error_set(err, CERTAGENT_E_TOO_LARGE,
 					"data to sign must be 1 to %d bytes, not %zu",
 					CA_MAX_SIGN_DATA, len);
+	/* What the bus would refuse to carry, refused the same way on the channel. */
+	if (!dbus_validate_utf8(identity_uri, NULL) || !dbus_validate_utf8(scheme, NULL))
+		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
+					"the identity URI and the scheme must be valid UTF-8");
+	if (server_name && *server_name && !dbus_validate_utf8(server_name, NULL))
+		return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
+					"the server name is not valid UTF-8");
+
+	/* The signing channel when the agent offers it: no D-Bus message is built at all. */
+	call.uri = identity_uri;
+	call.scheme = scheme;
+	call.data = data;
+	call.data_len = len;
+	call.server_name = server_name && *server_name ? server_name : NULL;
+	for (size_t i = 0; i < n_server_certs && i < CA_MAX_CERTS; i++) {
+		if (server_certs[i].size > CA_MAX_CERT_SIZE)
+			break; /* as append_server_certs: the chain up to here */
+		call.server_certs[call.n_server_certs++] = server_certs[i];
+	}
+	r = client_channel_sign(c, &call, ret_sig, err);
+	if (r <= 0)
+		return r;
 
 	msg = method_new("Sign");
 	if (!msg)
@@ -567,9 +597,6 @@ int client_sign(certagent_client *c, const char *identity_uri, const char *schem
 	if (server_name && *server_name) {
 		const char *key = "server-name";
 
-		if (!dbus_validate_utf8(server_name, NULL))
-			return client_error_set(err, CERTAGENT_E_INVALID_ARGS,
-						"the server name is not valid UTF-8");
 		if (!dbus_message_iter_open_container(&opts, DBUS_TYPE_DICT_ENTRY, NULL, &entry) ||
 		    !dbus_message_iter_append_basic(&entry, DBUS_TYPE_STRING, &key) ||
 		    !dbus_message_iter_open_container(&entry, DBUS_TYPE_VARIANT, "s", &var) ||
@@ -583,10 +610,8 @@ int client_sign(certagent_client *c, const char *identity_uri, const char *schem
 	if (!dbus_message_iter_close_container(&it, &opts))
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 
-	/* The signing channel when the agent offers it, else (or when it cannot) the bus. */
-	r = client_channel_call(c, msg, &reply, err);
-	if (r > 0)
-		r = client_call(c, msg, &reply, err);
+	/* No channel (or it cannot take this request): the bus. */
+	r = client_call(c, msg, &reply, err);
 	if (r < 0)
 		return r;
 

@@ -439,6 +439,31 @@ CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len,
 	return CALL(m, C_Sign, h, (CK_BYTE *)data, len, sig, sig_len);
 }
 
+/*
+ * C_SignInit then C_Sign into sig (*sig_len: its size in, the signature's length out): one
+ * request for an isolated module, two plain calls otherwise. *ret_signing tells whether
+ * C_SignInit succeeded: then the operation may still be active after a failed C_Sign
+ * (CKR_BUFFER_TOO_SMALL: call_sign() again with a buffer of the length put in *sig_len).
+ * Not for CKA_ALWAYS_AUTHENTICATE keys, which need a login between the two.
+ */
+CK_RV call_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		     const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
+		     bool *ret_signing)
+{
+	CK_RV rv;
+
+	*ret_signing = false;
+	if (m->isolated) {
+		rv = remote_sign_once(m, h, mech, key, data, len, sig, sig_len, ret_signing);
+		return done(m, *ret_signing ? "C_Sign" : "C_SignInit", rv);
+	}
+	rv = CALL(m, C_SignInit, h, mech, key);
+	if (rv != CKR_OK)
+		return rv;
+	*ret_signing = true;
+	return CALL(m, C_Sign, h, (CK_BYTE *)data, len, sig, sig_len);
+}
+
 /* Blocking unless flags has CKF_DONT_BLOCK; only hotplug.c's slot-event threads block here. */
 CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret)
 {

@@ -7,11 +7,13 @@
  * a D-Bus request. Not meant to be run by hand.
  *
  * It loads the module with p11-kit (which checks C_GetFunctionList), initialises it with
- * CKF_OS_LOCKING_OK, greets the agent with the result (RPC_OP_HELLO) and serves framed
- * requests (pkcs11/rpc.h) through the same call_* layer the agent uses in-process. A reader
- * thread takes requests off the socket and a small pool of threads runs them, so a token
- * that is slow or stuck does not hold up the module's other tokens; replies carry the id of
- * their request. EOF on fd 3 (the agent stopped or died) finalises the module and exits.
+ * CKF_OS_LOCKING_OK, greets the agent with the result (RPC_OP_HELLO) on fd 3 and serves framed
+ * requests (pkcs11/rpc.h) through the same call_* layer the agent uses in-process. Requests
+ * come on lanes, socketpairs the agent hands over on fd 3 (RPC_OP_ADD_LANE with SCM_RIGHTS,
+ * as it needs them): one thread per lane reads a request, runs it and writes the reply on
+ * the same lane, so a call costs no hand-over between threads, and a token that is slow or
+ * stuck holds only its own lanes. EOF on fd 3 (the agent stopped or died) finalises the
+ * module and exits.
  *
  * Hygiene: no core dumps, not dumpable (no ptrace by the user's other processes); every
  * other inherited fd is closed; request frames (PINs, data to sign) are wiped after use;
@@ -33,37 +35,20 @@
 #include <syslog.h>
 #include <unistd.h>
 
+#include "helper-list.h"
 #include "internal.h"
 #include "rpc.h"
 
 #define HELPER_FD 3
-#define HELPER_THREADS_MAX 64	 /* requests running at once; more wait in the queue */
-#define HELPER_QUEUE_MAX 1024	 /* requests waiting; more is a runaway agent: refused */
 #define HELPER_FINALIZE_SECONDS 3 /* C_Finalize at exit may not hang us */
-
-typedef struct Job {
-	struct Job *next;
-	uint8_t *buf;
-	size_t len;
-	RpcMessage msg;
-} Job;
 
 typedef struct Helper {
 	Module m;
-	pthread_mutex_t write_lock;
-	pthread_mutex_t lock; /* the queue and the thread counts */
-	pthread_cond_t cond;
-	Job *head, *tail;
-	size_t queued;
-	unsigned threads, idle;
+	unsigned lanes; /* lane threads started (only the main thread counts) */
 	bool debug;
 } Helper;
 
-static Helper helper = {
-	.write_lock = PTHREAD_MUTEX_INITIALIZER,
-	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.cond = PTHREAD_COND_INITIALIZER,
-};
+static Helper helper;
 
 static void helper_log(int prio, const char *msg, void *userdata)
 {
@@ -75,8 +60,8 @@ static void helper_log(int prio, const char *msg, void *userdata)
 		h->m.name ? h->m.name : "?", msg);
 }
 
-/* Sends a built reply; a reply that did not encode becomes a bare CKR_GENERAL_ERROR. */
-static void helper_send(RpcBuf *b, uint32_t id, RpcOp op)
+/* Sends a built reply on fd; a reply that did not encode becomes a bare CKR_GENERAL_ERROR. */
+static void helper_send(int fd, RpcBuf *b, uint32_t id, RpcOp op)
 {
 	if (rpc_buf_finish(b) < 0) {
 		rpc_buf_wipe(b);
@@ -87,10 +72,8 @@ static void helper_send(RpcBuf *b, uint32_t id, RpcOp op)
 			return;
 		}
 	}
-	pthread_mutex_lock(&helper.write_lock);
-	if (remote_write_full(HELPER_FD, b->data, b->len) < 0)
-		_exit(1); /* the agent is gone */
-	pthread_mutex_unlock(&helper.write_lock);
+	if (remote_write_full(fd, b->data, b->len) < 0)
+		_exit(1); /* the agent is gone, or it ended this life */
 	rpc_buf_wipe(b);
 }
 
@@ -100,6 +83,34 @@ static void helper_send(RpcBuf *b, uint32_t id, RpcOp op)
 		if (rpc_get_ulong(msg, (i), &(var)) < 0)                                           \
 			return CKR_ARGUMENTS_BAD;                                                  \
 	} while (0)
+
+/*
+ * The mechanism of a SignInit or SignOnce request, fields i (type) and i + 1 (parameters):
+ * only what remote_put_mechanism() sends, i.e. what certagent signs with.
+ */
+static CK_RV helper_get_mechanism(const RpcMessage *msg, size_t i, CK_MECHANISM *mech,
+				  CK_RSA_PKCS_PSS_PARAMS *pss)
+{
+	_cleanup_free_ CK_ULONG *params = NULL;
+	size_t n = 0;
+	int k;
+
+	*mech = (CK_MECHANISM){0, NULL, 0};
+	if (rpc_get_ulong(msg, i, &mech->mechanism) < 0)
+		return CKR_ARGUMENTS_BAD;
+	k = rpc_get_ulongs(msg, i + 1, &params, &n);
+	if (k == -ENOMEM)
+		return CKR_HOST_MEMORY;
+	if (k < 0)
+		return CKR_ARGUMENTS_BAD;
+	if (mech->mechanism == CKM_RSA_PKCS_PSS && n == 3) {
+		*pss = (CK_RSA_PKCS_PSS_PARAMS){params[0], params[1], params[2]};
+		mech->pParameter = pss;
+		mech->ulParameterLen = sizeof(*pss);
+	} else if (n != 0)
+		return CKR_MECHANISM_PARAM_INVALID;
+	return CKR_OK;
+}
 
 /* Runs one request into reply b (which has the rv as its first field written by us). */
 static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
@@ -250,29 +261,50 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 		return rv;
 	}
 	case RPC_OP_SIGN_INIT: {
-		_cleanup_free_ CK_ULONG *params = NULL;
 		CK_RSA_PKCS_PSS_PARAMS pss;
-		CK_MECHANISM mech = {0, NULL, 0};
-		size_t n = 0;
-		int k;
+		CK_MECHANISM mech;
 
 		ARG(0, a0);
-		ARG(1, a1);
 		ARG(3, a2);
-		k = rpc_get_ulongs(msg, 2, &params, &n);
-		if (k == -ENOMEM)
-			return CKR_HOST_MEMORY;
-		if (k < 0)
-			return CKR_ARGUMENTS_BAD;
-		mech.mechanism = a1;
-		if (a1 == CKM_RSA_PKCS_PSS && n == 3) {
-			pss = (CK_RSA_PKCS_PSS_PARAMS){params[0], params[1], params[2]};
-			mech.pParameter = &pss;
-			mech.ulParameterLen = sizeof(pss);
-		} else if (n != 0)
-			return CKR_MECHANISM_PARAM_INVALID;
+		rv = helper_get_mechanism(msg, 1, &mech, &pss);
+		if (rv != CKR_OK)
+			return rv;
 		rv = call_sign_init(m, a0, &mech, a2);
 		rpc_put_u64(b, rv);
+		return rv;
+	}
+	case RPC_OP_SIGN_ONCE: {
+		CK_RSA_PKCS_PSS_PARAMS pss;
+		CK_MECHANISM mech;
+		const uint8_t *data;
+		size_t len;
+		uint8_t *sig = NULL;
+		CK_ULONG cap, sig_len;
+		bool signing = false;
+
+		ARG(0, a0);
+		ARG(3, a2);
+		ARG(5, cap);
+		if (rpc_get_bytes(msg, 4, &data, &len) < 0 || cap > CALL_SIG_MAX)
+			return CKR_ARGUMENTS_BAD;
+		rv = helper_get_mechanism(msg, 1, &mech, &pss);
+		if (rv != CKR_OK)
+			return rv;
+		if (cap) {
+			sig = malloc(cap);
+			if (!sig)
+				return CKR_HOST_MEMORY;
+		}
+		sig_len = cap;
+		rv = call_sign_once(m, a0, &mech, a2, data, len, sig, &sig_len, &signing);
+		if (rv == CKR_OK && sig && sig_len > cap)
+			rv = CKR_GENERAL_ERROR; /* a module writing past our buffer said so */
+		rpc_put_u64(b, rv);
+		rpc_put_u64(b, signing);
+		rpc_put_u64(b, (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL) ? sig_len : 0);
+		if (rv == CKR_OK && sig)
+			rpc_put_bytes(b, sig, sig_len);
+		erase_and_free(sig, cap);
 		return rv;
 	}
 	case RPC_OP_SIGN: {
@@ -305,7 +337,7 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 		CK_SLOT_ID slot = 0;
 
 		ARG(0, a0);
-		/* Blocking holds one pool thread until an event or C_Finalize. */
+		/* Blocking holds this lane's thread until an event or C_Finalize. */
 		rv = call_wait_for_slot_event(m, a0, &slot);
 		rpc_put_u64(b, rv);
 		if (rv == CKR_OK)
@@ -317,78 +349,89 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 	}
 }
 
-static void helper_run(Job *j)
+/* Runs the request in frame buf (decoded as msg) and answers on fd. */
+static void helper_run(int fd, const RpcMessage *msg)
 {
 	RpcBuf b;
 	CK_RV rv;
 
-	rpc_buf_begin(&b, j->msg.id, j->msg.op);
-	rv = helper_dispatch(&j->msg, &b);
+	rpc_buf_begin(&b, msg->id, msg->op);
+	rv = helper_dispatch(msg, &b);
 	if (b.n_fields == 0) {
 		/* Refused before the call: the rv alone. */
 		rpc_buf_wipe(&b);
-		rpc_buf_begin(&b, j->msg.id, j->msg.op);
+		rpc_buf_begin(&b, msg->id, msg->op);
 		rpc_put_u64(&b, rv);
 	}
-	helper_send(&b, j->msg.id, j->msg.op);
-	erase_and_free(j->buf, j->len);
-	free(j);
+	helper_send(fd, &b, msg->id, msg->op);
 }
 
-static void *worker_main(void *userdata)
+/* One lane: its requests, one at a time, until the agent closes it. */
+static void *helper_lane_main(void *userdata)
 {
-	for (;;) {
-		Job *j;
+	int fd = (int)(intptr_t)userdata;
 
-		pthread_mutex_lock(&helper.lock);
-		helper.idle++;
-		while (!helper.head)
-			pthread_cond_wait(&helper.cond, &helper.lock);
-		helper.idle--;
-		j = helper.head;
-		helper.head = j->next;
-		if (!helper.head)
-			helper.tail = NULL;
-		helper.queued--;
-		pthread_mutex_unlock(&helper.lock);
-		helper_run(j);
+	for (;;) {
+		uint8_t *buf = NULL;
+		size_t len = 0;
+		RpcMessage msg;
+		int r = remote_read_frame(fd, NULL, 0, &buf, &len);
+
+		if (r == -EPIPE)
+			break; /* the agent let go of this lane */
+		if (r < 0 || rpc_decode_frame(buf, len, &msg) < 0 || msg.op == RPC_OP_HELLO ||
+		    msg.op == RPC_OP_ADD_LANE) {
+			call_log(LOG_WARNING, "%s on a lane: exiting",
+				 r == -ENOMEM ? "out of memory" : "malformed request frame");
+			_exit(1);
+		}
+		helper_run(fd, &msg);
+		/* The frame may hold a PIN or data to sign. */
+		erase_and_free(buf, len);
 	}
+	close(fd);
 	return NULL;
 }
 
-/* Queues j; a thread more while all are busy and fewer than the cap run. */
-static void helper_enqueue(Job *j)
+/*
+ * One frame on the control socket: ADD_LANE with the lane's fd. Returns the fd, -EPIPE at
+ * EOF (the agent is done with us), -EBADMSG for anything else.
+ */
+static int helper_receive_lane(void)
 {
-	pthread_t t;
-	bool refuse;
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	uint8_t frame[RPC_HEADER_LEN];
+	struct iovec iov = {frame, sizeof(frame)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = control.buf,
+			    .msg_controllen = sizeof(control.buf)};
+	struct cmsghdr *cm;
+	RpcMessage msg;
+	struct stat st;
+	ssize_t k;
+	int fd = -1;
 
-	pthread_mutex_lock(&helper.lock);
-	refuse = helper.queued >= HELPER_QUEUE_MAX;
-	if (!refuse) {
-		j->next = NULL;
-		if (helper.tail)
-			helper.tail->next = j;
-		else
-			helper.head = j;
-		helper.tail = j;
-		helper.queued++;
-		if (helper.idle < helper.queued && helper.threads < HELPER_THREADS_MAX &&
-		    pthread_create(&t, NULL, worker_main, NULL) == 0) {
-			pthread_detach(t);
-			helper.threads++;
-		}
-		pthread_cond_signal(&helper.cond);
+	do
+		k = recvmsg(HELPER_FD, &mh, MSG_CMSG_CLOEXEC);
+	while (k < 0 && errno == EINTR);
+	if (k == 0)
+		return -EPIPE;
+	cm = k > 0 ? CMSG_FIRSTHDR(&mh) : NULL;
+	if (cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (k != sizeof(frame) || (mh.msg_flags & MSG_CTRUNC) || fd < 0 ||
+	    rpc_decode_frame(frame, sizeof(frame), &msg) < 0 || msg.op != RPC_OP_ADD_LANE ||
+	    fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+		if (fd >= 0)
+			close(fd);
+		return k < 0 ? -errno : -EBADMSG;
 	}
-	pthread_mutex_unlock(&helper.lock);
-	if (refuse) {
-		RpcBuf b;
-
-		rpc_buf_begin(&b, j->msg.id, j->msg.op);
-		rpc_put_u64(&b, CKR_FUNCTION_FAILED);
-		helper_send(&b, j->msg.id, j->msg.op);
-		erase_and_free(j->buf, j->len);
-		free(j);
-	}
+	return fd;
 }
 
 /* No core dumps, no ptrace by the user's other processes, nothing inherited but fds 0-3. */
@@ -421,6 +464,7 @@ int main(int argc, char **argv)
 		{"module", required_argument, NULL, 'm'},
 		{"name", required_argument, NULL, 'n'},
 		{"debug", no_argument, NULL, 'd'},
+		{"list-registered", no_argument, NULL, 'l'},
 		{},
 	};
 	const char *path = NULL, *name = NULL;
@@ -439,6 +483,8 @@ int main(int argc, char **argv)
 		case 'd':
 			helper.debug = true;
 			break;
+		case 'l': /* print p11-kit's registered modules for the agent (helper-list.c) */
+			return optind < argc ? 2 : helper_list_main();
 		default:
 			return 2;
 		}
@@ -475,40 +521,33 @@ int main(int argc, char **argv)
 			memset(&info, 0, sizeof(info));
 		rpc_put_info(&b, &info);
 	}
-	helper_send(&b, 0, RPC_OP_HELLO);
+	helper_send(HELPER_FD, &b, 0, RPC_OP_HELLO);
 	if (rv != CKR_OK)
 		return 1;
 
+	/* fd 3 now only brings lanes; its EOF is the agent's goodbye. */
 	for (;;) {
-		uint8_t hdr[4];
-		size_t size;
-		Job *j;
+		pthread_attr_t attr;
+		pthread_t thread;
+		int fd = helper_receive_lane();
 
-		r = remote_read_full(HELPER_FD, hdr, sizeof(hdr), NULL);
-		if (r < 0)
+		if (fd == -EPIPE)
 			break;
-		size = rpc_frame_size(hdr);
-		if (size == 0) {
-			call_log(LOG_WARNING, "request frame of a bad size: exiting");
+		if (fd < 0 || helper.lanes >= RPC_LANES_MAX) {
+			call_log(LOG_WARNING,
+				 "malformed or surplus lane on the control socket: exiting");
 			_exit(1);
 		}
-		j = calloc(1, sizeof(*j));
-		if (j)
-			j->buf = malloc(size);
-		if (!j || !j->buf) {
-			call_log(LOG_WARNING, "out of memory: exiting");
-			_exit(1);
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&thread, &attr, helper_lane_main, (void *)(intptr_t)fd) == 0)
+			helper.lanes++;
+		else {
+			/* The agent's call on it meets EOF and restarts us. */
+			call_log(LOG_WARNING, "cannot start a thread for a lane");
+			close(fd);
 		}
-		j->len = size;
-		memcpy(j->buf, hdr, sizeof(hdr));
-		r = remote_read_full(HELPER_FD, j->buf + 4, size - 4, NULL);
-		if (r < 0 || rpc_decode_frame(j->buf, j->len, &j->msg) < 0 ||
-		    j->msg.op == RPC_OP_HELLO) {
-			if (r == 0)
-				call_log(LOG_WARNING, "malformed request frame: exiting");
-			_exit(1);
-		}
-		helper_enqueue(j);
+		pthread_attr_destroy(&attr);
 	}
 	/* The agent closed its end: finalise, unless a stuck call keeps C_Finalize waiting. */
 	signal(SIGALRM, helper_finalize_alarm);

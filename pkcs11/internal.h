@@ -90,6 +90,8 @@ typedef struct Token {
 	bool rescan_needed;	/* logged in since the last scan: private keys became visible */
 	uint64_t last_used;	/* CLOCK_MONOTONIC usec of the last login or signature; 0 when
 				 * not logged in by us (for login_idle_usec) */
+	bool logged_in; /* we logged in (or saw the token logged in) and nothing said otherwise
+			 * since: signatures skip C_GetSessionInfo (login_cached()) */
 	bool suspect; /* a device error or a lost session left the token's state unknown: no
 		       * automatic login before hotplug_verify() says it is the same token */
 
@@ -155,6 +157,9 @@ CK_RV call_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTR
 CK_RV call_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
 CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
 		CK_ULONG *sig_len);
+CK_RV call_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		     const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
+		     bool *ret_signing);
 CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret);
 /* For admin.c only: writing to tokens. */
 CK_RV call_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret);
@@ -183,8 +188,10 @@ CK_RV remote_start(Module *m);
 void remote_stop(Module *m);
 Remote *remote_free(Remote *r);
 unsigned remote_generation(const Module *m); /* 0 for modules loaded in-process */
-/* Exact reads and writes on the socketpair, for both ends (helper-main.c too). */
+/* Exact reads and writes on the socketpairs, for both ends (helper-main.c too). */
 int remote_read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadline);
+int remote_read_frame(int fd, const struct timespec *deadline, unsigned spin_usec, uint8_t **ret,
+		      size_t *ret_len);
 int remote_write_full(int fd, const uint8_t *p, size_t n);
 CK_RV remote_get_info(Module *m, CK_INFO *ret);
 CK_RV remote_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n);
@@ -209,6 +216,9 @@ CK_RV remote_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_AT
 CK_RV remote_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key);
 CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
 		  CK_ULONG *sig_len);
+CK_RV remote_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		       const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
+		       bool *ret_signing);
 CK_RV remote_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret);
 
 /* A token scanned in an earlier life of its module's helper: its sessions, handles and login
@@ -259,6 +269,8 @@ void session_pool_close(Token *t);
 /* login.c */
 int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_len,
 		 CK_RV *ret_rv, CaError *err);
+bool login_cached(Store *s, Token *t);
+void login_distrust(Token *t);
 int login_context_specific(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin,
 			   size_t pin_len, CK_RV *ret_rv, CaError *err);
 int login_check(Token *t, CK_TOKEN_INFO *ret_info, CaError *err);

@@ -18,6 +18,11 @@
  * CA_E_PIN_REQUIRED and the agent comes back with store_unlock() or a PIN for one signature
  * (store_sign_pin()); a CKA_ALWAYS_AUTHENTICATE key then never reuses a remembered PIN.
  * A login idle for StoreOptions.login_idle_usec is dropped (login_expire()).
+ *
+ * Signatures do not ask the token whether it is still logged in (a C_GetSessionInfo, a round
+ * trip to an isolated module's helper, per signature): Token.logged_in remembers our login
+ * (login_cached()); a signature that meets CKR_USER_NOT_LOGGED_IN or a vanished key handle
+ * forgets it (login_distrust()) and comes back through login_ensure(), which asks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -132,6 +137,7 @@ static int login_do(Token *t, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char
 		return call_error(rv, t, "C_Login", err);
 	}
 	if (user == CKU_USER) {
+		t->logged_in = true;
 		t->rescan_needed = true;
 		t->last_used = login_now_usec();
 		call_log(LOG_INFO, "token \"%s\": logged in", t->label);
@@ -334,22 +340,56 @@ int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin, size_
 		return 0;
 	if (s)
 		login_expire(s, t);
-	if (token_session_logged_in(t, h, &rv))
+	if (token_session_logged_in(t, h, &rv)) {
+		pthread_mutex_lock(&t->login_lock);
+		t->logged_in = true;
+		pthread_mutex_unlock(&t->login_lock);
 		return 0;
+	}
 	if (rv != CKR_OK) {
 		*ret_rv = rv;
 		return call_error(rv, t, "C_GetSessionInfo", err);
 	}
 	pthread_mutex_lock(&t->login_lock);
-	if (token_session_logged_in(t, h, &rv))
+	if (token_session_logged_in(t, h, &rv)) {
+		t->logged_in = true;
 		r = 0; /* another signer logged in meanwhile */
-	else if (rv != CKR_OK) {
+	} else if (rv != CKR_OK) {
 		*ret_rv = rv;
 		r = call_error(rv, t, "C_GetSessionInfo", err);
 	} else
 		r = login_user_locked(s, t, h, pin, pin_len, ret_rv, err);
 	pthread_mutex_unlock(&t->login_lock);
 	return r;
+}
+
+/*
+ * Whether a signature may go without login_ensure(), so without a C_GetSessionInfo: the token
+ * needs no login, or we logged in and nothing said otherwise since (a suspect token is asked
+ * again). Drops an idle login first (login_expire()).
+ */
+bool login_cached(Store *s, Token *t)
+{
+	bool cached;
+
+	if (!(t->info.flags & CKF_LOGIN_REQUIRED))
+		return true;
+	if (s)
+		login_expire(s, t);
+	pthread_mutex_lock(&t->login_lock);
+	if (t->suspect)
+		t->logged_in = false;
+	cached = t->logged_in;
+	pthread_mutex_unlock(&t->login_lock);
+	return cached;
+}
+
+/* The token said we are not logged in (or acted so): login_cached() says no until we know. */
+void login_distrust(Token *t)
+{
+	pthread_mutex_lock(&t->login_lock);
+	t->logged_in = false;
+	pthread_mutex_unlock(&t->login_lock);
 }
 
 /*
@@ -411,6 +451,7 @@ int login_with_pin(Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_le
 	copy[pin_len] = 0;
 
 	pthread_mutex_lock(&t->login_lock);
+	t->logged_in = false;
 	if (token_session_logged_in(t, h, NULL))
 		call_logout(t->module, h);
 	r = login_do(t, h, CKU_USER, copy, pin_len, &rv, NULL, err);
@@ -436,6 +477,7 @@ int login_logout(Token *t)
 	pthread_mutex_lock(&t->login_lock);
 	login_forget(t);
 	t->last_used = 0;
+	t->logged_in = false;
 	pthread_mutex_unlock(&t->login_lock);
 	r = session_acquire(t, &h, NULL);
 	if (r != 0)

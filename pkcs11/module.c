@@ -2,14 +2,15 @@
 /*
  * module: loading and unloading PKCS#11 modules, always through p11-kit.
  *
- * Registered modules come from p11-kit's configuration (filtered by the allow list before they
- * are initialised, so a module we drop is never initialised); configured ones are loaded by
+ * Registered modules come from p11-kit's configuration (trust-policy modules and those not in
+ * the allow list are dropped before they are initialised); configured ones are loaded by
  * absolute path. p11-kit initialises every module with CKF_OS_LOCKING_OK and its own mutex
  * callbacks. A module loaded both ways is kept once (same file after realpath()).
  *
  * An isolated module (StoreIsolation PROCESS) is never loaded here: call_module_initialize()
- * starts a certagent-pkcs11-helper for its path (remote.c). A registered module is loaded by
- * p11-kit only to learn its name, path and options, and released before it is initialised.
+ * starts a certagent-pkcs11-helper for its path (remote.c). With isolation = process even the
+ * registered modules' names and paths come from a helper process (`--list-registered`,
+ * helper-list.c), so no registered module's code ever runs in the agent.
  */
 #include <errno.h>
 #include <limits.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "helper-list.h"
 #include "internal.h"
 
 static Module *module_free(Module *m)
@@ -52,7 +54,8 @@ static bool module_same_file(Store *s, const char *path)
 	return false;
 }
 
-/* Takes m; initialises it and appends it to the store, or frees it. */
+/* Takes m; initialises it and appends it to the store (0), or frees it: 1 when it failed to
+ * initialise (logged), -ENOMEM. */
 static int module_add(Store *s, Module *m)
 {
 	Module **p;
@@ -63,7 +66,7 @@ static int module_add(Store *s, Module *m)
 		call_log(LOG_WARNING, "module %s (%s) failed to initialise: %s: skipped", m->name,
 			 m->path, p11_kit_strerror(rv));
 		module_free(m);
-		return 0;
+		return 1;
 	}
 	if (call_get_info(m, &m->info) != CKR_OK)
 		memset(&m->info, 0, sizeof(m->info));
@@ -79,7 +82,73 @@ static int module_add(Store *s, Module *m)
 	return 0;
 }
 
-static int module_load_registered(Store *s)
+/* Whether a registered module is served: never a trust-policy one (p11-kit-trust holds CA
+ * anchors, never client keys), and only those in allow-registered when it is set. */
+static bool module_registered_wanted(Store *s, const char *name, bool trust_policy)
+{
+	if (trust_policy) {
+		call_log(LOG_DEBUG, "registered module %s is a trust-policy module: skipped", name);
+		return false;
+	}
+	if (s->registered_allow && !strv_contains(s->registered_allow, name)) {
+		call_log(LOG_DEBUG, "registered module %s not in allow list: skipped", name);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * isolation = process: the registered modules are listed by a helper process (helper-list.c)
+ * and each runs in a helper of its own; none is ever mapped here. p11-kit applied
+ * enable-in/disable-in for "certagentd" while listing.
+ */
+static int module_load_registered_isolated(Store *s)
+{
+	ListedModule *v = NULL;
+	size_t n = 0;
+	int r;
+
+	r = helper_list_registered(s->module_timeout_ms, &v, &n);
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0) {
+		call_log(LOG_WARNING, "could not list the modules registered with p11-kit: none of "
+				      "them is served (modules of [module] sections still are)");
+		return 0;
+	}
+	for (size_t i = 0; i < n && r >= 0; i++) {
+		Module *m;
+
+		if (!module_registered_wanted(s, v[i].name, v[i].trust_policy))
+			continue;
+		m = calloc(1, sizeof(*m));
+		if (!m) {
+			r = -ENOMEM;
+			break;
+		}
+		m->name = strdup(v[i].name);
+		m->path = strdup(v[i].path);
+		if (!m->name || !m->path) {
+			module_free(m);
+			r = -ENOMEM;
+			break;
+		}
+		m->timeout_ms = s->module_timeout_ms;
+		m->isolated = true;
+		r = module_add(s, m);
+		if (r == 1 && v[i].critical)
+			call_log(LOG_ERR,
+				 "module %s is marked critical in its p11-kit registration "
+				 "and could not be started: its tokens are not served",
+				 v[i].name);
+	}
+	helper_list_free(v, n);
+	return r < 0 ? r : 0;
+}
+
+/* isolation = none: p11-kit loads the registered modules into this process (enable-in and
+ * disable-in against our own program name). */
+static int module_load_registered_inproc(Store *s)
 {
 	CK_FUNCTION_LIST **list = p11_kit_modules_load(NULL, 0);
 	int r = 0;
@@ -109,24 +178,11 @@ static int module_load_registered(Store *s)
 			r = r < 0 ? r : -ENOMEM;
 			continue;
 		}
-		/* Trust-policy modules (p11-kit-trust) hold CA anchors, never client keys. */
-		if (trust && strcmp(trust, "yes") == 0) {
-			module_free(m);
-			continue;
-		}
-		if (s->registered_allow && !strv_contains(s->registered_allow, m->name)) {
-			call_log(LOG_DEBUG, "registered module %s not in allow list: skipped",
-				 m->name);
+		if (!module_registered_wanted(s, m->name, trust && strcmp(trust, "yes") == 0)) {
 			module_free(m);
 			continue;
 		}
 		m->timeout_ms = s->module_timeout_ms;
-		if (s->isolation == STORE_ISOLATION_PROCESS) {
-			/* Its code runs in its helper from now on, never here. */
-			p11_kit_module_release(m->fl);
-			m->fl = NULL;
-			m->isolated = true;
-		}
 		if (module_add(s, m) < 0)
 			r = -ENOMEM;
 	}
@@ -178,7 +234,8 @@ int module_load_all(Store *s, CaError *err)
 	int r;
 
 	if (s->load_registered) {
-		r = module_load_registered(s);
+		r = s->isolation == STORE_ISOLATION_PROCESS ? module_load_registered_isolated(s)
+							    : module_load_registered_inproc(s);
 		if (r < 0)
 			return ca_error_set(err, r, "out of memory loading modules");
 	}

@@ -1,24 +1,32 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * remote: the agent side of an isolated module. The module runs in certagent-pkcs11-helper
- * (helper-main.c), one process per module, spawned with one end of a socketpair as fd 3;
- * the call_* wrappers send it one framed request (rpc.h) per PKCS#11 operation.
+ * (helper-main.c), one process per module, spawned with one end of a socketpair as fd 3 (the
+ * control socket); the call_* wrappers send it one framed request (rpc.h) per operation.
  *
- * Concurrency: any number of threads call at once. Each request gets an id and a Pending on
- * the caller's stack; one reader thread per helper hands each reply to the Pending with its
- * id. Writes are serialised by write_lock; the helper answers in any order.
+ * Lanes: requests travel on "lanes", stream socketpairs whose helper end was handed over on
+ * the control socket (RPC_OP_ADD_LANE, SCM_RIGHTS) and is served by a helper thread of its
+ * own. A caller takes a free lane (a new one while fewer than RPC_LANES_MAX exist, else it
+ * waits), writes its request and reads its own reply on it: one request per lane at a time,
+ * no reader thread and no hand-over on either side, so a call costs one socket round trip,
+ * and concurrent calls run in parallel in the helper. The one blocking C_WaitForSlotEvent
+ * simply holds a lane of its own.
  *
  * Failure: EOF, a write error, a malformed frame or a call that outlives its timeout
  * (module_timeout_ms; C_Login longer) kills the helper with SIGKILL and bumps the generation:
  * every pending and later call of that life answers CKR_DEVICE_REMOVED, so the store marks
- * its tokens absent and forgets their logins. Tokens and session handles carry the generation,
- * so nothing of a dead helper reaches the next one. Session handles we hand out are our own
- * (generation << 32 | a per-life counter), mapped to the helper's (OpenSC's are pointers). The next call after the backoff (the
- * hotplug poll makes one every poll interval) starts a new helper, which initialises the
+ * its tokens absent and forgets their logins. Lanes belong to one life (a reply from an older
+ * process cannot arrive on them), and tokens and session handles carry the generation, so
+ * nothing of a dead helper reaches the next one. Session handles we hand out are our own
+ * (generation << 32 | a per-life counter), mapped to the helper's (OpenSC's are pointers).
+ * A death is noticed by the next call that meets it (the hotplug poll makes one every poll
+ * interval). The next call after the backoff starts a new helper, which initialises the
  * module again; the poll then finds the tokens again (TokenAdded), logged out.
  *
- * Ownership: a Remote belongs to its Module. Its fd and pid belong to the Remote; the reader
- * thread of a life is joined before the next life starts (under start_lock).
+ * Ownership: a Remote belongs to its Module. Its control fd and pid belong to the Remote. A
+ * free lane belongs to the Remote; a busy one to the caller holding it, who closes it when
+ * its life ended meanwhile (remote_end_locked only shuts busy lanes down, so no fd is closed
+ * under a thread using it).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,33 +51,35 @@
 #define REMOTE_STOP_GRACE_MS 2000u   /* for C_Finalize when the agent stops a helper */
 #define REMOTE_HANDLE_BITS 32	     /* low bits of our session handle: a counter per life */
 #define REMOTE_SESSIONS_MAX 4096     /* sessions open at once through one helper */
+/* A reply is first read into a buffer of this size on the stack (a signature, an info
+ * structure: nearly all of them), so most replies take one read. */
+#define REMOTE_READ_INLINE 4096u
+/* How long a caller polls for its reply without sleeping (more than one CPU only). */
+#define REMOTE_SPIN_USEC 0u
 
 extern char **environ;
 
-typedef struct Pending {
-	struct Pending *next;
-	uint32_t id;
-	pthread_cond_t cond;
-	bool done; /* a reply arrived (buf), or the helper went away (buf NULL) */
-	uint8_t *buf;
-	size_t len;
-	RpcMessage msg;
-} Pending;
+typedef struct Lane {
+	struct Lane *next_free;
+	int fd;
+	unsigned gen; /* the life it belongs to */
+	bool busy;
+} Lane;
 
 struct Remote {
 	Module *m;
 	pthread_mutex_t start_lock; /* one start or stop at a time */
-	pthread_mutex_t write_lock; /* one frame on the socket at a time; guards fd for writers */
 	pthread_mutex_t lock;	    /* everything below */
-	int fd;
+	pthread_cond_t lane_cond;   /* a lane came free, or the life ended */
+	int fd;			    /* the control socket, fd 3 of the helper */
 	pid_t pid;
-	pthread_t reader;
-	bool reader_running;
 	bool alive;
-	bool stopping;	/* remote_stop: the EOF that follows is expected */
-	unsigned gen;	/* atomic reads: the current life; bumped when one ends */
+	bool stopping; /* remote_stop: the EOF that follows is expected */
+	unsigned gen;  /* atomic reads: the current life; bumped when one ends */
 	uint32_t next_id;
-	Pending *pending;
+	Lane *lanes[RPC_LANES_MAX]; /* this life's lanes, busy or free */
+	size_t n_lanes;
+	Lane *free_lanes;
 	struct {
 		uint32_t ours; /* low bits of the handle the store holds */
 		uint64_t real; /* the helper's handle */
@@ -100,6 +110,18 @@ static void deadline_in(struct timespec *ts, unsigned ms)
 	}
 }
 
+/* Milliseconds left until deadline (rounded up), 0 when past. */
+static int ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+	long long us;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	us = (long long)(deadline->tv_sec - now.tv_sec) * 1000000LL +
+	     (deadline->tv_nsec - now.tv_nsec) / 1000;
+	return us <= 0 ? 0 : (int)((us + 999) / 1000);
+}
+
 unsigned remote_generation(const Module *m)
 {
 	return m->remote ? __atomic_load_n(&m->remote->gen, __ATOMIC_ACQUIRE) : 0;
@@ -115,9 +137,29 @@ static const char *remote_helper_path(void)
 
 /* ---- frames on a stream socket ---- */
 
+/* Waits until fd is readable; 0, -ETIMEDOUT past deadline (NULL: none), -errno. */
+static int wait_readable(int fd, const struct timespec *deadline)
+{
+	for (;;) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		int ms = deadline ? ms_left(deadline) : -1;
+		int k;
+
+		if (ms == 0)
+			return -ETIMEDOUT;
+		k = poll(&pfd, 1, ms);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			return -errno;
+		if (k > 0)
+			return 0;
+	}
+}
+
 /*
  * Reads exactly n bytes; 0, -EPIPE at EOF, -ETIMEDOUT past deadline (if any), -errno. The
- * helper (helper-main.c) reads its requests with it too, without a deadline.
+ * helper (helper-main.c) reads with it too, without a deadline.
  */
 int remote_read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadline)
 {
@@ -125,22 +167,10 @@ int remote_read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadli
 		ssize_t k;
 
 		if (deadline) {
-			struct timespec now;
-			long ms;
-			struct pollfd pfd = {.fd = fd, .events = POLLIN};
+			int w = wait_readable(fd, deadline);
 
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			ms = (deadline->tv_sec - now.tv_sec) * 1000 +
-			     (deadline->tv_nsec - now.tv_nsec) / 1000000;
-			if (ms <= 0)
-				return -ETIMEDOUT;
-			k = poll(&pfd, 1, (int)ms);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k < 0)
-				return -errno;
-			if (k == 0)
-				return -ETIMEDOUT;
+			if (w < 0)
+				return w;
 		}
 		k = read(fd, p, n);
 		if (k < 0 && errno == EINTR)
@@ -155,35 +185,75 @@ int remote_read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadli
 	return 0;
 }
 
-/* One whole frame, the length checked against RPC_FRAME_MAX before allocating. */
-static int read_frame(int fd, uint8_t **ret, size_t *ret_len, const struct timespec *deadline)
+/*
+ * One whole frame from a lane, where the peer sends one frame and then waits: the first read
+ * takes up to REMOTE_READ_INLINE bytes at once (usually the whole frame), so bytes beyond the
+ * announced length mean a peer that does not keep to the protocol (-EBADMSG). The length is
+ * checked against RPC_FRAME_MAX before anything is allocated. With spin_usec, the first read
+ * is retried without blocking for that long before sleeping in poll(): the peer is working on
+ * another CPU and its answer is usually due sooner than a wake-up would take.
+ * Returns 0, -EPIPE (EOF before a whole frame), -ETIMEDOUT, -EBADMSG, -ENOMEM, -errno.
+ */
+int remote_read_frame(int fd, const struct timespec *deadline, unsigned spin_usec, uint8_t **ret,
+		      size_t *ret_len)
 {
-	uint8_t hdr[4];
-	uint8_t *buf;
-	size_t size;
-	int r;
+	uint8_t first[REMOTE_READ_INLINE];
+	uint64_t spin_end = spin_usec ? now_usec() + spin_usec : 0;
+	size_t got = 0, size = 0;
+	uint8_t *buf = NULL;
+	int r = 0;
 
-	r = remote_read_full(fd, hdr, sizeof(hdr), deadline);
+	while (got < 4) {
+		ssize_t k = recv(fd, first + got, sizeof(first) - got,
+				 deadline || spin_end ? MSG_DONTWAIT : 0);
+
+		if (k > 0) {
+			got += (size_t)k;
+			continue;
+		}
+		if (k == 0) {
+			r = -EPIPE;
+			break;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK) {
+			r = -errno;
+			break;
+		}
+		if (spin_end && now_usec() < spin_end)
+			continue;
+		spin_end = 0;
+		r = wait_readable(fd, deadline);
+		if (r < 0)
+			break;
+	}
+	if (r == 0) {
+		size = rpc_frame_size(first);
+		if (size == 0 || got > size)
+			r = -EBADMSG;
+	}
+	if (r == 0) {
+		buf = malloc(size);
+		if (!buf)
+			r = -ENOMEM;
+	}
+	if (r == 0) {
+		memcpy(buf, first, got);
+		r = remote_read_full(fd, buf + got, size - got, deadline);
+		if (r < 0)
+			erase_and_free(buf, size);
+	}
+	/* The frame may be a signature or a PIN. */
+	explicit_bzero(first, got);
 	if (r < 0)
 		return r;
-	size = rpc_frame_size(hdr);
-	if (size == 0)
-		return -EBADMSG;
-	buf = malloc(size);
-	if (!buf)
-		return -ENOMEM;
-	memcpy(buf, hdr, sizeof(hdr));
-	r = remote_read_full(fd, buf + 4, size - 4, deadline);
-	if (r < 0) {
-		erase_and_free(buf, size);
-		return r;
-	}
 	*ret = buf;
 	*ret_len = size;
 	return 0;
 }
 
-/* Writes all n bytes (no SIGPIPE); 0 or -errno. Both ends of the socketpair use it. */
+/* Writes all n bytes (no SIGPIPE); 0 or -errno. Both ends of a socketpair use it. */
 int remote_write_full(int fd, const uint8_t *p, size_t n)
 {
 	while (n > 0) {
@@ -212,7 +282,7 @@ static unsigned backoff_ms(unsigned fails)
 	return ms < REMOTE_BACKOFF_MAX_MS ? ms : REMOTE_BACKOFF_MAX_MS;
 }
 
-/* With r->lock held: this life is over. Wakes every waiter; the caller logs. */
+/* With r->lock held: this life is over. Wakes every caller; the caller of this logs. */
 static void remote_end_locked(Remote *r)
 {
 	r->alive = false;
@@ -223,10 +293,19 @@ static void remote_end_locked(Remote *r)
 		kill(r->pid, SIGKILL);
 	if (r->fd >= 0)
 		shutdown(r->fd, SHUT_RDWR);
-	for (Pending *p = r->pending; p; p = p->next) {
-		p->done = true;
-		pthread_cond_signal(&p->cond);
+	/* A caller blocked on its lane wakes up with EOF and closes the lane itself. */
+	for (size_t i = 0; i < r->n_lanes; i++) {
+		Lane *l = r->lanes[i];
+
+		shutdown(l->fd, SHUT_RDWR);
+		if (!l->busy) {
+			close(l->fd);
+			free(l);
+		}
 	}
+	r->n_lanes = 0;
+	r->free_lanes = NULL;
+	pthread_cond_broadcast(&r->lane_cond);
 }
 
 /* Ends life gen of the helper (if still current) because of why. */
@@ -258,58 +337,6 @@ static void remote_fail(Remote *r, unsigned gen, const char *why)
 		 r->m->name, (int)pid, why, backoff_ms(r->fails));
 }
 
-typedef struct ReaderArgs {
-	Remote *r;
-	int fd;
-	unsigned gen;
-} ReaderArgs;
-
-static void *reader_main(void *userdata)
-{
-	ReaderArgs a = *(ReaderArgs *)userdata;
-	Remote *r = a.r;
-
-	free(userdata);
-	for (;;) {
-		uint8_t *buf = NULL;
-		size_t len = 0;
-		RpcMessage msg;
-		Pending *p;
-		int k = read_frame(a.fd, &buf, &len, NULL);
-
-		if (k == 0 && rpc_decode_frame(buf, len, &msg) < 0) {
-			erase_and_free(buf, len);
-			k = -EBADMSG;
-		}
-		if (k < 0) {
-			remote_fail(r, a.gen,
-				    k == -EPIPE	     ? "exited"
-				    : k == -EBADMSG ? "sent a malformed frame"
-						    : "cannot be read from");
-			break;
-		}
-		pthread_mutex_lock(&r->lock);
-		for (p = r->pending; p && p->id != msg.id; p = p->next)
-			;
-		if (p && !p->done) {
-			p->buf = buf;
-			p->len = len;
-			p->msg = msg;
-			p->done = true;
-			pthread_cond_signal(&p->cond);
-			buf = NULL;
-		}
-		pthread_mutex_unlock(&r->lock);
-		if (buf) {
-			/* A reply nobody asked for: the helper is confused or lying. */
-			erase_and_free(buf, len);
-			remote_fail(r, a.gen, "answered a request it was not sent");
-			break;
-		}
-	}
-	return NULL;
-}
-
 /* Waits up to ms for pid to end and reaps it; SIGKILL first when kill_it. */
 static void reap(pid_t pid, bool kill_it, unsigned ms)
 {
@@ -334,27 +361,21 @@ static void reap(pid_t pid, bool kill_it, unsigned ms)
 	}
 }
 
-/* With start_lock held and no life running: what is left of the last one goes. */
+/* With start_lock held and no life running: what is left of the last one goes. Its lanes
+ * went with remote_end_locked() or go with the callers that still hold them. */
 static void remote_bury(Remote *r)
 {
-	pthread_t reader;
-	bool joined;
 	pid_t pid;
+	int fd;
 
 	pthread_mutex_lock(&r->lock);
-	reader = r->reader;
-	joined = r->reader_running;
-	r->reader_running = false;
 	pid = r->pid;
 	r->pid = 0;
-	pthread_mutex_unlock(&r->lock);
-	if (joined)
-		pthread_join(reader, NULL);
-	pthread_mutex_lock(&r->write_lock);
-	if (r->fd >= 0)
-		close(r->fd);
+	fd = r->fd;
 	r->fd = -1;
-	pthread_mutex_unlock(&r->write_lock);
+	pthread_mutex_unlock(&r->lock);
+	if (fd >= 0)
+		close(fd);
 	reap(pid, true, 1000);
 }
 
@@ -367,7 +388,7 @@ static CK_RV remote_spawn(Remote *r)
 			(char *)"--name", m->name, NULL};
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
-	sigset_t none, deflt, all, old;
+	sigset_t none, deflt;
 	struct timeval tv = {.tv_sec = m->timeout_ms / 1000,
 			     .tv_usec = (m->timeout_ms % 1000) * 1000};
 	struct timespec deadline;
@@ -375,7 +396,6 @@ static CK_RV remote_spawn(Remote *r)
 	size_t len = 0;
 	RpcMessage msg;
 	uint64_t rv64 = CKR_GENERAL_ERROR;
-	ReaderArgs *args;
 	int sv[2], child, k;
 	pid_t pid;
 
@@ -422,7 +442,7 @@ static CK_RV remote_spawn(Remote *r)
 
 	/* Its first frame: C_Initialize done (or failed). */
 	deadline_in(&deadline, m->timeout_ms);
-	k = read_frame(sv[0], &buf, &len, &deadline);
+	k = remote_read_frame(sv[0], &deadline, 0, &buf, &len);
 	if (k == 0 && (rpc_decode_frame(buf, len, &msg) < 0 || msg.op != RPC_OP_HELLO ||
 		       rpc_get_u64(&msg, 0, &rv64) < 0))
 		k = -EBADMSG;
@@ -440,30 +460,12 @@ static CK_RV remote_spawn(Remote *r)
 		return k < 0 ? CKR_DEVICE_ERROR : (CK_RV)rv64;
 	}
 
-	args = malloc(sizeof(*args));
 	pthread_mutex_lock(&r->lock);
 	r->fd = sv[0];
 	r->pid = pid;
-	r->alive = args != NULL;
+	r->alive = true;
 	r->started_usec = now_usec();
-	if (args) {
-		*args = (ReaderArgs){r, sv[0], r->gen};
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		r->reader_running = pthread_create(&r->reader, NULL, reader_main, args) == 0;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		if (!r->reader_running) {
-			free(args);
-			remote_end_locked(r);
-		} else
-			pthread_setname_np(r->reader, "ca-helper-rd");
-	}
-	k = r->alive;
 	pthread_mutex_unlock(&r->lock);
-	if (!k) {
-		remote_bury(r);
-		return CKR_HOST_MEMORY;
-	}
 	call_log(LOG_INFO, "module %s: running in helper process %d", m->name, (int)pid);
 	return CKR_OK;
 }
@@ -509,8 +511,8 @@ Remote *remote_free(Remote *r)
 	if (!r)
 		return NULL;
 	pthread_mutex_destroy(&r->start_lock);
-	pthread_mutex_destroy(&r->write_lock);
 	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->lane_cond);
 	free(r->sessions);
 	free(r);
 	return NULL;
@@ -529,8 +531,8 @@ CK_RV remote_start(Module *m)
 		r->fd = -1;
 		r->gen = 1;
 		pthread_mutex_init(&r->start_lock, NULL);
-		pthread_mutex_init(&r->write_lock, NULL);
 		pthread_mutex_init(&r->lock, NULL);
+		pthread_cond_init(&r->lane_cond, NULL);
 		m->remote = r;
 	}
 	if (!m->timeout_ms)
@@ -547,7 +549,8 @@ CK_RV remote_start(Module *m)
 	return rv;
 }
 
-/* Ends the helper: EOF lets it C_Finalize and exit; SIGKILL after a grace period. */
+/* Ends the helper: EOF on its control socket lets it C_Finalize and exit; SIGKILL after a
+ * grace period. */
 void remote_stop(Module *m)
 {
 	Remote *r = m->remote;
@@ -575,6 +578,155 @@ void remote_stop(Module *m)
 	pthread_mutex_unlock(&r->start_lock);
 }
 
+/* ---- lanes ---- */
+
+/*
+ * With r->lock held: a new lane for this life, its helper end sent on the control socket.
+ * Returns 0 or -errno (the control socket failed: the helper is gone or stuck).
+ */
+static int lane_add_locked(Remote *r, Lane **ret)
+{
+	struct timeval tv = {.tv_sec = r->m->timeout_ms / 1000,
+			     .tv_usec = (r->m->timeout_ms % 1000) * 1000};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control = {0};
+	uint8_t frame[RPC_HEADER_LEN];
+	struct iovec iov = {frame, sizeof(frame)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = control.buf,
+			    .msg_controllen = sizeof(control.buf)};
+	struct cmsghdr *cm;
+	RpcBuf b;
+	Lane *l;
+	int sv[2], k;
+
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+		free(l);
+		return -errno;
+	}
+	rpc_buf_begin(&b, 0, RPC_OP_ADD_LANE);
+	k = rpc_buf_finish(&b);
+	if (k == 0 && b.len == sizeof(frame))
+		memcpy(frame, b.data, sizeof(frame));
+	else
+		k = k < 0 ? k : -EINVAL;
+	rpc_buf_wipe(&b);
+	if (k == 0) {
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &sv[1], sizeof(int));
+		/* The helper's main thread only waits for these: never blocks for long. */
+		do
+			k = sendmsg(r->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) == sizeof(frame)
+				    ? 0
+				    : -errno;
+		while (k == -EINTR);
+	}
+	close(sv[1]);
+	if (k < 0) {
+		close(sv[0]);
+		free(l);
+		return k;
+	}
+	/* A helper that stops reading must not block a writer forever. */
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	l->fd = sv[0];
+	l->gen = r->gen;
+	r->lanes[r->n_lanes++] = l;
+	*ret = l;
+	return 0;
+}
+
+/*
+ * A lane of the current life for one request, and that life's generation and a request id.
+ * Waits while all RPC_LANES_MAX lanes are busy. CKR_DEVICE_REMOVED when the helper is gone
+ * (or its control socket failed: then it is ended here).
+ */
+static CK_RV lane_acquire(Remote *r, Lane **ret, unsigned *ret_gen, uint32_t *ret_id)
+{
+	Lane *l = NULL;
+	unsigned gen = 0;
+	int k = 0;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		if (!r->alive)
+			break;
+		gen = r->gen;
+		if (r->free_lanes) {
+			l = r->free_lanes;
+			r->free_lanes = l->next_free;
+			break;
+		}
+		if (r->n_lanes < RPC_LANES_MAX) {
+			k = lane_add_locked(r, &l);
+			break;
+		}
+		pthread_cond_wait(&r->lane_cond, &r->lock);
+	}
+	if (l) {
+		l->busy = true;
+		l->next_free = NULL;
+		*ret_id = ++r->next_id ? r->next_id : ++r->next_id; /* 0 is the greeting's */
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (k == -ENOMEM)
+		return CKR_HOST_MEMORY;
+	if (k < 0)
+		remote_fail(r, gen, "cannot be sent a new lane");
+	if (!l)
+		return CKR_DEVICE_REMOVED;
+	*ret = l;
+	*ret_gen = gen;
+	return CKR_OK;
+}
+
+/* Gives lane l back, or closes it when its life ended meanwhile. */
+static void lane_release(Remote *r, Lane *l)
+{
+	pthread_mutex_lock(&r->lock);
+	if (r->alive && l->gen == r->gen) {
+		l->busy = false;
+		l->next_free = r->free_lanes;
+		r->free_lanes = l;
+		pthread_cond_signal(&r->lane_cond);
+		l = NULL;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (l) {
+		close(l->fd);
+		free(l);
+	}
+}
+
+/*
+ * How long a caller spins for its reply before sleeping in poll() (remote_read_frame): only
+ * with more than one CPU, where the helper works meanwhile. See docs/performance.md.
+ */
+static unsigned remote_spin_usec(void)
+{
+	static int cpus;
+	int n = __atomic_load_n(&cpus, __ATOMIC_RELAXED);
+
+	if (n == 0) {
+		long k = sysconf(_SC_NPROCESSORS_ONLN);
+
+		n = k > 0 ? (int)k : 1;
+		__atomic_store_n(&cpus, n, __ATOMIC_RELAXED);
+	}
+	if (getenv("CERTAGENT_RPC_SPIN_USEC")) /* XXX measuring only */
+		return n > 1 ? (unsigned)atoi(getenv("CERTAGENT_RPC_SPIN_USEC")) : 0;
+	return n > 1 ? REMOTE_SPIN_USEC : 0;
+}
+
 /* ---- one request ---- */
 
 typedef struct Reply {
@@ -591,29 +743,24 @@ static void reply_clear(Reply *rep)
 }
 #define _cleanup_reply_ _cleanup_(reply_clear)
 
-static void pending_remove(Remote *r, Pending *p)
-{
-	for (Pending **pp = &r->pending; *pp; pp = &(*pp)->next)
-		if (*pp == p) {
-			*pp = p->next;
-			break;
-		}
-}
-
 /*
- * Sends req (built with id 0; wiped here) and waits for the reply (timeout_ms 0: as long as
- * the helper lives). Returns the reply's CK_RV
- * (field 0) with the reply in *rep, or CKR_DEVICE_REMOVED when the helper is gone, fails or
- * times out, CKR_HOST_MEMORY, CKR_GENERAL_ERROR (our request did not encode).
+ * Sends req (built with id 0; wiped here) on a lane and reads the reply there (timeout_ms 0:
+ * as long as the helper lives). Returns the reply's CK_RV (field 0) with the reply in *rep,
+ * or CKR_DEVICE_REMOVED when the helper is gone, fails or times out, CKR_HOST_MEMORY,
+ * CKR_GENERAL_ERROR (our request did not encode).
  */
 static CK_RV remote_call(Module *m, RpcBuf *req, RpcOp op, unsigned timeout_ms, Reply *rep)
 {
 	Remote *r = m->remote;
-	Pending p = {0};
-	pthread_condattr_t ca;
 	struct timespec deadline;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	RpcMessage msg;
 	uint64_t rv64;
 	unsigned gen;
+	uint32_t id;
+	Lane *lane;
+	CK_RV rv;
 	int k;
 
 	*rep = (Reply){0};
@@ -626,65 +773,52 @@ static CK_RV remote_call(Module *m, RpcBuf *req, RpcOp op, unsigned timeout_ms, 
 		rpc_buf_wipe(req);
 		return k == -ENOMEM ? CKR_HOST_MEMORY : CKR_GENERAL_ERROR;
 	}
-	if (remote_ensure(r) != CKR_OK) {
+	rv = remote_ensure(r);
+	if (rv == CKR_OK)
+		rv = lane_acquire(r, &lane, &gen, &id);
+	if (rv != CKR_OK) {
 		rpc_buf_wipe(req);
-		return CKR_DEVICE_REMOVED;
+		return rv == CKR_HOST_MEMORY ? rv : CKR_DEVICE_REMOVED;
 	}
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&p.cond, &ca);
-	pthread_condattr_destroy(&ca);
-
-	pthread_mutex_lock(&r->lock);
-	if (!r->alive) {
-		pthread_mutex_unlock(&r->lock);
-		pthread_cond_destroy(&p.cond);
-		rpc_buf_wipe(req);
-		return CKR_DEVICE_REMOVED;
-	}
-	gen = r->gen;
-	p.id = ++r->next_id ? r->next_id : ++r->next_id; /* 0 is the greeting's */
-	p.next = r->pending;
-	r->pending = &p;
-	pthread_mutex_unlock(&r->lock);
-
-	rpc_buf_set_id(req, p.id);
-	pthread_mutex_lock(&r->write_lock);
-	k = __atomic_load_n(&r->gen, __ATOMIC_ACQUIRE) == gen && r->fd >= 0
-		    ? remote_write_full(r->fd, req->data, req->len)
-		    : -EPIPE;
-	pthread_mutex_unlock(&r->write_lock);
+	rpc_buf_set_id(req, id);
+	k = remote_write_full(lane->fd, req->data, req->len);
 	rpc_buf_wipe(req);
-	if (k < 0)
-		remote_fail(r, gen, k == -EAGAIN ? "stopped reading requests" : "cannot be written to");
-
-	deadline_in(&deadline, timeout_ms);
-	pthread_mutex_lock(&r->lock);
-	while (!p.done)
-		if (timeout_ms == 0) /* C_WaitForSlotEvent: ends with the helper */
-			pthread_cond_wait(&p.cond, &r->lock);
-		else if (pthread_cond_timedwait(&p.cond, &r->lock, &deadline) == ETIMEDOUT)
-			break;
-	pending_remove(r, &p);
-	pthread_mutex_unlock(&r->lock);
-	pthread_cond_destroy(&p.cond);
-	if (!p.done) {
+	if (k < 0) {
+		remote_fail(r, gen,
+			    k == -EAGAIN ? "stopped reading requests" : "cannot be written to");
+		lane_release(r, lane);
+		return CKR_DEVICE_REMOVED;
+	}
+	if (timeout_ms)
+		deadline_in(&deadline, timeout_ms);
+	/* C_WaitForSlotEvent (no timeout) blocks: no point spinning for it. */
+	k = remote_read_frame(lane->fd, timeout_ms ? &deadline : NULL,
+			      timeout_ms ? remote_spin_usec() : 0, &buf, &len);
+	if (k == 0 && rpc_decode_frame(buf, len, &msg) < 0)
+		k = -EBADMSG;
+	if (k < 0) {
 		char why[64];
 
-		snprintf(why, sizeof(why), "did not answer within %u ms", timeout_ms);
-		remote_fail(r, gen, why);
+		if (k == -ETIMEDOUT)
+			snprintf(why, sizeof(why), "did not answer within %u ms", timeout_ms);
+		remote_fail(r, gen,
+			    k == -ETIMEDOUT ? why
+			    : k == -EPIPE   ? "exited"
+			    : k == -EBADMSG ? "sent a malformed frame"
+					    : "cannot be read from");
+		erase_and_free(buf, len);
+		lane_release(r, lane);
 		return CKR_DEVICE_REMOVED;
 	}
-	if (!p.buf)
-		return CKR_DEVICE_REMOVED;
-	rep->buf = p.buf;
-	rep->len = p.len;
-	rep->msg = p.msg;
-	if (p.msg.op != op || rpc_get_u64(&p.msg, 0, &rv64) < 0) {
+	lane_release(r, lane);
+	if (msg.id != id || msg.op != op || rpc_get_u64(&msg, 0, &rv64) < 0) {
 		remote_fail(r, gen, "sent a reply that does not fit the request");
-		reply_clear(rep);
+		erase_and_free(buf, len);
 		return CKR_DEVICE_REMOVED;
 	}
+	rep->buf = buf;
+	rep->len = len;
+	rep->msg = msg;
 	rep->rv = (CK_RV)rv64;
 	return rep->rv;
 }
@@ -724,11 +858,6 @@ static CK_RV remote_handle_ex(Module *m, CK_SESSION_HANDLE h, bool drop, uint64_
 			}
 	pthread_mutex_unlock(&r->lock);
 	return rv;
-}
-
-static CK_RV remote_handle(Module *m, CK_SESSION_HANDLE h, uint64_t *ret)
-{
-	return remote_handle_ex(m, h, false, ret);
 }
 
 /*
@@ -1025,17 +1154,11 @@ CK_RV remote_get_ulong(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_AT
  * Mechanisms travel as type + ULONGS parameters: none, or CK_RSA_PKCS_PSS_PARAMS' three
  * fields. Those are all certagent signs with (sign.c); anything else is refused here.
  */
-CK_RV remote_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key)
+static CK_RV remote_put_mechanism(RpcBuf *b, const CK_MECHANISM *mech)
 {
-	_cleanup_reply_ Reply rep = {0};
 	CK_ULONG params[3];
 	size_t n_params = 0;
-	uint64_t rh;
-	RpcBuf b;
-	CK_RV rv = remote_handle(m, h, &rh);
 
-	if (rv != CKR_OK)
-		return rv;
 	if (mech->mechanism == CKM_RSA_PKCS_PSS) {
 		const CK_RSA_PKCS_PSS_PARAMS *pss = mech->pParameter;
 
@@ -1047,21 +1170,97 @@ CK_RV remote_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OB
 		n_params = 3;
 	} else if (mech->pParameter || mech->ulParameterLen)
 		return CKR_MECHANISM_PARAM_INVALID;
-	rpc_buf_begin(&b, 0, RPC_OP_SIGN_INIT);
-	rpc_put_u64(&b, rh);
-	rpc_put_u64(&b, mech->mechanism);
-	rpc_put_ulongs(&b, params, n_params);
+	rpc_put_u64(b, mech->mechanism);
+	rpc_put_ulongs(b, params, n_params);
+	return CKR_OK;
+}
+
+CK_RV remote_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key)
+{
+	_cleanup_reply_ Reply rep = {0};
+	RpcBuf b;
+	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_SIGN_INIT, &b);
+
+	if (rv != CKR_OK)
+		return rv;
+	rv = remote_put_mechanism(&b, mech);
+	if (rv != CKR_OK) {
+		rpc_buf_wipe(&b);
+		return rv;
+	}
 	rpc_put_u64(&b, key);
 	return remote_call(m, &b, RPC_OP_SIGN_INIT, timeout_of(m), &rep);
+}
+
+/*
+ * Reads the signature part of a Sign or SignOnce reply, fields from i: u64 length (the one
+ * needed on CKR_BUFFER_TOO_SMALL), then the bytes on CKR_OK. rv is the reply's.
+ */
+static CK_RV remote_take_signature(Module *m, const Reply *rep, size_t i, CK_RV rv, uint8_t *sig,
+				   CK_ULONG *sig_len)
+{
+	const uint8_t *v;
+	uint64_t want;
+	size_t n;
+
+	if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL)
+		return rv;
+	if (rpc_get_u64(&rep->msg, i, &want) < 0 || want > CALL_SIG_MAX)
+		return remote_bad_reply(m);
+	if (rv == CKR_BUFFER_TOO_SMALL || !sig) {
+		*sig_len = (CK_ULONG)want;
+		return rv;
+	}
+	if (rpc_get_bytes(&rep->msg, i + 1, &v, &n) < 0 || n != want || n > *sig_len)
+		return remote_bad_reply(m);
+	memcpy(sig, v, n);
+	*sig_len = (CK_ULONG)n;
+	return CKR_OK;
+}
+
+/*
+ * C_SignInit and C_Sign in one request (call_sign_once()): the helper runs both; the reply
+ * says whether C_SignInit succeeded (*ret_signing), so the operation may still be active
+ * after a failed C_Sign (CKR_BUFFER_TOO_SMALL: remote_sign() with a bigger buffer).
+ */
+CK_RV remote_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		       const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
+		       bool *ret_signing)
+{
+	_cleanup_reply_ Reply rep = {0};
+	uint64_t stage;
+	RpcBuf b;
+	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_SIGN_ONCE, &b);
+
+	*ret_signing = false;
+	if (rv != CKR_OK)
+		return rv;
+	rv = remote_put_mechanism(&b, mech);
+	if (rv != CKR_OK) {
+		rpc_buf_wipe(&b);
+		return rv;
+	}
+	rpc_put_u64(&b, key);
+	/* The data may be a digest of what the client sends: wiped with the frame. */
+	rpc_put_bytes(&b, data, len);
+	rpc_put_u64(&b, sig ? *sig_len : 0); /* 0: only ask for the length */
+	rv = remote_call(m, &b, RPC_OP_SIGN_ONCE, timeout_of(m), &rep);
+	if (!rep.buf)
+		return rv; /* no reply: the helper is gone */
+	if (rep.msg.n_fields == 1 && rv != CKR_OK)
+		return rv; /* refused before C_SignInit */
+	if (rpc_get_u64(&rep.msg, 1, &stage) < 0 || stage > 1 || (stage == 0 && rv == CKR_OK))
+		return remote_bad_reply(m);
+	*ret_signing = stage == 1;
+	if (!*ret_signing)
+		return rv;
+	return remote_take_signature(m, &rep, 2, rv, sig, sig_len);
 }
 
 CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
 		  CK_ULONG *sig_len)
 {
 	_cleanup_reply_ Reply rep = {0};
-	const uint8_t *v;
-	uint64_t want;
-	size_t n;
 	RpcBuf b;
 	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_SIGN, &b);
 
@@ -1071,19 +1270,9 @@ CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t le
 	rpc_put_bytes(&b, data, len);
 	rpc_put_u64(&b, sig ? *sig_len : 0); /* 0: only ask for the length */
 	rv = remote_call(m, &b, RPC_OP_SIGN, timeout_of(m), &rep);
-	if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL)
+	if (!rep.buf)
 		return rv;
-	if (rpc_get_u64(&rep.msg, 1, &want) < 0 || want > CALL_SIG_MAX)
-		return remote_bad_reply(m);
-	if (rv == CKR_BUFFER_TOO_SMALL || !sig) {
-		*sig_len = (CK_ULONG)want;
-		return rv;
-	}
-	if (rpc_get_bytes(&rep.msg, 2, &v, &n) < 0 || n != want || n > *sig_len)
-		return remote_bad_reply(m);
-	memcpy(sig, v, n);
-	*sig_len = (CK_ULONG)n;
-	return CKR_OK;
+	return remote_take_signature(m, &rep, 1, rv, sig, sig_len);
 }
 
 /*

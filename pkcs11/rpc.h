@@ -1,8 +1,14 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * rpc: the framed protocol between certagentd and certagent-pkcs11-helper (one helper process
- * per isolated PKCS#11 module, over a socketpair). Encoder and a strict, bounded decoder with
- * no I/O, so the decoder can be fuzzed on its own (tests/fuzz/fuzz-rpc.c).
+ * per isolated PKCS#11 module). Encoder and a strict, bounded decoder with no I/O, so the
+ * decoder can be fuzzed on its own (tests/fuzz/fuzz-rpc.c).
+ *
+ * Transport (remote.c, helper-main.c): stream socketpairs. The helper's fd 3 is the control
+ * socket: the greeting (HELLO) and ADD_LANE, whose frame carries one more socketpair end as
+ * SCM_RIGHTS. Every other request travels on a lane: one request at a time, answered on the
+ * same lane by the helper thread that owns it, so a lane never holds more than one frame in
+ * each direction.
  *
  * A frame, every integer little-endian:
  *   u32 length    bytes that follow (id + op + fields); at most RPC_FRAME_MAX - 4, checked
@@ -36,6 +42,9 @@
 #define RPC_ULONGS_MAX 4096u /* slots, mechanisms, object handles per reply */
 #define RPC_ATTRS_MAX 32u    /* attributes in a search template */
 #define RPC_ATTR_NO_VALUE 0xffffffffu
+/* Lanes (request sockets) between the agent and one helper, each with a helper thread: as
+ * many calls run at once; more wait for a lane. */
+#define RPC_LANES_MAX 64u
 
 typedef enum RpcOp {
 	RPC_OP_HELLO = 1, /* helper -> agent once, id 0: rv of C_Initialize, CK_INFO */
@@ -56,6 +65,8 @@ typedef enum RpcOp {
 	RPC_OP_SIGN_INIT,
 	RPC_OP_SIGN,
 	RPC_OP_WAIT_FOR_SLOT_EVENT,
+	RPC_OP_ADD_LANE,  /* agent -> helper on fd 3, no reply: a new lane's end as SCM_RIGHTS */
+	RPC_OP_SIGN_ONCE, /* C_SignInit + C_Sign in one request; reply: rv, u64 stage, len, sig */
 	_RPC_OP_MAX,
 } RpcOp;
 

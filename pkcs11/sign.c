@@ -3,7 +3,8 @@
  * sign: one signature on one pooled session. Chooses the mechanism for the scheme
  * (CKM_RSA_PKCS over the DigestInfo, CKM_RSA_PKCS_PSS with salt = hash length over the bare
  * hash, CKM_ECDSA over the bare hash with r||s turned into DER, CKM_EDDSA over the message),
- * logs in when the token needs it, and reopens the session once when the module says it is
+ * logs in when the token needs it, signs with one call_sign_once() (one request to an
+ * isolated module's helper), and reopens the session once when the module says it is
  * gone (CKR_SESSION_HANDLE_INVALID / CKR_SESSION_CLOSED). A failure is classified by
  * hotplug_check_error() (a pulled card often shows as CKR_GENERAL_ERROR). Never CKM_RSA_X_509.
  */
@@ -83,6 +84,31 @@ typedef struct SignOp {
 	bool poisoned; /* an operation may still be active on the session: close it */
 } SignOp;
 
+static bool rv_key_gone(CK_RV rv)
+{
+	return rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID;
+}
+
+/* The key of op->id by its ID (after a login its handle may have changed: SoftHSM's do). */
+static int sign_find_key(SignOp *op, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *key, bool *always,
+			 CaError *err)
+{
+	int r = object_find_private_key(op->t, h, op->id, key, always, &op->rv, err);
+
+	if (r != 0)
+		return r;
+	__atomic_store_n((bool *)&op->id->always_authenticate, *always, __ATOMIC_RELAXED);
+	__atomic_store_n((CK_OBJECT_HANDLE *)&op->id->key, *key, __ATOMIC_RELAXED);
+	return 0;
+}
+
+/*
+ * One signature on session h. The login state is taken from login_cached() when it can be
+ * (no C_GetSessionInfo per signature): a C_SignInit that then says the user is not logged in,
+ * or does not know the key, sends us through login_ensure() and tries once more. C_SignInit
+ * and C_Sign go as one call_sign_once() (one request to an isolated module), except for a
+ * CKA_ALWAYS_AUTHENTICATE key, which needs its context-specific login between the two.
+ */
 static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t *ret_len,
 		     CaError *err)
 {
@@ -93,23 +119,25 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 	CK_OBJECT_HANDLE cached = __atomic_load_n(&op->id->key, __ATOMIC_RELAXED);
 	CK_OBJECT_HANDLE key = cached;
 	bool always = __atomic_load_n(&op->id->always_authenticate, __ATOMIC_RELAXED);
+	bool trusted, refound = false, signing = false;
 	uint8_t *sig = NULL;
 	CK_ULONG sig_len = SIG_INITIAL;
 	size_t sig_alloc = SIG_INITIAL;
 	uint64_t t0;
-	int r;
+	int r = 0;
 
 	op->rv = CKR_OK;
 	op->poisoned = false;
-	r = login_ensure(op->s, t, h, op->pin, op->pin_len, &op->rv, err);
-	if (r != 0)
-		return r;
-	if (key == CK_INVALID_HANDLE) {
-		r = object_find_private_key(t, h, op->id, &key, &always, &op->rv, err);
+	trusted = login_cached(op->s, t);
+	if (!trusted) {
+		r = login_ensure(op->s, t, h, op->pin, op->pin_len, &op->rv, err);
 		if (r != 0)
 			return r;
-		__atomic_store_n((bool *)&op->id->always_authenticate, always, __ATOMIC_RELAXED);
-		__atomic_store_n((CK_OBJECT_HANDLE *)&op->id->key, key, __ATOMIC_RELAXED);
+	}
+	if (key == CK_INVALID_HANDLE) {
+		r = sign_find_key(op, h, &key, &always, err);
+		if (r != 0)
+			return r;
 	}
 	switch (op->scheme->kind) {
 	case CA_SIG_RSA_PKCS1:
@@ -140,35 +168,57 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 		if (r != 0)
 			return r;
 	}
-	t0 = now_usec();
-	op->rv = call_sign_init(t->module, h, &mech, key);
-	if ((op->rv == CKR_KEY_HANDLE_INVALID || op->rv == CKR_OBJECT_HANDLE_INVALID) &&
-	    key == cached) {
-		/* Handles of private objects may change across logout/login (SoftHSM does):
-		 * find the key again by its ID. */
-		r = object_find_private_key(t, h, op->id, &key, &always, &op->rv, err);
-		if (r != 0)
-			return r;
-		__atomic_store_n((bool *)&op->id->always_authenticate, always, __ATOMIC_RELAXED);
-		__atomic_store_n((CK_OBJECT_HANDLE *)&op->id->key, key, __ATOMIC_RELAXED);
-		pthread_mutex_lock(&t->login_lock);
-		t->rescan_needed = true;
-		pthread_mutex_unlock(&t->login_lock);
+	sig = malloc(sig_alloc);
+	if (!sig)
+		return -ENOMEM;
+	for (;;) {
 		t0 = now_usec();
-		op->rv = call_sign_init(t->module, h, &mech, key);
+		sig_len = sig_alloc;
+		if (always) {
+			op->rv = call_sign_init(t->module, h, &mech, key);
+			signing = op->rv == CKR_OK;
+		} else
+			op->rv = call_sign_once(t->module, h, &mech, key, op->data, op->len, sig,
+						&sig_len, &signing);
+		if (signing)
+			break;
+		if (trusted && (op->rv == CKR_USER_NOT_LOGGED_IN || rv_key_gone(op->rv))) {
+			/* The login we remembered is gone (or hid the key): ask the token. */
+			trusted = false;
+			login_distrust(t);
+			r = login_ensure(op->s, t, h, op->pin, op->pin_len, &op->rv, err);
+			if (r != 0)
+				break;
+			continue;
+		}
+		if (rv_key_gone(op->rv) && key == cached && !refound) {
+			/* Handles of private objects may change across logout/login (SoftHSM
+			 * does): find the key again by its ID. */
+			refound = true;
+			r = sign_find_key(op, h, &key, &always, err);
+			if (r != 0)
+				break;
+			pthread_mutex_lock(&t->login_lock);
+			t->rescan_needed = true;
+			pthread_mutex_unlock(&t->login_lock);
+			continue;
+		}
+		r = call_error(op->rv, t, "C_SignInit", err);
+		break;
 	}
-	if (op->rv != CKR_OK)
-		return call_error(op->rv, t, "C_SignInit", err);
+	if (!signing) {
+		erase_and_free(sig, sig_alloc);
+		return r;
+	}
 	op->poisoned = true;
 	if (always) {
 		r = login_context_specific(op->s, t, h, op->pin, op->pin_len, &op->rv, err);
-		if (r != 0)
+		if (r != 0) {
+			erase_and_free(sig, sig_alloc);
 			return r;
+		}
+		op->rv = call_sign(t->module, h, op->data, op->len, sig, &sig_len);
 	}
-	sig = malloc(sig_len);
-	if (!sig)
-		return -ENOMEM;
-	op->rv = call_sign(t->module, h, op->data, op->len, sig, &sig_len);
 	if (op->rv == CKR_BUFFER_TOO_SMALL && sig_len > SIG_INITIAL && sig_len <= SIG_MAX) {
 		uint8_t *bigger = malloc(sig_len);
 
@@ -184,6 +234,8 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 	op->info.token_usec = now_usec() - t0;
 	if (op->rv != CKR_OK) {
 		erase_and_free(sig, sig_alloc);
+		if (op->rv == CKR_USER_NOT_LOGGED_IN)
+			login_distrust(t);
 		return call_error(op->rv, t, "C_Sign", err);
 	}
 	op->poisoned = false;

@@ -152,7 +152,8 @@ sign_verify() {
 
 test_sign_ecdsa() {
 	h_need_py
-	setup
+	# The per-signature log line is at debug level (the audit log is the record).
+	setup "log-level = debug"
 	h_unlock_dbus demo
 	sign_verify ecdsa_secp256r1_sha256 "$URI" "$H_TMP/ca/client.pem"
 	# The demo line: which token, which mechanism, how long.

@@ -98,8 +98,10 @@ connect)
 	h_assert_server_version "TLS$tls"
 	h_assert_server_sig "$(expect_sig "$server" "$key" "$tls" "$rsa")"
 	# The signature came from the agent, with the key on the token (not from anywhere else).
-	grep -qE 'sign.*token "?interop' "$H_AGENT_LOG" ||
-		h_fail "the agent's log shows no signature with token interop"
+	# (the audit log is the record of each signature; the log line is at debug level)
+	grep -qE '"decision":"allowed","identity":"pkcs11:[^"]*token=interop' \
+		"$XDG_STATE_HOME/certagent/audit.jsonl" ||
+		h_fail "the agent's audit log shows no signature with token interop"
 	echo "ok: $server TLS $tls $key: server verified \"$subject\", client signature $(h_server_sigs | head -n 1)"
 	;;
 untrusted)

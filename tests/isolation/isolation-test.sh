@@ -19,7 +19,19 @@
 #   interop  certagent connect to gnutls-serv (TLS 1.3, client cert verified) with the key in
 #            an isolated module
 #   process  the module is mapped in the helper, not in certagentd; the helper keeps only fds
-#            0-3 (3: its socket) and is a child of the agent
+#            0-3 (3: its control socket) and the lane sockets the agent hands it, and is a
+#            child of the agent
+#   registered  a module registered with p11-kit (~/.config/pkcs11/modules/softhsm-test.module,
+#            the shim with a token folder of its own) is listed by a helper process and served
+#            from a helper of its own: its token is listed and signs, and neither it nor any
+#            other registered module is ever mapped in certagentd; p11-kit's enable-in and
+#            disable-in count for "certagentd"; allow-registered without it: not served;
+#            isolation = none: it is back in the agent. p11-kit reads no per-user modules as
+#            root, so as root the agent (and its clients) run as nobody.
+#   registered-bad  a helper whose --list-registered prints garbage, a list cut short, a
+#            relative path, too much, or hangs: the agent says so, serves no registered
+#            module and still serves its [module] (killed after module-timeout when it hangs);
+#            a registered module marked critical that cannot start is logged as an error
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 
 [ $# = 3 ] || h_fail "usage: isolation-test.sh CASE FAULT-MODULE SHIM-MODULE"
@@ -250,7 +262,9 @@ case_interop() {
 	h_assert_server_saw "$subject"
 	h_assert_server_version TLS1.3
 	h_assert_server_sig 'ECDSA-SECP256R1-SHA256'
-	grep -qE 'sign.*token "?iso' "$H_AGENT_LOG" || h_fail "the agent did not sign with token iso"
+	# The audit log is the per-signature record (the log line is debug level).
+	grep -q '"decision":"allowed","identity":"pkcs11:[^"]*token=iso;' \
+		"$XDG_STATE_HOME/certagent/audit.jsonl" || h_fail "the agent did not sign with token iso"
 }
 
 case_process() {
@@ -262,9 +276,17 @@ case_process() {
 	[ -n "$pid" ] || h_fail "no helper process for module softhsm"
 	grep -q 'libsofthsm2' "/proc/$pid/maps" || h_fail "the helper has not mapped libsofthsm2"
 	grep -q 'libsofthsm2' "/proc/$H_AGENT_PID/maps" && h_fail "certagentd has libsofthsm2 mapped"
+	# 0-2, fd 3 (its control socket) and the lanes the agent handed it: sockets only.
 	fds=$(cd "/proc/$pid/fd" && echo *)
-	[ "$fds" = "0 1 2 3" ] || h_fail "the helper has fds \"$fds\", expected only 0 1 2 3"
-	readlink "/proc/$pid/fd/3" | grep -q '^socket:' || h_fail "fd 3 of the helper is not a socket"
+	case "$fds " in
+	"0 1 2 3 "*) ;;
+	*) h_fail "the helper has fds \"$fds\", expected 0 1 2 3 and lanes" ;;
+	esac
+	for fd in $fds; do
+		[ "$fd" -le 2 ] && continue
+		readlink "/proc/$pid/fd/$fd" | grep -q '^socket:' ||
+			h_fail "fd $fd of the helper is not a socket: $(readlink "/proc/$pid/fd/$fd")"
+	done
 	i_unlock P
 	head -c 32 /dev/urandom >"$H_TMP/hash"
 	out=$(ctl_py sign "$(h_key_uri P kP)" "$SCHEME" "$H_TMP/hash" "$H_TMP/sig") ||
@@ -278,12 +300,190 @@ case_process() {
 	[ -z "$(i_helper_pid softhsm)" ] || h_fail "a helper runs with isolation = none"
 }
 
+# --- registered: p11-kit's modules without mapping them in the agent ---------------------------
+
+# r_user_env: R_RUN, the command prefix that runs a command as the user the agent runs as
+# (nobody when we are root) with only the environment the agent needs. An array, so that
+# "${R_RUN[@]}" CMD & gives $! = the pid CMD ends up with (setpriv and env exec).
+r_user_env() {
+	R_RUN=()
+	[ "$(id -u)" = 0 ] && R_RUN=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+	R_RUN+=(env -i PATH=/usr/bin:/bin HOME="$R_HOME" XDG_CONFIG_HOME="$R_HOME/.config"
+		XDG_STATE_HOME="$R_HOME/state" XDG_RUNTIME_DIR="$R_HOME/run"
+		SOFTHSM2_CONF="$R_PUB/softhsm2.conf" CERTAGENT_SHIM_SOFTHSM2_CONF="$R_PUB/softhsm-r.conf"
+		CERTAGENT_PKCS11_HELPER="$CERTAGENT_PKCS11_HELPER"
+		DBUS_SESSION_BUS_ADDRESS="$DBUS_SESSION_BUS_ADDRESS")
+}
+
+r_as_user() { "${R_RUN[@]}" "$@"; }
+
+r_ctl() { r_as_user "$PY" "$R_PUB/agentctl.py" "$@"; }
+
+# r_agent CONFIG-LINE...: certagentd as that user, registered modules on, no [module] at all.
+r_agent() {
+	printf '[agent]\nregistered-modules = yes\npinentry = none\npoll-interval = 0\n%s\n' \
+		"$(printf '%s\n' "$@")" >"$R_PUB/agent.conf"
+	chmod 644 "$R_PUB/agent.conf"
+	"${R_RUN[@]}" "$H_CERTAGENTD" --config "$R_PUB/agent.conf" \
+		--address "$DBUS_SESSION_BUS_ADDRESS" --foreground --debug </dev/null >>"$H_AGENT_LOG" 2>&1 &
+	H_AGENT_PID=$!
+	h_track "$H_AGENT_PID"
+	h_wait_until 15 h__agent_up || h_fail "certagentd did not come up on the bus; see agent.log"
+}
+
+# r_tokens: ListTokens (as the agent's user) into R_TOKENS; a D-Bus error fails the test.
+r_tokens() { R_TOKENS=$(r_ctl tokens) || h_fail "ListTokens failed: $R_TOKENS"; }
+
+# r_token_module LABEL: the module serving token LABEL in R_TOKENS, or nothing.
+r_token_module() {
+	"$PY" -c 'import json, sys
+for t in json.loads(sys.argv[2]):
+    if t.get("label") == sys.argv[1]:
+        print(t.get("module", "?"))' "$1" "$R_TOKENS"
+}
+
+# r_mapped PID: the module files mapped in process PID, one per line.
+r_mapped() { awk '$6 ~ /\.so/ { print $6 }' "/proc/$1/maps" | sort -u; }
+
+case_registered() {
+	local out pid mapped
+	if [ "$(id -u)" = 0 ]; then
+		command -v setpriv >/dev/null || h_skip "setpriv (util-linux) is not installed"
+		id nobody >/dev/null 2>&1 || h_skip "no user nobody"
+		getent group nogroup >/dev/null || h_skip "no group nogroup"
+	fi
+	# Everything the agent's user needs, in a folder it may enter ($H_TMP stays closed).
+	chmod 711 "$H_TMP"
+	R_PUB=$H_TMP/pub
+	R_HOME=$R_PUB/home
+	mkdir -p "$R_PUB/tokens-r" "$R_PUB/tokens-none" "$R_PUB/out" \
+		"$R_HOME/.config/pkcs11/modules" "$R_HOME/state" "$R_HOME/run"
+	chmod 700 "$R_HOME/run"
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+		"$R_PUB/tokens-r" >"$R_PUB/softhsm-r.conf"
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+		"$R_PUB/tokens-none" >"$R_PUB/softhsm2.conf"
+	SOFTHSM2_CONF=$R_PUB/softhsm-r.conf h_token R
+	SOFTHSM2_CONF=$R_PUB/softhsm-r.conf h_keygen R p256 kR 01
+	cp "$H_TMP/keygen.pub" "$H_TMP/R.pub"
+	# The registration: ours, for certagentd only (enable-in), and the system's SoftHSM and
+	# OpenSC switched off for certagentd (a user file adds keys to the system's one of the
+	# same name): their tokens would be this test's too.
+	printf 'module: %s\nenable-in: certagentd\n' "$SHIM_MODULE" \
+		>"$R_HOME/.config/pkcs11/modules/softhsm-test.module"
+	printf 'disable-in: certagentd\n' >"$R_HOME/.config/pkcs11/modules/softhsm2.module"
+	printf 'disable-in: certagentd\n' >"$R_HOME/.config/pkcs11/modules/opensc-pkcs11.module"
+	cp "$AGENTCTL" "$R_PUB/agentctl.py"
+	head -c 32 /dev/urandom >"$R_PUB/hash"
+	chmod -R a+rX "$R_PUB"
+	[ "$(id -u)" = 0 ] && chown -R nobody:nogroup "$R_HOME" "$R_PUB/tokens-r" \
+		"$R_PUB/tokens-none" "$R_PUB/out"
+	H_BUS_LISTEN=unix:path=$R_PUB/bus h_bus '<policy context="default"><allow user="*"/></policy>'
+	chmod 777 "$R_PUB/bus"
+	r_user_env
+	r_as_user sh -c "test -x '$H_CERTAGENTD' && test -x '$CERTAGENT_PKCS11_HELPER' &&
+		test -r '$SHIM_MODULE'" || h_skip "the build folder is closed to the agent's user"
+	out=$(r_as_user "$CERTAGENT_PKCS11_HELPER" --list-registered) ||
+		h_fail "certagent-pkcs11-helper --list-registered failed"
+	h_log "the helper lists: $(printf '%s' "$out" | tr '\t\n' ' |')"
+
+	# isolation = process (the default): served from a helper; nothing registered is mapped here.
+	r_agent
+	r_tokens
+	[ "$(r_token_module R)" = softhsm-test ] ||
+		h_fail "token R of the registered module is not listed: $R_TOKENS"
+	pid=$(i_helper_pid softhsm-test)
+	[ -n "$pid" ] || h_fail "no helper process for the registered module softhsm-test"
+	grep -q libsofthsm2 "/proc/$pid/maps" || h_fail "the helper has not mapped libsofthsm2"
+	mapped=$(r_mapped "$H_AGENT_PID" | grep -E 'libsofthsm2|softhsm-shim|opensc-pkcs11|p11-kit-trust' || :)
+	[ -z "$mapped" ] || h_fail "certagentd has registered modules mapped: $(tr '\n' ' ' <<<"$mapped")"
+	[ -z "$(i_helper_pid softhsm2)" ] && [ -z "$(i_helper_pid opensc-pkcs11)" ] ||
+		h_fail "a module with disable-in: certagentd was started"
+	[ -z "$(i_helper_pid p11-kit-trust)" ] || h_fail "the trust-policy module was started"
+	out=$(r_ctl unlock pkcs11:token=R "$H_PIN") || h_fail "Unlock of token R failed: $out"
+	out=$(r_ctl sign "$(h_key_uri R kR)" "$SCHEME" "$R_PUB/hash" "$R_PUB/out/sig") ||
+		h_fail "Sign with the registered module's key failed: $out"
+	openssl pkeyutl -verify -pubin -inkey "$H_TMP/R.pub" -in "$R_PUB/hash" \
+		-sigfile "$R_PUB/out/sig" >/dev/null || h_fail "the signature does not verify"
+	grep -q libsofthsm2 "/proc/$H_AGENT_PID/maps" && h_fail "certagentd mapped libsofthsm2 by signing"
+	h_agent_stop
+	h_wait_until 5 eval '! kill -0 '"$pid"' 2>/dev/null' || h_fail "the helper outlived the agent"
+
+	# allow-registered without it: not served, no helper.
+	r_agent "allow-registered = opensc-pkcs11"
+	r_tokens
+	[ -z "$(r_token_module R)" ] || h_fail "token R is served although allow-registered leaves it out"
+	[ -z "$(i_helper_pid softhsm-test)" ] || h_fail "a helper runs for a module not allowed"
+	grep -q 'registered module softhsm-test not in allow list' "$H_AGENT_LOG" ||
+		h_fail "the agent's log does not say softhsm-test was left out"
+	h_agent_stop
+
+	# isolation = none: p11-kit loads it into the agent (the maps check above can fail).
+	r_agent "isolation = none" "allow-registered = softhsm-test"
+	r_tokens
+	[ "$(r_token_module R)" = softhsm-test ] ||
+		h_fail "with isolation = none token R is not listed: $R_TOKENS"
+	grep -q libsofthsm2 "/proc/$H_AGENT_PID/maps" ||
+		h_fail "with isolation = none certagentd should have libsofthsm2 mapped"
+	[ -z "$(i_helper_pid softhsm-test)" ] || h_fail "a helper runs with isolation = none"
+}
+
+# A stand-in for the helper: its --list-registered misbehaves as $R_FAKE_MODE says; everything
+# else is the real helper (exec keeps fd 3).
+case_registered_bad() {
+	local fake=$H_TMP/fake-helper mode t0 want
+	# shellcheck disable=SC2016 # the stand-in's own code: expanded when it runs
+	{
+		printf '#!/bin/bash\n'
+		printf '[ "${1:-}" = --list-registered ] || exec %q "$@"\n' "$CERTAGENT_PKCS11_HELPER"
+		printf 'M=certagent-registered-modules\n'
+		printf 'case $R_FAKE_MODE in\n'
+		printf 'garbage) echo hello ;;\n'
+		printf 'cut) printf "$M 1\\nmodule\\tx\\t%%s\\t-\\n" %q ;;\n' "$H_SOFTHSM"
+		printf 'relative) printf "$M 1\\nmodule\\tx\\tlibsofthsm2.so\\t-\\nend\\n" ;;\n'
+		printf 'flood) echo "$M 1"; head -c 200000 /dev/zero | tr "\\0" a ;;\n'
+		printf 'hang) echo "$M 1"; exec sleep 600 ;;\n'
+		printf 'critical) printf "$M 1\nmodule\tgone\t/nonexistent/gone.so\tcritical\nend\n" ;;\n'
+		printf 'esac\n'
+	} >"$fake"
+	chmod 755 "$fake"
+	h_token B
+	h_keygen B p256 kB 01
+	cp "$H_TMP/keygen.pub" "$H_TMP/B.pub"
+	head -c 32 /dev/urandom >"$H_TMP/hash"
+	for mode in garbage cut relative flood hang critical; do
+		case $mode in
+		flood) want='printed too much: killed' ;;
+		hang) want='did not finish in time: killed' ;;
+		critical) want='module gone is marked critical in its p11-kit registration' ;;
+		*) want='printed a malformed list' ;;
+		esac
+		: >"$H_AGENT_LOG"
+		t0=$(date +%s)
+		R_FAKE_MODE=$mode CERTAGENT_PKCS11_HELPER=$fake \
+			h_agent "registered-modules = yes" "isolation = process" "module-timeout = 2"
+		# The store may still be loading when the agent has its name: wait for the verdict.
+		h_wait_until 10 grep -qF -- "$want" "$H_AGENT_LOG" ||
+			h_fail "$mode: the agent's log does not say \"$want\""
+		[ $(($(date +%s) - t0)) -lt 8 ] || h_fail "$mode: the agent took too long to give up"
+		[ "$mode" = critical ] ||
+			grep -q 'could not list the modules registered with p11-kit' "$H_AGENT_LOG" ||
+			h_fail "$mode: the agent's log does not say the registered modules are not served"
+		i_unlock B
+		i_expect_sign_ok B
+		h_log "$mode: $(grep -F -e '--list-registered' -e critical "$H_AGENT_LOG")"
+		h_agent_stop
+	done
+}
+
 case $CASE in
 crash) case_crash ;;
 hang) case_hang ;;
 schemes) case_schemes ;;
 interop) case_interop ;;
 process) case_process ;;
+registered) case_registered ;;
+registered-bad) case_registered_bad ;;
 *) h_fail "unknown case $CASE" ;;
 esac
 printf 'ok %s\n' "$CASE"

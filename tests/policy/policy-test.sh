@@ -380,6 +380,216 @@ test_deny() {
 	sign_ok "$URI"
 }
 
+# ---- certagent policy add/remove, and Reload reading the [policy] sections again ----------
+
+# pol ARG...: `certagent policy ARG... --config` the agent's file (the one it reloads).
+pol() { h_certagent policy "$@" --config "$H_AGENT_CONF"; }
+# pol_rc RC ARG...: pol must exit with RC; its stderr is left in $H_TMP/pol.err.
+pol_rc() {
+	local want=$1 rc=0
+	shift
+	pol "$@" >"$H_TMP/pol.out" 2>"$H_TMP/pol.err" || rc=$?
+	[ "$rc" = "$want" ] || h_fail "policy $* exited $rc, not $want: $(cat "$H_TMP/pol.err")"
+	h_log "policy $1 $2: exit $rc: $(head -n1 "$H_TMP/pol.err")"
+}
+# same FILE: the agent's configuration is byte for byte FILE.
+same() { cmp "$1" "$H_AGENT_CONF" || { diff -u "$1" "$H_AGENT_CONF" >&2; h_fail "the configuration changed"; }; }
+
+# A policy added while the agent runs holds at once (Sign and handshakes); removed, it is gone;
+# the rest of the file (comments, inline comments, other sections) is untouched.
+test_edit_add_remove() {
+	world "# about the policies: bob only for example.net" "[policy other]" \
+		"; a comment inside a section" "identity = $URI2" \
+		"servers = *.example.net  # inline comment"
+	h_gnutls_serv --tls1.3
+	connect_ok --identity "$FULL"
+	cp "$H_AGENT_CONF" "$H_TMP/before.conf"
+
+	pol add web --identity "$URI" --servers '*.example.com' --servers api.example.org \
+		--json >"$H_TMP/add.json" 2>"$H_TMP/add.err" ||
+		h_fail "policy add failed: $(cat "$H_TMP/add.err")"
+	"$PY" -c 'import json, sys
+d = json.load(open(sys.argv[1]))
+assert d["policy"] == "web" and d["change"] == "added" and d["agent"] == "reloaded", d
+assert d["agent_error"] is None, d' "$H_TMP/add.json" || h_fail "add --json: $(cat "$H_TMP/add.json")"
+	grep -q 'applies now' "$H_TMP/add.err" || h_fail "add does not say the agent took it"
+	# The old file is a prefix of the new one, which ends with the section.
+	head -c "$(stat -c %s "$H_TMP/before.conf")" "$H_AGENT_CONF" | cmp - "$H_TMP/before.conf" ||
+		h_fail "policy add changed the lines before its section"
+	tail -n 4 "$H_AGENT_CONF" | diff - <(printf '[policy web]\nidentity = %s\nservers = *.example.com\nservers = api.example.org\n' "$URI") >&2 ||
+		h_fail "the section written is not the one asked for"
+	grep -q 'reload: .*: done' "$H_AGENT_LOG" || h_fail "the agent log shows no reload"
+
+	h_unlock demo # a Reload forgets the logins
+	sign_ok "$URI" server-name=s:www.example.com
+	sign_ok "$URI" server-name=s:api.example.org
+	expect_error $ERR.PolicyDenied 'policy "web" does not allow' sign "$URI" server-name=s:evil.org
+	connect_denied 'policy "web"' --identity "$FULL"
+	sign_ok "$URI2" server-name=s:www.example.net # the other policy is as it was
+	expect_error $ERR.PolicyDenied 'policy "other"' sign "$URI2" server-name=s:evil.org
+
+	pol_rc 0 remove web --yes
+	grep -q 'applies now' "$H_TMP/pol.err" || h_fail "remove does not say the agent took it"
+	same "$H_TMP/before.conf"
+	h_unlock demo
+	sign_ok "$URI" server-name=s:evil.org
+	connect_ok --identity "$FULL"
+	h_serv_stop
+
+	# Without an agent: the file changes, and the output says when it applies.
+	h_agent_stop
+	pol_rc 0 add web --identity "$URI" --deny
+	grep -q 'no agent is running: the change applies when it starts' "$H_TMP/pol.err" ||
+		h_fail "no word on the missing agent: $(cat "$H_TMP/pol.err")"
+	pol_rc 0 remove web --yes --json
+	grep -q '"agent": "not-running"' "$H_TMP/pol.out" || h_fail "remove --json: $(cat "$H_TMP/pol.out")"
+	same "$H_TMP/before.conf"
+	# A section in the middle goes with the blank line after it; the comment above stays.
+	pol_rc 0 remove other --yes
+	diff "$H_TMP/before.conf" "$H_AGENT_CONF" | grep '^[<>]' >"$H_TMP/removed" || true
+	diff "$H_TMP/removed" <(printf '< [policy other]\n< ; a comment inside a section\n< identity = %s\n< servers = *.example.net  # inline comment\n< \n' "$URI2") >&2 ||
+		h_fail "remove took other lines than its section's"
+}
+
+# add of a name that is there refuses and changes nothing; --force replaces it in its place;
+# a bad value or an unknown name changes nothing either.
+test_edit_refusals() {
+	world "[policy web]" "identity = $URI" "servers = *.example.com" "" \
+		"[policy catchall]" "identity = pkcs11:token=demo" "servers = *.example.net"
+	cp "$H_AGENT_CONF" "$H_TMP/before.conf"
+	pol_rc 6 add web --identity "$URI" --servers localhost
+	grep -q 'already has a \[policy web\].*--force' "$H_TMP/pol.err" || h_fail "no reason: $(cat "$H_TMP/pol.err")"
+	same "$H_TMP/before.conf"
+	pol_rc 2 add web2 --identity "$URI" --rate-limit lots
+	grep -q 'rate-limit of \[policy web2\] must be' "$H_TMP/pol.err" || h_fail "no reason: $(cat "$H_TMP/pol.err")"
+	pol_rc 2 add web2 --identity "$URI" --remember 5
+	pol_rc 2 add web2 --servers localhost
+	pol_rc 2 add 'bad name' --identity "$URI"
+	pol_rc 2 add web2 --identity "$URI" --servers 'a.example.com # b'
+	pol_rc 7 remove nosuch --yes
+	pol_rc 6 remove web </dev/null # no --yes and no terminal to ask on
+	pol_rc 2 list --identity "$URI"
+	same "$H_TMP/before.conf"
+	sign_ok "$URI" server-name=s:www.example.com
+
+	pol_rc 0 add web --force --identity "$URI" --servers localhost
+	grep -q 'replaced \[policy web\]' "$H_TMP/pol.err" || h_fail "no word on the replacement"
+	# In its place: still before [policy catchall], so it still applies first.
+	[ "$(grep -n '^\[policy' "$H_AGENT_CONF" | cut -d: -f2 | tr '\n' ' ')" = "[policy web] [policy catchall] " ] ||
+		h_fail "the replaced section moved: $(cat "$H_AGENT_CONF")"
+	h_unlock demo
+	sign_ok "$URI" server-name=s:localhost
+	expect_error $ERR.PolicyDenied 'server www.example.com' sign "$URI" server-name=s:www.example.com
+}
+
+# A configuration that does not load: Reload (and SIGHUP) say where, keep the policy in force
+# and the logins, and the agent goes on serving. Fixed, the next Reload applies it.
+test_reload_broken() {
+	world "[policy web]" "identity = $URI" "servers = *.example.com"
+	sign_ok "$URI" server-name=s:www.example.com
+	printf '\n[policy web2]\nidentity = %s\nrate-limit = lots\n' "$URI2" >>"$H_AGENT_CONF"
+	local line
+	line=$(grep -n 'rate-limit = lots' "$H_AGENT_CONF" | cut -d: -f1)
+	expect_error $ERR.InvalidArgs "agent.conf:$line: rate-limit of [policy web2]" ctl reload
+	grep -q 'the policy in force stays' <<<"$(ctl reload)" || h_fail "the error does not say what stays"
+	local rc=0
+	h_certagent reload 2>"$H_TMP/reload.err" || rc=$?
+	[ "$rc" = 2 ] || h_fail "certagent reload exited $rc: $(cat "$H_TMP/reload.err")"
+	grep -q "agent.conf:$line:" "$H_TMP/reload.err" || h_fail "certagent reload: $(cat "$H_TMP/reload.err")"
+	kill -HUP "$H_AGENT_PID"
+	h_wait_until 10 grep -q 'reload: SIGHUP: InvalidArgs' "$H_AGENT_LOG" || h_fail "no SIGHUP reload error in the log"
+	# Still serving, still logged in (nothing was reloaded), the old policy in force.
+	sign_ok "$URI" server-name=s:www.example.com
+	expect_error $ERR.PolicyDenied 'policy "web"' sign "$URI" server-name=s:evil.org
+	sign_ok "$URI2" server-name=s:evil.org
+	# The CLI does not edit a file that does not load.
+	cp "$H_AGENT_CONF" "$H_TMP/broken.conf"
+	pol_rc 5 remove web2 --yes
+	grep -q "agent.conf:$line: .*fix the file first" "$H_TMP/pol.err" || h_fail "no reason: $(cat "$H_TMP/pol.err")"
+	same "$H_TMP/broken.conf"
+	# Fixed by hand: the next reload applies it.
+	sed -i 's|rate-limit = lots|rate-limit = 1/hour|' "$H_AGENT_CONF"
+	ctl reload >/dev/null || h_fail "reload of the fixed file failed: $(ctl reload)"
+	h_unlock demo
+	sign_ok "$URI2" server-name=s:evil.org
+	expect_error $ERR.PolicyDenied 'limit is reached' sign "$URI2" server-name=s:evil.org
+}
+
+# Remembered confirmations and rate counters survive a reload for sections that did not
+# change, and start afresh for a section that did.
+test_reload_keeps_state() {
+	fake_pinentry
+	world "pinentry = $H_TMP/pinentry" "[policy ask]" "identity = $URI" "confirm = yes" \
+		"remember = 5" "[policy slow]" "identity = $URI2" "rate-limit = 1/hour"
+	sign_ok "$URI" server-name=s:www.example.com
+	sign_ok "$URI2"
+	[ "$(wc -l <"$H_TMP/confirm.count")" = 1 ] || h_fail "expected one confirmation"
+	pol_rc 0 add third --identity 'pkcs11:token=other' --deny
+	h_unlock demo
+	sign_ok "$URI" server-name=s:www.example.com
+	[ "$(wc -l <"$H_TMP/confirm.count")" = 1 ] || h_fail "an unchanged policy forgot its confirmation"
+	expect_error $ERR.PolicyDenied 'limit is reached' sign "$URI2"
+	grep -q 'kept 1 of 1 rate counters and 1 of 1 remembered' "$H_AGENT_LOG" || h_fail "no carry-over in the log"
+	pol_rc 0 add ask --force --identity "$URI" --confirm --remember 10
+	h_unlock demo
+	sign_ok "$URI" server-name=s:www.example.com
+	[ "$(wc -l <"$H_TMP/confirm.count")" = 2 ] || h_fail "a changed policy kept its confirmation"
+}
+
+# Reloads while signatures run (threads on the bus, handshakes through libcertagent): every
+# Sign is decided by one policy or the other, none is lost, the agent stays up. A pin-source
+# logs the token in again after each reload.
+test_reload_under_load() {
+	(umask 077 && printf '%s\n' "$H_PIN" >"$H_TMP/pin-demo")
+	world "[pin-source demo]" "token = pkcs11:token=demo" "file = $H_TMP/pin-demo" \
+		"[policy web]" "identity = $URI" "servers = *.example.com localhost"
+	"$PY" - "$URI" "$H_TMP/hash" "$H_TMP/stop" >"$H_TMP/load.out" 2>&1 <<'PYEOF' &
+import dbus, os, sys, threading
+uri, data, stop = sys.argv[1], open(sys.argv[2], 'rb').read(), sys.argv[3]
+counts = {"ok": 0, "denied": 0}
+errors = []
+def run():
+    bus = dbus.bus.BusConnection(os.environ['DBUS_SESSION_BUS_ADDRESS'])
+    a = dbus.Interface(bus.get_object('org.certagent.Agent1', '/org/certagent/Agent1'),
+                       'org.certagent.Agent1')
+    i = 0
+    while not os.path.exists(stop):
+        i += 1
+        name = 'www.example.com' if i % 2 else 'evil.org'
+        try:
+            a.Sign(uri, 'ecdsa_secp256r1_sha256', dbus.ByteArray(data),
+                   dbus.Dictionary({'server-name': name}, signature='sv'), timeout=60)
+            counts["ok"] += 1
+            if name == 'evil.org':
+                errors.append('evil.org was allowed')
+        except dbus.exceptions.DBusException as e:
+            if e.get_dbus_name() == 'org.certagent.Error.PolicyDenied' and name == 'evil.org':
+                counts["denied"] += 1
+            else:
+                errors.append('%s: %s' % (e.get_dbus_name(), e.get_dbus_message()))
+ts = [threading.Thread(target=run) for _ in range(4)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print(counts, errors[:5])
+sys.exit(1 if errors or counts["ok"] < 10 or counts["denied"] < 10 else 0)
+PYEOF
+	local load=$! i
+	h_gnutls_serv --tls1.3
+	for i in 1 2 3 4 5 6 7 8; do
+		pol add "extra$i" --identity 'pkcs11:token=elsewhere' --deny 2>/dev/null ||
+			h_fail "policy add extra$i failed"
+		connect_ok --identity "$FULL"
+		ctl reload >/dev/null || h_fail "reload failed"
+	done
+	touch "$H_TMP/stop"
+	wait "$load" || h_fail "signing during reloads: $(cat "$H_TMP/load.out")"
+	h_log "signing during reloads: $(cat "$H_TMP/load.out")"
+	h__agent_up || h_fail "the agent is gone"
+	[ "$(grep -c '^\[policy extra' "$H_AGENT_CONF")" = 8 ] || h_fail "lost an edit"
+	sign_ok "$URI" server-name=s:www.example.com
+	expect_error $ERR.PolicyDenied 'policy "web"' sign "$URI" server-name=s:evil.org
+}
+
 case ${1:-} in
 '') h_fail "usage: policy-test.sh CASE" ;;
 *) fn=test_$(printf '%s' "$1" | tr - _) ;;

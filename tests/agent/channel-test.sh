@@ -1,0 +1,71 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+# The signing channel against the real agent (docs/design.md, "Signing channel"), with frames
+# written by hand (channel-client.py), and the audit writer's bookkeeping. One case per run:
+#   frames       a bad length, an unknown op, a frame of version 1, trailing bytes, serial 0:
+#                each closes its channel (and is logged); the agent goes on serving channels
+#                and the bus; an error reply leaves the channel open
+#   opener       who signs on a channel is the program that opened it (read at OpenChannel):
+#                a process that execs another program keeps the opener's identity
+#   audit-moved  the audit log keeps its size in memory, but a file moved away (logrotate)
+#                is noticed within a second and a new one started
+. "$CERTAGENT_SRC/tests/lib/harness.sh"
+h_need_py
+
+CLIENT=$CERTAGENT_SRC/tests/agent/channel-client.py
+AUDIT=$XDG_STATE_HOME/certagent/audit.jsonl
+
+setup() {
+	h_token demo
+	h_keygen demo p256 client 01
+	h_ca
+	h_client_cert demo client 01 "CN=alice,O=certagent tests"
+	h_bus
+	h_agent "isolation = none" "$@"
+	h_unlock demo
+	URI=$(h_key_uri demo client)
+}
+
+test_frames() {
+	setup
+	local out
+	out=$("$H_PY" "$CLIENT" frames "$URI" 2>&1) || h_fail "channel frames: $out"
+	[ "$out" = ok ] || h_fail "channel frames: $out"
+	kill -0 "$H_AGENT_PID" || h_fail "certagentd died"
+	[ "$(grep -c 'closing it' "$H_AGENT_LOG")" = 5 ] ||
+		h_fail "expected 5 closed channels in the agent log: $(grep 'channel of' "$H_AGENT_LOG")"
+	grep -q 'version 1; this side speaks version 2' "$H_AGENT_LOG" ||
+		h_fail "the agent does not say which version it speaks"
+	# Each signature has its audit line, the refused scheme too.
+	[ "$(grep -c '"decision":"allowed"' "$AUDIT")" = 5 ] || h_fail "audit: $(cat "$AUDIT")"
+	grep -q '"decision":"denied".*UnsupportedScheme' "$AUDIT" || h_fail "no audit line for the refusal"
+}
+
+test_opener() {
+	setup
+	local other=$H_TMP/other-program out
+	cp "$(readlink -f "$H_PY")" "$other"
+	out=$("$H_PY" "$CLIENT" exec "$URI" "$other" 2>&1) || h_fail "inherited channel: $out"
+	[ "$out" = ok ] || h_fail "inherited channel: $out"
+	"$H_PY" - "$AUDIT" "$(readlink -f "$H_PY")" <<'PY' || h_fail "audit: $(cat "$AUDIT")"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+assert len(lines) == 1 and lines[0]["decision"] == "allowed", lines
+assert lines[0]["exe"] == sys.argv[2], lines[0]
+PY
+}
+
+test_audit_moved() {
+	setup
+	local uri=$URI
+	h_ctl sign "$uri" ecdsa_secp256r1_sha256 <(head -c 32 /dev/zero) "$H_TMP/sig" >/dev/null ||
+		h_fail "first Sign"
+	mv "$AUDIT" "$AUDIT.moved"
+	sleep 1.2
+	h_ctl sign "$uri" ecdsa_secp256r1_sha256 <(head -c 32 /dev/zero) "$H_TMP/sig" >/dev/null ||
+		h_fail "second Sign"
+	[ "$(wc -l <"$AUDIT.moved")" = 1 ] || h_fail "the moved file has $(wc -l <"$AUDIT.moved") lines"
+	[ -s "$AUDIT" ] && [ "$(wc -l <"$AUDIT")" = 1 ] || h_fail "no new audit log after the move"
+}
+
+"test_${1//-/_}"
