@@ -32,6 +32,7 @@ typedef enum RequestKind {
 	REQUEST_UNLOCK,
 	REQUEST_LOCK,
 	REQUEST_RELOAD,
+	REQUEST_RELOAD_POLICY, /* the policy part of RELOAD only: tokens and logins stay */
 	REQUEST_REFRESH, /* internal: list the store again (after an idle logout) */
 } RequestKind;
 
@@ -279,6 +280,9 @@ static void request_run(WorkerJob *job)
 		q->r = methods_read_policy(q->server, &q->policy, &q->err);
 		if (q->r == 0)
 			q->r = store_reload(store, &q->changed, &q->err);
+		break;
+	case REQUEST_RELOAD_POLICY:
+		q->r = methods_read_policy(q->server, &q->policy, &q->err);
 		break;
 	}
 	/* Whatever happened, show the state as it is now. */
@@ -731,6 +735,12 @@ static int method_reload(void *userdata, DBusMessage *msg, DBusMessage **ret_rep
 	return method_simple(userdata, REQUEST_RELOAD, msg, err);
 }
 
+static int method_reload_policy(void *userdata, DBusMessage *msg, DBusMessage **ret_reply,
+				CaError *err)
+{
+	return method_simple(userdata, REQUEST_RELOAD_POLICY, msg, err);
+}
+
 void methods_refresh_internal(void *server)
 {
 	Server *s = server;
@@ -767,6 +777,7 @@ static const IpcMethod agent_methods[] = {
 	{"Unlock", "ss", "", method_unlock, IPC_POLICY_OWNER},
 	{"Lock", "", "", method_lock, IPC_POLICY_OWNER},
 	{"Reload", "", "", method_reload, IPC_POLICY_OWNER},
+	{"ReloadPolicy", "", "", method_reload_policy, IPC_POLICY_OWNER},
 };
 
 static const IpcProperty agent_properties[] = {
@@ -788,6 +799,7 @@ static const char *kind_name(RequestKind k)
 	static const char *const names[] = {
 		[REQUEST_SIGN] = "sign",     [REQUEST_UNLOCK] = "unlock",   [REQUEST_LOCK] = "lock",
 		[REQUEST_RELOAD] = "reload", [REQUEST_REFRESH] = "refresh",
+		[REQUEST_RELOAD_POLICY] = "reload-policy",
 	};
 	return names[k];
 }

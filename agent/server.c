@@ -408,7 +408,7 @@ static void server_handle_signal(Server *s)
 			s->quit = true;
 			break;
 		case SIGHUP:
-			log_info("received SIGHUP; reloading the tokens");
+			log_info("received SIGHUP; reloading the policies and the tokens");
 			methods_reload_internal(s);
 			break;
 		default:

@@ -2,8 +2,9 @@
 /*
  * certagent lock | reload: the agent's two argument-free control calls. `lock` logs the agent
  * out of every token (the next signature asks for the PIN again); `reload` has it
- * re-initialise its PKCS#11 modules and scan every token again (tokens created since it
- * started, a reset PIN-source file; every login is forgotten). Both share one runner.
+ * read its [policy] sections and audit keys again, re-initialise its PKCS#11 modules and scan
+ * every token again (tokens created since it started, a reset PIN-source file; every login is
+ * forgotten). Both share one runner.
  */
 #include <stdio.h>
 #include <string.h>
@@ -42,10 +43,14 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		return cli_agent_error(&err);
 	if ((lock ? certagent_lock(c, &err) : certagent_reload(c, &err)) < 0) {
 		rc = cli_agent_error(&err);
+		/* Reload's InvalidArgs is the agent's configuration file, not our command line. */
+		if (!lock && err.code == CERTAGENT_E_INVALID_ARGS)
+			rc = CLI_EXIT_IO;
 	} else {
 		fprintf(stderr, "certagent: %s\n",
 			lock ? "the agent logged out of every token"
-			     : "the agent re-initialised its modules and scanned its tokens again");
+			     : "the agent read its policies, re-initialised its modules and "
+			       "scanned its tokens again");
 		rc = CLI_EXIT_OK;
 	}
 	certagent_client_free(c);
@@ -71,8 +76,11 @@ const CliCommand cli_cmd_reload = {
 	.description = "Has the agent finalise and re-initialise every PKCS#11 module and scan "
 		       "every token again, so tokens created since it started appear (SoftHSM "
 		       "shows new tokens only then) and a PIN-source file that failed is read "
-		       "again. Every login is forgotten. The configuration file is not read "
-		       "again: restart the agent for that.",
+		       "again. Every login is forgotten. It also reads the [policy] sections and "
+		       "audit keys of the configuration again (a file that does not load changes "
+		       "nothing and is reported with file:line; `certagent policy add|remove` "
+		       "reload the policies alone and keep the logins); other settings need a "
+		       "restart.",
 	.options = options,
 	.n_options = ELEMENTSOF(options),
 	.run = run,

@@ -257,7 +257,7 @@ static int edit_report(const char *change, const char *name, const char *path, c
 	const char *agent;
 	int rc = CLI_EXIT_OK;
 
-	if (certagent_client_new(address, &c, &err) == 0 && certagent_reload(c, &err) == 0)
+	if (certagent_client_new(address, &c, &err) == 0 && certagent_reload_policy(c, &err) == 0)
 		agent = "reloaded";
 	else if (err.code == CERTAGENT_E_AGENT_NOT_RUNNING)
 		agent = "not-running";
@@ -281,9 +281,8 @@ static int edit_report(const char *change, const char *name, const char *path, c
 					       : "in",
 		path);
 	if (strcmp(agent, "reloaded") == 0)
-		fprintf(stderr, "certagent: the agent reloaded its configuration: the change "
-				"applies now (a reload also forgets token logins: `certagent "
-				"unlock TOKEN-URI` again)\n");
+		fprintf(stderr, "certagent: the agent read its policies again: the change "
+				"applies now (token logins stay)\n");
 	else if (strcmp(agent, "not-running") == 0)
 		fprintf(stderr, "certagent: no agent is running: the change applies when it "
 				"starts\n");
@@ -291,7 +290,7 @@ static int edit_report(const char *change, const char *name, const char *path, c
 		fprintf(stderr,
 			"certagent: the file is changed, but the agent did not take it: %s\n"
 			"certagent: it applies when the agent starts again (or after `certagent "
-			"reload`)\n",
+			"reload`, which also forgets token logins)\n",
 			err.message[0] ? err.message : certagent_strerror(err.code));
 	if (fflush(stdout) != 0)
 		rc = CLI_EXIT_IO;

@@ -227,8 +227,18 @@ int certagent_session_set_server_name(certagent_client *c, gnutls_session_t sess
 /* Logs the agent out of every token (Lock). */
 int certagent_lock(certagent_client *c, certagent_error *err);
 
-/* Has the agent re-initialise its modules and scan every token again (Reload). */
+/*
+ * Has the agent read its configuration's [policy] sections and audit keys again,
+ * re-initialise its modules and scan every token again (Reload): every login is forgotten.
+ */
 int certagent_reload(certagent_client *c, certagent_error *err);
+
+/*
+ * Has the agent read its configuration's [policy] sections and audit keys again, and nothing
+ * else (ReloadPolicy): tokens and logins stay. A file that does not load changes nothing and
+ * fails with CERTAGENT_E_INVALID_ARGS naming file:line.
+ */
+int certagent_reload_policy(certagent_client *c, certagent_error *err);
 
 #ifdef __cplusplus
 }

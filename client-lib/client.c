@@ -697,3 +697,8 @@ _public_ int certagent_reload(certagent_client *c, certagent_error *err)
 {
 	return client_call_void(c, "Reload", err);
 }
+
+_public_ int certagent_reload_policy(certagent_client *c, certagent_error *err)
+{
+	return client_call_void(c, "ReloadPolicy", err);
+}

@@ -43,7 +43,9 @@ typedef struct StoreModuleConfig {
 } StoreModuleConfig;
 
 typedef struct StoreOptions {
-	/* Load the modules registered with p11-kit (p11_kit_modules_load_and_initialize). */
+	/* Serve the modules registered with p11-kit: with isolation PROCESS each in its own
+	 * helper, after a short-lived helper listed them (pkcs11/helper-list.c), so none is ever
+	 * mapped here; with NONE loaded here by p11-kit. */
 	bool load_registered;
 	/* When not NULL: keep only registered modules whose p11-kit name is listed. NULL-ended. */
 	char **registered_allow;
@@ -68,7 +70,8 @@ typedef struct StoreOptions {
 	 * store_expire_logins(). */
 	uint64_t login_idle_usec;
 	/* Isolation of registered modules and of configured ones that do not set their own
-	 * (DEFAULT: NONE, in-process). A helper that crashes or exceeds the timeout is killed:
+	 * (DEFAULT here means NONE, in-process; certagentd's own default is PROCESS, see
+	 * agent/settings.c). A helper that crashes or exceeds the timeout is killed:
 	 * its tokens are TokenAbsent until it is restarted (with backoff) and scanned again, and
 	 * need a new login. */
 	StoreIsolation isolation;
