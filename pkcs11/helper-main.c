@@ -375,7 +375,7 @@ static void *helper_lane_main(void *userdata)
 		uint8_t *buf = NULL;
 		size_t len = 0;
 		RpcMessage msg;
-		int r = remote_read_frame(fd, NULL, 0, &buf, &len);
+		int r = remote_read_frame(fd, NULL, &buf, &len);
 
 		if (r == -EPIPE)
 			break; /* the agent let go of this lane */

@@ -190,8 +190,7 @@ Remote *remote_free(Remote *r);
 unsigned remote_generation(const Module *m); /* 0 for modules loaded in-process */
 /* Exact reads and writes on the socketpairs, for both ends (helper-main.c too). */
 int remote_read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadline);
-int remote_read_frame(int fd, const struct timespec *deadline, unsigned spin_usec, uint8_t **ret,
-		      size_t *ret_len);
+int remote_read_frame(int fd, const struct timespec *deadline, uint8_t **ret, size_t *ret_len);
 int remote_write_full(int fd, const uint8_t *p, size_t n);
 CK_RV remote_get_info(Module *m, CK_INFO *ret);
 CK_RV remote_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n);

@@ -54,8 +54,6 @@
 /* A reply is first read into a buffer of this size on the stack (a signature, an info
  * structure: nearly all of them), so most replies take one read. */
 #define REMOTE_READ_INLINE 4096u
-/* How long a caller polls for its reply without sleeping (more than one CPU only). */
-#define REMOTE_SPIN_USEC 0u
 
 extern char **environ;
 
@@ -189,23 +187,19 @@ int remote_read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadli
  * One whole frame from a lane, where the peer sends one frame and then waits: the first read
  * takes up to REMOTE_READ_INLINE bytes at once (usually the whole frame), so bytes beyond the
  * announced length mean a peer that does not keep to the protocol (-EBADMSG). The length is
- * checked against RPC_FRAME_MAX before anything is allocated. With spin_usec, the first read
- * is retried without blocking for that long before sleeping in poll(): the peer is working on
- * another CPU and its answer is usually due sooner than a wake-up would take.
+ * checked against RPC_FRAME_MAX before anything is allocated. Without a deadline the first
+ * read blocks (the helper's lane threads: one syscall per request).
  * Returns 0, -EPIPE (EOF before a whole frame), -ETIMEDOUT, -EBADMSG, -ENOMEM, -errno.
  */
-int remote_read_frame(int fd, const struct timespec *deadline, unsigned spin_usec, uint8_t **ret,
-		      size_t *ret_len)
+int remote_read_frame(int fd, const struct timespec *deadline, uint8_t **ret, size_t *ret_len)
 {
 	uint8_t first[REMOTE_READ_INLINE];
-	uint64_t spin_end = spin_usec ? now_usec() + spin_usec : 0;
 	size_t got = 0, size = 0;
 	uint8_t *buf = NULL;
 	int r = 0;
 
 	while (got < 4) {
-		ssize_t k = recv(fd, first + got, sizeof(first) - got,
-				 deadline || spin_end ? MSG_DONTWAIT : 0);
+		ssize_t k = recv(fd, first + got, sizeof(first) - got, deadline ? MSG_DONTWAIT : 0);
 
 		if (k > 0) {
 			got += (size_t)k;
@@ -221,9 +215,6 @@ int remote_read_frame(int fd, const struct timespec *deadline, unsigned spin_use
 			r = -errno;
 			break;
 		}
-		if (spin_end && now_usec() < spin_end)
-			continue;
-		spin_end = 0;
 		r = wait_readable(fd, deadline);
 		if (r < 0)
 			break;
@@ -442,7 +433,7 @@ static CK_RV remote_spawn(Remote *r)
 
 	/* Its first frame: C_Initialize done (or failed). */
 	deadline_in(&deadline, m->timeout_ms);
-	k = remote_read_frame(sv[0], &deadline, 0, &buf, &len);
+	k = remote_read_frame(sv[0], &deadline, &buf, &len);
 	if (k == 0 && (rpc_decode_frame(buf, len, &msg) < 0 || msg.op != RPC_OP_HELLO ||
 		       rpc_get_u64(&msg, 0, &rv64) < 0))
 		k = -EBADMSG;
@@ -707,26 +698,6 @@ static void lane_release(Remote *r, Lane *l)
 	}
 }
 
-/*
- * How long a caller spins for its reply before sleeping in poll() (remote_read_frame): only
- * with more than one CPU, where the helper works meanwhile. See docs/performance.md.
- */
-static unsigned remote_spin_usec(void)
-{
-	static int cpus;
-	int n = __atomic_load_n(&cpus, __ATOMIC_RELAXED);
-
-	if (n == 0) {
-		long k = sysconf(_SC_NPROCESSORS_ONLN);
-
-		n = k > 0 ? (int)k : 1;
-		__atomic_store_n(&cpus, n, __ATOMIC_RELAXED);
-	}
-	if (getenv("CERTAGENT_RPC_SPIN_USEC")) /* XXX measuring only */
-		return n > 1 ? (unsigned)atoi(getenv("CERTAGENT_RPC_SPIN_USEC")) : 0;
-	return n > 1 ? REMOTE_SPIN_USEC : 0;
-}
-
 /* ---- one request ---- */
 
 typedef struct Reply {
@@ -791,9 +762,7 @@ static CK_RV remote_call(Module *m, RpcBuf *req, RpcOp op, unsigned timeout_ms, 
 	}
 	if (timeout_ms)
 		deadline_in(&deadline, timeout_ms);
-	/* C_WaitForSlotEvent (no timeout) blocks: no point spinning for it. */
-	k = remote_read_frame(lane->fd, timeout_ms ? &deadline : NULL,
-			      timeout_ms ? remote_spin_usec() : 0, &buf, &len);
+	k = remote_read_frame(lane->fd, timeout_ms ? &deadline : NULL, &buf, &len);
 	if (k == 0 && rpc_decode_frame(buf, len, &msg) < 0)
 		k = -EBADMSG;
 	if (k < 0) {
