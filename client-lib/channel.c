@@ -147,10 +147,16 @@ int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_dat
 	explicit_bzero(buf, len);
 	if (r)
 		return 1;
-	channel_set_timeout(c);
-	do {
-		n = recv(c->channel_fd, buf, IPC_CHANNEL_FRAME_MAX + 1, MSG_TRUNC);
-	} while (n < 0 && errno == EINTR);
+	reply_wait_sent(&c->reply_wait);
+	n = reply_wait_spin(&c->reply_wait, c->channel_fd, buf, IPC_CHANNEL_FRAME_MAX + 1,
+			    MSG_TRUNC);
+	if (n < 0 && errno == EAGAIN) {
+		channel_set_timeout(c);
+		do {
+			n = recv(c->channel_fd, buf, IPC_CHANNEL_FRAME_MAX + 1, MSG_TRUNC);
+		} while (n < 0 && errno == EINTR);
+	}
+	reply_wait_done(&c->reply_wait);
 	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
 		/* A late reply must not answer the next request: start afresh next time. */
 		client_channel_close(c);

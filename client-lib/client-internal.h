@@ -18,6 +18,7 @@
 
 #include "certagent.h"
 #include "ipc-channel.h"
+#include "reply-wait.h"
 #include "scheme.h"
 #include "util.h"
 
@@ -84,6 +85,7 @@ struct certagent_client {
 	bool channel_answered;	  /* the agent answered a request on this channel */
 	int channel_timeout_ms;	  /* SO_RCVTIMEO of the channel, -1: not set yet */
 	uint8_t *channel_buf;	  /* IPC_CHANNEL_FRAME_MAX + 1 bytes, for frames */
+	ReplyWait reply_wait;	  /* how to wait for the channel's replies (reply-wait.h) */
 };
 
 /* credentials.c: the name certagent_session_set_server_name() gave session, taken out of c

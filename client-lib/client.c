@@ -370,6 +370,7 @@ _public_ int certagent_client_new(const char *address, certagent_client **ret, c
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	c->timeout_ms = CA_DEFAULT_TIMEOUT_MS;
 	c->channel_fd = -1;
+	reply_wait_init(&c->reply_wait);
 	client_clear_error(c);
 
 	dbus_error_init(&derr);
