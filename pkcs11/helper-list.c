@@ -31,7 +31,6 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,14 +144,6 @@ int helper_list_main(void)
 
 /* ---- the agent's side ---- */
 
-/* The helper binary: $CERTAGENT_PKCS11_HELPER (tests, uninstalled builds), else installed (as
- * remote.c finds it). */
-static const char *list_helper_path(void)
-{
-	const char *p = secure_getenv("CERTAGENT_PKCS11_HELPER");
-
-	return p && p[0] == '/' ? p : CERTAGENT_PKCS11_HELPER_PATH;
-}
 
 static long list_ms_left(const struct timespec *deadline)
 {
@@ -316,15 +307,11 @@ static int list_parse(char *buf, size_t len, ListedModule **ret, size_t *ret_n)
 
 int helper_list_registered(unsigned timeout_ms, ListedModule **ret, size_t *ret_n)
 {
-	const char *helper = list_helper_path();
 	char *argv[] = {(char *)"certagent-pkcs11-helper", (char *)"--list-registered", NULL};
 	_cleanup_free_ char *buf = NULL;
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, deflt;
 	struct timespec deadline;
 	size_t len = 0;
-	int p[2], wr, k, status;
+	int p[2], k, status;
 	pid_t pid;
 
 	buf = malloc(HELPER_LIST_OUTPUT_MAX + 1);
@@ -332,38 +319,12 @@ int helper_list_registered(unsigned timeout_ms, ListedModule **ret, size_t *ret_
 		return -ENOMEM;
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	wr = p[1];
-	if (wr <= STDERR_FILENO) {
-		/* dup2 onto itself would keep FD_CLOEXEC */
-		wr = fcntl(p[1], F_DUPFD_CLOEXEC, 3);
-		close(p[1]);
-		if (wr < 0) {
-			k = -errno;
-			close(p[0]);
-			return k;
-		}
-	}
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, wr, STDOUT_FILENO);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	sigemptyset(&deflt);
-	sigaddset(&deflt, SIGPIPE);
-	sigaddset(&deflt, SIGTERM);
-	sigaddset(&deflt, SIGINT);
-	sigaddset(&deflt, SIGHUP);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &deflt);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	k = posix_spawn(&pid, helper, &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	close(wr);
+	k = helper_spawn(argv, p[1], STDOUT_FILENO, &pid);
+	close(p[1]);
 	if (k != 0) {
 		call_log(LOG_WARNING,
-			 "cannot start %s to list the modules registered with p11-kit: %s", helper,
-			 strerror(k));
+			 "cannot start %s to list the modules registered with p11-kit: %s",
+			 helper_path(), strerror(-k));
 		close(p[0]);
 		return -EIO;
 	}
@@ -385,7 +346,7 @@ int helper_list_registered(unsigned timeout_ms, ListedModule **ret, size_t *ret_
 	if (k == 0)
 		k = list_parse(buf, len, ret, ret_n);
 	if (k < 0 && k != -ENOMEM)
-		call_log(LOG_WARNING, "%s --list-registered (pid %d) %s", helper, (int)pid,
+		call_log(LOG_WARNING, "%s --list-registered (pid %d) %s", helper_path(), (int)pid,
 			 k == -ETIMEDOUT  ? "did not finish in time: killed"
 			 : k == -EMSGSIZE ? "printed too much: killed"
 			 : k == -EBADMSG  ? "printed a malformed list"

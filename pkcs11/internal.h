@@ -132,6 +132,12 @@ struct Store {
 
 /* call.c: the one wrapper layer over C_* functions, logging and the CK_RV mapping. */
 void call_log(int prio, const char *fmt, ...) _printf_(2, 3);
+
+/* helper-spawn.c: certagent-pkcs11-helper ($CERTAGENT_PKCS11_HELPER, else installed) and how
+ * it is started: argv, with fd as its target_fd (stdin and, unless target_fd is 1, stdout on
+ * /dev/null). 0 with *ret_pid, or -errno; fd stays the caller's. */
+const char *helper_path(void);
+int helper_spawn(char *const argv[], int fd, int target_fd, pid_t *ret_pid);
 const char *call_rv_name(CK_RV rv, char buf[static 32]);
 int call_error(CK_RV rv, const Token *t, const char *what, CaError *err);
 CK_RV call_module_initialize(Module *m);

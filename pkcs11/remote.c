@@ -32,7 +32,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,13 +124,6 @@ unsigned remote_generation(const Module *m)
 	return m->remote ? __atomic_load_n(&m->remote->gen, __ATOMIC_ACQUIRE) : 0;
 }
 
-/* The helper binary: $CERTAGENT_PKCS11_HELPER (tests, uninstalled builds), else installed. */
-static const char *remote_helper_path(void)
-{
-	const char *p = secure_getenv("CERTAGENT_PKCS11_HELPER");
-
-	return p && p[0] == '/' ? p : CERTAGENT_PKCS11_HELPER_PATH;
-}
 
 /* ---- frames on a stream socket ---- */
 
@@ -374,12 +366,8 @@ static void remote_bury(Remote *r)
 static CK_RV remote_spawn(Remote *r)
 {
 	Module *m = r->m;
-	const char *helper = remote_helper_path();
 	char *argv[] = {(char *)"certagent-pkcs11-helper", (char *)"--module", m->path,
 			(char *)"--name", m->name, NULL};
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, deflt;
 	struct timeval tv = {.tv_sec = m->timeout_ms / 1000,
 			     .tv_usec = (m->timeout_ms % 1000) * 1000};
 	struct timespec deadline;
@@ -387,44 +375,18 @@ static CK_RV remote_spawn(Remote *r)
 	size_t len = 0;
 	RpcMessage msg;
 	uint64_t rv64 = CKR_GENERAL_ERROR;
-	int sv[2], child, k;
+	int sv[2], k;
 	pid_t pid;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		call_log(LOG_WARNING, "module %s: socketpair: %m", m->name);
 		return CKR_HOST_MEMORY;
 	}
-	child = sv[1];
-	if (child <= 3) {
-		/* dup2 onto itself would keep FD_CLOEXEC on fd 3 */
-		child = fcntl(sv[1], F_DUPFD_CLOEXEC, 4);
-		close(sv[1]);
-		if (child < 0) {
-			close(sv[0]);
-			return CKR_HOST_MEMORY;
-		}
-	}
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_adddup2(&fa, child, 3);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	sigemptyset(&deflt);
-	sigaddset(&deflt, SIGPIPE);
-	sigaddset(&deflt, SIGTERM);
-	sigaddset(&deflt, SIGINT);
-	sigaddset(&deflt, SIGHUP);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &deflt);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	k = posix_spawn(&pid, helper, &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	close(child);
+	k = helper_spawn(argv, sv[1], 3, &pid);
+	close(sv[1]);
 	if (k != 0) {
-		call_log(LOG_WARNING, "module %s: cannot start %s: %s", m->name, helper,
-			 strerror(k));
+		call_log(LOG_WARNING, "module %s: cannot start %s: %s", m->name, helper_path(),
+			 strerror(-k));
 		close(sv[0]);
 		return CKR_GENERAL_ERROR;
 	}
@@ -441,7 +403,7 @@ static CK_RV remote_spawn(Remote *r)
 		k = -EBADMSG;
 	erase_and_free(buf, len);
 	if (k < 0 || rv64 != CKR_OK) {
-		call_log(LOG_WARNING, "module %s: helper %s (pid %d) %s", m->name, helper, (int)pid,
+		call_log(LOG_WARNING, "module %s: helper %s (pid %d) %s", m->name, helper_path(), (int)pid,
 			 k == -ETIMEDOUT ? "did not initialise the module in time"
 			 : k == -EPIPE	 ? "exited before it was ready"
 			 : k < 0	 ? "sent a malformed greeting"
