@@ -144,7 +144,6 @@ int helper_list_main(void)
 
 /* ---- the agent's side ---- */
 
-
 static long list_ms_left(const struct timespec *deadline)
 {
 	struct timespec now;

@@ -141,8 +141,8 @@ int main(void)
 	reply_wait_init(&w);
 	if (with_peer(5000, 40, &w, &spun, &cpu, &wall) < 0)
 		return fail("round trips with a slow peer");
-	printf("slow peer: %d of 40 caught spinning, average %u us, CPU %.1f ms in %.1f ms\n",
-	       spun, w.avg_us, cpu * 1e3, wall * 1e3);
+	printf("slow peer: %d of 40 caught spinning, average %u us, CPU %.1f ms in %.1f ms\n", spun,
+	       w.avg_us, cpu * 1e3, wall * 1e3);
 	if (w.avg_us <= w.limit_us)
 		return fail("the average did not follow a slow peer");
 	if (cpu > 0.25 * wall)
