@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "audit.h"
 #include "json.h"
 #include "log.h"
@@ -80,28 +81,12 @@ bool audit_fail_closed(const AuditLog *a)
 	return a && a->fail_closed;
 }
 
-/* mkdir -p of the parent folders of path, mode 0700. */
-static int make_parents(const char *path)
-{
-	_cleanup_free_ char *dir = strdup(path);
-
-	if (!dir)
-		return -ENOMEM;
-	for (char *s = strchr(dir + 1, '/'); s; s = strchr(s + 1, '/')) {
-		*s = 0;
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
-	return 0;
-}
-
 static int audit_open_fd(AuditLog *a)
 {
 	struct stat st;
 	int r;
 
-	r = make_parents(a->path);
+	r = mkdir_parents(a->path, 0700);
 	if (r < 0)
 		return r;
 	a->fd = open(a->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,

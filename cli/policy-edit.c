@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs.h"
 #include "policy-edit.h"
 #include "settings.h"
 #include "util.h"
@@ -226,22 +227,6 @@ static int check_section(const char *name, const PolicyEditKey *keys, size_t n_k
 		return ca_error_set(err, POLICY_EDIT_E_INVALID, "a policy needs an identity");
 	if (policy_config_check(ret, "the new section", &e))
 		return ca_error_set(err, POLICY_EDIT_E_INVALID, "%s", e.message);
-	return 0;
-}
-
-/* mkdir -p of the folders above path, mode 0700 (the default configuration's). */
-static int make_parents(const char *path)
-{
-	_cleanup_free_ char *dir = strdup(path);
-
-	if (!dir)
-		return -ENOMEM;
-	for (char *s = strchr(dir + 1, '/'); s; s = strchr(s + 1, '/')) {
-		*s = 0;
-		if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-			return -errno;
-		*s = '/';
-	}
 	return 0;
 }
 
@@ -463,7 +448,7 @@ int policy_edit_apply(const char *path, const char *name, const PolicyEditKey *k
 	if (!dircopy)
 		return -ENOMEM;
 	if (!real) {
-		r = make_parents(path);
+		r = mkdir_parents(path, 0700);
 		if (r)
 			return ca_error_set(err, POLICY_EDIT_E_FILE,
 					    "cannot create the folder of %s: %s", path,

@@ -1106,20 +1106,31 @@ static CK_RV remote_put_mechanism(RpcBuf *b, const CK_MECHANISM *mech)
 	return CKR_OK;
 }
 
+/* The start of a SignInit or SignOnce request: session, mechanism, key. */
+static CK_RV remote_begin_sign(Module *m, CK_SESSION_HANDLE h, RpcOp op, CK_MECHANISM *mech,
+			       CK_OBJECT_HANDLE key, RpcBuf *b)
+{
+	CK_RV rv = remote_begin_session(m, h, false, op, b);
+
+	if (rv != CKR_OK)
+		return rv;
+	rv = remote_put_mechanism(b, mech);
+	if (rv != CKR_OK) {
+		rpc_buf_wipe(b);
+		return rv;
+	}
+	rpc_put_u64(b, key);
+	return CKR_OK;
+}
+
 CK_RV remote_sign_init(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key)
 {
 	_cleanup_reply_ Reply rep = {0};
 	RpcBuf b;
-	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_SIGN_INIT, &b);
+	CK_RV rv = remote_begin_sign(m, h, RPC_OP_SIGN_INIT, mech, key, &b);
 
 	if (rv != CKR_OK)
 		return rv;
-	rv = remote_put_mechanism(&b, mech);
-	if (rv != CKR_OK) {
-		rpc_buf_wipe(&b);
-		return rv;
-	}
-	rpc_put_u64(&b, key);
 	return remote_call(m, &b, RPC_OP_SIGN_INIT, timeout_of(m), &rep);
 }
 
@@ -1161,17 +1172,11 @@ CK_RV remote_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OB
 	_cleanup_reply_ Reply rep = {0};
 	uint64_t stage;
 	RpcBuf b;
-	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_SIGN_ONCE, &b);
+	CK_RV rv = remote_begin_sign(m, h, RPC_OP_SIGN_ONCE, mech, key, &b);
 
 	*ret_signing = false;
 	if (rv != CKR_OK)
 		return rv;
-	rv = remote_put_mechanism(&b, mech);
-	if (rv != CKR_OK) {
-		rpc_buf_wipe(&b);
-		return rv;
-	}
-	rpc_put_u64(&b, key);
 	/* The data may be a digest of what the client sends: wiped with the frame. */
 	rpc_put_bytes(&b, data, len);
 	rpc_put_u64(&b, sig ? *sig_len : 0); /* 0: only ask for the length */
