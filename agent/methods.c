@@ -33,7 +33,7 @@ typedef enum RequestKind {
 	REQUEST_LOCK,
 	REQUEST_RELOAD,
 	REQUEST_RELOAD_POLICY, /* the policy part of RELOAD only: tokens and logins stay */
-	REQUEST_REFRESH, /* internal: list the store again (after an idle logout) */
+	REQUEST_REFRESH,       /* internal: list the store again (after an idle logout) */
 } RequestKind;
 
 typedef struct Request {
@@ -797,9 +797,9 @@ const IpcInterface methods_interface = {
 static const char *kind_name(RequestKind k)
 {
 	static const char *const names[] = {
-		[REQUEST_SIGN] = "sign",     [REQUEST_UNLOCK] = "unlock",   [REQUEST_LOCK] = "lock",
-		[REQUEST_RELOAD] = "reload", [REQUEST_REFRESH] = "refresh",
-		[REQUEST_RELOAD_POLICY] = "reload-policy",
+		[REQUEST_SIGN] = "sign",       [REQUEST_UNLOCK] = "unlock",
+		[REQUEST_LOCK] = "lock",       [REQUEST_RELOAD] = "reload",
+		[REQUEST_REFRESH] = "refresh", [REQUEST_RELOAD_POLICY] = "reload-policy",
 	};
 	return names[k];
 }

@@ -45,16 +45,29 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		return CLI_EXIT_FAILED;
 	while ((o = cli_options_next(&p, &arg)) > 0) {
 		switch (o) {
-		case OPT_TYPE: type = arg; break;
-		case OPT_LABEL: label = arg; break;
-		case OPT_ID: id_hex = arg; break;
-		case OPT_PIN_FILE: pin_file = arg; break;
-		case OPT_JSON: json = true; break;
-		case OPT_MODULE: module = arg; break;
+		case OPT_TYPE:
+			type = arg;
+			break;
+		case OPT_LABEL:
+			label = arg;
+			break;
+		case OPT_ID:
+			id_hex = arg;
+			break;
+		case OPT_PIN_FILE:
+			pin_file = arg;
+			break;
+		case OPT_JSON:
+			json = true;
+			break;
+		case OPT_MODULE:
+			module = arg;
+			break;
 		}
 	}
 	if (o == 0 && (p.n_positional != 2 || strcmp(p.positional[0], "generate") != 0))
-		o = cli_usage_error(cmd, "usage: certagent key generate TOKEN --type TYPE --label L");
+		o = cli_usage_error(cmd,
+				    "usage: certagent key generate TOKEN --type TYPE --label L");
 	else if (o == 0 && (!type || !admin_key_type_valid(type)))
 		o = cli_usage_error(cmd, "--type must be rsa2048, rsa3072, rsa4096, p256, p384, "
 					 "p521 or ed25519");

@@ -117,9 +117,10 @@ static void list_text(const Settings *s, const char *path)
 	_cleanup_free_ char *def = c->audit_path ? NULL : policy_audit_default_path();
 
 	printf("configuration: %s\n", s->path ? s->path : path ? path : "(none: defaults)");
-	printf("audit log:     %s\n", c->audit_off ? "none" : c->audit_path ? c->audit_path
-							 : def		 ? def
-									 : "(no path)");
+	printf("audit log:     %s\n", c->audit_off    ? "none"
+				      : c->audit_path ? c->audit_path
+				      : def	      ? def
+						      : "(no path)");
 	if (!c->audit_off)
 		printf("               rotated at %llu bytes, %u old files kept, %s\n",
 		       (unsigned long long)c->audit_max_size, c->audit_files,

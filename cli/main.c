@@ -16,22 +16,10 @@
 #include "util.h"
 
 static const CliCommand *const commands[] = {
-	&cli_cmd_list,
-	&cli_cmd_unlock,
-	&cli_cmd_connect,
-	&cli_cmd_status,
-	&cli_cmd_lock,
-	&cli_cmd_reload,
-	&cli_cmd_policy,
-	&cli_cmd_audit,
-	&cli_cmd_tokens,
-	&cli_cmd_token,
-	&cli_cmd_key,
-	&cli_cmd_csr,
-	&cli_cmd_cert,
-	&cli_cmd_enroll,
-	&cli_cmd_delete,
-	&cli_cmd_export_cert,
+	&cli_cmd_list,	 &cli_cmd_unlock, &cli_cmd_connect, &cli_cmd_status,
+	&cli_cmd_lock,	 &cli_cmd_reload, &cli_cmd_policy,  &cli_cmd_audit,
+	&cli_cmd_tokens, &cli_cmd_token,  &cli_cmd_key,	    &cli_cmd_csr,
+	&cli_cmd_cert,	 &cli_cmd_enroll, &cli_cmd_delete,  &cli_cmd_export_cert,
 };
 
 static void print_main_help(FILE *f)

@@ -33,12 +33,12 @@ typedef struct CliCommand {
  */
 enum {
 	CLI_EXIT_OK = 0,
-	CLI_EXIT_TLS = 1,	/* could not connect, handshake failed, server rejected us */
-	CLI_EXIT_USAGE = 2,	/* bad command line or input (DN, --type, no way to read a PIN) */
-	CLI_EXIT_FAILED = 3,	/* agent not running, or the agent, module or token failed */
-	CLI_EXIT_PIN = 4,	/* wrong/locked/final-try PIN, PIN required, token absent */
-	CLI_EXIT_IO = 5,	/* a local file (certificate, CRL, configuration) unreadable or bad */
-	CLI_EXIT_REFUSED = 6,	/* refused for safety: exists already, needs --force/--yes */
+	CLI_EXIT_TLS = 1,     /* could not connect, handshake failed, server rejected us */
+	CLI_EXIT_USAGE = 2,   /* bad command line or input (DN, --type, no way to read a PIN) */
+	CLI_EXIT_FAILED = 3,  /* agent not running, or the agent, module or token failed */
+	CLI_EXIT_PIN = 4,     /* wrong/locked/final-try PIN, PIN required, token absent */
+	CLI_EXIT_IO = 5,      /* a local file (certificate, CRL, configuration) unreadable or bad */
+	CLI_EXIT_REFUSED = 6, /* refused for safety: exists already, needs --force/--yes */
 	CLI_EXIT_NOT_FOUND = 7, /* nothing matches: no object, key or identity for the URI */
 	/* The older name of 3, for commands written against it. */
 	CLI_EXIT_AGENT = CLI_EXIT_FAILED,

@@ -221,7 +221,8 @@ int p11cli_read_certs(const char *path, gnutls_x509_crt_t **ret, size_t *ret_n)
 	}
 	if (d.size > CERT_FILE_MAX) {
 		gnutls_free(d.data);
-		fprintf(stderr, "certagent: %s is larger than 1 MiB: not a certificate file\n", path);
+		fprintf(stderr, "certagent: %s is larger than 1 MiB: not a certificate file\n",
+			path);
 		return CLI_EXIT_IO;
 	}
 	r = gnutls_x509_crt_list_import2(&v, &n, &d, GNUTLS_X509_FMT_PEM, 0);

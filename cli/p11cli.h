@@ -19,7 +19,7 @@
 #include "store.h"
 
 #define P11CLI_OPT_MODULE_HELP                                                                     \
-	"Use the PKCS#11 module at PATH instead of the modules registered with p11-kit (also "   \
+	"Use the PKCS#11 module at PATH instead of the modules registered with p11-kit (also "     \
 	"$CERTAGENT_MODULE)"
 
 /* Loads the module given (or $CERTAGENT_MODULE, or the registered ones). Exit code or 0. */
@@ -86,9 +86,8 @@ int p11cli_check_subject(const char *subject, char *const *sans, size_t n_sans);
  * A PKCS#10 request for the private key with CKA_ID id (user logged in), asking for the
  * clientAuth extended key usage, signed by that key on the token. Exit code or 0.
  */
-int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t *id,
-		    size_t id_len, const char *subject, char *const *sans, size_t n_sans,
-		    gnutls_x509_crq_t *ret);
+int p11cli_make_csr(AdminSession *a, const AdminObjectList *objs, const uint8_t *id, size_t id_len,
+		    const char *subject, char *const *sans, size_t n_sans, gnutls_x509_crq_t *ret);
 
 /* The private key among objs whose public key is spki (via its public key or itself). */
 const AdminObject *p11cli_key_for_spki(const AdminObjectList *objs, const gnutls_datum_t *spki);

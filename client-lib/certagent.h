@@ -36,16 +36,16 @@ typedef int32_t certagent_code;
 enum {
 	CERTAGENT_OK = 0,
 	CERTAGENT_E_AGENT_NOT_RUNNING = 1, /* no bus, or nobody owns org.certagent.Agent1 */
-	CERTAGENT_E_NO_IDENTITY = 2,       /* no identity fits (URI, server's CAs or algorithms) */
-	CERTAGENT_E_KEY_NOT_FOUND = 3,     /* the key is gone from the token */
-	CERTAGENT_E_PIN_REQUIRED = 4,      /* unlock the token: `certagent unlock TOKEN-URI` */
+	CERTAGENT_E_NO_IDENTITY = 2,	   /* no identity fits (URI, server's CAs or algorithms) */
+	CERTAGENT_E_KEY_NOT_FOUND = 3,	   /* the key is gone from the token */
+	CERTAGENT_E_PIN_REQUIRED = 4,	   /* unlock the token: `certagent unlock TOKEN-URI` */
 	CERTAGENT_E_PIN_INCORRECT = 5,
 	CERTAGENT_E_PIN_LOCKED = 6,
 	CERTAGENT_E_TOKEN_ABSENT = 7,
 	CERTAGENT_E_UNSUPPORTED_SCHEME = 8,
 	CERTAGENT_E_INVALID_ARGS = 9,
 	CERTAGENT_E_TOO_LARGE = 10,
-	CERTAGENT_E_TIMEOUT = 11,          /* the agent did not answer in time */
+	CERTAGENT_E_TIMEOUT = 11, /* the agent did not answer in time */
 	CERTAGENT_E_CANCELLED = 12,
 	CERTAGENT_E_POLICY_DENIED = 13,
 	CERTAGENT_E_NO_MEMORY = 14,
@@ -54,13 +54,16 @@ enum {
 
 /* Filled by every function that fails; owned by the caller (on the stack is fine). */
 typedef struct certagent_error {
-	uint32_t version;      /* CERTAGENT_API_VERSION */
-	certagent_code code;   /* CERTAGENT_E_* */
-	char dbus_name[128];   /* "org.certagent.Error.PinRequired", or "" */
-	char message[512];     /* says what was wrong and what to do next */
+	uint32_t version;    /* CERTAGENT_API_VERSION */
+	certagent_code code; /* CERTAGENT_E_* */
+	char dbus_name[128]; /* "org.certagent.Error.PinRequired", or "" */
+	char message[512];   /* says what was wrong and what to do next */
 } certagent_error;
 
-#define CERTAGENT_ERROR_INIT { CERTAGENT_API_VERSION, 0, "", "" }
+#define CERTAGENT_ERROR_INIT                                                                       \
+	{                                                                                          \
+		CERTAGENT_API_VERSION, 0, "", ""                                                   \
+	}
 
 /* A short English name for a code ("pin-required"). Never NULL. */
 const char *certagent_strerror(certagent_code code);
@@ -88,14 +91,14 @@ void certagent_identity_list_free(certagent_identity_list *l);
 
 const char *certagent_identity_uri(const certagent_identity *id);
 const char *certagent_identity_label(const certagent_identity *id);
-const char *certagent_identity_token(const certagent_identity *id);       /* token URI */
+const char *certagent_identity_token(const certagent_identity *id); /* token URI */
 const char *certagent_identity_token_label(const certagent_identity *id);
-const char *certagent_identity_key_type(const certagent_identity *id);    /* rsa|ec|ed25519 */
+const char *certagent_identity_key_type(const certagent_identity *id); /* rsa|ec|ed25519 */
 unsigned certagent_identity_bits(const certagent_identity *id);
 int certagent_identity_logged_in(const certagent_identity *id);
 size_t certagent_identity_scheme_count(const certagent_identity *id);
 const char *certagent_identity_scheme(const certagent_identity *id, size_t i);
-size_t certagent_identity_cert_count(const certagent_identity *id);          /* leaf first */
+size_t certagent_identity_cert_count(const certagent_identity *id); /* leaf first */
 const gnutls_datum_t *certagent_identity_cert(const certagent_identity *id, size_t i); /* DER */
 
 /*
@@ -171,15 +174,15 @@ typedef struct certagent_event {
 	/* CERTAGENT_API_VERSION of the library; fields are only ever added at the end. */
 	uint32_t version;
 	certagent_event_kind kind;
-	gnutls_session_t session;                  /* the handshake's session (NULL for keys
-	                                              from certagent_privkey_new) */
-	const certagent_identity *identity;        /* CHOSEN, else NULL */
-	const char *identity_uri;                  /* CHOSEN, SIGN_*, else NULL */
-	const char *reason;                        /* CHOSEN, NONE_FITS, else NULL */
-	const char *scheme;                        /* SIGN_*: TLS SignatureScheme name */
-	uint64_t elapsed_us;                       /* SIGN_DONE */
-	certagent_code code;                       /* SIGN_DONE */
-	const gnutls_datum_t *ca_names;            /* REQUEST: DER names */
+	gnutls_session_t session;	    /* the handshake's session (NULL for keys
+					       from certagent_privkey_new) */
+	const certagent_identity *identity; /* CHOSEN, else NULL */
+	const char *identity_uri;	    /* CHOSEN, SIGN_*, else NULL */
+	const char *reason;		    /* CHOSEN, NONE_FITS, else NULL */
+	const char *scheme;		    /* SIGN_*: TLS SignatureScheme name */
+	uint64_t elapsed_us;		    /* SIGN_DONE */
+	certagent_code code;		    /* SIGN_DONE */
+	const gnutls_datum_t *ca_names;	    /* REQUEST: DER names */
 	size_t n_ca_names;
 	const gnutls_sign_algorithm_t *sign_algos; /* REQUEST */
 	size_t n_sign_algos;
@@ -188,8 +191,7 @@ typedef struct certagent_event {
 typedef void (*certagent_observer_fn)(const certagent_event *ev, void *userdata);
 
 /* Sets (fn NULL: removes) the observer of c. One per client; a new one replaces the old. */
-void certagent_client_set_observer(certagent_client *c, certagent_observer_fn fn,
-				   void *userdata);
+void certagent_client_set_observer(certagent_client *c, certagent_observer_fn fn, void *userdata);
 
 /* The agent's version (its Version property), malloc'd: free() it. */
 int certagent_agent_version(certagent_client *c, char **ret_version, certagent_error *err);

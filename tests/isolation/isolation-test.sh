@@ -51,15 +51,7 @@ AGENTCTL=$CERTAGENT_SRC/tests/agent/agentctl.py
 SCHEME=ecdsa_secp256r1_sha256
 ERR=org.certagent.Error
 
-PY=
-for p in /usr/bin/python3 python3; do
-	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-[ -n "$PY" ] || h_skip "python3-dbus is not installed"
-ctl_py() { "$PY" "$AGENTCTL" "$@"; }
+h_need_py
 
 # i_ctl LINE...: a new command for the fault module, written whole (rename).
 i_ctl() {
@@ -72,7 +64,7 @@ i_traced() { grep -qxF -- "$1" "$TRACE" 2>/dev/null; }
 i_uri() { h_key_uri "$1" "k$1"; }
 
 # i_sign TOKEN OUT: Sign the 32-byte hash; "ERROR name: message" and status 3 on a D-Bus error.
-i_sign() { ctl_py sign "$(i_uri "$1")" "$SCHEME" "$H_TMP/hash" "$2"; }
+i_sign() { h_ctl sign "$(i_uri "$1")" "$SCHEME" "$H_TMP/hash" "$2"; }
 
 i_verify() { # TOKEN SIGFILE
 	openssl pkeyutl -verify -pubin -inkey "$H_TMP/$1.pub" -in "$H_TMP/hash" -sigfile "$2" \
@@ -98,11 +90,11 @@ i_expect_sign_error() { # TOKEN ERROR-NAME
 
 i_unlock() {
 	local out
-	out=$(ctl_py unlock "pkcs11:token=$1" "$H_PIN") || h_fail "Unlock of token $1 failed: $out"
+	out=$(h_ctl unlock "pkcs11:token=$1" "$H_PIN") || h_fail "Unlock of token $1 failed: $out"
 }
 
 i_has_identity() {
-	ctl_py identities | "$PY" -c 'import json, sys
+	h_ctl identities | "$H_PY" -c 'import json, sys
 sys.exit(0 if any(";object=k%s;" % sys.argv[1] in i["uri"] for i in json.load(sys.stdin)) else 1)' "$1"
 }
 
@@ -144,7 +136,7 @@ i_setup() {
 	h_agent "isolation = process" "poll-interval = 1" "$@" "[module other]" "path = $SHIM_MODULE"
 	H_SOFTHSM=$real
 	{ i_has_identity A && i_has_identity C; } ||
-		h_fail "the agent does not list A's and C's keys: $(ctl_py identities)"
+		h_fail "the agent does not list A's and C's keys: $(h_ctl identities)"
 	i_traced "command present token=*" || h_fail "the agent did not load the fault module"
 	FAULT_PID=$(i_helper_pid softhsm)
 	OTHER_PID=$(i_helper_pid other)
@@ -195,7 +187,7 @@ case_hang() {
 	h_wait_until 10 i_traced "sign-hang A" || h_fail "the Sign on A never reached C_Sign"
 	# While A's helper is stuck: C (another process) signs, the agent lists.
 	i_expect_sign_ok C
-	ctl_py tokens >/dev/null || h_fail "ListTokens failed while A hangs"
+	h_ctl tokens >/dev/null || h_fail "ListTokens failed while A hangs"
 	kill -0 "$hung" 2>/dev/null || h_fail "the hung Sign returned early: $(cat "$H_TMP/hung.out")"
 	wait "$hung" || st=$?
 	h_untrack "$hung"
@@ -225,11 +217,11 @@ case_schemes() {
 	[ -n "$(i_helper_pid softhsm)" ] || h_fail "SoftHSM does not run in a helper"
 	i_unlock S
 	head -c 32 /dev/urandom >"$H_TMP/hash"
-	out=$(ctl_py sign "$(h_key_uri S kec)" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig-ec") ||
+	out=$(h_ctl sign "$(h_key_uri S kec)" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig-ec") ||
 		h_fail "ECDSA Sign failed: $out"
 	openssl pkeyutl -verify -pubin -inkey "$H_TMP/ec.pub" -in "$H_TMP/hash" \
 		-sigfile "$H_TMP/sig-ec" >/dev/null || h_fail "the ECDSA signature does not verify"
-	out=$(ctl_py sign "$(h_key_uri S krsa)" rsa_pss_rsae_sha256 "$H_TMP/hash" "$H_TMP/sig-rsa") ||
+	out=$(h_ctl sign "$(h_key_uri S krsa)" rsa_pss_rsae_sha256 "$H_TMP/hash" "$H_TMP/sig-rsa") ||
 		h_fail "RSA-PSS Sign failed: $out"
 	openssl pkeyutl -verify -pubin -inkey "$H_TMP/rsa.pub" -in "$H_TMP/hash" \
 		-sigfile "$H_TMP/sig-rsa" -pkeyopt rsa_padding_mode:pss -pkeyopt digest:sha256 \
@@ -237,7 +229,7 @@ case_schemes() {
 	# Ed25519 signs a TLS 1.3 client CertificateVerify: 64 spaces, the context, 0, a hash.
 	tbs=$H_TMP/tbs
 	{ printf '%64s' ''; printf 'TLS 1.3, client CertificateVerify\0'; cat "$H_TMP/hash"; } >"$tbs"
-	out=$(ctl_py sign "$(h_key_uri S ked)" ed25519 "$tbs" "$H_TMP/sig-ed") ||
+	out=$(h_ctl sign "$(h_key_uri S ked)" ed25519 "$tbs" "$H_TMP/sig-ed") ||
 		h_fail "Ed25519 Sign failed: $out"
 	openssl pkeyutl -verify -pubin -inkey "$H_TMP/ed.pub" -rawin -in "$tbs" \
 		-sigfile "$H_TMP/sig-ed" >/dev/null || h_fail "the Ed25519 signature does not verify"
@@ -289,7 +281,7 @@ case_process() {
 	done
 	i_unlock P
 	head -c 32 /dev/urandom >"$H_TMP/hash"
-	out=$(ctl_py sign "$(h_key_uri P kP)" "$SCHEME" "$H_TMP/hash" "$H_TMP/sig") ||
+	out=$(h_ctl sign "$(h_key_uri P kP)" "$SCHEME" "$H_TMP/hash" "$H_TMP/sig") ||
 		h_fail "Sign failed: $out"
 	# The same configuration with isolation = none: the module is back inside the agent.
 	h_agent_stop
@@ -317,7 +309,7 @@ r_user_env() {
 
 r_as_user() { "${R_RUN[@]}" "$@"; }
 
-r_ctl() { r_as_user "$PY" "$R_PUB/agentctl.py" "$@"; }
+r_ctl() { r_as_user "$H_PY" "$R_PUB/agentctl.py" "$@"; }
 
 # r_agent CONFIG-LINE...: certagentd as that user, registered modules on, no [module] at all.
 r_agent() {
@@ -336,7 +328,7 @@ r_tokens() { R_TOKENS=$(r_ctl tokens) || h_fail "ListTokens failed: $R_TOKENS"; 
 
 # r_token_module LABEL: the module serving token LABEL in R_TOKENS, or nothing.
 r_token_module() {
-	"$PY" -c 'import json, sys
+	"$H_PY" -c 'import json, sys
 for t in json.loads(sys.argv[2]):
     if t.get("label") == sys.argv[1]:
         print(t.get("module", "?"))' "$1" "$R_TOKENS"

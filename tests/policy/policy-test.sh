@@ -7,15 +7,7 @@
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 
 ERR=org.certagent.Error
-PY=
-for p in /usr/bin/python3 python3; do
-	if command -v "$p" >/dev/null && "$p" -c 'import dbus' 2>/dev/null; then
-		PY=$p
-		break
-	fi
-done
-[ -n "$PY" ] || h_skip "python3-dbus is not installed"
-ctl() { "$PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
+h_need_py
 AUDIT=$XDG_STATE_HOME/certagent/audit.jsonl
 
 # expect_error NAME TEXT COMMAND...: COMMAND fails with the D-Bus error NAME and TEXT in it.
@@ -46,7 +38,7 @@ world() {
 }
 # full_uri LABEL: the identity's URI as ListIdentities gives it (what libcertagent matches).
 full_uri() {
-	ctl identities | "$PY" -c 'import json, sys
+	h_ctl identities | "$H_PY" -c 'import json, sys
 print([i["uri"] for i in json.load(sys.stdin) if i["label"] == sys.argv[1]][0])' "$1"
 }
 URI=$(h_key_uri demo client)
@@ -57,7 +49,7 @@ head -c 32 /dev/urandom >"$H_TMP/hash"
 sign() {
 	local uri=$1
 	shift
-	ctl sign "$uri" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig" "$@"
+	h_ctl sign "$uri" ecdsa_secp256r1_sha256 "$H_TMP/hash" "$H_TMP/sig" "$@"
 }
 sign_ok() { sign "$@" >"$H_TMP/out" || h_fail "Sign failed: $(cat "$H_TMP/out")"; }
 
@@ -80,7 +72,7 @@ connect_denied() { # TEXT ARG...
 
 # audit_py PYTHON-EXPR-LINES: runs python with `lines` = the parsed audit lines.
 audit_py() {
-	"$PY" - "$AUDIT" <<PYEOF || h_fail "audit check failed"
+	"$H_PY" - "$AUDIT" <<PYEOF || h_fail "audit check failed"
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]
 $1
@@ -128,7 +120,7 @@ test_server_name_sign() {
 test_applications() {
 	world "[policy apps]" "identity = $URI" "applications = /usr/bin/python3* unit:none.service"
 	local exe
-	exe=$(readlink -f "$PY")
+	exe=$(readlink -f "$H_PY")
 	h_log "python3 caller: $exe"
 	sign_ok "$URI"
 	# busctl is another program: refused, with its path in the reason.
@@ -190,11 +182,11 @@ test_ed25519_framing() {
 	local uri
 	uri=$(h_key_uri demo ed)
 	printf 'any message at all' >"$H_TMP/raw"
-	expect_error $ERR.InvalidArgs 'TLS' ctl sign "$uri" ed25519 "$H_TMP/raw" "$H_TMP/sig"
+	expect_error $ERR.InvalidArgs 'TLS' h_ctl sign "$uri" ed25519 "$H_TMP/raw" "$H_TMP/sig"
 	{ printf '%64s' ''; printf 'TLS 1.3, server CertificateVerify\0'; cat "$H_TMP/hash"; } >"$H_TMP/srv"
-	expect_error $ERR.InvalidArgs 'TLS' ctl sign "$uri" ed25519 "$H_TMP/srv" "$H_TMP/sig"
+	expect_error $ERR.InvalidArgs 'TLS' h_ctl sign "$uri" ed25519 "$H_TMP/srv" "$H_TMP/sig"
 	{ printf '%64s' ''; printf 'TLS 1.3, client CertificateVerify\0'; cat "$H_TMP/hash"; } >"$H_TMP/cv"
-	ctl sign "$uri" ed25519 "$H_TMP/cv" "$H_TMP/sig" >"$H_TMP/out" || h_fail "framed: $(cat "$H_TMP/out")"
+	h_ctl sign "$uri" ed25519 "$H_TMP/cv" "$H_TMP/sig" >"$H_TMP/out" || h_fail "framed: $(cat "$H_TMP/out")"
 	# Real handshakes still work: TLS 1.3 (framed transcript hash), TLS 1.2 (messages).
 	for v in 1.3 1.2; do
 		h_gnutls_serv --tls$v
@@ -216,11 +208,11 @@ test_sha1_refused() {
 	local uri
 	uri=$(h_key_uri demo rsa)
 	{ printf '\x30\x21\x30\x09\x06\x05\x2b\x0e\x03\x02\x1a\x05\x00\x04\x14'; head -c 20 /dev/urandom; } >"$H_TMP/di1"
-	expect_error $ERR.InvalidArgs 'SHA-1' ctl sign "$uri" rsa_pkcs1_sha256 "$H_TMP/di1" "$H_TMP/sig"
-	expect_error $ERR.UnsupportedScheme 'unknown scheme' ctl sign "$uri" rsa_pkcs1_sha1 "$H_TMP/di1" "$H_TMP/sig"
+	expect_error $ERR.InvalidArgs 'SHA-1' h_ctl sign "$uri" rsa_pkcs1_sha256 "$H_TMP/di1" "$H_TMP/sig"
+	expect_error $ERR.UnsupportedScheme 'unknown scheme' h_ctl sign "$uri" rsa_pkcs1_sha1 "$H_TMP/di1" "$H_TMP/sig"
 	# Raw RSA is never offered: no scheme without a hash in ListIdentities.
-	ctl identities | grep -q '"rsa_pkcs1_sha256"' || h_fail "rsa_pkcs1_sha256 not listed"
-	! ctl identities | grep -qiE '"(rsa_raw|rsa_pkcs1_sha1|rsa_pkcs1_md5)"' || h_fail "a raw or SHA-1 RSA scheme is listed"
+	h_ctl identities | grep -q '"rsa_pkcs1_sha256"' || h_fail "rsa_pkcs1_sha256 not listed"
+	! h_ctl identities | grep -qiE '"(rsa_raw|rsa_pkcs1_sha1|rsa_pkcs1_md5)"' || h_fail "a raw or SHA-1 RSA scheme is listed"
 }
 
 test_audit_fields() {
@@ -260,7 +252,7 @@ test_audit_rotation() {
 	total=$(cat "$AUDIT.2" "$AUDIT.1" "$AUDIT" | wc -l)
 	shown=$(h_certagent audit --config "$H_AGENT_CONF" | wc -l)
 	[ "$total" = "$shown" ] || h_fail "certagent audit shows $shown lines of $total"
-	h_certagent audit --config "$H_AGENT_CONF" --json | "$PY" -c '
+	h_certagent audit --config "$H_AGENT_CONF" --json | "$H_PY" -c '
 import json, sys
 d = json.load(sys.stdin)
 t = [e["time"] for e in d["entries"]]
@@ -303,7 +295,7 @@ test_audit_cli() {
 	[ "$($a --limit 2 2>/dev/null | grep -c '^20')" = 2 ] || h_fail "--limit 2"
 	[ "$($a --since 2999-01-01 2>/dev/null | grep -c '^20')" = 0 ] || h_fail "--since future"
 	[ "$($a --since 1h 2>/dev/null | grep -c '^20')" = 3 ] || h_fail "--since 1h"
-	$a --json --limit 2 2>/dev/null | "$PY" -c '
+	$a --json --limit 2 2>/dev/null | "$H_PY" -c '
 import json, sys
 d = json.load(sys.stdin)
 assert len(d["entries"]) == 2 and d["malformed"] == 2, d
@@ -321,7 +313,7 @@ test_policy_cli() {
 	for want in '\[policy web\]' '\*.example.com' 'remembered 5 min' '10/minute' 'CN=x, O=y'; do
 		grep -q "$want" <<<"$out" || h_fail "policy list lacks $want"
 	done
-	h_certagent policy list --config "$H_AGENT_CONF" --json | "$PY" -c '
+	h_certagent policy list --config "$H_AGENT_CONF" --json | "$H_PY" -c '
 import json, sys
 d = json.load(sys.stdin)
 p = d["policies"][0]
@@ -408,7 +400,7 @@ test_edit_add_remove() {
 	pol add web --identity "$URI" --servers '*.example.com' --servers api.example.org \
 		--json >"$H_TMP/add.json" 2>"$H_TMP/add.err" ||
 		h_fail "policy add failed: $(cat "$H_TMP/add.err")"
-	"$PY" -c 'import json, sys
+	"$H_PY" -c 'import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["policy"] == "web" and d["change"] == "added" and d["agent"] == "reloaded", d
 assert d["agent_error"] is None, d' "$H_TMP/add.json" || h_fail "add --json: $(cat "$H_TMP/add.json")"
@@ -489,8 +481,8 @@ test_reload_broken() {
 	printf '\n[policy web2]\nidentity = %s\nrate-limit = lots\n' "$URI2" >>"$H_AGENT_CONF"
 	local line
 	line=$(grep -n 'rate-limit = lots' "$H_AGENT_CONF" | cut -d: -f1)
-	expect_error $ERR.InvalidArgs "agent.conf:$line: rate-limit of [policy web2]" ctl reload
-	grep -q 'the policy in force stays' <<<"$(ctl reload)" || h_fail "the error does not say what stays"
+	expect_error $ERR.InvalidArgs "agent.conf:$line: rate-limit of [policy web2]" h_ctl reload
+	grep -q 'the policy in force stays' <<<"$(h_ctl reload)" || h_fail "the error does not say what stays"
 	local rc=0
 	h_certagent reload 2>"$H_TMP/reload.err" || rc=$?
 	[ "$rc" = 5 ] || h_fail "certagent reload exited $rc: $(cat "$H_TMP/reload.err")"
@@ -508,7 +500,7 @@ test_reload_broken() {
 	same "$H_TMP/broken.conf"
 	# Fixed by hand: the next reload applies it.
 	sed -i 's|rate-limit = lots|rate-limit = 1/hour|' "$H_AGENT_CONF"
-	ctl reload >/dev/null || h_fail "reload of the fixed file failed: $(ctl reload)"
+	h_ctl reload >/dev/null || h_fail "reload of the fixed file failed: $(h_ctl reload)"
 	h_unlock demo
 	sign_ok "$URI2" server-name=s:evil.org
 	expect_error $ERR.PolicyDenied 'limit is reached' sign "$URI2" server-name=s:evil.org
@@ -542,7 +534,7 @@ test_reload_under_load() {
 	(umask 077 && printf '%s\n' "$H_PIN" >"$H_TMP/pin-demo")
 	world "[pin-source demo]" "token = pkcs11:token=demo" "file = $H_TMP/pin-demo" \
 		"[policy web]" "identity = $URI" "servers = *.example.com localhost"
-	"$PY" - "$URI" "$H_TMP/hash" "$H_TMP/stop" >"$H_TMP/load.out" 2>&1 <<'PYEOF' &
+	"$H_PY" - "$URI" "$H_TMP/hash" "$H_TMP/stop" >"$H_TMP/load.out" 2>&1 <<'PYEOF' &
 import dbus, os, sys, threading
 uri, data, stop = sys.argv[1], open(sys.argv[2], 'rb').read(), sys.argv[3]
 counts = {"ok": 0, "denied": 0}
@@ -578,7 +570,7 @@ PYEOF
 		pol add "extra$i" --identity 'pkcs11:token=elsewhere' --deny 2>/dev/null ||
 			h_fail "policy add extra$i failed"
 		connect_ok --identity "$FULL"
-		ctl reload >/dev/null || h_fail "reload failed"
+		h_ctl reload >/dev/null || h_fail "reload failed"
 	done
 	touch "$H_TMP/stop"
 	wait "$load" || h_fail "signing during reloads: $(cat "$H_TMP/load.out")"
