@@ -26,6 +26,18 @@ void store_set_log(StoreLogFunc fn, void *userdata)
 	pthread_mutex_unlock(&log_lock);
 }
 
+static void *call_abandoned[CALL_ABANDONED_MAX];
+static size_t call_n_abandoned;
+static pthread_mutex_t call_abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void call_abandon(void *p)
+{
+	pthread_mutex_lock(&call_abandoned_lock);
+	if (call_n_abandoned < CALL_ABANDONED_MAX)
+		call_abandoned[call_n_abandoned++] = p;
+	pthread_mutex_unlock(&call_abandoned_lock);
+}
+
 void call_log(int prio, const char *fmt, ...)
 {
 	StoreLogFunc fn;

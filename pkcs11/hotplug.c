@@ -653,7 +653,8 @@ static void hotplug_leave_behind(Hotplug *h, Waiter *w)
 		 "finalised (its C_Finalize would pull the ground from under that thread)",
 		 w->m->name);
 	w->m->pinned = true;
-	pthread_detach(w->thread); /* w leaks on purpose: the thread still has it */
+	pthread_detach(w->thread);
+	call_abandon(w); /* never freed: the thread still has it */
 	if (!grown) {
 		free(path);
 		return;

@@ -133,6 +133,14 @@ struct Store {
 /* call.c: the one wrapper layer over C_* functions, logging and the CK_RV mapping. */
 void call_log(int prio, const char *fmt, ...) _printf_(2, 3);
 
+/*
+ * Keeps p (a Module or a hotplug waiter that a thread stuck in a module still uses) for the
+ * rest of the process: never freed, but still referenced, so leak checkers do not report a
+ * leak that is deliberate. At most CALL_ABANDONED_MAX are kept; more are simply not freed.
+ */
+#define CALL_ABANDONED_MAX 64
+void call_abandon(void *p);
+
 /* helper-spawn.c: certagent-pkcs11-helper ($CERTAGENT_PKCS11_HELPER, else installed) and how
  * it is started: argv, with fd as its target_fd (stdin and, unless target_fd is 1, stdout on
  * /dev/null). 0 with *ret_pid, or -errno; fd stays the caller's. */

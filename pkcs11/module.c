@@ -253,6 +253,7 @@ void module_unload_all(Store *s)
 		if (s->modules[i]->pinned) {
 			/* A thread is still inside it (hotplug.c): leaked on purpose. */
 			call_log(LOG_DEBUG, "%s: left loaded and initialised", s->modules[i]->name);
+			call_abandon(s->modules[i]);
 			continue;
 		}
 		call_module_finalize(s->modules[i]);
