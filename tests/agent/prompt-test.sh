@@ -6,6 +6,10 @@
 # here). Usage: prompt-test.sh CASE (one meson test per case).
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 
+# PINs no other log text contains (a pid or a serial can hold "1234" or "9999").
+H_PIN=Zq7-pin-4711
+WRONG_PIN=Zq7-wrong-0815
+
 AGENT=org.certagent.Agent1
 OBJ=/org/certagent/Agent1
 ERR=org.certagent.Error
@@ -93,7 +97,7 @@ token_field() { # FIELD: of token demo in ListTokens
 }
 
 no_pin_in_log() {
-	! grep -qw "$H_PIN" "$H_AGENT_LOG" || h_fail "the PIN appears in the agent log"
+	! grep -qF -- "$H_PIN" "$H_AGENT_LOG" || h_fail "the PIN appears in the agent log"
 }
 
 test_sign_prompts_once() {
@@ -139,7 +143,7 @@ test_wrong_pin() {
 	local flags
 	flags=$(token_field flags)
 	[ $((flags & 0x10000)) = 0 ] || h_fail "CKF_USER_PIN_COUNT_LOW set before any try"
-	answers "pin 9999" "pin $H_PIN"
+	answers "pin $WRONG_PIN" "pin $H_PIN"
 	h_expect_error $ERR.PinIncorrect h_ctl sign "$URI" ecdsa_secp256r1_sha256 "$H_TMP/h" "$H_TMP/s"
 	# One prompt, one failed try: never retried by itself.
 	expect_getpins 1
@@ -152,7 +156,7 @@ test_wrong_pin() {
 	expect_getpins 2
 	grep -q '^SETERROR .*Few tries left' "$FAKE_PINENTRY_TRANSCRIPT" ||
 		h_fail "no few-tries warning in the second prompt: $(cat "$FAKE_PINENTRY_TRANSCRIPT")"
-	! grep -qw 9999 "$H_AGENT_LOG" || h_fail "the wrong PIN appears in the log"
+	! grep -qF -- "$WRONG_PIN" "$H_AGENT_LOG" || h_fail "the wrong PIN appears in the log"
 	no_pin_in_log
 }
 

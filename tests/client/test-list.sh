@@ -33,13 +33,13 @@ assert isinstance(i["logged_in"], bool)
 PY
 
 # A wrong PIN: exit 4, a clear message, and the PIN itself never printed.
-printf '9999\n' >"$H_TMP/wrong-pin"
+printf 'Zq7-wrong-0815\n' >"$H_TMP/wrong-pin"
 st=0
 h_certagent unlock --pin-file "$H_TMP/wrong-pin" pkcs11:token=demo 2>"$H_TMP/err" || st=$?
 cat "$H_TMP/err"
 [ "$st" = 4 ] || h_fail "wrong PIN: exit $st, want 4"
 grep -qi "pin" "$H_TMP/err" || h_fail "message does not mention the PIN"
-! grep -q 9999 "$H_TMP/err" || h_fail "the PIN was printed"
+! grep -qF Zq7-wrong-0815 "$H_TMP/err" || h_fail "the PIN was printed"
 
 # No terminal, no file, no variable: a usage error that says what to do.
 st=0
