@@ -27,6 +27,9 @@
 
 #define CHANNEL_STOP_ID UINT64_MAX
 
+/* Requests one thread serves from one channel in a row before going back through epoll. */
+#define CHANNEL_BATCH_MAX 64
+
 struct Channel {
 	atomic_uint refs;
 	int fd;
@@ -34,6 +37,7 @@ struct Channel {
 	char *bus_name;
 	AppInfo app;	 /* read at OpenChannel: the pid is bound to the channel */
 	uint32_t serial; /* of the request being served, which the reply carries */
+	bool answered;	 /* replied by the thread serving it, not armed (channel_serve) */
 	bool closed;	 /* under the server's lock */
 	ChannelServer *server;
 };
@@ -50,6 +54,9 @@ struct ChannelServer {
 	atomic_uint_fast64_t last_use_usec;
 	bool stopped;
 };
+
+/* The channel this thread is serving a request of (channel_serve), if any. */
+static _Thread_local Channel *channel_serving;
 
 static uint64_t channel_now_usec(void)
 {
@@ -142,7 +149,9 @@ void channel_reply(Channel *ch, int r, const char *message, const uint8_t *sig, 
 	/* One reply per request: the socket buffer always has room, never block on it. */
 	if (len)
 		n = send(ch->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (len && n == (ssize_t)len)
+	if (len && n == (ssize_t)len && channel_serving == ch)
+		ch->answered = true; /* the serving thread reads the next request itself */
+	else if (len && n == (ssize_t)len)
 		channel_arm(cs, ch);
 	else
 		channel_close(cs, ch,
@@ -172,41 +181,62 @@ static Channel *channel_take(ChannelServer *cs, uint64_t id)
 	return ch;
 }
 
-/* Reads and serves one request of ch (the reference is handed on to the request). */
+/*
+ * Reads and serves the requests waiting on ch; ch comes with a reference, which this drops.
+ *
+ * A request answered right here is followed by a look for the next one before the channel
+ * is armed again: a client that sends its next request as soon as it has a reply (a burst of
+ * handshakes, a loop) finds this thread still awake, instead of arming, which would wake
+ * another thread in epoll_wait on the other CPU while this one goes to sleep.
+ */
 static void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf)
 {
-	IpcSignCall call;
-	CaError err = {0};
-	ssize_t n;
-	int r;
+	for (unsigned served = 0;; served++) {
+		IpcSignCall call;
+		CaError err = {0};
+		bool answered;
+		ssize_t n;
+		int r;
 
-	do {
-		n = recv(ch->fd, buf, IPC_CHANNEL_FRAME_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0 && errno == EAGAIN) {
-		channel_arm(cs, ch);
-		channel_unref(ch);
-		return;
+		if (served == CHANNEL_BATCH_MAX) {
+			channel_arm(cs, ch); /* the others' turn */
+			break;
+		}
+		do {
+			n = recv(ch->fd, buf, IPC_CHANNEL_FRAME_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
+		} while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == EAGAIN) {
+			channel_arm(cs, ch);
+			break;
+		}
+		if (n <= 0) {
+			channel_close(cs, ch, n == 0 ? "the client closed it" : "read error");
+			break;
+		}
+		atomic_store(&cs->last_use_usec, channel_now_usec());
+		r = ipc_channel_decode_sign(buf, (size_t)n, &ch->serial, &call, &err);
+		if (r) {
+			/* Our library never sends such a thing: a peer that does loses the channel. */
+			log_info("channel of %s (pid %d): %s; closing it", ch->bus_name,
+				 (int)ch->app.pid, err.message);
+			channel_close(cs, ch, "bad frame");
+			break;
+		}
+		/* The identity is the one the bus vouched for when the channel was opened; the
+		 * request takes a reference of its own, dropped by its reply. */
+		ch->answered = false;
+		channel_serving = ch;
+		methods_channel_sign(cs->server, channel_ref(ch), &call);
+		channel_serving = NULL;
+		answered = ch->answered;
+		/* The request's bytes are the data to sign: gone from our buffer once served. */
+		explicit_bzero(buf,
+			       (size_t)n < IPC_CHANNEL_FRAME_MAX ? (size_t)n : IPC_CHANNEL_FRAME_MAX);
+		if (!answered)
+			break; /* parked on a prompt, closed, or left to the main thread: armed by
+				* whoever replies */
 	}
-	if (n <= 0) {
-		channel_close(cs, ch, n == 0 ? "the client closed it" : "read error");
-		channel_unref(ch);
-		return;
-	}
-	atomic_store(&cs->last_use_usec, channel_now_usec());
-	r = ipc_channel_decode_sign(buf, (size_t)n, &ch->serial, &call, &err);
-	if (r) {
-		/* Our library never sends such a thing: a peer that does loses the channel. */
-		log_info("channel of %s (pid %d): %s; closing it", ch->bus_name, (int)ch->app.pid,
-			 err.message);
-		channel_close(cs, ch, "bad frame");
-		channel_unref(ch);
-	} else {
-		/* The identity is the one the bus vouched for when the channel was opened. */
-		methods_channel_sign(cs->server, ch, &call);
-	}
-	/* The request's bytes are the data to sign: gone from our buffer once served. */
-	explicit_bzero(buf, (size_t)n < IPC_CHANNEL_FRAME_MAX ? (size_t)n : IPC_CHANNEL_FRAME_MAX);
+	channel_unref(ch);
 }
 
 static void *channel_thread(void *userdata)

@@ -333,10 +333,18 @@ static int request_submit(Server *s, Request *q, WorkerPool *pool, CaError *err)
 	return 0;
 }
 
+/*
+ * The listed identity uri names: the URI ListIdentities gave by strcmp, or a shorter one
+ * (pkcs11:token=demo;object=client) that names exactly one. Finding none makes the Sign list
+ * the tokens again after it ran (a token that came since), so a hand-written URI must not
+ * land here every time.
+ */
 static const StoreIdentity *snapshot_identity(Server *s, const char *uri)
 {
-	for (size_t i = 0; s->identities && i < s->identities->n; i++)
-		if (strcmp(s->identities->items[i].uri, uri) == 0)
+	const char *full = policy_resolve(s->identities, uri);
+
+	for (size_t i = 0; full && i < s->identities->n; i++)
+		if (s->identities->items[i].uri == full)
 			return &s->identities->items[i];
 	return NULL;
 }

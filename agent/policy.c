@@ -614,7 +614,7 @@ static bool uri_names(P11KitUri *pat, P11KitUri *u)
  * spelling (pkcs11:id=%01 must not escape a rule written for object=client). NULL when the
  * URI names no listed identity or several.
  */
-static const char *policy_resolve(const StoreIdentityList *ids, const char *uri)
+const char *policy_resolve(const StoreIdentityList *ids, const char *uri)
 {
 	P11KitUri *pat, *u;
 	const char *found = NULL;

@@ -73,6 +73,13 @@ Policy *policy_free(Policy *p);
 int policy_sign_check(Policy *p, const IpcSignCall *call, const char *bus_name, const AppInfo *app,
 		      const StoreIdentityList *ids, PolicyTicket **ret, CaError *err);
 
+/*
+ * The full URI of the one listed identity uri names: ids' own string when uri is one of them
+ * (no parsing), else the one identity whose URI the pattern uri matches (p11-kit URI rules, as
+ * the store resolves it to sign); NULL when it names none or several.
+ */
+const char *policy_resolve(const StoreIdentityList *ids, const char *uri);
+
 /* The audit line of a Sign refused before it was queued (r, err: why); call may be partial. */
 void policy_audit_refused(Policy *p, const IpcSignCall *call, const char *bus_name,
 			  const AppInfo *app, const StoreIdentityList *ids, int r,

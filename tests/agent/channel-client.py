@@ -8,6 +8,10 @@
 #   channel-client.py exec URI PROGRAM    opens a channel, then execs PROGRAM (a copy of this
 #                                         interpreter) running "send FD URI" on the inherited fd
 #   channel-client.py send FD URI         one Sign on the channel fd FD
+#   channel-client.py burst URI           300 Signs written on one channel without waiting for
+#                                         replies: all answered, in order; after the 10th reply
+#                                         a Sign with server name other.example on a second
+#                                         channel, answered too
 import os
 import struct
 import sys
@@ -117,5 +121,36 @@ def send(fd, uri):
     print('ok')
 
 
+def burst(uri, count=300):
+    import threading
+    _, _, fd = open_channel()
+    _, _, other = open_channel()
+    errors = []
+
+    def writer():
+        try:
+            for serial in range(1, count + 1):
+                os.write(fd, sign_frame(uri, serial))
+        except OSError as e:
+            errors.append('writing the burst: %s' % e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    for serial in range(1, count + 1):
+        expect_signature(os.read(fd, 200000), serial, 'reply %d of the burst' % serial)
+        if serial == 10:
+            # Marked with its server name: where it lands in the audit log says how long it
+            # waited behind the burst (channel-test.sh).
+            frame = (header(SIGN, 7) + string(uri) + string(SCHEME) + field(HASH) +
+                     string('other.example') + struct.pack('<I', 0))
+            os.write(other, frame)
+    t.join()
+    if errors:
+        fail('; '.join(errors))
+    expect_signature(os.read(other, 200000), 7, 'a Sign on another channel')
+    print('ok')
+
+
 if __name__ == '__main__':
-    {'frames': frames, 'exec': exec_other, 'send': send}[sys.argv[1]](*sys.argv[2:])
+    {'frames': frames, 'exec': exec_other, 'send': send,
+     'burst': burst}[sys.argv[1]](*sys.argv[2:])

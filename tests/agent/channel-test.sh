@@ -7,6 +7,10 @@
 #                and the bus; an error reply leaves the channel open
 #   opener       who signs on a channel is the program that opened it (read at OpenChannel):
 #                a process that execs another program keeps the opener's identity
+#   burst        requests written without waiting are all answered in order by the thread
+#                that serves the channel; with one channel thread (workers = 1), a Sign on
+#                another channel meanwhile is served after at most 64 of them, not after
+#                the burst: a busy channel does not starve the others
 #   audit-moved  the audit log keeps its size in memory, but a file moved away (logrotate)
 #                is noticed within a second and a new one started
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
@@ -53,6 +57,21 @@ lines = [json.loads(l) for l in open(sys.argv[1])]
 assert len(lines) == 1 and lines[0]["decision"] == "allowed", lines
 assert lines[0]["exe"] == sys.argv[2], lines[0]
 PY
+}
+
+test_burst() {
+	setup "workers = 1"
+	local out at
+	out=$("$H_PY" "$CLIENT" burst "$URI" 2>&1) || h_fail "burst: $out"
+	[ "$out" = ok ] || h_fail "burst: $out"
+	[ "$(grep -c '"decision":"allowed"' "$AUDIT")" = 301 ] ||
+		h_fail "expected 301 audit lines, found $(grep -c '"decision":"allowed"' "$AUDIT")"
+	# Sent while about 290 requests of the burst were waiting; the thread takes its turn with
+	# the other channel after at most 64 of them (CHANNEL_BATCH_MAX), not after the burst.
+	at=$(grep -n '"server":"other.example"' "$AUDIT" | cut -d: -f1)
+	h_log "the other channel's Sign is audit line $at of 301"
+	[ -n "$at" ] && [ "$at" -le 160 ] ||
+		h_fail "the other channel's Sign waited behind the burst: audit line ${at:-none} of 301"
 }
 
 test_audit_moved() {
