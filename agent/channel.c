@@ -216,7 +216,7 @@ static void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf)
 		atomic_store(&cs->last_use_usec, channel_now_usec());
 		r = ipc_channel_decode_sign(buf, (size_t)n, &ch->serial, &call, &err);
 		if (r) {
-			/* Our library never sends such a thing: a peer that does loses the channel. */
+			/* Our library never sends such a thing: its sender loses the channel. */
 			log_info("channel of %s (pid %d): %s; closing it", ch->bus_name,
 				 (int)ch->app.pid, err.message);
 			channel_close(cs, ch, "bad frame");
@@ -230,8 +230,9 @@ static void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf)
 		channel_serving = NULL;
 		answered = ch->answered;
 		/* The request's bytes are the data to sign: gone from our buffer once served. */
-		explicit_bzero(buf,
-			       (size_t)n < IPC_CHANNEL_FRAME_MAX ? (size_t)n : IPC_CHANNEL_FRAME_MAX);
+		if ((size_t)n > IPC_CHANNEL_FRAME_MAX)
+			n = IPC_CHANNEL_FRAME_MAX; /* MSG_TRUNC: the length it had, not what we kept */
+		explicit_bzero(buf, (size_t)n);
 		if (!answered)
 			break; /* parked on a prompt, closed, or left to the main thread: armed by
 				* whoever replies */
