@@ -231,7 +231,7 @@ static void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf)
 		answered = ch->answered;
 		/* The request's bytes are the data to sign: gone from our buffer once served. */
 		if ((size_t)n > IPC_CHANNEL_FRAME_MAX)
-			n = IPC_CHANNEL_FRAME_MAX; /* MSG_TRUNC: the length it had, not what we kept */
+			n = IPC_CHANNEL_FRAME_MAX; /* MSG_TRUNC gives the length it had */
 		explicit_bzero(buf, (size_t)n);
 		if (!answered)
 			break; /* parked on a prompt, closed, or left to the main thread: armed by
