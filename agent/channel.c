@@ -52,6 +52,7 @@ struct ChannelServer {
 	pthread_t *threads;
 	unsigned n_threads, n_joined;
 	atomic_uint_fast64_t last_use_usec;
+	atomic_bool stopping; /* set before the threads are told to stop: no next request */
 	bool stopped;
 };
 
@@ -198,7 +199,7 @@ static void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf)
 		ssize_t n;
 		int r;
 
-		if (served == CHANNEL_BATCH_MAX) {
+		if (served == CHANNEL_BATCH_MAX || (served && atomic_load(&cs->stopping))) {
 			channel_arm(cs, ch); /* the others' turn */
 			break;
 		}
@@ -285,6 +286,7 @@ int channel_server_new(struct Server *s, unsigned n_threads, ChannelServer **ret
 	cs->epoll_fd = cs->stop_fd = -1;
 	pthread_mutex_init(&cs->lock, NULL);
 	atomic_init(&cs->last_use_usec, 0);
+	atomic_init(&cs->stopping, false);
 	cs->threads = calloc(n_threads, sizeof(pthread_t));
 	cs->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	cs->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -322,6 +324,7 @@ bool channel_server_stop(ChannelServer *cs, unsigned timeout_ms)
 
 	if (!cs || cs->stopped)
 		return true;
+	atomic_store(&cs->stopping, true);
 	/* Level-triggered and never read: wakes every thread, now and later. */
 	(void)!write(cs->stop_fd, &one, sizeof(one));
 	if (!worker_join_threads(cs->threads, cs->n_threads, &cs->n_joined, timeout_ms))
