@@ -37,7 +37,6 @@ struct Channel {
 	char *bus_name;
 	AppInfo app;	 /* read at OpenChannel: the pid is bound to the channel */
 	uint32_t serial; /* of the request being served, which the reply carries */
-	bool answered;	 /* replied by the thread serving it, not armed (channel_serve) */
 	bool closed;	 /* under the server's lock */
 	ChannelServer *server;
 };
@@ -56,8 +55,14 @@ struct ChannelServer {
 	bool stopped;
 };
 
-/* The channel this thread is serving a request of (channel_serve), if any. */
+/*
+ * The channel this thread is serving a request of (channel_serve), if any, and whether this
+ * thread answered it without arming the channel. Per thread: once a request was answered from
+ * another thread (after a PIN prompt), the channel is armed and another thread may be serving
+ * its next request while this one returns.
+ */
 static _Thread_local Channel *channel_serving;
+static _Thread_local bool channel_answered;
 
 static uint64_t channel_now_usec(void)
 {
@@ -151,7 +156,7 @@ void channel_reply(Channel *ch, int r, const char *message, const uint8_t *sig, 
 	if (len)
 		n = send(ch->fd, buf, len, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (len && n == (ssize_t)len && channel_serving == ch)
-		ch->answered = true; /* the serving thread reads the next request itself */
+		channel_answered = true; /* the serving thread reads the next request itself */
 	else if (len && n == (ssize_t)len)
 		channel_arm(cs, ch);
 	else
@@ -225,11 +230,11 @@ static void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf)
 		}
 		/* The identity is the one the bus vouched for when the channel was opened; the
 		 * request takes a reference of its own, dropped by its reply. */
-		ch->answered = false;
+		channel_answered = false;
 		channel_serving = ch;
 		methods_channel_sign(cs->server, channel_ref(ch), &call);
 		channel_serving = NULL;
-		answered = ch->answered;
+		answered = channel_answered;
 		/* The request's bytes are the data to sign: gone from our buffer once served. */
 		if ((size_t)n > IPC_CHANNEL_FRAME_MAX)
 			n = IPC_CHANNEL_FRAME_MAX; /* MSG_TRUNC gives the length it had */
