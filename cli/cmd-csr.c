@@ -2,7 +2,7 @@
 /*
  * certagent csr KEY-URI --subject DN [--san TYPE:VALUE]... [--out FILE]: a PKCS#10 request
  * signed by a key on a token. GnuTLS builds the request; its private key is an "external"
- * key whose callbacks sign through pkcs11/admin.c (admin_sign, the enrolment signing path),
+ * key whose callbacks sign through pkcs11/admin-object.c (admin_sign, the enrolment signing path),
  * so the private key never leaves the token.
  */
 #include <arpa/inet.h>

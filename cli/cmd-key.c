@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * certagent key generate TOKEN --type T --label L [--id HEX]: a key pair made ON the token
- * (pkcs11/admin.c: sensitive, never extractable, sign-only). Prints the new key's URI.
+ * (pkcs11/admin-object.c: sensitive, never extractable, sign-only). Prints the new key's URI.
  */
 #include <stdio.h>
 #include <stdlib.h>

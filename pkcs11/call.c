@@ -489,7 +489,7 @@ CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret)
 }
 
 /*
- * --- Administration (pkcs11/admin.c): read-write sessions, token and PIN set-up, objects. ---
+ * --- Administration (pkcs11/admin.c, admin-object.c): read-write sessions, token and PIN set-up, objects. ---
  * Only the CLI administers tokens, and it loads modules in-process (a short-lived process the
  * user runs on purpose): on an isolated module these are CKR_FUNCTION_NOT_SUPPORTED, as the
  * CALL macro answers for a module without function list.

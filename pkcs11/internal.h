@@ -175,7 +175,7 @@ CK_RV call_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJE
 		     const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
 		     bool *ret_signing);
 CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret);
-/* For admin.c only: writing to tokens. */
+/* For admin.c and admin-object.c only: writing to tokens. */
 CK_RV call_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret);
 CK_RV call_open_rw_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret);
 CK_RV call_init_token(Module *m, CK_SLOT_ID slot, const char *so_pin, size_t so_pin_len,
@@ -300,7 +300,7 @@ void identity_deinit(Identity *id);
 int object_find_private_key(Token *t, CK_SESSION_HANDLE h, const Identity *id,
 			    CK_OBJECT_HANDLE *ret_key, bool *ret_always_auth, CK_RV *ret_rv,
 			    CaError *err);
-/* Key material, for admin.c too. CKA_EC_PARAMS of the curves we know: the DER OIDs, and the
+/* Key material, for admin-object.c too. CKA_EC_PARAMS of the curves we know: the DER OIDs, and the
  * PrintableString older modules name Ed25519 with. */
 extern const uint8_t object_oid_p256[10], object_oid_p384[7], object_oid_p521[7],
 	object_oid_ed25519[5], object_str_ed25519[14];
