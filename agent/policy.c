@@ -629,11 +629,6 @@ const char *policy_resolve(const StoreIdentityList *ids, const char *uri)
 	if (!pat || !u || p11_kit_uri_parse(uri, P11_KIT_URI_FOR_ANY, pat) != P11_KIT_URI_OK)
 		goto out;
 	for (size_t i = 0; ids && i < ids->n && n < 2; i++) {
-		if (strcmp(ids->items[i].uri, uri) == 0) {
-			found = ids->items[i].uri;
-			n = 1;
-			break;
-		}
 		if (p11_kit_uri_parse(ids->items[i].uri, P11_KIT_URI_FOR_ANY, u) ==
 			    P11_KIT_URI_OK &&
 		    uri_names(pat, u)) {

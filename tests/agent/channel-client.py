@@ -33,9 +33,10 @@ def string(s):
     return field(s.encode() + b'\0') if s is not None else field(b'')
 
 
-def sign_frame(uri, serial, scheme=SCHEME, data=HASH, version=VERSION, op=SIGN):
+def sign_frame(uri, serial, scheme=SCHEME, data=HASH, version=VERSION, op=SIGN,
+               server_name=None):
     return (header(op, serial, version) + string(uri) + string(scheme) + field(data) +
-            string(None) + struct.pack('<I', 0))
+            string(server_name) + struct.pack('<I', 0))
 
 
 def fail(msg):
@@ -141,9 +142,7 @@ def burst(uri, count=300):
         if serial == 10:
             # Marked with its server name: where it lands in the audit log says how long it
             # waited behind the burst (channel-test.sh).
-            frame = (header(SIGN, 7) + string(uri) + string(SCHEME) + field(HASH) +
-                     string('other.example') + struct.pack('<I', 0))
-            os.write(other, frame)
+            os.write(other, sign_frame(uri, 7, server_name='other.example'))
     t.join()
     if errors:
         fail('; '.join(errors))
