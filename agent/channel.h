@@ -37,8 +37,14 @@ typedef struct Channel Channel;
 typedef struct ChannelServer ChannelServer;
 struct Server;
 
-/* Starts n_threads threads. Returns 0 or a negative errno. */
-int channel_server_new(struct Server *s, unsigned n_threads, ChannelServer **ret);
+/*
+ * Starts n_threads threads. After answering a quick client (one that usually sends its next
+ * request within busy_poll_usec), a thread polls its channel for up to busy_poll_usec
+ * before sleeping, while nothing else is being served; 0 never polls. Returns 0 or a negative
+ * errno.
+ */
+int channel_server_new(struct Server *s, unsigned n_threads, unsigned busy_poll_usec,
+		       ChannelServer **ret);
 
 /*
  * Stops the threads (a request being served finishes first; new ones are not read) and waits

@@ -341,7 +341,7 @@ int server_new(DBusConnection *conn, Store *store, const Settings *settings, Ser
 	if (r == 0)
 		r = worker_pool_new("ca-control", 1, s->event_fd, &s->control_pool);
 	if (r == 0)
-		r = channel_server_new(s, settings->workers, &s->channels);
+		r = channel_server_new(s, settings->workers, settings->busy_poll, &s->channels);
 	if (r) {
 		r = ca_error_set(err, CA_E_FAILED, "cannot start worker threads: %s", strerror(-r));
 		goto fail;

@@ -75,6 +75,7 @@ static Settings *settings_new_default(void)
 		return NULL;
 	c->registered_modules = true;
 	c->workers = SETTINGS_WORKERS_DEFAULT;
+	c->busy_poll = SETTINGS_BUSY_POLL_DEFAULT;
 	c->poll_interval = SETTINGS_POLL_INTERVAL_DEFAULT;
 	c->isolation = SETTINGS_ISOLATION_DEFAULT;
 	c->module_timeout = SETTINGS_MODULE_TIMEOUT_DEFAULT;
@@ -212,6 +213,20 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 		c->workers = (unsigned)n;
 		return 0;
 	}
+	if (strcmp(key, "busy-poll") == 0) {
+		char *end;
+		unsigned long n;
+
+		errno = 0;
+		n = strtoul(value, &end, 10);
+		if (errno || *end || end == value || value[0] == '-' || n > SETTINGS_BUSY_POLL_MAX)
+			return ca_error_set(p->err, CA_E_INVALID_ARGS,
+					    "busy-poll must be microseconds from 0 (never) to %d, "
+					    "not \"%s\"",
+					    SETTINGS_BUSY_POLL_MAX, value);
+		c->busy_poll = (unsigned)n;
+		return 0;
+	}
 	if (strcmp(key, "log") == 0) {
 		if (strcmp(value, "stderr") == 0)
 			c->log_target = LOG_TARGET_STDERR;
@@ -282,7 +297,7 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 	}
 	return ca_error_set(p->err, CA_E_INVALID_ARGS,
 			    "unknown key \"%s\" in [agent] (known: registered-modules, "
-			    "allow-registered, workers, log, log-level, pinentry, "
+			    "allow-registered, workers, busy-poll, log, log-level, pinentry, "
 			    "login-idle-timeout, poll-interval, idle-exit, isolation, "
 			    "module-timeout, audit-log, "
 			    "audit-max-size, audit-files, audit-fail-closed)",
@@ -527,5 +542,6 @@ void settings_store_options(const Settings *c, StoreOptions *ret)
 		.login_idle_usec = (uint64_t)c->login_idle_timeout * 1000000u,
 		.isolation = c->isolation,
 		.module_timeout_ms = c->module_timeout * 1000u,
+		.busy_poll_usec = c->busy_poll,
 	};
 }

@@ -15,6 +15,10 @@
 
 #define SETTINGS_WORKERS_MAX 64
 #define SETTINGS_WORKERS_DEFAULT 4
+/* Microseconds a channel thread polls a quick client for its next request (docs/performance.md,
+ * "Busy polling in the agent"). */
+#define SETTINGS_BUSY_POLL_DEFAULT 100
+#define SETTINGS_BUSY_POLL_MAX 1000
 #define SETTINGS_PINENTRY_DEFAULT "pinentry"
 #define SETTINGS_IDLE_TIMEOUT_MAX (7 * 24 * 3600) /* a week, in seconds */
 #define SETTINGS_POLL_INTERVAL_DEFAULT 2
@@ -30,6 +34,7 @@ typedef struct Settings {
 	bool registered_modules; /* load p11-kit's registered modules */
 	char **allow_registered; /* NULL: all registered modules */
 	unsigned workers;	 /* signing threads */
+	unsigned busy_poll;	 /* microseconds; 0: channel threads never poll */
 	LogTarget log_target;
 	LogLevel log_level;
 	StoreModuleConfig *modules;

@@ -14,6 +14,8 @@
 # certagentd by D-Bus activation with a PIN file (P5). All of it is removed on exit.
 #
 # Needs CERTAGENT_BUILD (build root) and CERTAGENT_SRC (source root); scripts/bench sets both.
+# CERTAGENT_BENCH_BUSY_POLL=N sets busy-poll = N for the two measured agents (0: off), to
+# compare with and without it (docs/performance.md).
 # The table goes to stdout, progress and failures to stderr.
 
 : "${CERTAGENT_BUILD:?set CERTAGENT_BUILD to the build directory (or use scripts/bench)}"
@@ -57,14 +59,14 @@ cat "$ca/pem.pem" "$ca/inter.pem" >"$ca/pem-chain.pem"
 
 # The agent compared with: its module in-process, on a bus of its own.
 h_bus
-H_AGENT_CONF=$H_TMP/agent-inproc.conf H_AGENT_LOG=$H_TMP/agent-inproc.log h_agent "isolation = none"
+H_AGENT_CONF=$H_TMP/agent-inproc.conf H_AGENT_LOG=$H_TMP/agent-inproc.log h_agent "isolation = none" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"}
 h_unlock "$token"
 inproc_address=$DBUS_SESSION_BUS_ADDRESS
 
 # The agent measured: its module in certagent-pkcs11-helper.
 unset DBUS_SESSION_BUS_ADDRESS
 h_bus
-h_agent "isolation = process"
+h_agent "isolation = process" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"}
 h_unlock "$token"
 
 agent_pid=$H_AGENT_PID

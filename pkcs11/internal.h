@@ -30,6 +30,7 @@ typedef struct Module {
 	/* Isolated (remote.c): every call goes to a helper process; fl stays NULL. */
 	bool isolated;
 	unsigned timeout_ms;
+	unsigned busy_poll_usec; /* passed to the helper (--busy-poll) */
 	Remote *remote;
 	/* hotplug.c: a slot-event thread may still be inside the module (stuck in its
 	 * C_WaitForSlotEvent): it is never finalised nor unloaded (module_unload_all). */
@@ -121,6 +122,7 @@ struct Store {
 	uint64_t login_idle_usec; /* StoreOptions.login_idle_usec */
 	StoreIsolation isolation; /* StoreOptions.isolation, never DEFAULT */
 	unsigned module_timeout_ms;
+	unsigned busy_poll_usec; /* StoreOptions.busy_poll_usec */
 
 	Module **modules;
 	size_t n_modules;

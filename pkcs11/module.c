@@ -134,6 +134,7 @@ static int module_load_registered_isolated(Store *s)
 			break;
 		}
 		m->timeout_ms = s->module_timeout_ms;
+		m->busy_poll_usec = s->busy_poll_usec;
 		m->isolated = true;
 		r = module_add(s, m);
 		if (r == 1 && v[i].critical)
@@ -183,6 +184,7 @@ static int module_load_registered_inproc(Store *s)
 			continue;
 		}
 		m->timeout_ms = s->module_timeout_ms;
+		m->busy_poll_usec = s->busy_poll_usec;
 		if (module_add(s, m) < 0)
 			r = -ENOMEM;
 	}
@@ -214,6 +216,7 @@ static int module_load_configured(Store *s, const StoreModuleConfig *cfg)
 		return -ENOMEM;
 	}
 	m->timeout_ms = s->module_timeout_ms;
+	m->busy_poll_usec = s->busy_poll_usec;
 	m->isolated = (cfg->isolation == STORE_ISOLATION_DEFAULT ? s->isolation : cfg->isolation) ==
 		      STORE_ISOLATION_PROCESS;
 	if (m->isolated)

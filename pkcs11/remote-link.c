@@ -337,7 +337,10 @@ static void remote_bury(Remote *r)
 static CK_RV remote_spawn(Remote *r)
 {
 	Module *m = r->m;
+	char busy_poll[16];
 	char *argv[] = {(char *)"certagent-pkcs11-helper",
+			(char *)"--busy-poll",
+			busy_poll,
 			(char *)"--module",
 			m->path,
 			(char *)"--name",
@@ -353,6 +356,7 @@ static CK_RV remote_spawn(Remote *r)
 	int sv[2], k;
 	pid_t pid;
 
+	snprintf(busy_poll, sizeof(busy_poll), "%u", m->busy_poll_usec);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		call_log(LOG_WARNING, "module %s: socketpair: %m", m->name);
 		return CKR_HOST_MEMORY;

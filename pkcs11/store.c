@@ -53,6 +53,7 @@ static int options_copy(Store *s, const StoreOptions *o)
 							       : STORE_ISOLATION_NONE;
 	s->module_timeout_ms =
 		o->module_timeout_ms ? o->module_timeout_ms : STORE_MODULE_TIMEOUT_DEFAULT_MS;
+	s->busy_poll_usec = o->busy_poll_usec;
 	if (o->registered_allow) {
 		size_t n = 0;
 

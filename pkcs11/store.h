@@ -78,6 +78,9 @@ typedef struct StoreOptions {
 	/* Per-call timeout for isolated modules in ms (0: STORE_MODULE_TIMEOUT_DEFAULT_MS);
 	 * C_Login gets STORE_LOGIN_TIMEOUT_FACTOR times as long (PIN pads wait for a person). */
 	unsigned module_timeout_ms;
+	/* Isolated modules: microseconds a helper's lane thread polls for the next request after
+	 * answering a quick caller, while no other lane is busy (0: never; helper-main.c). */
+	unsigned busy_poll_usec;
 } StoreOptions;
 
 #define STORE_MODULE_TIMEOUT_DEFAULT_MS 30000u

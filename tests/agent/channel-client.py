@@ -12,9 +12,13 @@
 #                                         replies: all answered, in order; after the 10th reply
 #                                         a Sign with server name other.example on a second
 #                                         channel, answered too
+#   channel-client.py quick URI N PIDS    N Signs back to back on one channel, then a second
+#                                         with it open and idle: prints the CPU ticks the
+#                                         processes PIDS (comma-separated) used in that second
 import os
 import struct
 import sys
+import time
 
 VERSION, SIGN, SIGNATURE, ERROR = 2, 1, 2, 3
 SCHEME = 'ecdsa_secp256r1_sha256'
@@ -150,6 +154,29 @@ def burst(uri, count=300):
     print('ok')
 
 
+def cpu_ticks(pids):
+    # utime + stime of each process, in clock ticks (/proc/PID/stat fields 14 and 15)
+    total = 0
+    for pid in pids:
+        with open('/proc/%s/stat' % pid) as f:
+            fields = f.read().rsplit(')', 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def quick(uri, count, pids):
+    """Signs count times back to back on one channel, then keeps it open and idle for a
+    second: prints the CPU ticks the given processes used in that second."""
+    _, _, fd = open_channel()
+    for serial in range(1, int(count) + 1):
+        expect_signature(call(fd, sign_frame(uri, serial)), serial, 'signature %d' % serial)
+    pids = pids.split(',')
+    before = cpu_ticks(pids)
+    time.sleep(1)
+    print(cpu_ticks(pids) - before)
+    os.close(fd)
+
+
 if __name__ == '__main__':
-    {'frames': frames, 'exec': exec_other, 'send': send,
-     'burst': burst}[sys.argv[1]](*sys.argv[2:])
+    {'frames': frames, 'exec': exec_other, 'send': send, 'burst': burst,
+     'quick': quick}[sys.argv[1]](*sys.argv[2:])

@@ -13,6 +13,10 @@
 #                the burst: a busy channel does not starve the others
 #   audit-moved  the audit log keeps its size in memory, but a file moved away (logrotate)
 #                is noticed within a second and a new one started
+#   busy-poll    a client signing back to back has its next requests caught by the channel
+#                thread's busy polling (counted in the debug log when the channel closes),
+#                with the module isolated; once it stops, neither the agent nor the helper
+#                uses CPU; busy-poll = 0 polls never; a bad value is refused
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 h_need_py
 
@@ -85,6 +89,55 @@ test_audit_moved() {
 		h_fail "second Sign"
 	[ "$(wc -l <"$AUDIT.moved")" = 1 ] || h_fail "the moved file has $(wc -l <"$AUDIT.moved") lines"
 	[ -s "$AUDIT" ] && [ "$(wc -l <"$AUDIT")" = 1 ] || h_fail "no new audit log after the move"
+}
+
+# Signs 500 times back to back; prints the agent's and its helper's CPU ticks in the idle
+# second after; waits for the log line of the closed channel.
+quick_client() {
+	local helper out
+	helper=$(pgrep -P "$H_AGENT_PID" -f certagent-pkcs11-helper | paste -sd,)
+	[ -n "$helper" ] || h_fail "no module helper under the agent"
+	out=$("$H_PY" "$CLIENT" quick "$URI" 500 "$H_AGENT_PID,$helper" 2>&1) ||
+		h_fail "quick client: $out"
+	h_wait_until 5 grep -q 'caught by busy polling' "$H_AGENT_LOG" ||
+		h_fail "no log line for the closed channel"
+	echo "$out"
+}
+
+test_busy_poll() {
+	h_token demo
+	h_keygen demo p256 client 01
+	h_ca
+	h_client_cert demo client 01 "CN=alice,O=certagent tests"
+	h_bus
+	URI=$(h_key_uri demo client)
+	# 1000 µs, the most allowed: the gaps of a Python client qualify on any machine.
+	h_agent "isolation = process" "busy-poll = 1000" "log-level = debug"
+	h_unlock demo
+	local ticks polled
+	ticks=$(quick_client)
+	polled=$(sed -n 's/.*(500 requests, \([0-9]*\) of them caught by busy polling).*/\1/p' \
+		"$H_AGENT_LOG")
+	h_log "busy-poll = 1000: ${polled:-no} requests of 500 caught by polling; $ticks ticks idle"
+	[ -n "$polled" ] && [ "$polled" -gt 0 ] ||
+		h_fail "no request was caught by busy polling: $(grep 'busy polling' "$H_AGENT_LOG")"
+	# A poller that never stopped would use ~100 ticks a second (a whole CPU).
+	[ "$ticks" -le 10 ] || h_fail "agent and helper used $ticks ticks of CPU in an idle second"
+	h_agent_stop
+
+	H_AGENT_LOG=$H_TMP/agent-no-poll.log
+	h_agent "isolation = process" "busy-poll = 0" "log-level = debug"
+	h_unlock demo
+	quick_client >/dev/null
+	grep -q '(500 requests, 0 of them caught by busy polling)' "$H_AGENT_LOG" ||
+		h_fail "busy-poll = 0 polled: $(grep 'busy polling' "$H_AGENT_LOG")"
+
+	local st=0 out
+	printf '[agent]\nbusy-poll = 5000\n' >"$H_TMP/bad.conf"
+	out=$("$H_CERTAGENTD" --config "$H_TMP/bad.conf" --foreground 2>&1) || st=$?
+	case $st:$out in 1:*"bad.conf:2:"*"busy-poll must be microseconds from 0 (never) to 1000"*) ;;
+	*) h_fail "busy-poll = 5000 was not refused: $st $out" ;;
+	esac
 }
 
 "test_${1//-/_}"
