@@ -405,13 +405,13 @@ static void lane_note_request(Lane *l)
 }
 
 /*
- * The agent's side of the lane does the same for its channels (agent/channel.c): after a
- * reply, a lane whose next request has come within the busy-poll time on average (one
- * client signing in a loop) is polled for up to that long, while it has been the only busy
- * lane for a while and no other request runs; the thread stays awake instead of sleeping in
- * recv and being woken out of idle. sched_yield() lets the agent and the client, which need
- * the CPUs meanwhile, go first. Nothing is read here: the blocking read that follows takes
- * the frame.
+ * As the agent's channel threads do for channels (agent/channel.c): after a reply, a lane
+ * whose next request has come within the busy-poll time on average (one client signing in a
+ * loop) is polled for up to that long, while it has been the only busy lane for a while and
+ * no other request runs (a C_WaitForSlotEvent blocked on its own lane does not count); the
+ * thread stays awake instead of sleeping in recv and being woken out of idle. sched_yield()
+ * lets the agent and the client, which need the CPUs meanwhile, go first. Nothing is read
+ * here: the blocking read that follows takes the frame.
  */
 static void lane_poll(const Lane *l)
 {
@@ -453,11 +453,16 @@ static void *helper_lane_main(void *userdata)
 				 r == -ENOMEM ? "out of memory" : "malformed request frame");
 			_exit(1);
 		}
-		lane_note_request(&lane);
-		atomic_fetch_add(&helper.serving, 1);
-		helper_run(fd, &msg);
-		atomic_fetch_sub(&helper.serving, 1);
-		lane.replied_usec = now_usec();
+		if (msg.op == RPC_OP_WAIT_FOR_SLOT_EVENT) {
+			/* Blocks until a slot event: not a request worth polling for. */
+			helper_run(fd, &msg);
+		} else {
+			lane_note_request(&lane);
+			atomic_fetch_add(&helper.serving, 1);
+			helper_run(fd, &msg);
+			atomic_fetch_sub(&helper.serving, 1);
+			lane.replied_usec = now_usec();
+		}
 		/* The frame may hold a PIN or data to sign. */
 		erase_and_free(buf, len);
 	}
@@ -556,7 +561,7 @@ int main(int argc, char **argv)
 		case 'd':
 			helper.debug = true;
 			break;
-		case 'b': /* microseconds, as the agent's busy-poll setting */
+		case 'b': /* microseconds, the agent's busy-poll (checked there: 0-1000) */
 			helper.busy_poll_usec = (unsigned)strtoul(optarg, NULL, 10);
 			if (helper.busy_poll_usec > 1000 || sysconf(_SC_NPROCESSORS_ONLN) < 2)
 				helper.busy_poll_usec = 0;
