@@ -432,7 +432,15 @@ static bool uri_matches_identity(P11KitUri *u, const Identity *id)
 	return p11_kit_uri_match_attributes(u, attrs, ELEMENTSOF(attrs)) == 1;
 }
 
-/* With the lock held. Codes: CA_E_INVALID_ARGS, CA_E_KEY_NOT_FOUND. */
+/*
+ * With the lock held. Codes: CA_E_INVALID_ARGS, CA_E_KEY_NOT_FOUND.
+ *
+ * The URI an identity is listed with (what clients send back on every Sign) is found by
+ * strcmp, without parsing: it is built from the token's model, manufacturer, serial and label
+ * and the key's class, id and label, so when it has an id and a label, every identity it
+ * matches as a URI lists that same string. Any other URI (one without id= or object= matches
+ * more keys than its own), or one two identities share, is parsed and matched.
+ */
 static int store_find_identity(Store *s, const char *uri, Token **ret_t, const Identity **ret_id,
 			       CaError *err)
 {
@@ -441,6 +449,19 @@ static int store_find_identity(Store *s, const char *uri, Token **ret_t, const I
 	const Identity *found = NULL;
 	size_t n = 0;
 	int r;
+
+	for (size_t i = 0; i < s->n_tokens; i++)
+		for (size_t j = 0; j < s->tokens[i]->n_ids; j++)
+			if (strcmp(s->tokens[i]->ids[j].uri, uri) == 0 && n++ == 0)
+				found_t = s->tokens[i], found = &s->tokens[i]->ids[j];
+	if (n == 1 && found->id_len > 0 && found->label && found->label[0]) {
+		*ret_t = found_t;
+		*ret_id = found;
+		return 0;
+	}
+	n = 0;
+	found_t = NULL;
+	found = NULL;
 
 	r = uri_parse(uri, &u, err);
 	if (r != 0)
