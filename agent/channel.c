@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -21,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "busy-poll.h"
 #include "channel.h"
 #include "ipc-channel.h"
 #include "log.h"
@@ -30,18 +30,15 @@
 
 /* Requests one thread serves from one channel in a row before going back through epoll. */
 #define CHANNEL_BATCH_MAX 64
-/* Gaps between a reply and the next request are counted up to this (channel_note_request). */
-#define CHANNEL_GAP_CAP_USEC 1000
 
 struct Channel {
 	atomic_uint refs;
 	int fd;
 	uint32_t slot, gen;
 	char *bus_name;
-	AppInfo app;	       /* read at OpenChannel: the pid is bound to the channel */
-	uint32_t serial;       /* of the request being served, which the reply carries */
-	uint64_t replied_usec; /* when channel_serve last answered a request here; 0: never */
-	uint32_t gap_avg_usec; /* smoothed time from an answer to the next request */
+	AppInfo app;		       /* read at OpenChannel: the pid is bound to the channel */
+	uint32_t serial;	       /* of the request being served, which the reply carries */
+	BusyPollSource poll;	       /* by the thread serving it */
 	atomic_ulong requests, polled; /* read; of them, caught by busy polling (for the log) */
 	bool closed;		       /* under the server's lock */
 	ChannelServer *server;
@@ -58,10 +55,7 @@ struct ChannelServer {
 	unsigned n_threads, n_joined;
 	atomic_uint_fast64_t last_use_usec;
 	atomic_bool stopping; /* set before the threads are told to stop: no next request */
-	atomic_uint serving;  /* requests being served on channel threads right now */
-	atomic_uint_fast64_t last_channel; /* channel_id() of the latest request */
-	atomic_uint_fast64_t mixed_usec;   /* when a request last came on another channel */
-	unsigned spin_usec; /* busy-poll: how long a quick channel is polled; 0: never */
+	BusyPoll poll;	      /* busy-poll; sources are the channels, by channel_id() */
 	bool stopped;
 };
 
@@ -73,14 +67,6 @@ struct ChannelServer {
  */
 static _Thread_local Channel *channel_serving;
 static _Thread_local bool channel_answered;
-
-static uint64_t channel_now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 static uint64_t channel_id(const Channel *ch)
 {
@@ -200,55 +186,15 @@ static Channel *channel_take(ChannelServer *cs, uint64_t id)
 	return ch;
 }
 
-/*
- * A request arrived at now: notes whether it came on another channel than the one before
- * and keeps the channel's smoothed gap since its last answer.
- */
-static void channel_note_request(ChannelServer *cs, Channel *ch, uint64_t now)
+/* One request frame of ch into buf (at most IPC_CHANNEL_FRAME_MAX + 1 bytes), without waiting. */
+static ssize_t channel_recv(Channel *ch, uint8_t *buf)
 {
-	uint64_t gap;
-
-	if (atomic_exchange(&cs->last_channel, channel_id(ch)) != channel_id(ch))
-		atomic_store(&cs->mixed_usec, now);
-	if (!ch->replied_usec)
-		return;
-	/* Anything this long is "not quick"; capped so a pause is forgotten within a few. */
-	gap = now - ch->replied_usec;
-	if (gap > CHANNEL_GAP_CAP_USEC)
-		gap = CHANNEL_GAP_CAP_USEC;
-	ch->gap_avg_usec = (uint32_t)((7 * (uint64_t)ch->gap_avg_usec + gap) / 8);
-}
-
-/*
- * After an answer, polls a channel whose client has sent its next request within the
- * busy-poll time on average (a loop, back-to-back signatures), for up to the busy-poll time,
- * when it has been the only channel with requests for a while (CHANNEL_GAP_CAP_USEC) and no
- * other request is being served: this thread stays awake on its CPU instead of sleeping in
- * epoll_wait and being woken out of idle a moment later (an IPI and, in a VM, an idle exit).
- * With several busy clients nobody polls: the CPUs are better spent signing.
- * sched_yield() between tries lets anything else runnable go first.
- * Returns what the last recv() returned (-1 with EAGAIN when nothing came).
- */
-static ssize_t channel_spin(ChannelServer *cs, Channel *ch, uint8_t *buf)
-{
-	uint64_t t0;
 	ssize_t n;
 
-	errno = EAGAIN;
-	if (!cs->spin_usec || !ch->replied_usec || ch->gap_avg_usec > cs->spin_usec)
-		return -1;
-	t0 = channel_now_usec();
-	if (t0 - atomic_load(&cs->mixed_usec) < CHANNEL_GAP_CAP_USEC)
-		return -1;
-	while (channel_now_usec() - t0 < cs->spin_usec && atomic_load(&cs->serving) == 0 &&
-	       !atomic_load(&cs->stopping)) {
-		sched_yield();
+	do
 		n = recv(ch->fd, buf, IPC_CHANNEL_FRAME_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
-		if (n >= 0 || (errno != EAGAIN && errno != EINTR))
-			return n;
-	}
-	errno = EAGAIN;
-	return -1;
+	while (n < 0 && errno == EINTR);
+	return n;
 }
 
 /*
@@ -260,7 +206,8 @@ static ssize_t channel_spin(ChannelServer *cs, Channel *ch, uint8_t *buf)
  * A request answered right here is followed by a look for the next one before the channel
  * is armed again: a client that sends its next request as soon as it has a reply (a burst of
  * handshakes, a loop) finds this thread still awake, instead of arming, which would wake
- * another thread in epoll_wait on the other CPU while this one goes to sleep.
+ * another thread in epoll_wait on the other CPU while this one goes to sleep. A quick client
+ * whose request is not there yet is busy-polled for (common/busy-poll.h).
  */
 static _nonnull_ void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf)
 {
@@ -275,11 +222,10 @@ static _nonnull_ void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf
 			channel_arm(cs, ch); /* the others' turn */
 			break;
 		}
-		do {
-			n = recv(ch->fd, buf, IPC_CHANNEL_FRAME_MAX + 1, MSG_DONTWAIT | MSG_TRUNC);
-		} while (n < 0 && errno == EINTR);
-		if (n < 0 && errno == EAGAIN && served) {
-			n = channel_spin(cs, ch, buf);
+		n = channel_recv(ch, buf);
+		if (n < 0 && errno == EAGAIN && served &&
+		    busy_poll_wait(&cs->poll, &ch->poll, ch->fd, &cs->stopping)) {
+			n = channel_recv(ch, buf);
 			if (n > 0)
 				atomic_fetch_add_explicit(&ch->polled, 1, memory_order_relaxed);
 		}
@@ -291,9 +237,7 @@ static _nonnull_ void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf
 			channel_close(cs, ch, n == 0 ? "the client closed it" : "read error");
 			break;
 		}
-		uint64_t now = channel_now_usec();
-		atomic_store(&cs->last_use_usec, now);
-		channel_note_request(cs, ch, now);
+		atomic_store(&cs->last_use_usec, ca_now_usec());
 		atomic_fetch_add_explicit(&ch->requests, 1, memory_order_relaxed);
 		r = ipc_channel_decode_sign(buf, (size_t)n, &ch->serial, &call, &err);
 		if (r) {
@@ -307,13 +251,11 @@ static _nonnull_ void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf
 		 * request takes a reference of its own, dropped by its reply. */
 		channel_answered = false;
 		channel_serving = ch;
-		atomic_fetch_add(&cs->serving, 1);
+		busy_poll_begin(&cs->poll, &ch->poll, channel_id(ch));
 		methods_channel_sign(cs->server, channel_ref(ch), &call);
-		atomic_fetch_sub(&cs->serving, 1);
 		channel_serving = NULL;
 		answered = channel_answered;
-		if (answered)
-			ch->replied_usec = channel_now_usec();
+		busy_poll_end(&cs->poll, &ch->poll, answered);
 		/* The request's bytes are the data to sign: gone from our buffer once served. */
 		if ((size_t)n > IPC_CHANNEL_FRAME_MAX)
 			n = IPC_CHANNEL_FRAME_MAX; /* MSG_TRUNC gives the length it had */
@@ -372,12 +314,7 @@ int channel_server_new(struct Server *s, unsigned n_threads, unsigned busy_poll_
 	pthread_mutex_init(&cs->lock, NULL);
 	atomic_init(&cs->last_use_usec, 0);
 	atomic_init(&cs->stopping, false);
-	atomic_init(&cs->serving, 0);
-	atomic_init(&cs->last_channel, CHANNEL_STOP_ID);
-	atomic_init(&cs->mixed_usec, 0);
-	/* One CPU: the client cannot send while we poll. */
-	if (sysconf(_SC_NPROCESSORS_ONLN) > 1)
-		cs->spin_usec = busy_poll_usec;
+	busy_poll_init(&cs->poll, busy_poll_usec);
 	cs->threads = calloc(n_threads, sizeof(pthread_t));
 	cs->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
 	cs->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -81,14 +81,6 @@ typedef struct Request {
 	StoreTokenList *tokens;
 } Request;
 
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static Request *request_free(Request *q)
 {
 	if (!q)
@@ -300,7 +292,7 @@ static Request *request_new(Server *s, RequestKind kind, DBusMessage *msg)
 	q->job.run = request_run;
 	q->server = s;
 	q->kind = kind;
-	q->start_usec = now_usec();
+	q->start_usec = ca_now_usec();
 	if (msg) {
 		q->msg = dbus_message_ref(msg);
 		q->sender =
@@ -894,7 +886,7 @@ static void request_reply_channel(Request *q)
 void methods_complete(Server *s, WorkerJob *job)
 {
 	_cleanup_request_ Request *q = (Request *)job;
-	uint64_t total = now_usec() - q->start_usec;
+	uint64_t total = ca_now_usec() - q->start_usec;
 
 	if (q->job.cancelled) {
 		q->r = CA_E_CANCELLED;
@@ -966,7 +958,7 @@ void methods_channel_sign(Server *s, Channel *ch, const IpcSignCall *call)
 		return;
 	}
 	/* methods_complete() without the main thread's parts (pending counts, snapshot). */
-	total = now_usec() - q->start_usec;
+	total = ca_now_usec() - q->start_usec;
 	if (q->ticket &&
 	    policy_ticket_finish(q->ticket, q->scheme->name, q->r, &q->err, total, &q->err)) {
 		q->r = CA_E_FAILED;

@@ -93,14 +93,6 @@ struct PolicyTicket {
 	char *remember_key;
 };
 
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static PolicyAudit *policy_audit_unref(PolicyAudit *a)
 {
 	if (a && atomic_fetch_sub(&a->n_ref, 1) == 1) {
@@ -498,7 +490,7 @@ static int take_token(Policy *p, size_t rule_idx, const char *identity, CaError 
 {
 	const PolicyRule *rule = &p->cfg->rules[rule_idx];
 	double rate = (double)rule->rate_n / ((double)rule->rate_period_sec * 1e6);
-	uint64_t now = now_usec();
+	uint64_t now = ca_now_usec();
 	Bucket *b = NULL;
 	char text[64];
 	int r = 0;
@@ -556,7 +548,7 @@ static int take_token(Policy *p, size_t rule_idx, const char *identity, CaError 
 
 static bool remembered(Policy *p, size_t rule, const char *key)
 {
-	uint64_t now = now_usec();
+	uint64_t now = ca_now_usec();
 	bool found = false;
 
 	pthread_mutex_lock(&p->lock);
@@ -569,7 +561,7 @@ static bool remembered(Policy *p, size_t rule, const char *key)
 
 static void remember(Policy *p, size_t rule, const char *key, unsigned minutes)
 {
-	uint64_t now = now_usec();
+	uint64_t now = ca_now_usec();
 	char *copy = strdup(key);
 	size_t slot = 0;
 

@@ -132,14 +132,6 @@ static int server_policy(void *userdata, DBusMessage *msg, unsigned flags, CaErr
 	return 0;
 }
 
-static uint64_t server_now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /*
  * idle-exit: the poll timeout until the agent has had no call in flight and no token logged
  * in for idle-exit seconds (-1: never); sets quit when that time is up. Bus activation (or
@@ -147,7 +139,7 @@ static uint64_t server_now_usec(void)
  */
 static int server_idle_ms(Server *s)
 {
-	uint64_t now = server_now_usec(), end;
+	uint64_t now = ca_now_usec(), end;
 	bool busy = s->pending > 0;
 
 	if (!s->settings->idle_exit)
@@ -174,7 +166,7 @@ static DBusHandlerResult server_filter(DBusConnection *conn, DBusMessage *msg, v
 	Server *s = userdata;
 
 	if (dbus_message_get_type(msg) == DBUS_MESSAGE_TYPE_METHOD_CALL)
-		s->idle_since_usec = server_now_usec();
+		s->idle_since_usec = ca_now_usec();
 
 	if (dbus_message_is_signal(msg, DBUS_INTERFACE_LOCAL, "Disconnected")) {
 		log_info("the bus connection closed; exiting");

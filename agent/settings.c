@@ -162,6 +162,22 @@ static int parse_isolation(const char *v, StoreIsolation *ret)
 	return 0;
 }
 
+/* A decimal number from min to max, nothing else (no sign, no unit). */
+static int parse_number(const char *v, unsigned long min, unsigned long max, unsigned *ret)
+{
+	char *end;
+	unsigned long n;
+
+	if (!v[0] || v[0] == '-')
+		return -EINVAL;
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end || n < min || n > max)
+		return -EINVAL;
+	*ret = (unsigned)n;
+	return 0;
+}
+
 static int handle_agent(SettingsParser *p, const char *key, const char *value)
 {
 	Settings *c = p->config;
@@ -173,18 +189,11 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 		return 0;
 	}
 	if (strcmp(key, "module-timeout") == 0) {
-		char *end;
-		unsigned long n;
-
-		errno = 0;
-		n = strtoul(value, &end, 10);
-		if (errno || *end || end == value || value[0] == '-' || n < 1 ||
-		    n > SETTINGS_MODULE_TIMEOUT_MAX)
+		if (parse_number(value, 1, SETTINGS_MODULE_TIMEOUT_MAX, &c->module_timeout) < 0)
 			return ca_error_set(
 				p->err, CA_E_INVALID_ARGS,
 				"module-timeout must be seconds from 1 to %d, not \"%s\"",
 				SETTINGS_MODULE_TIMEOUT_MAX, value);
-		c->module_timeout = (unsigned)n;
 		return 0;
 	}
 
@@ -201,30 +210,18 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 		return parse_words(value, &c->allow_registered);
 	}
 	if (strcmp(key, "workers") == 0) {
-		char *end;
-		unsigned long n;
-
-		errno = 0;
-		n = strtoul(value, &end, 10);
-		if (errno || *end || end == value || n < 1 || n > SETTINGS_WORKERS_MAX)
+		if (parse_number(value, 1, SETTINGS_WORKERS_MAX, &c->workers) < 0)
 			return ca_error_set(p->err, CA_E_INVALID_ARGS,
 					    "workers must be a number from 1 to %d, not \"%s\"",
 					    SETTINGS_WORKERS_MAX, value);
-		c->workers = (unsigned)n;
 		return 0;
 	}
 	if (strcmp(key, "busy-poll") == 0) {
-		char *end;
-		unsigned long n;
-
-		errno = 0;
-		n = strtoul(value, &end, 10);
-		if (errno || *end || end == value || value[0] == '-' || n > SETTINGS_BUSY_POLL_MAX)
+		if (parse_number(value, 0, SETTINGS_BUSY_POLL_MAX, &c->busy_poll) < 0)
 			return ca_error_set(p->err, CA_E_INVALID_ARGS,
 					    "busy-poll must be microseconds from 0 (never) to %d, "
 					    "not \"%s\"",
 					    SETTINGS_BUSY_POLL_MAX, value);
-		c->busy_poll = (unsigned)n;
 		return 0;
 	}
 	if (strcmp(key, "log") == 0) {
@@ -259,33 +256,21 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 		return c->pinentry ? 0 : -ENOMEM;
 	}
 	if (strcmp(key, "login-idle-timeout") == 0) {
-		char *end;
-		unsigned long n;
-
-		errno = 0;
-		n = strtoul(value, &end, 10);
-		if (errno || *end || end == value || value[0] == '-' ||
-		    n > SETTINGS_IDLE_TIMEOUT_MAX)
+		if (parse_number(value, 0, SETTINGS_IDLE_TIMEOUT_MAX, &c->login_idle_timeout) < 0)
 			return ca_error_set(p->err, CA_E_INVALID_ARGS,
 					    "login-idle-timeout must be seconds from 0 (never) to "
 					    "%d, not \"%s\"",
 					    SETTINGS_IDLE_TIMEOUT_MAX, value);
-		c->login_idle_timeout = (unsigned)n;
 		return 0;
 	}
 	if (strcmp(key, "poll-interval") == 0 || strcmp(key, "idle-exit") == 0) {
 		bool poll = key[0] == 'p';
 		unsigned long max = poll ? SETTINGS_POLL_INTERVAL_MAX : SETTINGS_IDLE_TIMEOUT_MAX;
-		char *end;
-		unsigned long n;
 
-		errno = 0;
-		n = strtoul(value, &end, 10);
-		if (errno || *end || end == value || value[0] == '-' || n > max)
+		if (parse_number(value, 0, max, poll ? &c->poll_interval : &c->idle_exit) < 0)
 			return ca_error_set(p->err, CA_E_INVALID_ARGS,
 					    "%s must be seconds from 0 (%s) to %lu, not \"%s\"",
 					    key, poll ? "no hotplug" : "never", max, value);
-		*(poll ? &c->poll_interval : &c->idle_exit) = (unsigned)n;
 		return 0;
 	}
 	{

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * util: scope-bound cleanup and secret wiping, shared by every layer.
+ * util: scope-bound cleanup, secret wiping and the monotonic clock, shared by every layer.
  *
  * Every owned local carries a _cleanup_ attribute; ownership leaves a scope only through
  * TAKE_PTR(). Buffers that may hold a PIN, a digest or signature scratch are freed with
@@ -9,8 +9,10 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -20,6 +22,15 @@
 #define _public_ __attribute__((visibility("default")))
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
+
+/* CLOCK_MONOTONIC in microseconds. */
+static inline uint64_t ca_now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* Hand the pointer out of a _cleanup_ scope: returns it and leaves NULL behind. */
 #define TAKE_PTR(p)                                                                                \

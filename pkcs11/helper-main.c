@@ -22,10 +22,8 @@
 #include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,33 +33,22 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <syslog.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "busy-poll.h"
 #include "helper-list.h"
 #include "internal.h"
 #include "rpc.h"
 
 #define HELPER_FD 3
 #define HELPER_FINALIZE_SECONDS 3 /* C_Finalize at exit may not hang us */
-#define HELPER_GAP_CAP_USEC 1000  /* gaps between requests are counted up to this */
 
 typedef struct Helper {
 	Module m;
 	unsigned lanes; /* lane threads started (only the main thread counts) */
 	bool debug;
-	unsigned busy_poll_usec;	 /* --busy-poll: 0, never poll (lane_poll) */
-	atomic_uint serving;		 /* requests being run on lane threads right now */
-	atomic_int last_lane;		 /* fd of the lane of the latest request */
-	atomic_uint_fast64_t mixed_usec; /* when a request last came on another lane */
+	BusyPoll poll; /* --busy-poll; sources are the lanes, by fd */
 } Helper;
-
-/* A lane thread's own bookkeeping for busy polling. */
-typedef struct Lane {
-	int fd;
-	uint64_t replied_usec; /* when this lane's last reply went out; 0: none yet */
-	uint32_t gap_avg_usec; /* smoothed time from a reply to the next request */
-} Lane;
 
 static Helper helper;
 
@@ -381,61 +368,15 @@ static void helper_run(int fd, const RpcMessage *msg)
 	helper_send(fd, &b, msg->id, msg->op);
 }
 
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
-/* A request arrived on l: whether another lane had the one before, and l's smoothed gap. */
-static void lane_note_request(Lane *l)
-{
-	uint64_t now = now_usec(), gap;
-
-	if (atomic_exchange(&helper.last_lane, l->fd) != l->fd)
-		atomic_store(&helper.mixed_usec, now);
-	if (!l->replied_usec)
-		return;
-	gap = now - l->replied_usec;
-	if (gap > HELPER_GAP_CAP_USEC)
-		gap = HELPER_GAP_CAP_USEC;
-	l->gap_avg_usec = (uint32_t)((7 * (uint64_t)l->gap_avg_usec + gap) / 8);
-}
-
 /*
- * As the agent's channel threads do for channels (agent/channel.c): after a reply, a lane
- * whose next request has come within the busy-poll time on average (one client signing in a
- * loop) is polled for up to that long, while it has been the only busy lane for a while and
- * no other request runs (a C_WaitForSlotEvent blocked on its own lane does not count); the
- * thread stays awake instead of sleeping in recv and being woken out of idle. sched_yield()
- * lets the agent and the client, which need the CPUs meanwhile, go first. Nothing is read
- * here: the blocking read that follows takes the frame.
+ * One lane: its requests, one at a time, until the agent closes it. After a reply, a quick
+ * caller's next request is busy-polled for as the agent's channel threads do
+ * (common/busy-poll.h); a C_WaitForSlotEvent blocked on its lane does not count as serving.
  */
-static void lane_poll(const Lane *l)
-{
-	uint64_t t0;
-	char c;
-
-	if (!helper.busy_poll_usec || !l->replied_usec || l->gap_avg_usec > helper.busy_poll_usec)
-		return;
-	t0 = now_usec();
-	if (t0 - atomic_load(&helper.mixed_usec) < HELPER_GAP_CAP_USEC)
-		return;
-	while (now_usec() - t0 < helper.busy_poll_usec && atomic_load(&helper.serving) == 0) {
-		if (recv(l->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0 ||
-		    (errno != EAGAIN && errno != EINTR))
-			return;
-		sched_yield();
-	}
-}
-
-/* One lane: its requests, one at a time, until the agent closes it. */
 static void *helper_lane_main(void *userdata)
 {
-	Lane lane = {.fd = (int)(intptr_t)userdata};
-	int fd = lane.fd;
+	int fd = (int)(intptr_t)userdata;
+	BusyPollSource lane = {0};
 
 	for (;;) {
 		uint8_t *buf = NULL;
@@ -443,7 +384,7 @@ static void *helper_lane_main(void *userdata)
 		RpcMessage msg;
 		int r;
 
-		lane_poll(&lane);
+		(void)busy_poll_wait(&helper.poll, &lane, fd, NULL);
 		r = remote_read_frame(fd, NULL, &buf, &len);
 		if (r == -EPIPE)
 			break; /* the agent let go of this lane */
@@ -457,11 +398,9 @@ static void *helper_lane_main(void *userdata)
 			/* Blocks until a slot event: not a request worth polling for. */
 			helper_run(fd, &msg);
 		} else {
-			lane_note_request(&lane);
-			atomic_fetch_add(&helper.serving, 1);
+			busy_poll_begin(&helper.poll, &lane, (uint64_t)fd);
 			helper_run(fd, &msg);
-			atomic_fetch_sub(&helper.serving, 1);
-			lane.replied_usec = now_usec();
+			busy_poll_end(&helper.poll, &lane, true);
 		}
 		/* The frame may hold a PIN or data to sign. */
 		erase_and_free(buf, len);
@@ -561,10 +500,8 @@ int main(int argc, char **argv)
 		case 'd':
 			helper.debug = true;
 			break;
-		case 'b': /* microseconds, the agent's busy-poll (checked there: 0-1000) */
-			helper.busy_poll_usec = (unsigned)strtoul(optarg, NULL, 10);
-			if (helper.busy_poll_usec > 1000 || sysconf(_SC_NPROCESSORS_ONLN) < 2)
-				helper.busy_poll_usec = 0;
+		case 'b': /* microseconds, the agent's busy-poll (checked there) */
+			busy_poll_init(&helper.poll, (unsigned)strtoul(optarg, NULL, 10));
 			break;
 		case 'l': /* print p11-kit's registered modules for the agent (helper-list.c) */
 			return optind < argc ? 2 : helper_list_main();
@@ -584,7 +521,6 @@ int main(int argc, char **argv)
 				       : strerror(-r));
 		return 2;
 	}
-	atomic_init(&helper.last_lane, -1);
 	helper.m.name = (char *)(name ? name : path);
 	helper.m.path = (char *)path;
 	store_set_log(helper_log, &helper);

@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "util.h"
 
 #define PIN_MAX 256 /* longest PIN we read from a pin source or accept from Unlock */
 
@@ -42,19 +43,11 @@ void login_forget(Token *t)
 	t->pin_len = 0;
 }
 
-static uint64_t login_now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 /* A signature or a login just happened: the idle clock starts again. */
 void login_touch(Token *t)
 {
 	pthread_mutex_lock(&t->login_lock);
-	t->last_used = login_now_usec();
+	t->last_used = ca_now_usec();
 	pthread_mutex_unlock(&t->login_lock);
 }
 
@@ -139,7 +132,7 @@ static int login_do(Token *t, CK_SESSION_HANDLE h, CK_USER_TYPE user, const char
 	if (user == CKU_USER) {
 		t->logged_in = true;
 		t->rescan_needed = true;
-		t->last_used = login_now_usec();
+		t->last_used = ca_now_usec();
 		call_log(LOG_INFO, "token \"%s\": logged in", t->label);
 	}
 	return 0;
@@ -506,7 +499,7 @@ bool login_expire(Store *s, Token *t)
 	if (!s->login_idle_usec)
 		return false;
 	pthread_mutex_lock(&t->login_lock);
-	idle = t->last_used && login_now_usec() - t->last_used >= s->login_idle_usec;
+	idle = t->last_used && ca_now_usec() - t->last_used >= s->login_idle_usec;
 	pthread_mutex_unlock(&t->login_lock);
 	if (!idle)
 		return false;

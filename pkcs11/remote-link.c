@@ -47,6 +47,7 @@
 #include "internal.h"
 #include "remote-internal.h"
 #include "rpc.h"
+#include "util.h"
 #define REMOTE_BACKOFF_MAX_MS 30000u /* longest wait between restarts of a failing helper */
 #define REMOTE_STABLE_MS 60000u	     /* a helper that lived this long starts a new backoff */
 #define REMOTE_STOP_GRACE_MS 2000u   /* for C_Finalize when the agent stops a helper */
@@ -60,14 +61,6 @@ struct Lane {
 	unsigned gen; /* the life it belongs to */
 	bool busy;
 };
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void deadline_in(struct timespec *ts, unsigned ms)
 {
 	clock_gettime(CLOCK_MONOTONIC, ts);
@@ -265,7 +258,7 @@ static void remote_end_locked(Remote *r)
 /* Ends life gen of the helper (if still current) because of why. */
 void remote_fail(Remote *r, unsigned gen, const char *why)
 {
-	uint64_t now = now_usec();
+	uint64_t now = ca_now_usec();
 	pid_t pid;
 
 	pthread_mutex_lock(&r->lock);
@@ -397,7 +390,7 @@ static CK_RV remote_spawn(Remote *r)
 	r->fd = sv[0];
 	r->pid = pid;
 	r->alive = true;
-	r->started_usec = now_usec();
+	r->started_usec = ca_now_usec();
 	pthread_mutex_unlock(&r->lock);
 	call_log(LOG_INFO, "module %s: running in helper process %d", m->name, (int)pid);
 	return CKR_OK;
@@ -418,7 +411,7 @@ static CK_RV remote_ensure(Remote *r)
 	pthread_mutex_lock(&r->lock);
 	if (r->alive)
 		rv = CKR_OK;
-	else if (r->stopping || now_usec() < r->retry_usec)
+	else if (r->stopping || ca_now_usec() < r->retry_usec)
 		rv = CKR_DEVICE_REMOVED;
 	else
 		rv = CKR_FUNCTION_FAILED; /* restart below */
@@ -430,7 +423,7 @@ static CK_RV remote_ensure(Remote *r)
 		if (rv != CKR_OK) {
 			pthread_mutex_lock(&r->lock);
 			r->fails++;
-			r->retry_usec = now_usec() + (uint64_t)backoff_ms(r->fails) * 1000u;
+			r->retry_usec = ca_now_usec() + (uint64_t)backoff_ms(r->fails) * 1000u;
 			pthread_mutex_unlock(&r->lock);
 			rv = CKR_DEVICE_REMOVED;
 		}

@@ -18,6 +18,7 @@
 #include <gnutls/crypto.h>
 
 #include "internal.h"
+#include "util.h"
 
 #define SIG_INITIAL 1024 /* RSA-8192; C_Sign says how much more when a key is bigger */
 #define SIG_MAX (16 * 1024)
@@ -37,14 +38,6 @@ static bool pss_params(gnutls_digest_algorithm_t dig, CK_RSA_PKCS_PSS_PARAMS *p)
 	default:
 		return false;
 	}
-}
-
-static uint64_t now_usec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + ts.tv_nsec / 1000;
 }
 
 /* r||s (each half the length) to DER SEQUENCE { INTEGER r, INTEGER s }. */
@@ -172,7 +165,7 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 	if (!sig)
 		return -ENOMEM;
 	for (;;) {
-		t0 = now_usec();
+		t0 = ca_now_usec();
 		sig_len = sig_alloc;
 		if (always) {
 			op->rv = call_sign_init(t->module, h, &mech, key);
@@ -231,7 +224,7 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 		sig_alloc = sig_len;
 		op->rv = call_sign(t->module, h, op->data, op->len, sig, &sig_len);
 	}
-	op->info.token_usec = now_usec() - t0;
+	op->info.token_usec = ca_now_usec() - t0;
 	if (op->rv != CKR_OK) {
 		erase_and_free(sig, sig_alloc);
 		if (op->rv == CKR_USER_NOT_LOGGED_IN)
