@@ -39,6 +39,18 @@
 
 typedef struct CredContext CredContext;
 
+/*
+ * What the retrieve function needs of a certificate besides its DER, read from it once per
+ * identity list (a certificate takes ~25 µs to parse, and a handshake would otherwise parse
+ * the chain twice): the public key as GnuTLS wants it in a gnutls_pcert_st (DER
+ * SubjectPublicKeyInfo and key usage; a handshake's copy of it takes ~3 µs) and the raw issuer
+ * and subject names, matched against the CAs the server names. spki.data NULL: not read yet.
+ */
+typedef struct CertKeyCache {
+	gnutls_datum_t spki, issuer, subject;
+	unsigned usage;
+} CertKeyCache;
+
 struct certagent_identity {
 	char *uri;
 	char *label;
@@ -52,6 +64,9 @@ struct certagent_identity {
 	size_t n_schemes;
 	gnutls_datum_t *certs; /* DER, leaf first */
 	size_t n_certs;
+	/* Per certs[i], filled by the first handshake that needs it (credentials.c); allocated
+	 * with certs. */
+	CertKeyCache *cert_cache;
 };
 
 struct certagent_identity_list {
@@ -170,3 +185,4 @@ int privkey_new_for(certagent_client *c, const certagent_identity *id, const cha
 
 /* credentials.c */
 CredContext *cred_context_free_all(CredContext *head);
+void cert_cache_free(CertKeyCache *kc, size_t n);

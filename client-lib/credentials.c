@@ -91,6 +91,59 @@ static int dn_requested(const Request *req, const gnutls_datum_t *dn)
 	return -1;
 }
 
+static void cert_cache_clear(CertKeyCache *kc)
+{
+	gnutls_free(kc->spki.data);
+	gnutls_free(kc->issuer.data);
+	gnutls_free(kc->subject.data);
+	*kc = (CertKeyCache){0};
+}
+
+void cert_cache_free(CertKeyCache *kc, size_t n)
+{
+	if (!kc)
+		return;
+	for (size_t i = 0; i < n; i++)
+		cert_cache_clear(&kc[i]);
+	free(kc);
+}
+
+/* id->cert_cache[i], read from certs[i] if it was not yet. Returns it, or NULL (unreadable). */
+static const CertKeyCache *cert_cache_get(const certagent_identity *id, size_t i)
+{
+	CertKeyCache *kc = &id->cert_cache[i];
+	gnutls_x509_crt_t crt = NULL;
+	gnutls_pubkey_t pub = NULL;
+	int r;
+
+	if (kc->spki.data)
+		return kc;
+	r = gnutls_x509_crt_init(&crt);
+	if (r == 0)
+		r = gnutls_x509_crt_import(crt, &id->certs[i], GNUTLS_X509_FMT_DER);
+	if (r == 0)
+		r = gnutls_pubkey_init(&pub);
+	if (r == 0)
+		r = gnutls_pubkey_import_x509(pub, crt, 0);
+	if (r == 0)
+		r = gnutls_pubkey_get_key_usage(pub, &kc->usage);
+	if (r == 0)
+		r = gnutls_x509_crt_get_raw_issuer_dn(crt, &kc->issuer);
+	if (r == 0)
+		r = gnutls_x509_crt_get_raw_dn(crt, &kc->subject);
+	if (r == 0)
+		r = gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &kc->spki);
+	if (pub)
+		gnutls_pubkey_deinit(pub);
+	if (crt)
+		gnutls_x509_crt_deinit(crt);
+	if (r < 0) {
+		cert_cache_clear(kc);
+		return NULL;
+	}
+	return kc;
+}
+
 /*
  * Whether a CA the server named issued a certificate of the chain (or is one of them); the
  * index of that name in *ret_dn (-1 when the server named none).
@@ -101,21 +154,14 @@ static bool chain_issued_by_requested(const Request *req, const certagent_identi
 	if (req->info->nreqs == 0)
 		return true;
 	for (size_t i = 0; i < id->n_certs; i++) {
-		gnutls_x509_crt_t crt;
-		gnutls_datum_t issuer = {NULL, 0}, subject = {NULL, 0};
+		const CertKeyCache *kc = cert_cache_get(id, i);
 		int hit = -1;
 
-		if (gnutls_x509_crt_init(&crt) < 0)
-			return false;
-		if (gnutls_x509_crt_import(crt, &id->certs[i], GNUTLS_X509_FMT_DER) == 0) {
-			if (gnutls_x509_crt_get_raw_issuer_dn(crt, &issuer) == 0)
-				hit = dn_requested(req, &issuer);
-			if (hit < 0 && i > 0 && gnutls_x509_crt_get_raw_dn(crt, &subject) == 0)
-				hit = dn_requested(req, &subject);
+		if (kc) {
+			hit = dn_requested(req, &kc->issuer);
+			if (hit < 0 && i > 0)
+				hit = dn_requested(req, &kc->subject);
 		}
-		gnutls_free(issuer.data);
-		gnutls_free(subject.data);
-		gnutls_x509_crt_deinit(crt);
 		if (hit >= 0) {
 			*ret_dn = hit;
 			return true;
@@ -197,8 +243,8 @@ static void requested_dn_string(const Request *req, int i, char *buf, size_t siz
 }
 
 /*
- * Picks an identity. On success, why (for observers) goes into reason; on none, err says why
- * each did not fit.
+ * Picks an identity. On success, why (for observers) goes into reason, unless reason_size is 0
+ * (no observer); on none, err says why each did not fit.
  */
 static const certagent_identity *choose(CredContext *ctx, const certagent_identity_list *l,
 					const Request *req, char *reason, size_t reason_size,
@@ -239,6 +285,8 @@ static const certagent_identity *choose(CredContext *ctx, const certagent_identi
 
 		if (identity_misfit(req, &l->items[i], &scheme, &dn))
 			continue;
+		if (reason_size == 0)
+			return &l->items[i]; /* nobody observes: no need to say why */
 		requested_dn_string(req, dn, dn_str, sizeof(dn_str));
 		snprintf(reason, reason_size,
 			 "the first of the agent's %zu identities that fits: %s; its key type "
@@ -266,6 +314,35 @@ static const certagent_identity *choose(CredContext *ctx, const certagent_identi
 	return NULL;
 }
 
+/* certs[i] of id as a pcert for GnuTLS, from its cache: no certificate parsing. */
+static int pcert_new(const certagent_identity *id, size_t i, gnutls_pcert_st *p)
+{
+	const CertKeyCache *kc = cert_cache_get(id, i);
+	int r;
+
+	*p = (gnutls_pcert_st){.type = GNUTLS_CRT_X509};
+	if (!kc)
+		return GNUTLS_E_ASN1_DER_ERROR;
+	r = gnutls_pubkey_init(&p->pubkey);
+	if (r == 0)
+		r = gnutls_pubkey_import(p->pubkey, &kc->spki, GNUTLS_X509_FMT_DER);
+	if (r == 0)
+		r = gnutls_pubkey_set_key_usage(p->pubkey, kc->usage);
+	if (r == 0 && !(p->cert.data = gnutls_malloc(id->certs[i].size)))
+		r = GNUTLS_E_MEMORY_ERROR;
+	if (r < 0) {
+		gnutls_pcert_deinit(p); /* takes a NULL pubkey or data */
+		return r;
+	}
+	memcpy(p->cert.data, id->certs[i].data, id->certs[i].size);
+	p->cert.size = id->certs[i].size;
+	return 0;
+}
+
+/*
+ * The chain of id for GnuTLS, which frees it after the handshake (together with the key, which
+ * is per session, so it cannot be handed ours): copies made from id->cert_cache.
+ */
 static int pcerts_new(const certagent_identity *id, gnutls_pcert_st **ret, certagent_error *err)
 {
 	gnutls_pcert_st *p = gnutls_calloc(id->n_certs, sizeof(gnutls_pcert_st));
@@ -274,10 +351,10 @@ static int pcerts_new(const certagent_identity *id, gnutls_pcert_st **ret, certa
 	if (!p)
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	for (size_t i = 0; i < id->n_certs; i++) {
-		r = gnutls_pcert_import_x509_raw(&p[i], &id->certs[i], GNUTLS_X509_FMT_DER, 0);
+		r = pcert_new(id, i, &p[i]);
 		if (r < 0) {
-			while (i-- > 0)
-				gnutls_pcert_deinit(&p[i]);
+			for (size_t j = 0; j < i; j++)
+				gnutls_pcert_deinit(&p[j]);
 			gnutls_free(p);
 			return client_error_set(err, CERTAGENT_E_FAILED,
 						"certificate %zu of %s cannot be read: %s", i,
@@ -339,7 +416,7 @@ static int cred_retrieve(gnutls_session_t session, const struct gnutls_cert_retr
 		r = client_identities(c, attempt > 0, &l, &e);
 		if (r < 0)
 			break;
-		id = choose(ctx, l, &req, reason, sizeof(reason), &e);
+		id = choose(ctx, l, &req, reason, c->observer ? sizeof(reason) : 0, &e);
 	}
 	if (!id)
 		goto none;

@@ -25,6 +25,7 @@ static void identity_clear(certagent_identity *id)
 	for (size_t i = 0; i < id->n_certs; i++)
 		gnutls_free(id->certs[i].data);
 	free(id->certs);
+	cert_cache_free(id->cert_cache, id->n_certs);
 	memset(id, 0, sizeof(*id));
 }
 
@@ -109,7 +110,8 @@ static int read_certs(DBusMessageIter *var, certagent_identity *id, certagent_er
 	if (id->certs)
 		return malformed(err, "certificates given twice");
 	id->certs = calloc(CA_MAX_CERTS, sizeof(gnutls_datum_t));
-	if (!id->certs)
+	id->cert_cache = calloc(CA_MAX_CERTS, sizeof(CertKeyCache));
+	if (!id->certs || !id->cert_cache)
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	dbus_message_iter_recurse(var, &arr);
 	while (dbus_message_iter_get_arg_type(&arr) == DBUS_TYPE_ARRAY) {

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * load-client CLIENTS HANDSHAKES CA SERVER-CERT SERVER-KEY: CLIENTS processes start together
- * (a pipe is the starting gun) and each runs HANDSHAKES mutual-TLS 1.3 handshakes in a row
+ * load-client CLIENTS HANDSHAKES CA SERVER-CERT SERVER-KEY [1.2|1.3]: CLIENTS processes start
+ * together (a pipe is the starting gun) and each runs HANDSHAKES mutual-TLS handshakes (1.3
+ * unless told) in a row
  * through libcertagent (identity chosen per handshake by certagent_credentials_set), against a
  * server thread of its own (bench/bench-server.c, over a socketpair) that verifies the client's
  * chain against CA. A handshake counts only when the server has accepted the client. The agent
@@ -30,11 +31,12 @@
 
 #define LOAD_CLIENTS_MAX 256
 #define LOAD_TIMEOUT_MS 60000
-#define LOAD_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define LOAD_PRIORITY_13 "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+#define LOAD_PRIORITY_12 "NORMAL:-VERS-ALL:+VERS-TLS1.2"
 #define LOAD_SERVER_NAME "localhost"
 
 typedef struct Load {
-	const char *ca, *server_cert, *server_key;
+	const char *ca, *server_cert, *server_key, *priority;
 	BenchServer *server;
 	certagent_client *agent;
 	gnutls_certificate_credentials_t cred;
@@ -86,7 +88,7 @@ static unsigned load_client(Load *l, unsigned n, int ready, int gun)
 	}
 	if (gnutls_certificate_allocate_credentials(&l->cred) < 0 ||
 	    gnutls_certificate_set_x509_trust_file(l->cred, l->ca, GNUTLS_X509_FMT_PEM) <= 0 ||
-	    gnutls_priority_init(&l->prio, LOAD_PRIORITY, NULL) < 0) {
+	    gnutls_priority_init(&l->prio, l->priority, NULL) < 0) {
 		fprintf(stderr, "load-client: cannot set up GnuTLS with CA %s\n", l->ca);
 		return n;
 	}
@@ -122,9 +124,16 @@ int main(int argc, char **argv)
 	int gun[2], ready[2];
 	char c;
 
-	if (argc != 6) {
-		fprintf(stderr,
-			"usage: load-client CLIENTS HANDSHAKES CA SERVER-CERT SERVER-KEY\n");
+	if (argc != 6 && argc != 7) {
+		fprintf(stderr, "usage: load-client CLIENTS HANDSHAKES CA SERVER-CERT SERVER-KEY "
+				"[1.2|1.3]\n");
+		return 2;
+	}
+	l.priority = LOAD_PRIORITY_13;
+	if (argc == 7 && strcmp(argv[6], "1.2") == 0)
+		l.priority = LOAD_PRIORITY_12;
+	else if (argc == 7 && strcmp(argv[6], "1.3") != 0) {
+		fprintf(stderr, "load-client: TLS version 1.2 or 1.3, not %s\n", argv[6]);
 		return 2;
 	}
 	clients = strtoul(argv[1], NULL, 10);
