@@ -14,7 +14,7 @@
 #include "store.h"
 
 #define SETTINGS_WORKERS_MAX 64
-#define SETTINGS_WORKERS_DEFAULT 4
+#define SETTINGS_WORKERS_DEFAULT 8
 /* Microseconds a channel thread polls a quick client for its next request (docs/performance.md,
  * "Busy polling in the agent"). */
 #define SETTINGS_BUSY_POLL_DEFAULT 100

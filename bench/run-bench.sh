@@ -15,7 +15,8 @@
 #
 # Needs CERTAGENT_BUILD (build root) and CERTAGENT_SRC (source root); scripts/bench sets both.
 # CERTAGENT_BENCH_BUSY_POLL=N sets busy-poll = N for the two measured agents (0: off), to
-# compare with and without it (docs/performance.md).
+# compare with and without it (docs/performance.md); CERTAGENT_BENCH_WORKERS=N sets workers = N
+# for them the same way.
 # The table goes to stdout, progress and failures to stderr.
 
 : "${CERTAGENT_BUILD:?set CERTAGENT_BUILD to the build directory (or use scripts/bench)}"
@@ -59,14 +60,16 @@ cat "$ca/pem.pem" "$ca/inter.pem" >"$ca/pem-chain.pem"
 
 # The agent compared with: its module in-process, on a bus of its own.
 h_bus
-H_AGENT_CONF=$H_TMP/agent-inproc.conf H_AGENT_LOG=$H_TMP/agent-inproc.log h_agent "isolation = none" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"}
+H_AGENT_CONF=$H_TMP/agent-inproc.conf H_AGENT_LOG=$H_TMP/agent-inproc.log h_agent "isolation = none" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"} \
+	${CERTAGENT_BENCH_WORKERS:+"workers = $CERTAGENT_BENCH_WORKERS"}
 h_unlock "$token"
 inproc_address=$DBUS_SESSION_BUS_ADDRESS
 
 # The agent measured: its module in certagent-pkcs11-helper.
 unset DBUS_SESSION_BUS_ADDRESS
 h_bus
-h_agent "isolation = process" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"}
+h_agent "isolation = process" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"} \
+	${CERTAGENT_BENCH_WORKERS:+"workers = $CERTAGENT_BENCH_WORKERS"}
 h_unlock "$token"
 
 agent_pid=$H_AGENT_PID

@@ -114,7 +114,7 @@ f_agent_alive() { kill -0 "$H_AGENT_PID" 2>/dev/null; }
 
 # Two tokens with one P-256 key each ("kA" id 01, "kB" id 02), the agent on both through the
 # fault module, both unlocked, and one good signature from each as a baseline.
-f_setup() {
+f_setup() { # [AGENT-CONF-LINE...]
 	local real=$H_SOFTHSM t id=1
 	for t in A B; do
 		h_token "$t"
@@ -125,7 +125,7 @@ f_setup() {
 	head -c 32 /dev/urandom >"$H_TMP/hash"
 	f_ctl mode=present
 	H_SOFTHSM=$FAULT_MODULE
-	h_agent
+	h_agent "$@"
 	H_SOFTHSM=$real
 	# The first answer comes once the agent has scanned the tokens (it owns its bus name
 	# before it loads modules; calls wait in the queue meanwhile).
@@ -251,7 +251,7 @@ case_vanish_return() {
 # answer, all while A's call is still stuck. Then A is released and its Sign completes.
 case_hang() {
 	local hung st=0 probe
-	f_setup
+	f_setup "workers = 4"
 	f_ctl mode=hang token=A
 	f_sign A "$H_TMP/sig-hung" >"$H_TMP/hung.out" 2>&1 &
 	hung=$!
@@ -271,7 +271,7 @@ case_hang() {
 	timeout 5 "$H_PY" "$AGENTCTL" unlock pkcs11:token=B "$H_PIN" >/dev/null 2>&1 || probe=$?
 	[ "$probe" = 0 ] || h_log "GAP: Unlock of B did not return within 5 s while A hangs ($probe)"
 
-	# More Signs on A than the agent has signing workers (4 by default): if every worker is
+	# More Signs on A than the agent has signing workers (4 here): if every worker is
 	# stuck in A, B waits too. Reported, not asserted (see the report).
 	local more="" i
 	for i in 2 3 4 5; do
