@@ -21,7 +21,6 @@
 
 #include "bench.h"
 
-#define BENCH_SLICE_SECONDS 0.5 /* turns of the paths measured against each other */
 #define BENCH_MIN_OPS 3		/* even a tiny --seconds gives percentiles of something */
 
 /* ---- the keys ---- */

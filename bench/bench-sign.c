@@ -406,6 +406,20 @@ static void *bench_client_main(void *userdata)
 	} else {
 		c->rc = bench_import_url(c->url, &key, &c->err);
 	}
+	/* One untimed signature: the agent client opens its signing channel, the in-process key
+	 * its session. */
+	if (c->rc == 0) {
+		gnutls_datum_t sig = {NULL, 0};
+		int r = agent ? certagent_sign(agent, c->uri, c->scheme, hash.data, hash.size, NULL,
+					       &sig, &aerr)
+			      : gnutls_privkey_sign_hash2(key, c->algo, 0, &hash, &sig);
+
+		if (r < 0)
+			c->rc = ca_error_set(&c->err, CA_E_FAILED, "%s signature: %s",
+					     agent ? "agent" : "in-process",
+					     agent ? aerr.message : gnutls_strerror(r));
+		gnutls_free(sig.data);
+	}
 	pthread_barrier_wait(c->start);
 	c->t0 = stats_now();
 	for (double now = c->t0; c->rc == 0 && now - c->t0 < c->seconds;) {
@@ -436,9 +450,9 @@ static void *bench_client_main(void *userdata)
 	return NULL;
 }
 
-/* Runs n clients for seconds; merges their latencies into all. */
-static int bench_clients(Bench *b, Client *proto, unsigned n, Stats *all, size_t *ret_min,
-			 size_t *ret_max, CaError *err)
+/* Runs n clients for proto->seconds; merges their latencies into all (its elapsed time adds
+ * up) and adds each client's count of signatures to per_client[i]. */
+static int bench_clients(Client *proto, unsigned n, Stats *all, size_t *per_client, CaError *err)
 {
 	Client *c = calloc(n, sizeof(*c));
 	pthread_barrier_t start;
@@ -454,8 +468,6 @@ static int bench_clients(Bench *b, Client *proto, unsigned n, Stats *all, size_t
 		if (pthread_create(&c[i].thread, NULL, bench_client_main, &c[i]) != 0)
 			abort(); /* the barrier would wait for ever: nothing sensible to do */
 	}
-	*ret_min = SIZE_MAX;
-	*ret_max = 0;
 	for (unsigned i = 0; i < n; i++) {
 		pthread_join(c[i].thread, NULL);
 		if (c[i].rc && !rc) {
@@ -464,8 +476,7 @@ static int bench_clients(Bench *b, Client *proto, unsigned n, Stats *all, size_t
 		}
 		t0 = fmin(t0, c[i].t0);
 		t1 = fmax(t1, c[i].t1);
-		*ret_min = c[i].stats.ops < *ret_min ? c[i].stats.ops : *ret_min;
-		*ret_max = c[i].stats.ops > *ret_max ? c[i].stats.ops : *ret_max;
+		per_client[i] += c[i].stats.ops;
 		for (size_t j = 0; j < c[i].stats.n && rc == 0; j++)
 			if (stats_add(all, c[i].stats.lat[j]) < 0)
 				rc = -ENOMEM;
@@ -473,9 +484,18 @@ static int bench_clients(Bench *b, Client *proto, unsigned n, Stats *all, size_t
 	}
 	pthread_barrier_destroy(&start);
 	free(c);
-	all->elapsed = t1 - t0;
-	stats_finish(all);
+	all->elapsed += t1 - t0;
 	return rc;
+}
+
+static void count_range(const size_t *per_client, unsigned n, size_t *ret_min, size_t *ret_max)
+{
+	*ret_min = SIZE_MAX;
+	*ret_max = 0;
+	for (unsigned i = 0; i < n; i++) {
+		*ret_min = per_client[i] < *ret_min ? per_client[i] : *ret_min;
+		*ret_max = per_client[i] > *ret_max ? per_client[i] : *ret_max;
+	}
 }
 
 int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, const char *scheme,
@@ -483,32 +503,48 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, con
 {
 	char url[BENCH_URL_MAX], name[48];
 	uint8_t hash[32];
-	size_t min, max, min0, max0;
+	size_t min, max, base_count[2] = {0, 0};
+	unsigned rounds = (unsigned)ceil(b->opt.seconds / BENCH_SLICE_SECONDS);
 	Stats *base = bench_stats(b), *agent = bench_stats(b);
-	int rc;
+	int rc = 0;
 
 	if (bench_key_url(b->opt.token, label, url, sizeof(url)) < 0)
 		return ca_error_set(err, CA_E_INVALID_ARGS, "token or key label too long");
 	if (gnutls_rnd(GNUTLS_RND_NONCE, hash, sizeof(hash)) < 0)
 		return ca_error_set(err, CA_E_FAILED, "no random bytes");
-	Client proto = {
+	size_t *agent_count = calloc(b->opt.clients, sizeof(size_t));
+
+	if (!agent_count)
+		return -ENOMEM;
+	/* The two take turns in slices, alternating which goes first, as bench_measure() does. */
+	Client in_process = {
 		.b = b,
 		.url = url,
 		.algo = algo,
 		.scheme = scheme,
 		.hash = hash,
-		.seconds = b->opt.seconds,
+		.seconds = b->opt.seconds / rounds,
 	};
+	Client through_agent = in_process;
+	through_agent.address = b->opt.address;
+	through_agent.uri = certagent_identity_uri(id);
 	snprintf(name, sizeof(name), "P2 %s, %u clients vs 2 threads", what, b->opt.clients);
 	bench_progress(b, name);
-	rc = bench_clients(b, &proto, 2, base, &min0, &max0, err);
+	for (unsigned i = 0; i < rounds && rc == 0; i++) {
+		if (i % 2 == 0)
+			rc = bench_clients(&in_process, 2, base, base_count, err);
+		if (rc == 0)
+			rc = bench_clients(&through_agent, b->opt.clients, agent, agent_count,
+					   err);
+		if (rc == 0 && i % 2 == 1)
+			rc = bench_clients(&in_process, 2, base, base_count, err);
+	}
+	count_range(agent_count, b->opt.clients, &min, &max);
+	free(agent_count);
 	if (rc != 0)
 		return rc;
-	proto.address = b->opt.address;
-	proto.uri = certagent_identity_uri(id);
-	rc = bench_clients(b, &proto, b->opt.clients, agent, &min, &max, err);
-	if (rc != 0)
-		return rc;
+	stats_finish(base);
+	stats_finish(agent);
 	Row *r = bench_row(b, name, "in-process, 2 threads", base, agent);
 	r->target = ">=0.6";
 	snprintf(r->note, sizeof(r->note), "signatures per client: fewest %zu, most %zu", min, max);
