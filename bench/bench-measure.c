@@ -21,7 +21,7 @@
 
 #include "bench.h"
 
-#define BENCH_MIN_OPS 3		/* even a tiny --seconds gives percentiles of something */
+#define BENCH_MIN_OPS 3 /* even a tiny --seconds gives percentiles of something */
 
 /* ---- the keys ---- */
 

@@ -534,8 +534,7 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, con
 		if (i % 2 == 0)
 			rc = bench_clients(&in_process, 2, base, base_count, err);
 		if (rc == 0)
-			rc = bench_clients(&through_agent, b->opt.clients, agent, agent_count,
-					   err);
+			rc = bench_clients(&through_agent, b->opt.clients, agent, agent_count, err);
 		if (rc == 0 && i % 2 == 1)
 			rc = bench_clients(&in_process, 2, base, base_count, err);
 	}

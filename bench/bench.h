@@ -28,7 +28,7 @@
 #define BENCH_PIN_MAX 256 /* as the agent's cap on PINs */
 #define BENCH_URL_MAX 1024
 #define BENCH_SLICE_SECONDS 0.5 /* turns of the paths measured against each other */
-#define BENCH_TIMEOUT_MS 30000 /* a stuck agent or server fails the bench, not hangs it */
+#define BENCH_TIMEOUT_MS 30000	/* a stuck agent or server fails the bench, not hangs it */
 #define BENCH_SERVER_NAME "localhost"
 
 typedef struct Options {
