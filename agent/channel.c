@@ -99,11 +99,19 @@ const AppInfo *channel_app(const Channel *ch)
 	return &ch->app;
 }
 
-/* Under cs->lock: takes ch out of the table and the epoll set; drops the table's reference. */
-static void channel_close_locked(ChannelServer *cs, Channel *ch)
+/*
+ * Under cs->lock: takes ch out of the table and the epoll set; drops the table's reference.
+ * why (NULL: already said) goes into the debug log with the channel's counts, however it ended.
+ */
+static void channel_close_locked(ChannelServer *cs, Channel *ch, const char *why)
 {
 	if (ch->closed)
 		return;
+	if (why)
+		log_debug("channel of %s (pid %d) closed: %s (%lu requests, %lu of them caught by "
+			  "busy polling)",
+			  ch->bus_name, (int)ch->app.pid, why, atomic_load(&ch->requests),
+			  atomic_load(&ch->polled));
 	ch->closed = true;
 	cs->slots[ch->slot] = NULL;
 	cs->gens[ch->slot]++;
@@ -116,12 +124,7 @@ static void channel_close_locked(ChannelServer *cs, Channel *ch)
 static void channel_close(ChannelServer *cs, Channel *ch, const char *why)
 {
 	pthread_mutex_lock(&cs->lock);
-	if (!ch->closed)
-		log_debug("channel of %s (pid %d) closed: %s (%lu requests, %lu of them caught by "
-			  "busy polling)",
-			  ch->bus_name, (int)ch->app.pid, why, atomic_load(&ch->requests),
-			  atomic_load(&ch->polled));
-	channel_close_locked(cs, ch);
+	channel_close_locked(cs, ch, why);
 	pthread_mutex_unlock(&cs->lock);
 }
 
@@ -133,7 +136,7 @@ static void channel_arm(ChannelServer *cs, Channel *ch)
 	pthread_mutex_lock(&cs->lock);
 	if (!ch->closed && epoll_ctl(cs->epoll_fd, EPOLL_CTL_MOD, ch->fd, &ev) < 0) {
 		log_warning("channel of %s: cannot wait for its next request: %m", ch->bus_name);
-		channel_close_locked(cs, ch);
+		channel_close_locked(cs, ch, NULL);
 	}
 	pthread_mutex_unlock(&cs->lock);
 }
@@ -375,7 +378,7 @@ ChannelServer *channel_server_free(ChannelServer *cs)
 	pthread_mutex_lock(&cs->lock);
 	for (size_t i = 0; i < CHANNELS_MAX; i++)
 		if (cs->slots[i])
-			channel_close_locked(cs, cs->slots[i]);
+			channel_close_locked(cs, cs->slots[i], "the agent is stopping");
 	pthread_mutex_unlock(&cs->lock);
 	if (cs->epoll_fd >= 0)
 		close(cs->epoll_fd);
@@ -436,7 +439,7 @@ int channel_open(ChannelServer *cs, const char *bus_name, pid_t pid, int *ret_fd
 	struct epoll_event ev = {.events = EPOLLIN | EPOLLONESHOT, .data.u64 = channel_id(ch)};
 	r = epoll_ctl(cs->epoll_fd, EPOLL_CTL_ADD, ch->fd, &ev) < 0 ? -errno : 0;
 	if (r)
-		channel_close_locked(cs, ch);
+		channel_close_locked(cs, ch, NULL);
 	pthread_mutex_unlock(&cs->lock);
 	if (r) {
 		close(sv[1]);
@@ -454,7 +457,7 @@ void channel_server_caller_gone(ChannelServer *cs, const char *bus_name)
 	pthread_mutex_lock(&cs->lock);
 	for (size_t i = 0; i < CHANNELS_MAX; i++)
 		if (cs->slots[i] && strcmp(cs->slots[i]->bus_name, bus_name) == 0)
-			channel_close_locked(cs, cs->slots[i]);
+			channel_close_locked(cs, cs->slots[i], "its client left the bus");
 	pthread_mutex_unlock(&cs->lock);
 }
 
