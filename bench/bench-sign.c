@@ -375,7 +375,6 @@ int bench_p1_case(Bench *b, const certagent_identity *id, const certagent_identi
 
 typedef struct Client {
 	pthread_t thread;
-	Bench *b;
 	pthread_barrier_t *start;
 	const char *address; /* agent clients */
 	const char *uri;
@@ -518,7 +517,6 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, con
 		return -ENOMEM;
 	/* The two take turns in slices, alternating which goes first, as bench_measure() does. */
 	Client in_process = {
-		.b = b,
 		.url = url,
 		.algo = algo,
 		.scheme = scheme,

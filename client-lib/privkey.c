@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <gnutls/crypto.h>
 
@@ -79,11 +78,11 @@ static int key_sign(AgentKey *k, const CaScheme *s, const uint8_t *data, size_t 
 				s->name, k->uri);
 	certagent_event ev = {
 		.kind = CERTAGENT_EVENT_SIGN_START, .identity_uri = k->uri, .scheme = s->name};
-	struct timespec t0, t1;
+	uint64_t t0;
 	int r;
 
 	client_notify(k->client, &ev);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = ca_now_usec();
 	/*
 	 * The server's chain goes along for the agent's policy (server-pin, server-issuer). It is
 	 * read now, not in the retrieve function: in TLS 1.3 the server's Certificate arrives
@@ -96,10 +95,8 @@ static int key_sign(AgentKey *k, const CaScheme *s, const uint8_t *data, size_t 
 		peers = gnutls_certificate_get_peers(k->session, &n_peers);
 	r = client_sign(k->client, k->uri, s->name, data, len, k->server_name, peers,
 			peers ? n_peers : 0, sig, &e);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ev.kind = CERTAGENT_EVENT_SIGN_DONE;
-	ev.elapsed_us = (uint64_t)(((int64_t)t1.tv_sec - t0.tv_sec) * 1000000 +
-				   ((int64_t)t1.tv_nsec - t0.tv_nsec) / 1000);
+	ev.elapsed_us = ca_now_usec() - t0;
 	ev.code = r < 0 ? e.code : CERTAGENT_OK;
 	client_notify(k->client, &ev);
 	if (r < 0) {

@@ -7,18 +7,10 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "reply-wait.h"
-
-static uint64_t reply_wait_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
+#include "util.h"
 
 void reply_wait_init(ReplyWait *w)
 {
@@ -41,7 +33,7 @@ void reply_wait_init(ReplyWait *w)
 
 void reply_wait_sent(ReplyWait *w)
 {
-	w->start_us = reply_wait_now_us();
+	w->start_us = ca_now_usec();
 }
 
 ssize_t reply_wait_spin(ReplyWait *w, int fd, void *buf, size_t size, int flags)
@@ -56,7 +48,7 @@ ssize_t reply_wait_spin(ReplyWait *w, int fd, void *buf, size_t size, int flags)
 		n = recv(fd, buf, size, flags | MSG_DONTWAIT);
 		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
 			return n;
-		if (reply_wait_now_us() - w->start_us >= budget)
+		if (ca_now_usec() - w->start_us >= budget)
 			break;
 		/* Whoever else is runnable here (the agent, its helper) goes first. */
 		sched_yield();
@@ -67,7 +59,7 @@ ssize_t reply_wait_spin(ReplyWait *w, int fd, void *buf, size_t size, int flags)
 
 void reply_wait_done(ReplyWait *w)
 {
-	uint64_t took = reply_wait_now_us() - w->start_us;
+	uint64_t took = ca_now_usec() - w->start_us;
 
 	if (took > UINT32_MAX / 2)
 		took = UINT32_MAX / 2;

@@ -61,6 +61,9 @@ static int module_add(Store *s, Module *m)
 	Module **p;
 	CK_RV rv;
 
+	/* What the store says for every module, before a helper is started for it. */
+	m->timeout_ms = s->module_timeout_ms;
+	m->busy_poll_usec = s->busy_poll_usec;
 	rv = call_module_initialize(m);
 	if (rv != CKR_OK) {
 		call_log(LOG_WARNING, "module %s (%s) failed to initialise: %s: skipped", m->name,
@@ -133,8 +136,6 @@ static int module_load_registered_isolated(Store *s)
 			r = -ENOMEM;
 			break;
 		}
-		m->timeout_ms = s->module_timeout_ms;
-		m->busy_poll_usec = s->busy_poll_usec;
 		m->isolated = true;
 		r = module_add(s, m);
 		if (r == 1 && v[i].critical)
@@ -183,8 +184,6 @@ static int module_load_registered_inproc(Store *s)
 			module_free(m);
 			continue;
 		}
-		m->timeout_ms = s->module_timeout_ms;
-		m->busy_poll_usec = s->busy_poll_usec;
 		if (module_add(s, m) < 0)
 			r = -ENOMEM;
 	}
@@ -215,8 +214,6 @@ static int module_load_configured(Store *s, const StoreModuleConfig *cfg)
 		module_free(m);
 		return -ENOMEM;
 	}
-	m->timeout_ms = s->module_timeout_ms;
-	m->busy_poll_usec = s->busy_poll_usec;
 	m->isolated = (cfg->isolation == STORE_ISOLATION_DEFAULT ? s->isolation : cfg->isolation) ==
 		      STORE_ISOLATION_PROCESS;
 	if (m->isolated)
