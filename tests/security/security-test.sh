@@ -8,7 +8,7 @@
 #               serving its own uid
 #   load        CERTAGENT_LOAD_CLIENTS (32) clients x CERTAGENT_LOAD_HANDSHAKES (20 here; 500
 #               for the full run) handshakes at once, twice: no failure, no fd growth beyond
-#               one lane per worker (none over the second run), bounded RSS
+#               one lane per worker, bounded RSS
 #   pin-log     a distinctive PIN never appears in the agent's log (debug level)
 #   bus-fuzz    tests/fuzz/bus-fuzz.py against the agent: it never dies and still answers
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
@@ -167,8 +167,10 @@ test_load() {
 	fd1=$(agent_fds)
 	echo "agent before: VmRSS ${rss0} kB, ${fd0} fds; after: VmRSS ${rss1} kB, ${fd1} fds"
 	# The agent keeps one lane (a socket to its module helper) per signature it ran at once,
-	# at most one per worker (8 by default): that many fds may stay. A leak grows with the
-	# work done instead, so a second load of the same size must not add any.
+	# at most one per worker (8 by default): up to that many fds may stay, and a second load
+	# may need one more lane than the first. A leak grows with the work done instead (each
+	# load is 640 handshakes from 32 clients), so even after two loads the count stays within
+	# the lanes' bound.
 	[ "$fd1" -le $((fd0 + 8 + 2)) ] || h_fail "the agent's fds grew from $fd0 to $fd1"
 	"$SEC/load-client" "$clients" "$n" "$ca/root.pem" "$ca/server.pem" "$ca/server.key" ||
 		h_fail "handshakes failed under load (second run)"
@@ -176,7 +178,8 @@ test_load() {
 	local fd2
 	fd2=$(agent_fds)
 	echo "after a second load: ${fd2} fds"
-	[ "$fd2" -le "$fd1" ] || h_fail "the agent's fds grew from $fd1 to $fd2 over a second load"
+	[ "$fd2" -le $((fd0 + 8 + 2)) ] ||
+		h_fail "the agent's fds grew from $fd0 to $fd2 over two loads (lanes: at most 8)"
 	# Under ASan freed memory sits in quarantine (up to 256 MiB) instead of being reused.
 	if grep -q libasan "/proc/$H_AGENT_PID/maps"; then
 		h_log "ASan build: RSS growth not checked ($(((rss1 - rss0) / 1024)) MiB)"
