@@ -440,19 +440,22 @@ h_unlock() {
 # --- TLS servers -------------------------------------------------------------------------------
 
 # h__listen_inodes PORT: socket inodes listening on TCP PORT (from /proc: no iproute2 needed).
-h__listen_inodes() {
-	local hex
+h__listen_inodes() { # PORT [tcp]: socket inodes listening on PORT (IPv4 and IPv6, or IPv4 only)
+	local hex files=(/proc/net/tcp /proc/net/tcp6)
+	[ "${2:-}" = tcp ] && files=(/proc/net/tcp)
 	hex=$(printf '%04X' "$1")
-	cat /proc/net/tcp /proc/net/tcp6 2>/dev/null |
+	cat "${files[@]}" 2>/dev/null |
 		awk -v p=":$hex" '$4 == "0A" && substr($2, length($2) - 4) == p { print $10 }'
 }
 
 # h__listening PORT [PID]: something (PID itself, if given) listens on TCP PORT. With PID, a
-# server that lost a race for the port is not mistaken for one that listens.
+# server that lost a race for the port is not mistaken for one that listens, and it must listen
+# on IPv4, where the tests' clients connect (127.0.0.1; localhost tries it too): gnutls-serv
+# that lost the IPv4 port keeps running on IPv6 alone.
 h__listening() {
 	local ino fd
 	[ $# -ge 2 ] || { [ -n "$(h__listen_inodes "$1")" ]; return; }
-	for ino in $(h__listen_inodes "$1"); do
+	for ino in $(h__listen_inodes "$1" tcp); do
 		for fd in /proc/"$2"/fd/*; do
 			[ "$(readlink "$fd" 2>/dev/null)" = "socket:[$ino]" ] && return 0
 		done
@@ -479,6 +482,8 @@ h__start_server() {
 	local n=100
 	while [ "$n" -gt 0 ]; do
 		h__listening "$H_PORT" "$H_SERV_PID" && return 0
+		# gnutls-serv says so and goes on with IPv6 only: a lost race too.
+		grep -q 'bind() failed' "$H_SERV_LOG" && kill "$H_SERV_PID" 2>/dev/null
 		if ! kill -0 "$H_SERV_PID" 2>/dev/null; then
 			wait "$H_SERV_PID" 2>/dev/null || true
 			h_untrack "$H_SERV_PID"
