@@ -76,6 +76,7 @@ static Settings *settings_new_default(void)
 	c->registered_modules = true;
 	c->workers = SETTINGS_WORKERS_DEFAULT;
 	c->busy_poll = SETTINGS_BUSY_POLL_DEFAULT;
+	c->sign_ahead = true;
 	c->poll_interval = SETTINGS_POLL_INTERVAL_DEFAULT;
 	c->isolation = SETTINGS_ISOLATION_DEFAULT;
 	c->module_timeout = SETTINGS_MODULE_TIMEOUT_DEFAULT;
@@ -224,6 +225,12 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 					    SETTINGS_BUSY_POLL_MAX, value);
 		return 0;
 	}
+	if (strcmp(key, "sign-ahead") == 0) {
+		if (parse_bool(value, &c->sign_ahead) < 0)
+			return ca_error_set(p->err, CA_E_INVALID_ARGS,
+					    "sign-ahead must be yes or no, not \"%s\"", value);
+		return 0;
+	}
 	if (strcmp(key, "log") == 0) {
 		if (strcmp(value, "stderr") == 0)
 			c->log_target = LOG_TARGET_STDERR;
@@ -282,7 +289,8 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 	}
 	return ca_error_set(p->err, CA_E_INVALID_ARGS,
 			    "unknown key \"%s\" in [agent] (known: registered-modules, "
-			    "allow-registered, workers, busy-poll, log, log-level, pinentry, "
+			    "allow-registered, workers, busy-poll, sign-ahead, log, log-level, "
+			    "pinentry, "
 			    "login-idle-timeout, poll-interval, idle-exit, isolation, "
 			    "module-timeout, audit-log, "
 			    "audit-max-size, audit-files, audit-fail-closed)",
@@ -528,5 +536,6 @@ void settings_store_options(const Settings *c, StoreOptions *ret)
 		.isolation = c->isolation,
 		.module_timeout_ms = c->module_timeout * 1000u,
 		.busy_poll_usec = c->busy_poll,
+		.sign_ahead = c->sign_ahead,
 	};
 }

@@ -35,6 +35,7 @@ typedef struct Settings {
 	char **allow_registered; /* NULL: all registered modules */
 	unsigned workers;	 /* signing threads */
 	unsigned busy_poll;	 /* microseconds; 0: channel threads never poll */
+	bool sign_ahead;	 /* module helpers begin a busy key's next signature */
 	LogTarget log_target;
 	LogLevel log_level;
 	StoreModuleConfig *modules;

@@ -31,6 +31,16 @@
 #define BENCH_TIMEOUT_MS 30000	/* a stuck agent or server fails the bench, not hangs it */
 #define BENCH_SERVER_NAME "localhost"
 
+/* --only: the groups of cases a run may be limited to. */
+enum {
+	BENCH_ONLY_SIGN = 1u << 0,	 /* the sign rows and the isolation row */
+	BENCH_ONLY_P1 = 1u << 1,
+	BENCH_ONLY_P2 = 1u << 2,
+	BENCH_ONLY_P4 = 1u << 3,
+	BENCH_ONLY_HANDSHAKES = 1u << 4, /* P3 */
+	BENCH_ONLY_P5 = 1u << 5,
+};
+
 typedef struct Options {
 	const char *address; /* bus of the agent; NULL: session bus */
 	const char *module;  /* PKCS#11 module for the in-process baseline */
@@ -52,6 +62,7 @@ typedef struct Options {
 	const char *slow_address;	/* P4: an agent whose --slow-token signs slowly */
 	const char *slow_token;
 	unsigned clients; /* P2 */
+	unsigned only;	  /* BENCH_ONLY_* bits; 0: every case */
 	double seconds;
 	bool json;
 } Options;

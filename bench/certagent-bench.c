@@ -200,6 +200,7 @@ enum {
 	OPT_STRING = 256,
 	OPT_SECONDS,
 	OPT_CLIENTS,
+	OPT_ONLY,
 	OPT_QUICK,
 	OPT_JSON,
 	OPT_HELP,
@@ -248,6 +249,8 @@ static const struct BenchOption {
 	{"slow-token", "LABEL", OPT_STRING, offsetof(Options, slow_token),
 	 "the slow token's label (its key has --ec-label)"},
 	{"clients", "N", OPT_CLIENTS, 0, "concurrent clients of P2 (default 8)"},
+	{"only", "CASES", OPT_ONLY, 0,
+	 "run only these cases, comma-separated: sign, p1, p2, p4, handshakes (P3), p5"},
 	{"seconds", "N", OPT_SECONDS, 0,
 	 "timed seconds per measurement (default: " BENCH_STR(BENCH_DEFAULT_SECONDS) ")"},
 	{"quick", NULL, OPT_QUICK, 0,
@@ -281,6 +284,39 @@ static void bench_usage(FILE *f)
 static const char **bench_option_field(Options *o, const struct BenchOption *b)
 {
 	return (const char **)((char *)o + b->offset);
+}
+
+static int bench_parse_only(const char *arg, unsigned *ret)
+{
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} groups[] = {
+		{"sign", BENCH_ONLY_SIGN},	       {"p1", BENCH_ONLY_P1},
+		{"p2", BENCH_ONLY_P2},		       {"p4", BENCH_ONLY_P4},
+		{"handshakes", BENCH_ONLY_HANDSHAKES}, {"p3", BENCH_ONLY_HANDSHAKES},
+		{"p5", BENCH_ONLY_P5},
+	};
+	const char *p = arg;
+
+	*ret = 0;
+	for (;;) {
+		size_t n = strcspn(p, ","), i;
+		for (i = 0; i < ELEMENTSOF(groups); i++)
+			if (strlen(groups[i].name) == n && strncmp(p, groups[i].name, n) == 0)
+				break;
+		if (i == ELEMENTSOF(groups)) {
+			fprintf(stderr,
+				"certagent-bench: --only: unknown case \"%.*s\" in \"%s\"; "
+				"the cases are sign, p1, p2, p4, handshakes (or p3) and p5\n",
+				(int)n, p, arg);
+			return -1;
+		}
+		*ret |= groups[i].bit;
+		if (!p[n])
+			return 0;
+		p += n + 1;
+	}
 }
 
 static int bench_parse(int argc, char **argv, Options *o)
@@ -327,6 +363,10 @@ static int bench_parse(int argc, char **argv, Options *o)
 					BENCH_CLIENTS_MAX);
 				return 2;
 			}
+			break;
+		case OPT_ONLY:
+			if (bench_parse_only(optarg, &o->only) < 0)
+				return 2;
 			break;
 		case OPT_QUICK:
 			quick = true;
@@ -385,6 +425,11 @@ static void bench_deinit(Bench *b)
 	bench_pin_wipe(&b->pin);
 }
 
+static bool bench_wants(const Options *o, unsigned group)
+{
+	return !o->only || (o->only & group);
+}
+
 static int bench_run(Bench *b, CaError *err)
 {
 	const Options *o = &b->opt;
@@ -397,7 +442,8 @@ static int bench_run(Bench *b, CaError *err)
 	rc = bench_echo_start(b);
 	if (rc != 0)
 		return rc;
-	bench_p5_rss(b, "P5 agent RSS, idle after start");
+	if (bench_wants(o, BENCH_ONLY_P5))
+		bench_p5_rss(b, "P5 agent RSS, idle after start");
 
 	/* The baseline: GnuTLS talks to the token itself, like an application without the agent. */
 	rc = gnutls_pkcs11_init(GNUTLS_PKCS11_FLAG_MANUAL, NULL);
@@ -433,27 +479,30 @@ static int bench_run(Bench *b, CaError *err)
 			return CA_E_KEY_NOT_FOUND;
 	}
 
-	rc = bench_sign_case(b, ec, o->ec_label, "ecdsa_secp256r1_sha256",
-			     GNUTLS_SIGN_ECDSA_SECP256R1_SHA256, "sign ecdsa_secp256r1_sha256",
-			     err);
-	if (rc == 0)
+	bool sign = bench_wants(o, BENCH_ONLY_SIGN);
+	rc = 0;
+	if (sign)
+		rc = bench_sign_case(b, ec, o->ec_label, "ecdsa_secp256r1_sha256",
+				     GNUTLS_SIGN_ECDSA_SECP256R1_SHA256,
+				     "sign ecdsa_secp256r1_sha256", err);
+	if (rc == 0 && sign)
 		rc = bench_sign_case(b, rsa, o->rsa_label, "rsa_pss_rsae_sha256",
 				     GNUTLS_SIGN_RSA_PSS_RSAE_SHA256, "sign rsa_pss_rsae_sha256",
 				     err);
-	if (rc == 0 && o->compare_address)
+	if (rc == 0 && sign && o->compare_address)
 		rc = bench_isolation_case(b, ec, err);
-	if (rc == 0)
+	if (rc == 0 && bench_wants(o, BENCH_ONLY_P1))
 		rc = bench_p1_case(b, ec, other, err);
-	if (rc == 0)
+	if (rc == 0 && bench_wants(o, BENCH_ONLY_P2))
 		rc = bench_p2_case(b, ec, o->ec_label, "ecdsa_secp256r1_sha256",
 				   GNUTLS_SIGN_ECDSA_SECP256R1_SHA256, "P-256", err);
-	if (rc == 0)
+	if (rc == 0 && bench_wants(o, BENCH_ONLY_P2))
 		rc = bench_p2_case(b, rsa, o->rsa_label, "rsa_pss_rsae_sha256",
 				   GNUTLS_SIGN_RSA_PSS_RSAE_SHA256, "RSA-2048", err);
-	if (rc == 0 && o->slow_address && o->slow_token)
+	if (rc == 0 && o->slow_address && o->slow_token && bench_wants(o, BENCH_ONLY_P4))
 		rc = bench_p4_case(b, err);
-	if (rc != 0)
-		return rc;
+	if (rc != 0 || !bench_wants(o, BENCH_ONLY_HANDSHAKES))
+		goto p5;
 
 	rc = gnutls_priority_init2(&b->prio, BENCH_PRIORITY, NULL, 0);
 	if (rc < 0)
@@ -475,9 +524,10 @@ static int bench_run(Bench *b, CaError *err)
 	if (rc == 0 && o->rsa_chain)
 		rc = bench_handshake_case(b, b->prio12, rsa, o->rsa_label, o->rsa_chain,
 					  "mTLS 1.2 handshake RSA-2048", false, err);
-	if (rc == 0)
+p5:
+	if (rc == 0 && bench_wants(o, BENCH_ONLY_P5))
 		bench_p5_rss(b, "P5 agent RSS, after the run");
-	if (rc == 0 && o->activation_address)
+	if (rc == 0 && o->activation_address && bench_wants(o, BENCH_ONLY_P5))
 		rc = bench_p5_activation(b, err);
 	return rc;
 }

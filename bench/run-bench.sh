@@ -16,7 +16,8 @@
 # Needs CERTAGENT_BUILD (build root) and CERTAGENT_SRC (source root); scripts/bench sets both.
 # CERTAGENT_BENCH_BUSY_POLL=N sets busy-poll = N for the two measured agents (0: off), to
 # compare with and without it (docs/performance.md); CERTAGENT_BENCH_WORKERS=N sets workers = N
-# for them the same way.
+# for them the same way; CERTAGENT_BENCH_SIGN_AHEAD=no sets sign-ahead = no for the agent measured
+# (isolation = process; CERTAGENT_BENCH_ISOLATION=none runs it with its module in-process).
 # The table goes to stdout, progress and failures to stderr.
 
 : "${CERTAGENT_BUILD:?set CERTAGENT_BUILD to the build directory (or use scripts/bench)}"
@@ -68,8 +69,9 @@ inproc_address=$DBUS_SESSION_BUS_ADDRESS
 # The agent measured: its module in certagent-pkcs11-helper.
 unset DBUS_SESSION_BUS_ADDRESS
 h_bus
-h_agent "isolation = process" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"} \
-	${CERTAGENT_BENCH_WORKERS:+"workers = $CERTAGENT_BENCH_WORKERS"}
+h_agent "isolation = ${CERTAGENT_BENCH_ISOLATION:-process}" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"} \
+	${CERTAGENT_BENCH_WORKERS:+"workers = $CERTAGENT_BENCH_WORKERS"} \
+	${CERTAGENT_BENCH_SIGN_AHEAD:+"sign-ahead = $CERTAGENT_BENCH_SIGN_AHEAD"}
 h_unlock "$token"
 
 agent_pid=$H_AGENT_PID

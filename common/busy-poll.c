@@ -40,12 +40,17 @@ void busy_poll_end(BusyPoll *bp, BusyPollSource *src, bool answered)
 		src->replied_usec = ca_now_usec();
 }
 
+bool busy_poll_expects(const BusyPoll *bp, const BusyPollSource *src)
+{
+	return bp->limit_usec && src->replied_usec && src->gap_avg_usec <= bp->limit_usec;
+}
+
 bool busy_poll_wait(BusyPoll *bp, const BusyPollSource *src, int fd, const atomic_bool *stop)
 {
 	uint64_t t0;
 	char c;
 
-	if (!bp->limit_usec || !src->replied_usec || src->gap_avg_usec > bp->limit_usec)
+	if (!busy_poll_expects(bp, src))
 		return false;
 	t0 = ca_now_usec();
 	if (t0 - atomic_load(&bp->mixed_usec) < BUSY_POLL_QUIET_USEC)

@@ -43,6 +43,9 @@ void busy_poll_begin(BusyPoll *bp, BusyPollSource *src, uint64_t id);
 /* Its serving ended; answered: a reply went out just now. */
 void busy_poll_end(BusyPoll *bp, BusyPollSource *src, bool answered);
 
+/* True when src's next request usually comes within the limit: busy_poll_wait() would poll. */
+bool busy_poll_expects(const BusyPoll *bp, const BusyPollSource *src);
+
 /*
  * After an answer on fd found no next request: polls fd (non-blocking MSG_PEEK, with
  * sched_yield() between tries) while the rules above allow and *stop (if given) is not set.

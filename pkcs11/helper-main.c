@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -37,6 +38,7 @@
 
 #include "busy-poll.h"
 #include "helper-list.h"
+#include "helper-prime.h"
 #include "internal.h"
 #include "rpc.h"
 
@@ -114,8 +116,12 @@ static CK_RV helper_get_mechanism(const RpcMessage *msg, size_t i, CK_MECHANISM 
 	return CKR_OK;
 }
 
-/* Runs one request into reply b (which has the rv as its first field written by us). */
-static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
+/*
+ * Runs one request into reply b (which has the rv as its first field written by us). A
+ * signature that should be begun ahead of the next one sets *ahead and *job
+ * (helper-prime.h), for the lane thread to start once the reply is out.
+ */
+static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, bool *ahead, PrimeJob *job)
 {
 	Module *m = &helper.m;
 	CK_ULONG a0 = 0, a1 = 0, a2 = 0;
@@ -184,15 +190,25 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 		ARG(0, a0);
 		rv = call_open_session(m, a0, &h);
 		rpc_put_u64(b, rv);
-		if (rv == CKR_OK)
+		if (rv == CKR_OK) {
 			rpc_put_u64(b, h);
+			prime_session_opened(h, a0);
+		}
 		return rv;
 	}
 	case RPC_OP_CLOSE_SESSION:
 	case RPC_OP_LOGOUT:
 		ARG(0, a0);
-		rv = msg->op == RPC_OP_CLOSE_SESSION ? call_close_session(m, a0)
-						     : call_logout(m, a0);
+		if (msg->op == RPC_OP_CLOSE_SESSION) {
+			prime_session_closed(a0);
+			rv = call_close_session(m, a0);
+		} else {
+			/* No signature begun ahead outlives the login (before and after: one
+			 * may begin meanwhile). */
+			prime_forget();
+			rv = call_logout(m, a0);
+			prime_forget();
+		}
 		rpc_put_u64(b, rv);
 		return rv;
 	case RPC_OP_GET_SESSION_INFO: {
@@ -215,7 +231,9 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 		if (rpc_get_bytes(msg, 3, &pin, &pin_len) < 0)
 			return CKR_ARGUMENTS_BAD;
 		/* The PIN stays in the request frame, wiped when the job ends. */
+		prime_forget();
 		rv = call_login(m, a0, a1, a2 ? (const char *)pin : NULL, a2 ? pin_len : 0);
+		prime_forget();
 		rpc_put_u64(b, rv);
 		return rv;
 	}
@@ -231,6 +249,7 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 			return CKR_HOST_MEMORY;
 		if (k < 0)
 			return CKR_ARGUMENTS_BAD;
+		prime_forget(); /* a search: the agent looks at the token's objects again */
 		rv = call_find_objects(m, a0, tmpl, n, &objs, &n_objs);
 		rpc_put_u64(b, rv);
 		if (rv == CKR_OK)
@@ -298,9 +317,15 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 				return CKR_HOST_MEMORY;
 		}
 		sig_len = cap;
-		rv = call_sign_once(m, a0, &mech, a2, data, len, sig, &sig_len, &signing);
+		if (prime_sign(a0, &mech, a2, data, len, sig, &sig_len)) {
+			rv = CKR_OK;
+			signing = true;
+		} else
+			rv = call_sign_once(m, a0, &mech, a2, data, len, sig, &sig_len, &signing);
 		if (rv == CKR_OK && sig && sig_len > cap)
 			rv = CKR_GENERAL_ERROR; /* a module writing past our buffer said so */
+		if (rv == CKR_OK)
+			*ahead = prime_note(a0, &mech, a2, job);
 		rpc_put_u64(b, rv);
 		rpc_put_u64(b, signing);
 		rpc_put_u64(b, (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL) ? sig_len : 0);
@@ -351,14 +376,15 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b)
 	}
 }
 
-/* Runs the request in frame buf (decoded as msg) and answers on fd. */
-static void helper_run(int fd, const RpcMessage *msg)
+/* Runs the request in frame buf (decoded as msg) and answers on fd; *ahead: helper_dispatch. */
+static void helper_run(int fd, const RpcMessage *msg, bool *ahead, PrimeJob *job)
 {
 	RpcBuf b;
 	CK_RV rv;
 
+	*ahead = false;
 	rpc_buf_begin(&b, msg->id, msg->op);
-	rv = helper_dispatch(msg, &b);
+	rv = helper_dispatch(msg, &b, ahead, job);
 	if (b.n_fields == 0) {
 		/* Refused before the call: the rv alone. */
 		rpc_buf_wipe(&b);
@@ -368,22 +394,44 @@ static void helper_run(int fd, const RpcMessage *msg)
 	helper_send(fd, &b, msg->id, msg->op);
 }
 
+/* Waits up to ms for a request (or EOF) on lane fd: false when none came. */
+static bool helper_lane_wait(int fd, int ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, ms) != 0; /* an error (EINTR): let the read decide */
+}
+
 /*
  * One lane: its requests, one at a time, until the agent closes it. After a reply, a quick
  * caller's next request is busy-polled for as the agent's channel threads do
  * (common/busy-poll.h); a C_WaitForSlotEvent blocked on its lane does not count as serving.
+ * A signature to begin ahead (helper-prime.h) is begun once the reply is out and the lane
+ * stayed quiet for PRIME_DELAY_MS; the lane then waits for its next request only until the
+ * oldest such operation ages out, closes what aged out, and waits again.
  */
 static void *helper_lane_main(void *userdata)
 {
 	int fd = (int)(intptr_t)userdata;
 	BusyPollSource lane = {0};
+	bool watch = false; /* this lane began signatures ahead: it closes those left unused */
 
 	for (;;) {
 		uint8_t *buf = NULL;
 		size_t len = 0;
 		RpcMessage msg;
+		bool ahead = false;
+		PrimeJob job;
 		int r;
 
+		if (watch) {
+			int ms = prime_expire();
+
+			if (ms < 0)
+				watch = false;
+			else if (!helper_lane_wait(fd, ms))
+				continue;
+		}
 		(void)busy_poll_wait(&helper.poll, &lane, fd, NULL);
 		r = remote_read_frame(fd, NULL, &buf, &len);
 		if (r == -EPIPE)
@@ -396,14 +444,21 @@ static void *helper_lane_main(void *userdata)
 		}
 		if (msg.op == RPC_OP_WAIT_FOR_SLOT_EVENT) {
 			/* Blocks until a slot event: not a request worth polling for. */
-			helper_run(fd, &msg);
+			helper_run(fd, &msg, &ahead, &job);
 		} else {
 			busy_poll_begin(&helper.poll, &lane, (uint64_t)fd);
-			helper_run(fd, &msg);
+			helper_run(fd, &msg, &ahead, &job);
 			busy_poll_end(&helper.poll, &lane, true);
 		}
 		/* The frame may hold a PIN or data to sign. */
 		erase_and_free(buf, len);
+		/* Not while the agent takes the reply, nor when its next request is coming (a
+		 * quick caller's, busy-polled for, or one within PRIME_DELAY_MS). */
+		if (ahead && !busy_poll_expects(&helper.poll, &lane) &&
+		    !helper_lane_wait(fd, PRIME_DELAY_MS)) {
+			prime_start(&job);
+			watch = true;
+		}
 	}
 	close(fd);
 	return NULL;
@@ -481,10 +536,12 @@ int main(int argc, char **argv)
 		{"name", required_argument, NULL, 'n'},
 		{"debug", no_argument, NULL, 'd'},
 		{"busy-poll", required_argument, NULL, 'b'},
+		{"sign-ahead", no_argument, NULL, 'a'},
 		{"list-registered", no_argument, NULL, 'l'},
 		{},
 	};
 	const char *path = NULL, *name = NULL;
+	bool sign_ahead = false;
 	RpcBuf b;
 	CK_RV rv;
 	int c, r;
@@ -500,6 +557,9 @@ int main(int argc, char **argv)
 		case 'd':
 			helper.debug = true;
 			break;
+		case 'a':
+			sign_ahead = true;
+			break;
 		case 'b': /* microseconds, the agent's busy-poll (checked there) */
 			busy_poll_init(&helper.poll, (unsigned)strtoul(optarg, NULL, 10));
 			break;
@@ -510,7 +570,7 @@ int main(int argc, char **argv)
 		}
 	if (!path || path[0] != '/' || optind < argc) {
 		fprintf(stderr, "certagent-pkcs11-helper: started by certagentd only "
-				"(--module ABSOLUTE-PATH [--name NAME] [--busy-poll USEC], fd 3 a "
+				"(--module ABSOLUTE-PATH [--name NAME] [--busy-poll USEC] [--sign-ahead], fd 3 a "
 				"socket)\n");
 		return 2;
 	}
@@ -523,6 +583,7 @@ int main(int argc, char **argv)
 	}
 	helper.m.name = (char *)(name ? name : path);
 	helper.m.path = (char *)path;
+	prime_init(&helper.m, sign_ahead);
 	store_set_log(helper_log, &helper);
 
 	/* p11_kit_module_load checks C_GetFunctionList; initialise sets CKF_OS_LOCKING_OK. */
@@ -571,6 +632,7 @@ int main(int argc, char **argv)
 		pthread_attr_destroy(&attr);
 	}
 	/* The agent closed its end: finalise, unless a stuck call keeps C_Finalize waiting. */
+	prime_report();
 	signal(SIGALRM, helper_finalize_alarm);
 	alarm(HELPER_FINALIZE_SECONDS);
 	call_module_finalize(&helper.m);

@@ -31,6 +31,7 @@ typedef struct Module {
 	bool isolated;
 	unsigned timeout_ms;
 	unsigned busy_poll_usec; /* passed to the helper (--busy-poll) */
+	bool sign_ahead;	 /* passed to the helper (--sign-ahead) */
 	Remote *remote;
 	/* hotplug.c: a slot-event thread may still be inside the module (stuck in its
 	 * C_WaitForSlotEvent): it is never finalised nor unloaded (module_unload_all). */
@@ -123,6 +124,7 @@ struct Store {
 	StoreIsolation isolation; /* StoreOptions.isolation, never DEFAULT */
 	unsigned module_timeout_ms;
 	unsigned busy_poll_usec; /* StoreOptions.busy_poll_usec */
+	bool sign_ahead;	 /* StoreOptions.sign_ahead */
 
 	Module **modules;
 	size_t n_modules;

@@ -64,6 +64,7 @@ static int module_add(Store *s, Module *m)
 	/* What the store says for every module, before a helper is started for it. */
 	m->timeout_ms = s->module_timeout_ms;
 	m->busy_poll_usec = s->busy_poll_usec;
+	m->sign_ahead = s->sign_ahead;
 	rv = call_module_initialize(m);
 	if (rv != CKR_OK) {
 		call_log(LOG_WARNING, "module %s (%s) failed to initialise: %s: skipped", m->name,

@@ -331,7 +331,10 @@ static CK_RV remote_spawn(Remote *r)
 {
 	Module *m = r->m;
 	char busy_poll[16];
+	/* "--name NAME" last (tests find a module's helper by it); without sign-ahead, argv
+	 * starts one later, at the second program name. */
 	char *argv[] = {(char *)"certagent-pkcs11-helper",
+			(char *)"--sign-ahead",
 			(char *)"--busy-poll",
 			busy_poll,
 			(char *)"--module",
@@ -354,7 +357,9 @@ static CK_RV remote_spawn(Remote *r)
 		call_log(LOG_WARNING, "module %s: socketpair: %m", m->name);
 		return CKR_HOST_MEMORY;
 	}
-	k = helper_spawn(argv, sv[1], 3, &pid);
+	if (!m->sign_ahead)
+		argv[1] = argv[0];
+	k = helper_spawn(m->sign_ahead ? argv : argv + 1, sv[1], 3, &pid);
 	close(sv[1]);
 	if (k != 0) {
 		call_log(LOG_WARNING, "module %s: cannot start %s: %s", m->name, helper_path(),

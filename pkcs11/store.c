@@ -54,6 +54,7 @@ static int options_copy(Store *s, const StoreOptions *o)
 	s->module_timeout_ms =
 		o->module_timeout_ms ? o->module_timeout_ms : STORE_MODULE_TIMEOUT_DEFAULT_MS;
 	s->busy_poll_usec = o->busy_poll_usec;
+	s->sign_ahead = o->sign_ahead;
 	if (o->registered_allow) {
 		size_t n = 0;
 

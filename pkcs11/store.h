@@ -81,6 +81,9 @@ typedef struct StoreOptions {
 	/* Isolated modules: microseconds a helper's lane thread polls for the next request after
 	 * answering a quick caller, while no other lane is busy (0: never; helper-main.c). */
 	unsigned busy_poll_usec;
+	/* Isolated modules: the helper begins the next signature of a key that signs often
+	 * (C_SignInit ahead of the request; pkcs11/helper-prime.h). */
+	bool sign_ahead;
 } StoreOptions;
 
 #define STORE_MODULE_TIMEOUT_DEFAULT_MS 30000u

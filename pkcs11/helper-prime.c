@@ -1,0 +1,319 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * helper-prime: signatures started ahead of time in a module helper (helper-prime.h says
+ * when and why).
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "helper-prime.h"
+#include "util.h"
+
+typedef struct Prime {
+	bool used;		   /* holds a key and mechanism (what) */
+	bool busy;		   /* a thread works on it outside the lock: leave it alone */
+	bool primed;		   /* an operation is active on session */
+	PrimeJob what;		   /* slot, key, mechanism */
+	CK_SESSION_HANDLE session; /* ours, never the agent's; 0: none open */
+	uint64_t signed_usec;	   /* its latest signature (either way) */
+	uint64_t primed_usec;	   /* when the active operation began */
+	uint64_t epoch;		   /* prime.epoch when it began */
+} Prime;
+
+typedef struct SessionSlot {
+	CK_SESSION_HANDLE h;
+	CK_SLOT_ID slot;
+} SessionSlot;
+
+static struct {
+	Module *m;
+	bool enabled;
+	pthread_mutex_t lock;
+	uint64_t epoch; /* prime_forget() calls */
+	uint64_t begun, used; /* for prime_report() */
+	Prime e[PRIME_MAX];
+	SessionSlot *sessions; /* the agent's open sessions */
+	size_t n_sessions, cap_sessions;
+} prime = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void prime_init(Module *m, bool enabled)
+{
+	prime.m = m;
+	prime.enabled = enabled;
+}
+
+void prime_session_opened(CK_SESSION_HANDLE h, CK_SLOT_ID slot)
+{
+	if (!prime.enabled)
+		return;
+	pthread_mutex_lock(&prime.lock);
+	if (prime.n_sessions == prime.cap_sessions) {
+		size_t cap = prime.cap_sessions ? 2 * prime.cap_sessions : 16;
+		SessionSlot *v = realloc(prime.sessions, cap * sizeof(*v));
+
+		if (v) {
+			prime.sessions = v;
+			prime.cap_sessions = cap;
+		}
+	}
+	/* Out of memory: that session is never signed ahead for. */
+	if (prime.n_sessions < prime.cap_sessions)
+		prime.sessions[prime.n_sessions++] = (SessionSlot){h, slot};
+	pthread_mutex_unlock(&prime.lock);
+}
+
+void prime_session_closed(CK_SESSION_HANDLE h)
+{
+	if (!prime.enabled)
+		return;
+	pthread_mutex_lock(&prime.lock);
+	for (size_t i = 0; i < prime.n_sessions; i++)
+		if (prime.sessions[i].h == h) {
+			prime.sessions[i] = prime.sessions[--prime.n_sessions];
+			break;
+		}
+	pthread_mutex_unlock(&prime.lock);
+}
+
+/* With the lock: what a signature on the agent's session h with mech and key is. */
+static bool prime_job_locked(CK_SESSION_HANDLE h, const CK_MECHANISM *mech,
+			     CK_OBJECT_HANDLE key, PrimeJob *job)
+{
+	size_t i;
+
+	for (i = 0; i < prime.n_sessions && prime.sessions[i].h != h; i++)
+		;
+	if (i == prime.n_sessions)
+		return false;
+	*job = (PrimeJob){.slot = prime.sessions[i].slot, .key = key, .type = mech->mechanism};
+	if (mech->mechanism == CKM_RSA_PKCS_PSS && mech->pParameter &&
+	    mech->ulParameterLen == sizeof(CK_RSA_PKCS_PSS_PARAMS)) {
+		job->pss = *(const CK_RSA_PKCS_PSS_PARAMS *)mech->pParameter;
+		job->has_pss = true;
+	} else if (mech->pParameter || mech->ulParameterLen)
+		return false; /* parameters we do not know how to keep */
+	return true;
+}
+
+static bool prime_job_equal(const PrimeJob *a, const PrimeJob *b)
+{
+	return a->slot == b->slot && a->key == b->key && a->type == b->type &&
+	       a->has_pss == b->has_pss &&
+	       (!a->has_pss || (a->pss.hashAlg == b->pss.hashAlg && a->pss.mgf == b->pss.mgf &&
+				a->pss.sLen == b->pss.sLen));
+}
+
+static Prime *prime_find_locked(const PrimeJob *job)
+{
+	for (size_t i = 0; i < PRIME_MAX; i++)
+		if (prime.e[i].used && prime_job_equal(&prime.e[i].what, job))
+			return &prime.e[i];
+	return NULL;
+}
+
+/* Closes our sessions; outside the lock (a module call). */
+static void prime_close(const CK_SESSION_HANDLE *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		(void)call_close_session(prime.m, v[i]);
+}
+
+void prime_forget(void)
+{
+	CK_SESSION_HANDLE close[PRIME_MAX];
+	size_t n = 0;
+
+	if (!prime.enabled)
+		return;
+	pthread_mutex_lock(&prime.lock);
+	prime.epoch++;
+	/* A busy entry's thread sees the new epoch when it is done and closes its session. */
+	for (size_t i = 0; i < PRIME_MAX; i++) {
+		Prime *e = &prime.e[i];
+
+		if (e->used && !e->busy && e->session) {
+			close[n++] = e->session;
+			e->session = 0;
+			e->primed = false;
+		}
+	}
+	pthread_mutex_unlock(&prime.lock);
+	prime_close(close, n);
+}
+
+bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len)
+{
+	CK_SESSION_HANDLE s;
+	CK_ULONG class = 0;
+	PrimeJob job;
+	Prime *e;
+	CK_RV rv;
+
+	if (!prime.enabled || !sig)
+		return false; /* a length query keeps its operation active: the normal way */
+	pthread_mutex_lock(&prime.lock);
+	e = prime_job_locked(h, mech, key, &job) ? prime_find_locked(&job) : NULL;
+	if (!e || e->busy || !e->primed || e->epoch != prime.epoch ||
+	    ca_now_usec() - e->primed_usec > PRIME_MAX_AGE_USEC) {
+		pthread_mutex_unlock(&prime.lock);
+		return false;
+	}
+	e->busy = true;
+	e->primed = false; /* C_Sign ends the operation, whatever it answers */
+	s = e->session;
+	pthread_mutex_unlock(&prime.lock);
+
+	/* The key may have been deleted since (by another program: SoftHSM keeps what C_SignInit
+	 * read); C_SignInit would have found out, so ask as it would. */
+	rv = call_get_ulong(prime.m, s, key, CKA_CLASS, &class);
+	if (rv == CKR_OK && class != CKO_PRIVATE_KEY)
+		rv = CKR_KEY_HANDLE_INVALID;
+	if (rv == CKR_OK)
+		rv = call_sign(prime.m, s, data, len, sig, sig_len);
+
+	pthread_mutex_lock(&prime.lock);
+	e->busy = false;
+	if (rv == CKR_OK)
+		prime.used++;
+	else
+		e->session = 0; /* closed below: this ends the operation whatever happened */
+	pthread_mutex_unlock(&prime.lock);
+	if (rv != CKR_OK)
+		prime_close(&s, 1);
+	return rv == CKR_OK;
+}
+
+bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		PrimeJob *job)
+{
+	CK_SESSION_HANDLE evicted = 0;
+	uint64_t now = ca_now_usec();
+	bool want = false;
+	Prime *e;
+
+	if (!prime.enabled)
+		return false;
+	pthread_mutex_lock(&prime.lock);
+	if (!prime_job_locked(h, mech, key, job)) {
+		pthread_mutex_unlock(&prime.lock);
+		return false;
+	}
+	e = prime_find_locked(job);
+	if (e) {
+		want = !e->busy && !e->primed && now - e->signed_usec < PRIME_MAX_AGE_USEC;
+		e->signed_usec = now;
+	} else {
+		/* A free entry, else the one that signed least recently and is not in use. */
+		for (size_t i = 0; i < PRIME_MAX; i++) {
+			Prime *c = &prime.e[i];
+
+			if (c->busy)
+				continue;
+			if (!c->used) {
+				e = c;
+				break;
+			}
+			if (!e || c->signed_usec < e->signed_usec)
+				e = c;
+		}
+		if (e) {
+			evicted = e->session;
+			*e = (Prime){.used = true, .what = *job, .signed_usec = now};
+		}
+	}
+	pthread_mutex_unlock(&prime.lock);
+	if (evicted)
+		prime_close(&evicted, 1);
+	return want;
+}
+
+void prime_start(const PrimeJob *job)
+{
+	CK_RSA_PKCS_PSS_PARAMS pss = job->pss;
+	CK_MECHANISM mech = {job->type, job->has_pss ? &pss : NULL,
+			     job->has_pss ? sizeof(pss) : 0};
+	CK_SESSION_HANDLE s, close = 0;
+	uint64_t epoch;
+	Prime *e;
+	CK_RV rv = CKR_OK;
+
+	if (!prime.enabled)
+		return;
+	pthread_mutex_lock(&prime.lock);
+	e = prime_find_locked(job);
+	if (!e || e->busy || e->primed) {
+		pthread_mutex_unlock(&prime.lock);
+		return;
+	}
+	e->busy = true;
+	s = e->session;
+	epoch = prime.epoch;
+	pthread_mutex_unlock(&prime.lock);
+
+	if (!s)
+		rv = call_open_session(prime.m, job->slot, &s);
+	if (rv == CKR_OK)
+		rv = call_sign_init(prime.m, s, &mech, job->key);
+
+	pthread_mutex_lock(&prime.lock);
+	e->busy = false;
+	if (rv == CKR_OK && epoch == prime.epoch) {
+		e->session = s;
+		e->primed = true;
+		e->primed_usec = ca_now_usec();
+		e->epoch = epoch;
+		prime.begun++;
+	} else {
+		/* Failed (the key is gone, not logged in...), or the login state changed while
+		 * it began: not to be used; closing the session ends any operation. */
+		close = s;
+		e->session = 0;
+	}
+	pthread_mutex_unlock(&prime.lock);
+	if (close)
+		prime_close(&close, 1);
+}
+
+int prime_expire(void)
+{
+	CK_SESSION_HANDLE close[PRIME_MAX];
+	uint64_t now = ca_now_usec(), next = UINT64_MAX;
+	size_t n = 0;
+
+	if (!prime.enabled)
+		return -1;
+	pthread_mutex_lock(&prime.lock);
+	for (size_t i = 0; i < PRIME_MAX; i++) {
+		Prime *e = &prime.e[i];
+
+		if (!e->used || e->busy || !e->primed)
+			continue;
+		if (now - e->primed_usec >= PRIME_MAX_AGE_USEC) {
+			close[n++] = e->session;
+			e->session = 0;
+			e->primed = false;
+		} else if (e->primed_usec + PRIME_MAX_AGE_USEC < next)
+			next = e->primed_usec + PRIME_MAX_AGE_USEC;
+	}
+	pthread_mutex_unlock(&prime.lock);
+	prime_close(close, n);
+	if (next == UINT64_MAX)
+		return -1;
+	return (int)((next - now) / 1000) + 1;
+}
+
+void prime_report(void)
+{
+	uint64_t begun, used;
+
+	pthread_mutex_lock(&prime.lock);
+	begun = prime.begun;
+	used = prime.used;
+	pthread_mutex_unlock(&prime.lock);
+	if (begun)
+		call_log(LOG_INFO, "%s: %llu signatures begun ahead, %llu of them used",
+			 prime.m->name, (unsigned long long)begun, (unsigned long long)used);
+}

@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * helper-prime: signatures started ahead of time in a module helper (docs/design.md,
+ * "Signing ahead"). C_SignInit of a token key costs as much as C_Sign itself or more (SoftHSM
+ * checks its object files, decrypts the key and sets it up), and on the signature's critical
+ * path it is paid while the caller waits. When a key has just signed with a mechanism for the
+ * second time within PRIME_MAX_AGE_USEC, the lane thread that answered runs C_SignInit for the
+ * next signature with the same key and mechanism once the reply is out and the lane stayed
+ * quiet for PRIME_DELAY_MS, in a session of the helper's own (never one of the agent's, which
+ * may be in use). A SIGN_ONCE for that key and mechanism then costs one C_Sign on it.
+ *
+ * Such an operation is used only while it is younger than PRIME_MAX_AGE_USEC and nothing
+ * changed the login state or searched for objects since it began (prime_forget(), called for
+ * every Login, Logout and object search: a logout ends it before a signature could follow
+ * without the PIN, a rescan after the token's keys changed ends it too); older ones are
+ * closed by prime_expire(). A C_Sign on it that does not succeed closes its session and the
+ * request goes the normal way (C_SignInit and C_Sign on the agent's session), so errors are
+ * exactly the ones the normal way gives. Only SIGN_ONCE uses it, and the agent never sends
+ * SIGN_ONCE for a CKA_ALWAYS_AUTHENTICATE key.
+ *
+ * Thread-safe: one lock around a table of at most PRIME_MAX entries, never held across a
+ * module call; an entry a thread works on is marked busy and skipped by the others.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+#define PRIME_MAX 4
+#define PRIME_MAX_AGE_USEC 1000000 /* an operation started longer ago is not used */
+#define PRIME_DELAY_MS 1	   /* after a reply, the lane's quiet time before priming */
+
+/* What prime_start() starts: a copy, so the request frame may go. */
+typedef struct PrimeJob {
+	CK_SLOT_ID slot;
+	CK_OBJECT_HANDLE key;
+	CK_MECHANISM_TYPE type;
+	CK_RSA_PKCS_PSS_PARAMS pss;
+	bool has_pss;
+} PrimeJob;
+
+/* m: the helper's module; enabled false: every function below does nothing. */
+void prime_init(Module *m, bool enabled);
+
+/* The agent's sessions and their slots (OPEN_SESSION, CLOSE_SESSION). */
+void prime_session_opened(CK_SESSION_HANDLE h, CK_SLOT_ID slot);
+void prime_session_closed(CK_SESSION_HANDLE h);
+
+/* Login state or objects may change: no operation started before may be used. */
+void prime_forget(void);
+
+/*
+ * For SIGN_ONCE on the agent's session h: signs data with an operation started ahead for
+ * (h's slot, key, mech) into sig (*sig_len: its size in, the signature's length out).
+ * True when it did (CKR_OK); false: nothing was signed, sign the normal way.
+ */
+bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len);
+
+/*
+ * After a SIGN_ONCE on h that succeeded: true (and *job) when the same key signed with the
+ * same mechanism less than PRIME_MAX_AGE_USEC before and nothing is started for it yet.
+ */
+bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		PrimeJob *job);
+
+/* Starts job's operation: C_OpenSession (once per entry), C_SignInit. */
+void prime_start(const PrimeJob *job);
+
+/* Logs how many signatures were begun ahead and how many of them were used (none: nothing). */
+void prime_report(void);
+
+/* Closes operations older than PRIME_MAX_AGE_USEC. Returns the ms until the next one ages
+ * out (at least 1), or -1 when none is left. */
+int prime_expire(void);

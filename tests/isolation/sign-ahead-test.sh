@@ -1,0 +1,53 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# sign-ahead-test.sh SIGN-AHEAD-PROGRAM: the module helper begins a key's next signature ahead
+# of the request (pkcs11/helper-prime.h, sign-ahead = yes, the default). Signatures a few ms
+# apart (as handshakes come) all verify, also when the RSA key switches mechanisms between
+# them; a Lock ends what was begun, so the next Sign needs the PIN again; a key deleted by
+# another program does not sign with what was begun before; and the helper reports that it did
+# sign ahead (its line at exit). With sign-ahead = no the same signatures verify and nothing is
+# begun ahead.
+. "$CERTAGENT_SRC/tests/lib/harness.sh"
+
+[ $# = 1 ] || h_fail "usage: sign-ahead-test.sh SIGN-AHEAD-PROGRAM"
+PROG=$1
+[ -x "$PROG" ] || h_fail "not built: $PROG"
+[ -x "${CERTAGENT_PKCS11_HELPER:-}" ] || h_fail "CERTAGENT_PKCS11_HELPER is not the built helper"
+
+h_token demo
+h_keygen demo p256 ec 01
+h_keygen demo rsa2048 rsa 02
+h_ca
+h_client_cert demo ec 01 "CN=ahead-ec,O=certagent tests"
+h_client_cert demo rsa 02 "CN=ahead-rsa,O=certagent tests"
+
+# s_run CHECK [ARG...]: the program's check must pass.
+s_run() {
+	"$PROG" "$@" >"$H_TMP/out" 2>&1 || h_fail "sign-ahead $1: $(cat "$H_TMP/out")"
+	cat "$H_TMP/out"
+}
+
+# With sign-ahead = no first: the same signatures, nothing begun ahead.
+H_AGENT_LOG=$H_TMP/agent-off.log h_agent "isolation = process" "sign-ahead = no"
+h_unlock demo
+s_run verify
+h_agent_stop
+! grep -q 'begun ahead' "$H_TMP/agent-off.log" ||
+	h_fail "sign-ahead = no, but the helper began signatures ahead: $(grep 'begun ahead' "$H_TMP/agent-off.log")"
+
+unset DBUS_SESSION_BUS_ADDRESS
+h_bus
+h_agent "isolation = process"
+h_unlock demo
+s_run verify
+s_run lock
+h_unlock demo
+s_run delete "$H_SOFTHSM" "$H_PIN" "$(h_key_uri demo ec)"
+h_agent_stop
+# The helper's line when the agent stopped: signatures were begun ahead and used.
+line=$(grep -o '[0-9]* signatures begun ahead, [0-9]* of them used' "$H_AGENT_LOG") ||
+	h_fail "the helper reported no signature begun ahead: $(tail -20 "$H_AGENT_LOG")"
+used=$(printf '%s\n' "$line" | sed -n 's/.*, \([0-9]*\) of them used/\1/p' | tail -1)
+[ "${used:-0}" -ge 10 ] || h_fail "too few signatures used what was begun ahead: $line"
+h_log "helper: $line"
