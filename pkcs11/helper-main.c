@@ -424,15 +424,16 @@ static void *helper_lane_main(void *userdata)
 		PrimeJob job;
 		int r;
 
-		if (watch) {
-			int ms = prime_expire();
+		/* Busy-polling first: a quick caller's request must not wait for a wake-up. */
+		if (!busy_poll_wait(&helper.poll, &lane, fd, NULL))
+			while (watch) {
+				int ms = prime_expire();
 
-			if (ms < 0)
-				watch = false;
-			else if (!helper_lane_wait(fd, ms))
-				continue;
-		}
-		(void)busy_poll_wait(&helper.poll, &lane, fd, NULL);
+				if (ms < 0)
+					watch = false;
+				else if (helper_lane_wait(fd, ms))
+					break;
+			}
 		r = remote_read_frame(fd, NULL, &buf, &len);
 		if (r == -EPIPE)
 			break; /* the agent let go of this lane */

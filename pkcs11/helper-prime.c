@@ -314,6 +314,6 @@ void prime_report(void)
 	used = prime.used;
 	pthread_mutex_unlock(&prime.lock);
 	if (begun)
-		call_log(LOG_INFO, "%s: %llu signatures begun ahead, %llu of them used",
-			 prime.m->name, (unsigned long long)begun, (unsigned long long)used);
+		call_log(LOG_INFO, "%llu signatures begun ahead, %llu of them used",
+			 (unsigned long long)begun, (unsigned long long)used);
 }
