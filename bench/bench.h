@@ -33,7 +33,7 @@
 
 /* --only: the groups of cases a run may be limited to. */
 enum {
-	BENCH_ONLY_SIGN = 1u << 0,	 /* the sign rows and the isolation row */
+	BENCH_ONLY_SIGN = 1u << 0, /* the sign rows and the isolation row */
 	BENCH_ONLY_P1 = 1u << 1,
 	BENCH_ONLY_P2 = 1u << 2,
 	BENCH_ONLY_P4 = 1u << 3,

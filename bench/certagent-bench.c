@@ -292,9 +292,12 @@ static int bench_parse_only(const char *arg, unsigned *ret)
 		const char *name;
 		unsigned bit;
 	} groups[] = {
-		{"sign", BENCH_ONLY_SIGN},	       {"p1", BENCH_ONLY_P1},
-		{"p2", BENCH_ONLY_P2},		       {"p4", BENCH_ONLY_P4},
-		{"handshakes", BENCH_ONLY_HANDSHAKES}, {"p3", BENCH_ONLY_HANDSHAKES},
+		{"sign", BENCH_ONLY_SIGN},
+		{"p1", BENCH_ONLY_P1},
+		{"p2", BENCH_ONLY_P2},
+		{"p4", BENCH_ONLY_P4},
+		{"handshakes", BENCH_ONLY_HANDSHAKES},
+		{"p3", BENCH_ONLY_HANDSHAKES},
 		{"p5", BENCH_ONLY_P5},
 	};
 	const char *p = arg;

@@ -571,8 +571,8 @@ int main(int argc, char **argv)
 		}
 	if (!path || path[0] != '/' || optind < argc) {
 		fprintf(stderr, "certagent-pkcs11-helper: started by certagentd only "
-				"(--module ABSOLUTE-PATH [--name NAME] [--busy-poll USEC] [--sign-ahead], fd 3 a "
-				"socket)\n");
+				"(--module ABSOLUTE-PATH [--name NAME] [--busy-poll USEC] "
+				"[--sign-ahead], fd 3 a socket)\n");
 		return 2;
 	}
 	r = helper_harden();

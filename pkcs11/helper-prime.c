@@ -31,7 +31,7 @@ static struct {
 	Module *m;
 	bool enabled;
 	pthread_mutex_t lock;
-	uint64_t epoch; /* prime_forget() calls */
+	uint64_t epoch;	      /* prime_forget() calls */
 	uint64_t begun, used; /* for prime_report() */
 	Prime e[PRIME_MAX];
 	SessionSlot *sessions; /* the agent's open sessions */
@@ -78,8 +78,8 @@ void prime_session_closed(CK_SESSION_HANDLE h)
 }
 
 /* With the lock: what a signature on the agent's session h with mech and key is. */
-static bool prime_job_locked(CK_SESSION_HANDLE h, const CK_MECHANISM *mech,
-			     CK_OBJECT_HANDLE key, PrimeJob *job)
+static bool prime_job_locked(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+			     PrimeJob *job)
 {
 	size_t i;
 
@@ -186,8 +186,7 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	return rv == CKR_OK;
 }
 
-bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
-		PrimeJob *job)
+bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key, PrimeJob *job)
 {
 	CK_SESSION_HANDLE evicted = 0;
 	uint64_t now = ca_now_usec();
@@ -233,8 +232,7 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 void prime_start(const PrimeJob *job)
 {
 	CK_RSA_PKCS_PSS_PARAMS pss = job->pss;
-	CK_MECHANISM mech = {job->type, job->has_pss ? &pss : NULL,
-			     job->has_pss ? sizeof(pss) : 0};
+	CK_MECHANISM mech = {job->type, job->has_pss ? &pss : NULL, job->has_pss ? sizeof(pss) : 0};
 	CK_SESSION_HANDLE s, close = 0;
 	uint64_t epoch;
 	Prime *e;

@@ -63,8 +63,7 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
  * After a SIGN_ONCE on h that succeeded: true (and *job) when the same key signed with the
  * same mechanism less than PRIME_MAX_AGE_USEC before and nothing is started for it yet.
  */
-bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
-		PrimeJob *job);
+bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key, PrimeJob *job);
 
 /* Starts job's operation: C_OpenSession (once per entry), C_SignInit. */
 void prime_start(const PrimeJob *job);

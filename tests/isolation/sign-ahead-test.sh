@@ -4,9 +4,10 @@
 # sign-ahead-test.sh SIGN-AHEAD-PROGRAM: the module helper begins a key's next signature ahead
 # of the request (pkcs11/helper-prime.h, sign-ahead = yes, the default). Signatures a few ms
 # apart (as handshakes come) all verify, also when the RSA key switches mechanisms between
-# them; a Lock ends what was begun, so the next Sign needs the PIN again; a key deleted by
-# another program does not sign with what was begun before; and the helper reports that it did
-# sign ahead (its line at exit). With sign-ahead = no the same signatures verify and nothing is
+# them; after a Lock the next Sign needs the PIN again (the agent asks before the helper is
+# reached; the helper also ends what was begun when it logs out); a key deleted by another
+# program does not sign with what was begun before (the helper checks the key first; this
+# fails without that check); and the helper reports that it did sign ahead (its line at exit). With sign-ahead = no the same signatures verify and nothing is
 # begun ahead.
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * sign-ahead CHECK [MODULE PIN KEY-URL]: signatures through an agent whose module helper begins a key's
- * next signature ahead of the request (pkcs11/helper-prime.h). Signatures come a few ms apart,
- * as handshakes do, so that the helper has begun the next one before each request.
+ * sign-ahead CHECK [MODULE PIN KEY-URL]: signatures through an agent whose module helper
+ * begins a key's next signature ahead of the request (pkcs11/helper-prime.h). Signatures come
+ * a few ms apart, as handshakes do, so that the helper has begun the next one before each.
  *
  *   verify   the agent's identities "ec" (P-256) and "rsa" (RSA-2048) sign in runs, the RSA
  *            key switching between PSS SHA-256, PKCS#1 v1.5 SHA-256 and PSS SHA-384 (so a
@@ -12,8 +12,8 @@
  *            PinRequired (the agent has no pinentry) instead of being made with what was begun
  *            before the logout
  *   delete   after signing with "ec", the key (KEY-URL) is deleted from the token by this
- *            process (GnuTLS, in-process, through MODULE with PIN), as another program would: the next
- *            Sign must not succeed (KeyNotFound)
+ *            process (GnuTLS, in-process, through MODULE with PIN), as another program
+ *            would: the next Sign must not succeed (KeyNotFound)
  *
  * Prints one "ok" line per check; exits 1 with FAIL lines otherwise. Run by sign-ahead-test.sh.
  */
@@ -66,8 +66,8 @@ static const certagent_identity *find(const certagent_identity_list *l, const ch
 }
 
 /* One signature of a fresh message with scheme through the agent; verified. 0 or the error. */
-static int sign_one(certagent_client *c, const certagent_identity *id,
-		    gnutls_sign_algorithm_t algo, unsigned n, certagent_error *err)
+static int sign_one(certagent_client *c, const certagent_identity *id, gnutls_sign_algorithm_t algo,
+		    unsigned n, certagent_error *err)
 {
 	const char *uri = certagent_identity_uri(id);
 	gnutls_privkey_t key = NULL;
@@ -94,8 +94,8 @@ static int sign_one(certagent_client *c, const certagent_identity *id,
 		  : gnutls_pubkey_import_x509_raw(pub, certagent_identity_cert(id, 0),
 						  GNUTLS_X509_FMT_DER, 0);
 	r = r < 0 ? r : gnutls_pubkey_verify_data2(pub, algo, 0, &m, &sig);
-	CHECK(r >= 0, "signature %u (%s) by %s does not verify: %s", n,
-	      gnutls_sign_get_name(algo), uri, gnutls_strerror(r));
+	CHECK(r >= 0, "signature %u (%s) by %s does not verify: %s", n, gnutls_sign_get_name(algo),
+	      uri, gnutls_strerror(r));
 	gnutls_free(sig.data);
 	gnutls_pubkey_deinit(pub);
 	gnutls_privkey_deinit(key);
@@ -133,7 +133,7 @@ int main(int argc, char **argv)
 {
 	static const gnutls_sign_algorithm_t ec[] = {GNUTLS_SIGN_ECDSA_SECP256R1_SHA256};
 	static const gnutls_sign_algorithm_t ec_then[] = {GNUTLS_SIGN_ECDSA_SECP256R1_SHA256,
-							 GNUTLS_SIGN_ECDSA_SECP256R1_SHA256};
+							  GNUTLS_SIGN_ECDSA_SECP256R1_SHA256};
 	static const gnutls_sign_algorithm_t rsa[] = {
 		GNUTLS_SIGN_RSA_PSS_RSAE_SHA256, GNUTLS_SIGN_RSA_PSS_RSAE_SHA256,
 		GNUTLS_SIGN_RSA_SHA256,		 GNUTLS_SIGN_RSA_SHA256,
@@ -186,11 +186,11 @@ int main(int argc, char **argv)
 		r = r < 0 ? r : gnutls_pkcs11_add_provider(argv[2], NULL);
 		gnutls_pkcs11_set_pin_function(pin_cb, NULL);
 		r = r < 0 ? r : gnutls_pkcs11_delete_url(url, GNUTLS_PKCS11_OBJ_FLAG_LOGIN);
-		CHECK(r >= 1, "deleting %s in-process: %s", url, r < 0 ? gnutls_strerror(r) : "none");
+		CHECK(r >= 1, "deleting %s in-process: %s", url,
+		      r < 0 ? gnutls_strerror(r) : "none");
 		r = sign_one(c, id_ec, ec[0], 100, &err);
-		CHECK(r == CERTAGENT_E_KEY_NOT_FOUND,
-		      "a deleted key must not sign; got %s (%d)", r ? err.message : "a signature",
-		      r);
+		CHECK(r == CERTAGENT_E_KEY_NOT_FOUND, "a deleted key must not sign; got %s (%d)",
+		      r ? err.message : "a signature", r);
 		if (!failures)
 			printf("ok delete: the deleted key is refused (%s)\n", err.message);
 		gnutls_pkcs11_deinit();
