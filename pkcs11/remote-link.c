@@ -331,17 +331,8 @@ static CK_RV remote_spawn(Remote *r)
 {
 	Module *m = r->m;
 	char busy_poll[16];
-	/* "--name NAME" last (tests find a module's helper by it); without sign-ahead, argv
-	 * starts one later, at the second program name. */
-	char *argv[] = {(char *)"certagent-pkcs11-helper",
-			(char *)"--sign-ahead",
-			(char *)"--busy-poll",
-			busy_poll,
-			(char *)"--module",
-			m->path,
-			(char *)"--name",
-			m->name,
-			NULL};
+	char *argv[10];
+	size_t n_argv = 0;
 	struct timeval tv = {.tv_sec = m->timeout_ms / 1000,
 			     .tv_usec = (m->timeout_ms % 1000) * 1000};
 	struct timespec deadline;
@@ -353,13 +344,22 @@ static CK_RV remote_spawn(Remote *r)
 	pid_t pid;
 
 	snprintf(busy_poll, sizeof(busy_poll), "%u", m->busy_poll_usec);
+	/* "--name NAME" last: tests find a module's helper by it. */
+	argv[n_argv++] = (char *)"certagent-pkcs11-helper";
+	if (m->sign_ahead)
+		argv[n_argv++] = (char *)"--sign-ahead";
+	argv[n_argv++] = (char *)"--busy-poll";
+	argv[n_argv++] = busy_poll;
+	argv[n_argv++] = (char *)"--module";
+	argv[n_argv++] = m->path;
+	argv[n_argv++] = (char *)"--name";
+	argv[n_argv++] = m->name;
+	argv[n_argv] = NULL;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
 		call_log(LOG_WARNING, "module %s: socketpair: %m", m->name);
 		return CKR_HOST_MEMORY;
 	}
-	if (!m->sign_ahead)
-		argv[1] = argv[0];
-	k = helper_spawn(m->sign_ahead ? argv : argv + 1, sv[1], 3, &pid);
+	k = helper_spawn(argv, sv[1], 3, &pid);
 	close(sv[1]);
 	if (k != 0) {
 		call_log(LOG_WARNING, "module %s: cannot start %s: %s", m->name, helper_path(),

@@ -21,20 +21,10 @@
 #include <gnutls/x509.h>
 
 #include "certagent.h"
+#include "check.h"
 #include "scheme.h"
 
-static int failures;
 static const char *pin;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static int pin_cb(void *userdata, int attempt, const char *token_url, const char *token_label,
 		  unsigned int flags, char *out, size_t out_max)

@@ -26,21 +26,11 @@
 #include <gnutls/pkcs11.h>
 
 #include "certagent.h"
+#include "check.h"
 
 #define GAP_MS 5
 
-static int failures;
 static const char *pin;
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);            \
-			fprintf(stderr, __VA_ARGS__);                                              \
-			fputc('\n', stderr);                                                       \
-			failures++;                                                                \
-		}                                                                                  \
-	} while (0)
 
 static void pause_ms(unsigned ms)
 {
