@@ -15,6 +15,7 @@ typedef struct Prime {
 	bool used;		   /* holds a key and mechanism (what) */
 	bool busy;		   /* a thread works on it outside the lock: leave it alone */
 	bool primed;		   /* an operation is active on session */
+	bool removable;		   /* its slot is a reader (CKF_REMOVABLE_DEVICE): never begun */
 	PrimeJob what;		   /* slot, key, mechanism */
 	CK_SESSION_HANDLE session; /* ours, never the agent's; 0: none open */
 	uint64_t signed_usec;	   /* its latest signature (either way) */
@@ -202,7 +203,8 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	}
 	e = prime_find_locked(job);
 	if (e) {
-		want = !e->busy && !e->primed && now - e->signed_usec < PRIME_MAX_AGE_USEC;
+		want = !e->busy && !e->primed && !e->removable &&
+		       now - e->signed_usec < PRIME_MAX_AGE_USEC;
 		e->signed_usec = now;
 	} else {
 		/* A free entry, else the one that signed least recently and is not in use. */
@@ -251,13 +253,24 @@ void prime_start(const PrimeJob *job)
 	epoch = prime.epoch;
 	pthread_mutex_unlock(&prime.lock);
 
-	if (!s)
-		rv = call_open_session(prime.m, job->slot, &s);
+	if (!s) {
+		/* Not on a card in a reader: there C_SignInit is small next to the card's own
+		 * signature, and a card may be pulled under an operation begun for nobody. */
+		CK_SLOT_INFO info;
+
+		rv = call_get_slot_info(prime.m, job->slot, &info);
+		if (rv == CKR_OK && (info.flags & CKF_REMOVABLE_DEVICE))
+			rv = CKR_FUNCTION_NOT_SUPPORTED;
+		if (rv == CKR_OK)
+			rv = call_open_session(prime.m, job->slot, &s);
+	}
 	if (rv == CKR_OK)
 		rv = call_sign_init(prime.m, s, &mech, job->key);
 
 	pthread_mutex_lock(&prime.lock);
 	e->busy = false;
+	if (rv == CKR_FUNCTION_NOT_SUPPORTED)
+		e->removable = true;
 	if (rv == CKR_OK && epoch == prime.epoch) {
 		e->session = s;
 		e->primed = true;

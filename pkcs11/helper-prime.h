@@ -16,7 +16,9 @@
  * closed by prime_expire(). A C_Sign on it that does not succeed closes its session and the
  * request goes the normal way (C_SignInit and C_Sign on the agent's session), so errors are
  * exactly the ones the normal way gives. Only SIGN_ONCE uses it, and the agent never sends
- * SIGN_ONCE for a CKA_ALWAYS_AUTHENTICATE key.
+ * SIGN_ONCE for a CKA_ALWAYS_AUTHENTICATE key. Never for a slot with CKF_REMOVABLE_DEVICE (a
+ * card in a reader: C_SignInit is small next to the card's signature, and a card pulled
+ * under an operation begun for nobody is trouble we need not make).
  *
  * Thread-safe: one lock around a table of at most PRIME_MAX entries, never held across a
  * module call; an entry a thread works on is marked busy and skipped by the others.
