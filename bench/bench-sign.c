@@ -497,14 +497,15 @@ static void count_range(const size_t *per_client, unsigned n, size_t *ret_min, s
 	}
 }
 
-int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, const char *scheme,
-		  gnutls_sign_algorithm_t algo, const char *what, CaError *err)
+int bench_p2_case(Bench *b, const certagent_identity *id, const certagent_identity *other,
+		  const char *label, const char *scheme, gnutls_sign_algorithm_t algo,
+		  const char *what, CaError *err)
 {
 	char url[BENCH_URL_MAX], name[48];
 	uint8_t hash[32];
-	size_t min, max, base_count[2] = {0, 0};
+	size_t min, max, none_min, none_max, base_count[2] = {0, 0};
 	unsigned rounds = (unsigned)ceil(b->opt.seconds / BENCH_SLICE_SECONDS);
-	Stats *base = bench_stats(b), *agent = bench_stats(b);
+	Stats *base = bench_stats(b), *agent = bench_stats(b), *none = NULL;
 	int rc = 0;
 
 	if (bench_key_url(b->opt.token, label, url, sizeof(url)) < 0)
@@ -512,9 +513,13 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, con
 	if (gnutls_rnd(GNUTLS_RND_NONCE, hash, sizeof(hash)) < 0)
 		return ca_error_set(err, CA_E_FAILED, "no random bytes");
 	size_t *agent_count = calloc(b->opt.clients, sizeof(size_t));
+	size_t *none_count = calloc(b->opt.clients, sizeof(size_t));
 
-	if (!agent_count)
+	if (!agent_count || !none_count) {
+		free(agent_count);
+		free(none_count);
 		return -ENOMEM;
+	}
 	/* The two take turns in slices, alternating which goes first, as bench_measure() does. */
 	Client in_process = {
 		.url = url,
@@ -526,6 +531,14 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, con
 	Client through_agent = in_process;
 	through_agent.address = b->opt.address;
 	through_agent.uri = certagent_identity_uri(id);
+	/* With --compare-address, the same clients through the agent whose module runs inside
+	 * it, in the same turns: what the helper hop costs under load. */
+	Client in_agent = through_agent;
+	if (other) {
+		in_agent.address = b->opt.compare_address;
+		in_agent.uri = certagent_identity_uri(other);
+		none = bench_stats(b);
+	}
 	snprintf(name, sizeof(name), "P2 %s, %u clients vs 2 threads", what, b->opt.clients);
 	bench_progress(b, name);
 	for (unsigned i = 0; i < rounds && rc == 0; i++) {
@@ -533,11 +546,15 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, con
 			rc = bench_clients(&in_process, 2, base, base_count, err);
 		if (rc == 0)
 			rc = bench_clients(&through_agent, b->opt.clients, agent, agent_count, err);
+		if (rc == 0 && other)
+			rc = bench_clients(&in_agent, b->opt.clients, none, none_count, err);
 		if (rc == 0 && i % 2 == 1)
 			rc = bench_clients(&in_process, 2, base, base_count, err);
 	}
 	count_range(agent_count, b->opt.clients, &min, &max);
+	count_range(none_count, b->opt.clients, &none_min, &none_max);
 	free(agent_count);
+	free(none_count);
 	if (rc != 0)
 		return rc;
 	stats_finish(base);
@@ -553,5 +570,13 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, con
 				    : NAN,
 			    "<=5");
 	snprintf(r->note, sizeof(r->note), "no client starved: fewest %zu > 0", min);
+	if (none) {
+		stats_finish(none);
+		snprintf(name, sizeof(name), "P2 %s, isolation=none agent", what);
+		r = bench_row(b, name, "in-process, 2 threads", base, none);
+		snprintf(r->note, sizeof(r->note),
+			 "module in the agent (not a target); per client fewest %zu, most %zu",
+			 none_min, none_max);
+	}
 	return 0;
 }

@@ -26,6 +26,7 @@ for row in "sign ecdsa_secp256r1_sha256|pkcs11 in-process|3 4" \
 	"P1 P-256 rate, isolation=process|p11-kit forwarding|4" \
 	"P1 P-256 added p50, isolation=process|unix echo RTT p50|3" \
 	"P2 P-256, 8 clients vs 2 threads|in-process, 2 threads|3 4" \
+	"P2 P-256, isolation=none agent|in-process, 2 threads|3 4" \
 	"P2 RSA-2048, 8 clients vs 2 threads|in-process, 2 threads|3 4" \
 	"P4 Sign other token, slow token busy|same, slow token idle|3 4" \
 	"P4 ListIdentities, slow token busy|same, slow token idle|3 4" \

@@ -177,8 +177,9 @@ int bench_isolation_case(Bench *b, const certagent_identity *id, CaError *err);
 int bench_echo_start(Bench *b);
 int bench_p1_case(Bench *b, const certagent_identity *id, const certagent_identity *other,
 		  CaError *err);
-int bench_p2_case(Bench *b, const certagent_identity *id, const char *label, const char *scheme,
-		  gnutls_sign_algorithm_t algo, const char *what, CaError *err);
+int bench_p2_case(Bench *b, const certagent_identity *id, const certagent_identity *other,
+		  const char *label, const char *scheme, gnutls_sign_algorithm_t algo,
+		  const char *what, CaError *err);
 
 /* bench-tls.c */
 int bench_handshake_case(Bench *b, gnutls_priority_t prio, const certagent_identity *id,

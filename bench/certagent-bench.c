@@ -15,7 +15,9 @@
  *              p11-kit-client.so, --p11kit-module) and the agent's added p50 vs a bare
  *              SOCK_SEQPACKET echo round trip to a child process, all taking turns;
  *   P2         --clients concurrent clients (threads, one certagent_client each) vs the
- *              in-process rate with 2 threads; p99/p50 and the fewest/most per client;
+ *              in-process rate with 2 threads; p99/p50 and the fewest/most per client; with
+ *              --compare-address also P-256 through the isolation = none agent in the same
+ *              turns (what the helper hop costs under load; no target);
  *   P4         with --slow-address: an agent whose token --slow-token signs in 500 ms (tests/
  *              fault module); while one client waits on it, Sign on the fast token and
  *              ListIdentities p99;
@@ -497,10 +499,10 @@ static int bench_run(Bench *b, CaError *err)
 	if (rc == 0 && bench_wants(o, BENCH_ONLY_P1))
 		rc = bench_p1_case(b, ec, other, err);
 	if (rc == 0 && bench_wants(o, BENCH_ONLY_P2))
-		rc = bench_p2_case(b, ec, o->ec_label, "ecdsa_secp256r1_sha256",
+		rc = bench_p2_case(b, ec, other, o->ec_label, "ecdsa_secp256r1_sha256",
 				   GNUTLS_SIGN_ECDSA_SECP256R1_SHA256, "P-256", err);
 	if (rc == 0 && bench_wants(o, BENCH_ONLY_P2))
-		rc = bench_p2_case(b, rsa, o->rsa_label, "rsa_pss_rsae_sha256",
+		rc = bench_p2_case(b, rsa, NULL, o->rsa_label, "rsa_pss_rsae_sha256",
 				   GNUTLS_SIGN_RSA_PSS_RSAE_SHA256, "RSA-2048", err);
 	if (rc == 0 && o->slow_address && o->slow_token && bench_wants(o, BENCH_ONLY_P4))
 		rc = bench_p4_case(b, err);
