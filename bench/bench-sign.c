@@ -520,7 +520,7 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const certagent_identi
 		free(none_count);
 		return -ENOMEM;
 	}
-	/* The two take turns in slices, alternating which goes first, as bench_measure() does. */
+	/* The paths take turns in slices, alternating which goes first, as bench_measure() does. */
 	Client in_process = {
 		.url = url,
 		.algo = algo,
@@ -544,9 +544,11 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const certagent_identi
 	for (unsigned i = 0; i < rounds && rc == 0; i++) {
 		if (i % 2 == 0)
 			rc = bench_clients(&in_process, 2, base, base_count, err);
+		if (rc == 0 && other && i % 2 == 1)
+			rc = bench_clients(&in_agent, b->opt.clients, none, none_count, err);
 		if (rc == 0)
 			rc = bench_clients(&through_agent, b->opt.clients, agent, agent_count, err);
-		if (rc == 0 && other)
+		if (rc == 0 && other && i % 2 == 0)
 			rc = bench_clients(&in_agent, b->opt.clients, none, none_count, err);
 		if (rc == 0 && i % 2 == 1)
 			rc = bench_clients(&in_process, 2, base, base_count, err);
