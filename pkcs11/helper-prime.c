@@ -237,6 +237,7 @@ void prime_start(const PrimeJob *job)
 	CK_MECHANISM mech = {job->type, job->has_pss ? &pss : NULL, job->has_pss ? sizeof(pss) : 0};
 	CK_SESSION_HANDLE s, close = 0;
 	uint64_t epoch;
+	bool removable = false;
 	Prime *e;
 	CK_RV rv = CKR_OK;
 
@@ -259,19 +260,17 @@ void prime_start(const PrimeJob *job)
 		CK_SLOT_INFO info;
 
 		rv = call_get_slot_info(prime.m, job->slot, &info);
-		if (rv == CKR_OK && (info.flags & CKF_REMOVABLE_DEVICE))
-			rv = CKR_FUNCTION_NOT_SUPPORTED;
-		if (rv == CKR_OK)
+		removable = rv == CKR_OK && (info.flags & CKF_REMOVABLE_DEVICE);
+		if (rv == CKR_OK && !removable)
 			rv = call_open_session(prime.m, job->slot, &s);
 	}
-	if (rv == CKR_OK)
+	if (rv == CKR_OK && !removable)
 		rv = call_sign_init(prime.m, s, &mech, job->key);
 
 	pthread_mutex_lock(&prime.lock);
 	e->busy = false;
-	if (rv == CKR_FUNCTION_NOT_SUPPORTED)
-		e->removable = true;
-	if (rv == CKR_OK && epoch == prime.epoch) {
+	e->removable = removable;
+	if (rv == CKR_OK && !removable && epoch == prime.epoch) {
 		e->session = s;
 		e->primed = true;
 		e->primed_usec = ca_now_usec();

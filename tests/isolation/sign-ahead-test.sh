@@ -7,8 +7,8 @@
 # them; after a Lock the next Sign needs the PIN again (the agent asks before the helper is
 # reached; the helper also ends what was begun when it logs out); a key deleted by another
 # program does not sign with what was begun before (the helper checks the key first; this
-# fails without that check); and the helper reports that it did sign ahead (its line at exit). With sign-ahead = no the same signatures verify and nothing is
-# begun ahead.
+# fails without that check); and the helper reports that it did sign ahead (its line at
+# exit). With sign-ahead = no the same signatures verify and nothing is begun ahead.
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 
 [ $# = 1 ] || h_fail "usage: sign-ahead-test.sh SIGN-AHEAD-PROGRAM"
