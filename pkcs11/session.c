@@ -6,10 +6,16 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <syslog.h>
 
 #include "internal.h"
 
-/* Codes: CA_E_TOKEN_ABSENT, CA_E_FAILED (from C_OpenSession). */
+/*
+ * Codes: CA_E_TOKEN_ABSENT, CA_E_FAILED (from C_OpenSession). A token that refuses a session
+ * (CKR_SESSION_COUNT: its limit, which its module did not announce, or sessions of other
+ * programs) while we hold others gets no more from us: the pool's cap comes down to what we
+ * have, and the caller waits for one of them.
+ */
 int session_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err)
 {
 	CK_SESSION_HANDLE h;
@@ -22,23 +28,31 @@ int session_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err)
 			pthread_mutex_unlock(&t->pool_lock);
 			return 0;
 		}
-		if (t->n_open < t->cap)
-			break;
-		pthread_cond_wait(&t->pool_cond, &t->pool_lock);
-	}
-	t->n_open++;
-	pthread_mutex_unlock(&t->pool_lock);
-
-	rv = call_open_session(t->module, t->slot, &h);
-	if (rv != CKR_OK) {
+		if (t->n_open >= t->cap) {
+			pthread_cond_wait(&t->pool_cond, &t->pool_lock);
+			continue;
+		}
+		t->n_open++;
+		pthread_mutex_unlock(&t->pool_lock);
+		rv = call_open_session(t->module, t->slot, &h);
+		if (rv == CKR_OK) {
+			*ret = h;
+			return 0;
+		}
 		pthread_mutex_lock(&t->pool_lock);
 		t->n_open--;
-		pthread_cond_signal(&t->pool_cond);
-		pthread_mutex_unlock(&t->pool_lock);
-		return call_error(rv, t, "C_OpenSession", err);
+		if (rv != CKR_SESSION_COUNT || t->n_open == 0)
+			break;
+		if (t->cap > t->n_open) {
+			t->cap = t->n_open;
+			call_log(LOG_INFO,
+				 "token \"%s\" refused a session: signing with at most %u at once",
+				 t->label, t->cap);
+		}
 	}
-	*ret = h;
-	return 0;
+	pthread_cond_signal(&t->pool_cond);
+	pthread_mutex_unlock(&t->pool_lock);
+	return call_error(rv, t, "C_OpenSession", err);
 }
 
 void session_release(Token *t, CK_SESSION_HANDLE h)

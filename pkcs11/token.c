@@ -109,6 +109,24 @@ static void token_probe_mechanisms(Token *t)
 		}
 }
 
+/*
+ * The session pool sized to the token: a module that says it allows no more sessions than
+ * workers (ulMaxSessionCount) gets one fewer in the pool than it allows, the last one left
+ * for enrolment and signing ahead; signatures beyond that wait for a session. A module that
+ * does not say so but refuses one (CKR_SESSION_COUNT) is met in session_acquire().
+ */
+static void token_size_pool(Token *t)
+{
+	CK_ULONG max = t->info.ulMaxSessionCount;
+
+	if (max == CK_EFFECTIVELY_INFINITE || max == CK_UNAVAILABLE_INFORMATION || max > t->cap)
+		return;
+	t->cap = max > 1 ? (unsigned)max - 1 : 1;
+	call_log(LOG_INFO,
+		 "token \"%s\": its module allows %lu sessions: signing with at most %u at once",
+		 t->label, (unsigned long)max, t->cap);
+}
+
 static int token_new(Store *s, Module *m, CK_SLOT_ID slot, Token **ret)
 {
 	Token *t;
@@ -141,6 +159,7 @@ static int token_new(Store *s, Module *m, CK_SLOT_ID slot, Token **ret)
 		token_free(t);
 		return -ENOMEM;
 	}
+	token_size_pool(t);
 	token_probe_mechanisms(t);
 	r = object_scan_token(t, NULL);
 	if (r < 0) {

@@ -44,6 +44,12 @@
  *                                   Such a login is traced "login LABEL user|context pinpad";
  *                                   a PIN given by the caller is forwarded, and traced
  *                                   "login-pin-given LABEL" (a pinpad caller should send none)
+ *     sessions=N[:hidden]           besides the mode: at most N sessions of the token open at
+ *                                   once through this module; C_OpenSession answers
+ *                                   CKR_SESSION_COUNT beyond that (traced "session-count
+ *                                   LABEL"), and C_GetTokenInfo says ulMaxSessionCount = N,
+ *                                   or with ":hidden" what SoftHSM says (no limit), as a
+ *                                   module that does not announce its card's limit
  *     token=LABEL                   only the token with this label is affected (default: all)
  *   CERTAGENT_FAULT_LOG   optional: a file the module appends one line to per fault it acts
  *                         on ("sign-slow LABEL", "sign-hang LABEL", "full LABEL C_CreateObject",
@@ -113,8 +119,10 @@ static const char *const fault_mode_names[] = {
 typedef struct FaultCommand {
 	FaultMode mode;
 	unsigned slow_ms;
-	unsigned full_after; /* mode=full:N: creations that still succeed */
-	char token[33];	     /* "" = every token */
+	unsigned full_after;   /* mode=full:N: creations that still succeed */
+	unsigned max_sessions; /* sessions=N: 0 = no limit */
+	bool sessions_hidden;  /* sessions=N:hidden: not in ulMaxSessionCount */
+	char token[33];	       /* "" = every token */
 } FaultCommand;
 
 typedef struct FaultSession {
@@ -267,8 +275,13 @@ static void fault_parse(const char *text, FaultCommand *ret)
 		v[strcspn(v, "\r")] = 0;
 		if (strcmp(line, "token") == 0)
 			snprintf(c.token, sizeof(c.token), "%s", v);
-		else if (strcmp(line, "mode") == 0 && strncmp(v, "slow", 4) == 0 &&
-			 (v[4] == 0 || v[4] == ':')) {
+		else if (strcmp(line, "sessions") == 0) {
+			char *end;
+
+			c.max_sessions = (unsigned)strtoul(v, &end, 10);
+			c.sessions_hidden = strcmp(end, ":hidden") == 0;
+		} else if (strcmp(line, "mode") == 0 && strncmp(v, "slow", 4) == 0 &&
+			   (v[4] == 0 || v[4] == ':')) {
 			c.mode = FAULT_SLOW;
 			if (v[4] == ':')
 				c.slow_ms = (unsigned)strtoul(v + 5, NULL, 10);
@@ -558,6 +571,8 @@ static CK_RV fault_C_GetTokenInfo(CK_SLOT_ID slot, CK_TOKEN_INFO_PTR info)
 			add = CKF_USER_PIN_LOCKED;
 		else if (cmd.mode == FAULT_PINPAD)
 			add = CKF_PROTECTED_AUTHENTICATION_PATH;
+		if (cmd.max_sessions && !cmd.sessions_hidden)
+			info->ulMaxSessionCount = cmd.max_sessions;
 	}
 	pthread_mutex_unlock(&fault_lock);
 	info->flags |= add;
@@ -599,6 +614,19 @@ static CK_RV fault_C_OpenSession(CK_SLOT_ID slot, CK_FLAGS flags, CK_VOID_PTR ap
 	if (rv != CKR_OK)
 		return rv;
 	pthread_mutex_lock(&fault_lock);
+	if (cmd.max_sessions && fault_affects(slot)) {
+		unsigned open = 0;
+
+		for (size_t i = 0; i < FAULT_SESSIONS_MAX; i++)
+			open += sessions[i].handle != 0 && !sessions[i].dead &&
+				sessions[i].slot == slot;
+		if (open >= cmd.max_sessions) {
+			fault_trace("session-count %s", fault_slot_label(slot));
+			pthread_mutex_unlock(&fault_lock);
+			real->C_CloseSession(h);
+			return CKR_SESSION_COUNT;
+		}
+	}
 	s = NULL;
 	for (size_t i = 0; !s && i < FAULT_SESSIONS_MAX; i++)
 		if (sessions[i].handle == 0)

@@ -15,6 +15,10 @@
 #   hang             a token stuck in C_Sign does not block B, ListIdentities or ListTokens
 #   crash            abort() inside C_Sign: TokenAbsent, the agent stays up (skipped with
 #                    isolation = none, where the module takes the agent down)
+#   session-limit    A allows 2 sessions and says so (ulMaxSessionCount): six signatures at
+#                    once all succeed, queued for its sessions; B is not held up
+#   session-limit-hidden  the same limit, not announced: the module refuses a session
+#                    (CKR_SESSION_COUNT) and the signatures wait for the agent's sessions
 #
 # Ordering, never timing, is asserted: "B answered while A's Sign was still inside the token"
 # is read from the module's trace file (the module writes "sign-slow A" when a signature
@@ -113,7 +117,8 @@ f_hung_at_least() { [ "$(grep -cx 'sign-hang A' "$TRACE")" -ge "$1" ]; }
 f_agent_alive() { kill -0 "$H_AGENT_PID" 2>/dev/null; }
 
 # Two tokens with one P-256 key each ("kA" id 01, "kB" id 02), the agent on both through the
-# fault module, both unlocked, and one good signature from each as a baseline.
+# fault module, both unlocked, and one good signature from each as a baseline. F_INIT: the
+# module's command while the agent starts (lines without spaces; default mode=present).
 f_setup() { # [AGENT-CONF-LINE...]
 	local real=$H_SOFTHSM t id=1
 	for t in A B; do
@@ -123,7 +128,8 @@ f_setup() { # [AGENT-CONF-LINE...]
 		id=$((id + 1))
 	done
 	head -c 32 /dev/urandom >"$H_TMP/hash"
-	f_ctl mode=present
+	# shellcheck disable=SC2086 # one line per word
+	f_ctl ${F_INIT:-mode=present}
 	H_SOFTHSM=$FAULT_MODULE
 	h_agent "$@"
 	H_SOFTHSM=$real
@@ -131,7 +137,7 @@ f_setup() { # [AGENT-CONF-LINE...]
 	# before it loads modules; calls wait in the queue meanwhile).
 	{ f_has_identity A && f_has_identity B; } || h_fail "the agent does not list both tokens' keys"
 	# It reached them through the wrapper (which read the control file).
-	f_traced "command present token=*" || h_fail "the agent did not load the fault module"
+	grep -q '^command ' "$TRACE" || h_fail "the agent did not load the fault module"
 	f_unlock A
 	f_unlock B
 	f_expect_sign_ok A
@@ -328,6 +334,41 @@ case_crash() {
 	f_expect_sign_ok B
 }
 
+# A token that allows two sessions, six signatures on it at once (each 300 ms inside the
+# token): every one succeeds and verifies, none is refused for want of a session, and B signs
+# meanwhile. hidden: the module does not announce the limit and refuses a third session; the
+# agent then keeps to the sessions it has (it says so in its log).
+case_session_limit() { # [hidden]
+	local i st pids=()
+	F_INIT="mode=slow:300 token=A sessions=2${1:+:hidden}" f_setup
+	for i in 1 2 3 4 5 6; do
+		f_busctl_sign A "$H_TMP/sig-$i" >"$H_TMP/sign-$i.out" 2>&1 &
+		pids+=($!)
+	done
+	f_busctl_sign B "$H_TMP/sig-B" || h_fail "Sign on B failed while A's signatures queue"
+	f_verify B "$H_TMP/sig-B"
+	for i in 1 2 3 4 5 6; do
+		st=0
+		wait "${pids[$((i - 1))]}" || st=$?
+		[ "$st" = 0 ] ||
+			h_fail "signature $i of 6 on A (2 sessions) failed ($st): $(cat "$H_TMP/sign-$i.out")"
+		f_verify A "$H_TMP/sig-$i"
+	done
+	[ "$(grep -cx 'sign-slow A 300' "$TRACE")" -ge 7 ] ||
+		h_fail "the six signatures on A did not all go through C_Sign: $(cat "$TRACE")"
+	if [ -n "${1:-}" ]; then
+		f_traced "session-count A" ||
+			h_fail "the module never refused a session: the limit was not reached"
+		grep -Eq 'token "A" refused a session: signing with at most [12] at once' \
+			"$H_AGENT_LOG" || h_fail "the agent did not say it keeps to its sessions of A"
+	else
+		grep -q 'token "A": its module allows 2 sessions: signing with at most 1 at once' \
+			"$H_AGENT_LOG" || h_fail "the agent did not size A's session pool to its limit"
+	fi
+	f_agent_alive || h_fail "certagentd died"
+	f_expect_sign_ok B
+}
+
 case $CASE in
 slow) case_slow ;;
 removed-mid-sign) case_removed_mid_sign ;;
@@ -335,6 +376,8 @@ sessions-lost) case_sessions_lost ;;
 vanish-return) case_vanish_return ;;
 hang) case_hang ;;
 crash) case_crash ;;
+session-limit) case_session_limit ;;
+session-limit-hidden) case_session_limit hidden ;;
 *) h_fail "unknown case $CASE" ;;
 esac
 printf 'ok %s\n' "$CASE"
