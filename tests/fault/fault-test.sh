@@ -335,9 +335,10 @@ case_crash() {
 }
 
 # A token that allows two sessions, six signatures on it at once (each 300 ms inside the
-# token): every one succeeds and verifies, none is refused for want of a session, and B signs
-# meanwhile. hidden: the module does not announce the limit and refuses a third session; the
-# agent then keeps to the sessions it has (it says so in its log).
+# token): every one succeeds and verifies (none fails for want of a session: they wait for
+# one), and B signs meanwhile. hidden: the module does not announce the limit and refuses the
+# agent a session beyond it; the agent then keeps to the sessions it has (it says so in its
+# log).
 case_session_limit() { # [hidden]
 	local i st pids=()
 	F_INIT="mode=slow:300 token=A sessions=2${1:+:hidden}" f_setup
