@@ -150,6 +150,7 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	CK_SESSION_HANDLE s;
 	CK_ULONG class = 0;
 	PrimeJob job;
+	bool fresh;
 	Prime *e;
 	CK_RV rv;
 
@@ -165,13 +166,18 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	e->busy = true;
 	e->primed = false; /* C_Sign ends the operation, whatever it answers */
 	s = e->session;
+	fresh = ca_now_usec() - e->primed_usec < PRIME_FRESH_USEC;
 	pthread_mutex_unlock(&prime.lock);
 
 	/* The key may have been deleted since (by another program: SoftHSM keeps what C_SignInit
-	 * read); C_SignInit would have found out, so ask as it would. */
-	rv = call_get_ulong(prime.m, s, key, CKA_CLASS, &class);
-	if (rv == CKR_OK && class != CKO_PRIVATE_KEY)
-		rv = CKR_KEY_HANDLE_INVALID;
+	 * read); C_SignInit would have found out, so ask as it would, unless C_SignInit itself
+	 * looked only a moment ago. */
+	rv = CKR_OK;
+	if (!fresh) {
+		rv = call_get_ulong(prime.m, s, key, CKA_CLASS, &class);
+		if (rv == CKR_OK && class != CKO_PRIVATE_KEY)
+			rv = CKR_KEY_HANDLE_INVALID;
+	}
 	if (rv == CKR_OK)
 		rv = call_sign(prime.m, s, data, len, sig, sig_len);
 

@@ -33,6 +33,15 @@
 #define PRIME_MAX 4
 #define PRIME_MAX_AGE_USEC 1000000 /* an operation started longer ago is not used */
 #define PRIME_DELAY_MS 1	   /* after a reply, the lane's quiet time before priming */
+/*
+ * An operation begun less than this long ago is used without asking first whether its key
+ * still exists: its C_SignInit found the key then. Older ones are asked (a key deleted by
+ * another program since must not sign; SoftHSM keeps what C_SignInit read). A deletion this
+ * close to a signature is the race every signature in flight has; asking costs a cold P-256
+ * signature about 60 of its ~210 us in the agent (SoftHSM reads the token's generation file
+ * and the key's object file for it, as C_SignInit does; docs/performance.md).
+ */
+#define PRIME_FRESH_USEC 5000
 
 /* What prime_start() starts: a copy, so the request frame may go. */
 typedef struct PrimeJob {

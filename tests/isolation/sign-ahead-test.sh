@@ -6,8 +6,8 @@
 # apart (as handshakes come) all verify, also when the RSA key switches mechanisms between
 # them; after a Lock the next Sign needs the PIN again (the agent asks before the helper is
 # reached; the helper also ends what was begun when it logs out); a key deleted by another
-# program does not sign with what was begun before (the helper checks the key first; this
-# fails without that check); and the helper reports that it did sign ahead (its line at
+# program does not sign with what was begun before (the helper checks the key first when what
+# it began is older than 5 ms, as it is here; this fails without that check); and the helper reports that it did sign ahead (its line at
 # exit). With sign-ahead = no the same signatures verify and nothing is begun ahead.
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 
