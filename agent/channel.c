@@ -216,6 +216,7 @@ static _nonnull_ void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf
 {
 	for (unsigned served = 0;; served++) {
 		IpcSignCall call;
+		IpcChannelOp op;
 		CaError err = {0};
 		bool answered;
 		ssize_t n;
@@ -242,13 +243,19 @@ static _nonnull_ void channel_serve(ChannelServer *cs, Channel *ch, uint8_t *buf
 		}
 		atomic_store(&cs->last_use_usec, ca_now_usec());
 		atomic_fetch_add_explicit(&ch->requests, 1, memory_order_relaxed);
-		r = ipc_channel_decode_sign(buf, (size_t)n, &ch->serial, &call, &err);
+		r = ipc_channel_decode_request(buf, (size_t)n, &ch->serial, &op, &call, &err);
 		if (r) {
 			/* Our library never sends such a thing: its sender loses the channel. */
 			log_info("channel of %s (pid %d): %s; closing it", ch->bus_name,
 				 (int)ch->app.pid, err.message);
 			channel_close(cs, ch, "bad frame");
 			break;
+		}
+		if (op == IPC_CHANNEL_OP_PREPARE) {
+			/* No reply: the Sign it announces is the next frame. */
+			methods_channel_prepare(cs->server, ch, call.uri);
+			explicit_bzero(buf, (size_t)n);
+			continue;
 		}
 		/* The identity is the one the bus vouched for when the channel was opened; the
 		 * request takes a reference of its own, dropped by its reply. */

@@ -87,3 +87,11 @@ void channel_drop(Channel *ch);
  * this returns) through the one Sign path; replies through channel_reply(), now or later.
  */
 void methods_channel_sign(struct Server *s, Channel *ch, const IpcSignCall *call);
+
+/*
+ * On a channel thread: a Sign with uri is coming on ch (a PREPARE frame). When the caller's
+ * policy would let it sign with uri without asking anything of the user (policy.h:
+ * policy_prepare_allowed), the token begins that signature ahead (store_prepare_sign).
+ * Nothing is answered, signed, logged or audited: the Sign that follows is.
+ */
+void methods_channel_prepare(struct Server *s, Channel *ch, const char *uri);

@@ -928,6 +928,19 @@ void methods_complete(Server *s, WorkerJob *job)
 
 /* ---- the signing channel (channel.h) ---- */
 
+void methods_channel_prepare(Server *s, Channel *ch, const char *uri)
+{
+	bool allowed;
+
+	if (strlen(uri) > IPC_URI_MAX || !uri_ok(uri))
+		return; /* the Sign that follows gets the error */
+	pthread_rwlock_rdlock(&s->snapshot_lock);
+	allowed = policy_prepare_allowed(s->policy, uri, channel_app(ch), s->identities);
+	pthread_rwlock_unlock(&s->snapshot_lock);
+	if (allowed)
+		store_prepare_sign(s->store, uri);
+}
+
 void methods_channel_sign(Server *s, Channel *ch, const IpcSignCall *call)
 {
 	Request *q = NULL;

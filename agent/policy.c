@@ -634,6 +634,26 @@ out:
 	return n == 1 ? found : NULL;
 }
 
+bool policy_prepare_allowed(Policy *p, const char *uri, const AppInfo *app,
+			    const StoreIdentityList *ids)
+{
+	const char *canonical = policy_resolve(ids, uri);
+	const PolicyRule *rule;
+	const char *what;
+	size_t i;
+
+	if (!canonical)
+		return false; /* the store would have to resolve it: not worth it here */
+	i = policy_rule_for(p, canonical);
+	if (i == NO_RULE)
+		return true;
+	rule = &p->cfg->rules[i];
+	if (rule->deny || rule->servers || rule->server_issuers || rule->server_pins ||
+	    rule->confirm || rule->rate_n)
+		return false;
+	return !rule->applications || app_matches(rule->applications, app, &what);
+}
+
 int policy_sign_check(Policy *p, const IpcSignCall *call, const char *bus_name,
 		      const AppInfo *caller, const StoreIdentityList *ids, PolicyTicket **ret,
 		      CaError *err)

@@ -74,6 +74,17 @@ int policy_sign_check(Policy *p, const IpcSignCall *call, const char *bus_name, 
 		      const StoreIdentityList *ids, PolicyTicket **ret, CaError *err);
 
 /*
+ * Channel thread (under the snapshot lock): whether a signature with uri may be begun ahead
+ * for this caller before it asks for one (a PREPARE frame, channel.h). Only when no rule
+ * applies to the identity, or its rule limits nothing but the applications and the caller
+ * is one of them: rules on servers, counts (rate-limit) or the user (confirm) are decided when
+ * the Sign comes, and nothing is begun for them. No side effect: no rate-limit token, no
+ * audit line.
+ */
+bool policy_prepare_allowed(Policy *p, const char *uri, const AppInfo *app,
+			    const StoreIdentityList *ids);
+
+/*
  * The full URI of the one listed identity uri names: ids' own string when uri is one of them
  * (no parsing), else the one identity whose URI the pattern uri matches (p11-kit URI rules, as
  * the store resolves it to sign); NULL when it names none or several.

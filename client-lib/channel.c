@@ -23,6 +23,13 @@
 
 #include "client-internal.h"
 #include "ipc-channel.h"
+#include "util.h"
+
+/* A PREPARE only for an identity that has not signed on this channel for this long: sooner,
+ * the agent's helper has begun the next signature by itself a moment ago and uses it as it
+ * is (pkcs11/helper-prime.h: PRIME_DELAY_MS after a signature, used unchecked while younger
+ * than PRIME_FRESH_USEC), and a PREPARE would only cost time. */
+#define CHANNEL_PREPARE_AFTER_USEC 5000
 
 void client_channel_close(certagent_client *c)
 {
@@ -35,6 +42,8 @@ void client_channel_reset(certagent_client *c)
 {
 	client_channel_close(c);
 	c->channel_unsupported = false;
+	c->prepare_known = false;
+	c->prepare_unsupported = false;
 }
 
 void client_channel_free(certagent_client *c)
@@ -42,6 +51,8 @@ void client_channel_free(certagent_client *c)
 	client_channel_close(c);
 	free(c->channel_buf);
 	c->channel_buf = NULL;
+	free(c->signed_uri);
+	c->signed_uri = NULL;
 }
 
 /* Asks the agent for a channel. 0: open; 1: not available, use the bus. */
@@ -86,6 +97,8 @@ static int channel_open(certagent_client *c)
 	c->channel_pid = getpid();
 	c->channel_timeout_ms = -1; /* set before the first recv */
 	c->channel_answered = false;
+	c->channel_prepared = false;
+	c->channel_opened++;
 	return 0;
 }
 
@@ -120,6 +133,36 @@ static void channel_set_timeout(certagent_client *c)
 		c->channel_timeout_ms = c->timeout_ms;
 }
 
+void client_channel_prepare(certagent_client *c, const char *uri)
+{
+	uint8_t frame[IPC_CHANNEL_HEADER_SIZE + 4 + IPC_URI_MAX + 1];
+	uint32_t serial;
+	CaError e = {0};
+	size_t len = 0;
+	ssize_t n;
+
+	if (c->channel_unsupported || c->prepare_unsupported)
+		return;
+	/* Signing in a row: the token's helper is at it already. */
+	if (c->signed_uri && strcmp(c->signed_uri, uri) == 0 &&
+	    ca_now_usec() - c->signed_usec < CHANNEL_PREPARE_AFTER_USEC)
+		return;
+	if (c->channel_fd >= 0 && c->channel_pid != getpid())
+		client_channel_close(c); /* inherited over fork(): the parent's, not ours */
+	if (c->channel_fd < 0 && channel_open(c) != 0)
+		return;
+	serial = ++c->channel_serial ? c->channel_serial : ++c->channel_serial;
+	if (ipc_channel_encode_prepare(uri, serial, frame, sizeof(frame), &len, &e))
+		return;
+	do {
+		n = send(c->channel_fd, frame, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	if (n == (ssize_t)len)
+		c->channel_prepared = true;
+	else if (n < 0 && errno != EAGAIN)
+		client_channel_close(c); /* gone: the Sign opens a new one */
+}
+
 int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_datum_t *ret_sig,
 			certagent_error *err)
 {
@@ -128,6 +171,8 @@ int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_dat
 	size_t len = 0;
 	uint32_t serial;
 	CaError e = {0};
+	bool prepared;
+	unsigned opened;
 	ssize_t n;
 	int r;
 
@@ -135,6 +180,10 @@ int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_dat
 		return 1;
 	if (c->channel_fd >= 0 && c->channel_pid != getpid())
 		client_channel_close(c); /* inherited over fork(): the parent's, not ours */
+	/* An agent that does not know PREPARE closes the channel on it: then this Sign finds
+	 * the channel closed (and opens a new one) or gets no reply. */
+	prepared = c->channel_prepared && c->channel_fd >= 0;
+	opened = c->channel_opened;
 	if (!c->channel_buf && !(c->channel_buf = malloc(IPC_CHANNEL_FRAME_MAX + 1)))
 		return 1;
 	buf = c->channel_buf;
@@ -142,9 +191,12 @@ int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_dat
 	serial = ++c->channel_serial ? c->channel_serial : ++c->channel_serial;
 	if (ipc_channel_encode_sign(call, serial, buf, IPC_CHANNEL_FRAME_MAX, &len, &e))
 		return 1; /* too large for a frame: the bus takes it */
+	c->channel_prepared = false;
 	r = channel_send(c, buf, len);
 	/* The frame holds the data to sign. */
 	explicit_bzero(buf, len);
+	if (prepared && !c->prepare_known && c->channel_opened != opened)
+		c->prepare_unsupported = true;
 	if (r)
 		return 1;
 	reply_wait_sent(&c->reply_wait);
@@ -171,7 +223,9 @@ int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_dat
 		/* The agent closed the channel with our request in it: ask over the bus instead,
 		 * which also starts the agent again if it is gone. On a fresh channel it refused
 		 * our frame: an agent of another version. */
-		if (!c->channel_answered)
+		if (prepared && !c->prepare_known)
+			c->prepare_unsupported = true; /* it closed on the PREPARE, not the Sign */
+		else if (!c->channel_answered)
 			c->channel_unsupported = true;
 		client_channel_close(c);
 		return 1;
@@ -187,6 +241,15 @@ int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_dat
 					e.message);
 	}
 	c->channel_answered = true;
+	if (prepared)
+		c->prepare_known = true;
+	if (reply.signature) {
+		if (!c->signed_uri || strcmp(c->signed_uri, call->uri) != 0) {
+			free(c->signed_uri);
+			c->signed_uri = strdup(call->uri);
+		}
+		c->signed_usec = ca_now_usec();
+	}
 	if (!reply.signature)
 		r = client_error_from_name(err, reply.error_name, reply.error_message);
 	else if (!(ret_sig->data = gnutls_malloc(reply.signature_len)))

@@ -98,6 +98,12 @@ struct certagent_client {
 	uint32_t channel_serial;  /* of the last request sent on it */
 	bool channel_unsupported; /* the agent or the bus cannot: use the bus */
 	bool channel_answered;	  /* the agent answered a request on this channel */
+	unsigned channel_opened;  /* channels opened so far */
+	bool channel_prepared;	  /* a PREPARE went out on it since the last Sign */
+	bool prepare_known;	  /* this agent answered a Sign sent after a PREPARE */
+	bool prepare_unsupported; /* this agent closed the channel on a PREPARE */
+	char *signed_uri;	  /* the identity of the last signature on the channel */
+	uint64_t signed_usec;	  /* and when it came */
 	int channel_timeout_ms;	  /* SO_RCVTIMEO of the channel, -1: not set yet */
 	uint8_t *channel_buf;	  /* IPC_CHANNEL_FRAME_MAX + 1 bytes, for frames */
 	ReplyWait reply_wait;	  /* how to wait for the channel's replies (reply-wait.h) */
@@ -160,6 +166,12 @@ int client_error_from_name(certagent_error *err, const char *name, const char *m
  */
 int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_datum_t *ret_sig,
 			certagent_error *err);
+/*
+ * Tells the agent on the channel (opened if need be) that a Sign with uri is coming, so that
+ * its token can begin one ahead (dbus/ipc-channel.h, PREPARE). No reply, no wait, no error:
+ * whatever goes wrong, the Sign itself sorts out.
+ */
+void client_channel_prepare(certagent_client *c, const char *uri);
 void client_channel_close(certagent_client *c);
 /* The agent restarted: close the channel and try OpenChannel again next time. */
 void client_channel_reset(certagent_client *c);

@@ -105,8 +105,8 @@ static int frame_bad(CaError *err, const char *what)
 	return ca_error_set(err, CA_E_INVALID_ARGS, "malformed channel frame: %s", what);
 }
 
-int ipc_channel_decode_sign(const void *buf, size_t len, uint32_t *ret_serial, IpcSignCall *ret,
-			    CaError *err)
+int ipc_channel_decode_request(const void *buf, size_t len, uint32_t *ret_serial,
+			       IpcChannelOp *ret_op, IpcSignCall *ret, CaError *err)
 {
 	Cursor c = {buf, len};
 	IpcSignCall call = {0};
@@ -117,12 +117,20 @@ int ipc_channel_decode_sign(const void *buf, size_t len, uint32_t *ret_serial, I
 	r = frame_header(&c, &op, &serial, err);
 	if (r)
 		return r;
-	if (op != IPC_CHANNEL_OP_SIGN)
+	if (op != IPC_CHANNEL_OP_SIGN && op != IPC_CHANNEL_OP_PREPARE)
 		return ca_error_set(err, CA_E_INVALID_ARGS,
-				    "a channel carries only Sign requests, not op %u",
+				    "a channel carries only Sign and Prepare requests, not op %u",
 				    (unsigned)op);
 	if (!cursor_string(&c, false, &call.uri))
 		return frame_bad(err, "identity URI");
+	if (op == IPC_CHANNEL_OP_PREPARE) {
+		if (c.left)
+			return frame_bad(err, "bytes after the last field");
+		*ret_serial = serial;
+		*ret_op = op;
+		*ret = call;
+		return 0;
+	}
 	if (!cursor_string(&c, false, &call.scheme))
 		return frame_bad(err, "scheme");
 	if (!cursor_bytes(&c, &call.data, &call.data_len))
@@ -149,6 +157,7 @@ int ipc_channel_decode_sign(const void *buf, size_t len, uint32_t *ret_serial, I
 	if (!call.data)
 		call.data = (const uint8_t *)""; /* empty data: refused by the Sign checks */
 	*ret_serial = serial;
+	*ret_op = op;
 	*ret = call;
 	return 0;
 }
@@ -254,6 +263,21 @@ int ipc_channel_encode_sign(const IpcSignCall *call, uint32_t serial, uint8_t *b
 	for (size_t i = 0; i < call->n_server_certs; i++)
 		writer_bytes(&w, call->server_certs[i].data, call->server_certs[i].size);
 	if (w.full || call->n_server_certs > IPC_CERTS_MAX)
+		return ca_error_set(err, CA_E_TOO_LARGE,
+				    "the request does not fit in a channel frame of %d bytes",
+				    IPC_CHANNEL_FRAME_MAX);
+	*ret_len = (size_t)(w.p - buf);
+	return 0;
+}
+
+int ipc_channel_encode_prepare(const char *uri, uint32_t serial, uint8_t *buf, size_t size,
+			       size_t *ret_len, CaError *err)
+{
+	Writer w = {buf, size < IPC_CHANNEL_FRAME_MAX ? size : IPC_CHANNEL_FRAME_MAX, false};
+
+	writer_header(&w, IPC_CHANNEL_OP_PREPARE, serial);
+	writer_string(&w, uri);
+	if (w.full)
 		return ca_error_set(err, CA_E_TOO_LARGE,
 				    "the request does not fit in a channel frame of %d bytes",
 				    IPC_CHANNEL_FRAME_MAX);

@@ -18,10 +18,15 @@
  *                             u32 n certificates (<= IPC_CERTS_MAX), n x certificate (DER)
  *   IPC_CHANNEL_OP_SIGNATURE  signature (1..IPC_SIGNATURE_MAX bytes)
  *   IPC_CHANNEL_OP_ERROR      D-Bus error name (org.certagent.Error.*), message
+ *   IPC_CHANNEL_OP_PREPARE    uri
  *
  * and nothing after the last field. A reply carries the serial of its request. One request
  * at a time per channel: the agent reads the next frame only after it has sent the reply to
- * the previous one. The decoders are total: every length is checked against what is left of
+ * the previous one. PREPARE gets no reply: the client says that a Sign with that identity is
+ * coming (it chose the identity for a handshake), so that the agent can have its token begin
+ * one ahead (pkcs11/helper-prime.h); the Sign follows with a serial of its own. An agent that
+ * does not know PREPARE closes the channel on it, and the client then uses the bus, as for a
+ * frame of another version. The decoders are total: every length is checked against what is left of
  * the frame before it is used, strings must be UTF-8 without NUL, nothing is allocated, and
  * the result borrows from the frame. tests/fuzz/fuzz-channel.c fuzzes them. A frame of
  * another version, an unknown op or any malformation makes the agent close the channel (a
@@ -58,6 +63,7 @@ typedef enum IpcChannelOp {
 	IPC_CHANNEL_OP_SIGN = 1,
 	IPC_CHANNEL_OP_SIGNATURE = 2,
 	IPC_CHANNEL_OP_ERROR = 3,
+	IPC_CHANNEL_OP_PREPARE = 4,
 } IpcChannelOp;
 
 /*
@@ -85,13 +91,13 @@ typedef struct IpcChannelReply {
 } IpcChannelReply;
 
 /*
- * Agent: decodes one frame from the client into *ret (borrowing from buf) and its serial.
- * Returns 0, CA_E_TOO_LARGE (over IPC_CHANNEL_FRAME_MAX, more than IPC_CERTS_MAX
- * certificates) or CA_E_INVALID_ARGS (another version or op, a bad length, a bad string):
- * err says which.
+ * Agent: decodes one frame from the client, a SIGN or a PREPARE (*ret_op), into *ret
+ * (borrowing from buf; for PREPARE only uri is set) and its serial. Returns 0,
+ * CA_E_TOO_LARGE (over IPC_CHANNEL_FRAME_MAX, more than IPC_CERTS_MAX certificates) or
+ * CA_E_INVALID_ARGS (another version or op, a bad length, a bad string): err says which.
  */
-int ipc_channel_decode_sign(const void *buf, size_t len, uint32_t *ret_serial, IpcSignCall *ret,
-			    CaError *err);
+int ipc_channel_decode_request(const void *buf, size_t len, uint32_t *ret_serial,
+			       IpcChannelOp *ret_op, IpcSignCall *ret, CaError *err);
 
 /* Client: decodes the agent's reply to serial. Codes as ipc_channel_decode_sign(). */
 int ipc_channel_decode_reply(const void *buf, size_t len, uint32_t serial, IpcChannelReply *ret,
@@ -104,6 +110,10 @@ int ipc_channel_decode_reply(const void *buf, size_t len, uint32_t serial, IpcCh
  */
 int ipc_channel_encode_sign(const IpcSignCall *call, uint32_t serial, uint8_t *buf, size_t size,
 			    size_t *ret_len, CaError *err);
+
+/* Client: the PREPARE frame for uri, as ipc_channel_encode_sign(). */
+int ipc_channel_encode_prepare(const char *uri, uint32_t serial, uint8_t *buf, size_t size,
+			       size_t *ret_len, CaError *err);
 
 /*
  * Agent: writes the reply to serial into buf (IPC_CHANNEL_REPLY_MAX bytes are always enough):

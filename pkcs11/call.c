@@ -476,6 +476,14 @@ CK_RV call_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJE
 	return CALL(m, C_Sign, h, (CK_BYTE *)data, len, sig, sig_len);
 }
 
+CK_RV call_prepare_sign(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, bool *ret_begun)
+{
+	*ret_begun = false;
+	if (!m->isolated || !m->sign_ahead)
+		return CKR_FUNCTION_NOT_SUPPORTED;
+	return done(m, "PREPARE_SIGN", remote_prepare_sign(m, h, key, ret_begun));
+}
+
 /* Blocking unless flags has CKF_DONT_BLOCK; only hotplug.c's slot-event threads block here. */
 CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret)
 {

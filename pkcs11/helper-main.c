@@ -116,12 +116,20 @@ static CK_RV helper_get_mechanism(const RpcMessage *msg, size_t i, CK_MECHANISM 
 	return CKR_OK;
 }
 
+/* When the lane thread begins a signature ahead (helper-prime.h) once the reply is out. */
+typedef enum Ahead {
+	AHEAD_NO,
+	AHEAD_QUIET, /* after a signature: once the lane stayed quiet for PRIME_DELAY_MS */
+	AHEAD_NOW,   /* PREPARE_SIGN: the signature is coming, begin it now */
+	AHEAD_WATCH, /* PREPARE_SIGN, one begun already: only close it when it ages out */
+} Ahead;
+
 /*
  * Runs one request into reply b (which has the rv as its first field written by us). A
- * signature that should be begun ahead of the next one sets *ahead and *job
- * (helper-prime.h), for the lane thread to start once the reply is out.
+ * signature to be begun ahead sets *ahead and *job, for the lane thread to start once the
+ * reply is out.
  */
-static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, bool *ahead, PrimeJob *job)
+static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, Ahead *ahead, PrimeJob *job)
 {
 	Module *m = &helper.m;
 	CK_ULONG a0 = 0, a1 = 0, a2 = 0;
@@ -301,7 +309,7 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, bool *ahead, Prim
 		size_t len;
 		uint8_t *sig = NULL;
 		CK_ULONG cap, sig_len;
-		bool signing = false;
+		bool signing = false, used;
 
 		ARG(0, a0);
 		ARG(3, a2);
@@ -317,15 +325,16 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, bool *ahead, Prim
 				return CKR_HOST_MEMORY;
 		}
 		sig_len = cap;
-		if (prime_sign(a0, &mech, a2, data, len, sig, &sig_len)) {
+		used = prime_sign(a0, &mech, a2, data, len, sig, &sig_len);
+		if (used) {
 			rv = CKR_OK;
 			signing = true;
 		} else
 			rv = call_sign_once(m, a0, &mech, a2, data, len, sig, &sig_len, &signing);
 		if (rv == CKR_OK && sig && sig_len > cap)
 			rv = CKR_GENERAL_ERROR; /* a module writing past our buffer said so */
-		if (rv == CKR_OK)
-			*ahead = prime_note(a0, &mech, a2, job);
+		if (rv == CKR_OK && prime_note(a0, &mech, a2, used, job))
+			*ahead = AHEAD_QUIET;
 		rpc_put_u64(b, rv);
 		rpc_put_u64(b, signing);
 		rpc_put_u64(b, (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL) ? sig_len : 0);
@@ -333,6 +342,17 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, bool *ahead, Prim
 			rpc_put_bytes(b, sig, sig_len);
 		erase_and_free(sig, cap);
 		return rv;
+	}
+	case RPC_OP_PREPARE_SIGN: {
+		bool want;
+
+		ARG(0, a0);
+		ARG(1, a1);
+		want = prime_prepare(a0, a1, job);
+		*ahead = want ? AHEAD_NOW : AHEAD_WATCH;
+		rpc_put_u64(b, CKR_OK);
+		rpc_put_u64(b, want);
+		return CKR_OK;
 	}
 	case RPC_OP_SIGN: {
 		const uint8_t *data;
@@ -377,12 +397,12 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, bool *ahead, Prim
 }
 
 /* Runs the request in frame buf (decoded as msg) and answers on fd; *ahead: helper_dispatch. */
-static void helper_run(int fd, const RpcMessage *msg, bool *ahead, PrimeJob *job)
+static void helper_run(int fd, const RpcMessage *msg, Ahead *ahead, PrimeJob *job)
 {
 	RpcBuf b;
 	CK_RV rv;
 
-	*ahead = false;
+	*ahead = AHEAD_NO;
 	rpc_buf_begin(&b, msg->id, msg->op);
 	rv = helper_dispatch(msg, &b, ahead, job);
 	if (b.n_fields == 0) {
@@ -420,7 +440,7 @@ static void *helper_lane_main(void *userdata)
 		uint8_t *buf = NULL;
 		size_t len = 0;
 		RpcMessage msg;
-		bool ahead = false;
+		Ahead ahead = AHEAD_NO;
 		PrimeJob job;
 		int r;
 
@@ -453,13 +473,16 @@ static void *helper_lane_main(void *userdata)
 		}
 		/* The frame may hold a PIN or data to sign. */
 		erase_and_free(buf, len);
-		/* Not while the agent takes the reply, nor when its next request is coming (a
-		 * quick caller's, busy-polled for, or one within PRIME_DELAY_MS). */
-		if (ahead && !busy_poll_expects(&helper.poll, &lane) &&
-		    !helper_lane_wait(fd, PRIME_DELAY_MS)) {
+		/* After a signature, not while the agent takes the reply, nor when its next request
+		 * is coming (a quick caller's, busy-polled for, or one within PRIME_DELAY_MS); for
+		 * PREPARE_SIGN at once: the request it announces comes later. */
+		if (ahead == AHEAD_NOW ||
+		    (ahead == AHEAD_QUIET && !busy_poll_expects(&helper.poll, &lane) &&
+		     !helper_lane_wait(fd, PRIME_DELAY_MS))) {
 			prime_start(&job);
 			watch = true;
-		}
+		} else if (ahead == AHEAD_WATCH)
+			watch = true;
 	}
 	close(fd);
 	return NULL;

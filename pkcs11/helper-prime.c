@@ -20,6 +20,7 @@ typedef struct Prime {
 	CK_SESSION_HANDLE session; /* ours, never the agent's; 0: none open */
 	uint64_t signed_usec;	   /* its latest signature (either way) */
 	uint64_t primed_usec;	   /* when the active operation began */
+	uint64_t checked_usec;	   /* when its key was last seen to exist (C_SignInit, or asked) */
 	uint64_t epoch;		   /* prime.epoch when it began */
 } Prime;
 
@@ -78,17 +79,26 @@ void prime_session_closed(CK_SESSION_HANDLE h)
 	pthread_mutex_unlock(&prime.lock);
 }
 
+/* With the lock: the slot of the agent's session h. */
+static bool prime_slot_locked(CK_SESSION_HANDLE h, CK_SLOT_ID *ret)
+{
+	for (size_t i = 0; i < prime.n_sessions; i++)
+		if (prime.sessions[i].h == h) {
+			*ret = prime.sessions[i].slot;
+			return true;
+		}
+	return false;
+}
+
 /* With the lock: what a signature on the agent's session h with mech and key is. */
 static bool prime_job_locked(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
 			     PrimeJob *job)
 {
-	size_t i;
+	CK_SLOT_ID slot;
 
-	for (i = 0; i < prime.n_sessions && prime.sessions[i].h != h; i++)
-		;
-	if (i == prime.n_sessions)
+	if (!prime_slot_locked(h, &slot))
 		return false;
-	*job = (PrimeJob){.slot = prime.sessions[i].slot, .key = key, .type = mech->mechanism};
+	*job = (PrimeJob){.slot = slot, .key = key, .type = mech->mechanism};
 	if (mech->mechanism == CKM_RSA_PKCS_PSS && mech->pParameter &&
 	    mech->ulParameterLen == sizeof(CK_RSA_PKCS_PSS_PARAMS)) {
 		job->pss = *(const CK_RSA_PKCS_PSS_PARAMS *)mech->pParameter;
@@ -166,7 +176,7 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	e->busy = true;
 	e->primed = false; /* C_Sign ends the operation, whatever it answers */
 	s = e->session;
-	fresh = ca_now_usec() - e->primed_usec < PRIME_FRESH_USEC;
+	fresh = ca_now_usec() - e->checked_usec < PRIME_FRESH_USEC;
 	pthread_mutex_unlock(&prime.lock);
 
 	/* The key may have been deleted since (by another program: SoftHSM keeps what C_SignInit
@@ -193,7 +203,8 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	return rv == CKR_OK;
 }
 
-bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key, PrimeJob *job)
+bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key, bool ahead,
+		PrimeJob *job)
 {
 	CK_SESSION_HANDLE evicted = 0;
 	uint64_t now = ca_now_usec();
@@ -210,7 +221,7 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	e = prime_find_locked(job);
 	if (e) {
 		want = !e->busy && !e->primed && !e->removable &&
-		       now - e->signed_usec < PRIME_MAX_AGE_USEC;
+		       (ahead || now - e->signed_usec < PRIME_MAX_AGE_USEC);
 		e->signed_usec = now;
 	} else {
 		/* A free entry, else the one that signed least recently and is not in use. */
@@ -234,6 +245,51 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	pthread_mutex_unlock(&prime.lock);
 	if (evicted)
 		prime_close(&evicted, 1);
+	return want;
+}
+
+bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job)
+{
+	Prime *latest = NULL;
+	CK_SLOT_ID slot;
+	bool want;
+
+	if (!prime.enabled)
+		return false;
+	pthread_mutex_lock(&prime.lock);
+	if (!prime_slot_locked(h, &slot)) {
+		pthread_mutex_unlock(&prime.lock);
+		return false;
+	}
+	for (size_t i = 0; i < PRIME_MAX; i++) {
+		Prime *e = &prime.e[i];
+
+		if (e->used && e->what.slot == slot && e->what.key == key &&
+		    (!latest || e->signed_usec > latest->signed_usec))
+			latest = e;
+	}
+	want = latest && !latest->busy && !latest->primed && !latest->removable;
+	if (want)
+		*job = latest->what;
+	else if (latest && latest->primed && !latest->busy && latest->epoch == prime.epoch &&
+		 ca_now_usec() - latest->checked_usec >= PRIME_FRESH_USEC) {
+		/* Begun a while ago: ask now whether its key is still there, so that the
+		 * signature need not. A key gone is left to that signature (prime_sign asks
+		 * again, fails, and the request goes the normal way). */
+		Prime *e = latest;
+		CK_SESSION_HANDLE s = e->session;
+		CK_ULONG class = 0;
+		CK_RV rv;
+
+		e->busy = true;
+		pthread_mutex_unlock(&prime.lock);
+		rv = call_get_ulong(prime.m, s, key, CKA_CLASS, &class);
+		pthread_mutex_lock(&prime.lock);
+		e->busy = false;
+		if (rv == CKR_OK && class == CKO_PRIVATE_KEY)
+			e->checked_usec = ca_now_usec();
+	}
+	pthread_mutex_unlock(&prime.lock);
 	return want;
 }
 
@@ -280,6 +336,7 @@ void prime_start(const PrimeJob *job)
 		e->session = s;
 		e->primed = true;
 		e->primed_usec = ca_now_usec();
+		e->checked_usec = e->primed_usec;
 		e->epoch = epoch;
 		prime.begun++;
 	} else {

@@ -71,10 +71,22 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 		const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len);
 
 /*
- * After a SIGN_ONCE on h that succeeded: true (and *job) when the same key signed with the
- * same mechanism less than PRIME_MAX_AGE_USEC before and nothing is started for it yet.
+ * After a SIGN_ONCE on h that succeeded (ahead: with what was begun ahead): true (and *job)
+ * when nothing is started for that key and mechanism yet and it signed with them less than
+ * PRIME_MAX_AGE_USEC before, or this signature was begun ahead itself (after a PREPARE_SIGN
+ * the next one may well come soon, as after any two in a row).
  */
-bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key, PrimeJob *job);
+bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key, bool ahead,
+		PrimeJob *job);
+
+/*
+ * PREPARE_SIGN on the agent's session h: a signature with key is coming (the client has
+ * chosen it for a handshake). True (and *job) when that key signed in this helper before and
+ * nothing is begun for it: job is its latest mechanism, to be begun at once (prime_start()).
+ * When one is begun already but longer ago than PRIME_FRESH_USEC, asks now whether the key
+ * still exists (as prime_sign() would), so that the signature need not.
+ */
+bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job);
 
 /* Starts job's operation: C_OpenSession (once per entry), C_SignInit. */
 void prime_start(const PrimeJob *job);

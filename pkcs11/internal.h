@@ -178,6 +178,12 @@ CK_RV call_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len,
 CK_RV call_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
 		     const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
 		     bool *ret_signing);
+/*
+ * Tells an isolated module's helper that a signature with key is coming (it begins one ahead
+ * when it can: helper-prime.h). *ret_begun: whether it will. CKR_FUNCTION_NOT_SUPPORTED for a
+ * module in the agent or one that does not sign ahead.
+ */
+CK_RV call_prepare_sign(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, bool *ret_begun);
 CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret);
 /* For admin.c and admin-object.c only: writing to tokens. */
 CK_RV call_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret);
@@ -236,6 +242,7 @@ CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t le
 CK_RV remote_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
 		       const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
 		       bool *ret_signing);
+CK_RV remote_prepare_sign(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, bool *ret_begun);
 CK_RV remote_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret);
 
 /* A token scanned in an earlier life of its module's helper: its sessions, handles and login
@@ -279,6 +286,8 @@ void hotplug_free(Store *s);
 
 /* session.c */
 int session_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err);
+/* The same without waiting: -EAGAIN when every session the token may have is in use. */
+int session_try_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err);
 void session_release(Token *t, CK_SESSION_HANDLE h);
 void session_discard(Token *t, CK_SESSION_HANDLE h);
 void session_pool_close(Token *t);

@@ -454,6 +454,25 @@ CK_RV remote_sign_once(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OB
 	return remote_take_signature(m, &rep, 2, rv, sig, sig_len);
 }
 
+CK_RV remote_prepare_sign(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, bool *ret_begun)
+{
+	_cleanup_reply_ Reply rep = {0};
+	uint64_t begun;
+	RpcBuf b;
+	CK_RV rv = remote_begin_session(m, h, false, RPC_OP_PREPARE_SIGN, &b);
+
+	if (rv != CKR_OK)
+		return rv;
+	rpc_put_u64(&b, key);
+	rv = remote_call(m, &b, RPC_OP_PREPARE_SIGN, timeout_of(m), &rep);
+	if (rv != CKR_OK)
+		return rv;
+	if (rpc_get_u64(&rep.msg, 1, &begun) < 0 || begun > 1)
+		return remote_bad_reply(m);
+	*ret_begun = begun == 1;
+	return CKR_OK;
+}
+
 CK_RV remote_sign(Module *m, CK_SESSION_HANDLE h, const uint8_t *data, size_t len, uint8_t *sig,
 		  CK_ULONG *sig_len)
 {

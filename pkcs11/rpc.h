@@ -67,6 +67,8 @@ typedef enum RpcOp {
 	RPC_OP_WAIT_FOR_SLOT_EVENT,
 	RPC_OP_ADD_LANE,  /* agent -> helper on fd 3, no reply: a new lane's end as SCM_RIGHTS */
 	RPC_OP_SIGN_ONCE, /* C_SignInit + C_Sign in one request; reply: rv, u64 stage, len, sig */
+	RPC_OP_PREPARE_SIGN, /* session, key: a signature with it is coming (helper-prime.h);
+			      * reply: rv, u64 1 when one will be begun ahead, else 0 */
 	_RPC_OP_MAX,
 } RpcOp;
 

@@ -16,7 +16,7 @@
  * programs) while we hold others gets no more from us: the pool's cap comes down to what we
  * have, and the caller waits for one of them.
  */
-int session_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err)
+static int session_get(Token *t, bool wait, CK_SESSION_HANDLE *ret, CaError *err)
 {
 	CK_SESSION_HANDLE h;
 	CK_RV rv;
@@ -27,6 +27,10 @@ int session_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err)
 			*ret = t->idle[--t->n_idle];
 			pthread_mutex_unlock(&t->pool_lock);
 			return 0;
+		}
+		if (t->n_open >= t->cap && !wait) {
+			pthread_mutex_unlock(&t->pool_lock);
+			return -EAGAIN;
 		}
 		if (t->n_open >= t->cap) {
 			pthread_cond_wait(&t->pool_cond, &t->pool_lock);
@@ -53,6 +57,16 @@ int session_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err)
 	pthread_cond_signal(&t->pool_cond);
 	pthread_mutex_unlock(&t->pool_lock);
 	return call_error(rv, t, "C_OpenSession", err);
+}
+
+int session_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err)
+{
+	return session_get(t, true, ret, err);
+}
+
+int session_try_acquire(Token *t, CK_SESSION_HANDLE *ret, CaError *err)
+{
+	return session_get(t, false, ret, err);
 }
 
 void session_release(Token *t, CK_SESSION_HANDLE h)

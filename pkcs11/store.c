@@ -560,6 +560,33 @@ out:
 	return r;
 }
 
+bool store_prepare_sign(Store *s, const char *identity_uri)
+{
+	const Identity *id = NULL;
+	CK_OBJECT_HANDLE key;
+	CK_SESSION_HANDLE h;
+	CaError err = {0};
+	bool begun = false;
+	Token *t = NULL;
+
+	if (!s || !identity_uri || !s->sign_ahead)
+		return false;
+	pthread_rwlock_rdlock(&s->lock);
+	if (store_find_identity(s, identity_uri, &t, &id, &err) != 0 || !t->module->isolated ||
+	    __atomic_load_n(&t->gone, __ATOMIC_RELAXED) || token_stale(t) || !login_cached(s, t))
+		goto out;
+	key = __atomic_load_n(&id->key, __ATOMIC_RELAXED);
+	if (key == CK_INVALID_HANDLE || __atomic_load_n(&id->always_authenticate, __ATOMIC_RELAXED))
+		goto out;
+	if (session_try_acquire(t, &h, &err) != 0)
+		goto out; /* all busy signing: then its helper is awake anyway */
+	(void)call_prepare_sign(t->module, h, key, &begun);
+	session_release(t, h);
+out:
+	pthread_rwlock_unlock(&s->lock);
+	return begun;
+}
+
 int store_unlock(Store *s, const char *token_uri, const char *pin, size_t pin_len, CaError *err)
 {
 	P11KitUri *u = NULL;

@@ -167,6 +167,16 @@ int store_sign(Store *s, const char *identity_uri, const CaScheme *scheme, const
 	       CaError *err);
 
 /*
+ * A signature with the identity named by identity_uri is coming (a client chose it for a
+ * handshake): its module's helper begins one ahead when it can (docs/design.md, "Signing
+ * ahead"), so that the signature costs one C_Sign. Only for a token logged in, in an isolated
+ * module with sign-ahead, and a key that signed before and needs no login per signature;
+ * otherwise, and on any error, nothing happens. Signs nothing, asks for no PIN. Returns true
+ * when the helper will begin one.
+ */
+bool store_prepare_sign(Store *s, const char *identity_uri);
+
+/*
  * Logs in to every token matching token_uri with this PIN (pin_len bytes, not NUL-terminated
  * necessarily). Never retries: a wrong PIN is CA_E_PIN_INCORRECT and the token's counter moved
  * by one. Refuses (CA_E_PIN_LOCKED) when the token says final try or locked.

@@ -2,7 +2,7 @@
 /*
  * fuzz-channel: the frame decoders of the signing channel (dbus/ipc-channel.c), which read
  * frames a peer controls. Input: one byte choosing the side (even: the agent decoding a Sign
- * request; odd: the client decoding a reply to serial 7), then the frame. Besides "no crash"
+ * or Prepare request; odd: the client decoding a reply to serial 7), then the frame. Besides "no crash"
  * (ASan checks every read stays inside the frame), it checks what the agent relies on: an
  * accepted request has NUL-terminated strings inside the frame and at most IPC_CERTS_MAX
  * certificates, and the format is canonical: encoding what was decoded gives the same bytes
@@ -37,17 +37,24 @@ static void fuzz_sign(const uint8_t *data, size_t size)
 {
 	static uint8_t again[IPC_CHANNEL_FRAME_MAX];
 	IpcSignCall call;
+	IpcChannelOp op = 0;
 	CaError err = {0};
 	uint32_t serial = 0;
 	size_t len = 0;
-	int r = ipc_channel_decode_sign(data, size, &serial, &call, &err);
+	int r = ipc_channel_decode_request(data, size, &serial, &op, &call, &err);
 
 	check(r == 0 || r == CA_E_INVALID_ARGS || r == CA_E_TOO_LARGE);
 	check(r == 0 || err.message[0]);
 	if (r)
 		return;
 	check(serial != 0 && size <= IPC_CHANNEL_FRAME_MAX);
+	check(op == IPC_CHANNEL_OP_SIGN || op == IPC_CHANNEL_OP_PREPARE);
 	check_inside(call.uri, data, size);
+	if (op == IPC_CHANNEL_OP_PREPARE) {
+		r = ipc_channel_encode_prepare(call.uri, serial, again, sizeof(again), &len, &err);
+		check(r == 0 && len == size && memcmp(again, data, size) == 0);
+		return;
+	}
 	check_inside(call.scheme, data, size);
 	if (call.server_name)
 		check_inside(call.server_name, data, size);
