@@ -3,14 +3,14 @@
 # channel-seeds.py DIR: writes the seed corpus of fuzz-channel (signing channel frames,
 # dbus/ipc-channel.h) into DIR. The committed tests/fuzz/corpus/channel/ was made with it; run
 # it again when the frame format changes. The first byte of each seed picks the side (0: the
-# agent decoding a Sign request, 1: the client decoding a reply to serial 7). Besides frames
+# agent decoding a Sign or Prepare request, 1: the client decoding a reply to serial 7). Besides frames
 # libcertagent and the agent really send, a few that must be refused: another version, an
 # unknown op, a length past the end, a string without its NUL, bytes after the last field.
 import os
 import struct
 import sys
 
-VERSION, SIGN, SIGNATURE, ERROR = 2, 1, 2, 3
+VERSION, SIGN, SIGNATURE, ERROR, PREPARE = 2, 1, 2, 3, 4
 
 
 def header(op, serial, version=VERSION):
@@ -50,6 +50,9 @@ seeds = {
     'sign-inner-nul': b'\0' + header(SIGN, 1) + field(b'pkcs11:\0x\0') + string('x')
                       + field(b'1') + field(b'') + struct.pack('<I', 0),
     'sign-huge-length': b'\0' + header(SIGN, 1) + struct.pack('<I', 0xffffffff) + b'pkcs11:',
+    'prepare': b'\0' + header(PREPARE, 3) + string(uri),
+    'prepare-trailing': b'\0' + header(PREPARE, 3) + string(uri) + string('x'),
+    'prepare-no-uri': b'\0' + header(PREPARE, 3) + field(b''),
     'unknown-op': b'\0' + header(9, 1) + string(uri),
     'reply-as-request': b'\0' + header(SIGNATURE, 1) + field(bytes(64)),
     'reply-signature': b'\1' + header(SIGNATURE, 7) + field(b'\x30\x44' + bytes(68)),

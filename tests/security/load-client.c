@@ -9,7 +9,8 @@
  * is found on the session bus ($DBUS_SESSION_BUS_ADDRESS).
  *
  * Prints "load: C clients x N handshakes: OK ok, F failed in S s" and the first failures;
- * exits 0 only when every handshake of every client succeeded.
+ * exits 0 only when every handshake of every client succeeded. $CERTAGENT_LOAD_GAP_MS: a
+ * pause before each handshake after the first (handshakes that come alone).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +76,8 @@ static unsigned load_client(Load *l, unsigned n, int ready, int gun)
 {
 	certagent_error aerr = CERTAGENT_ERROR_INIT;
 	CaError err = {0};
+	const char *gap = getenv("CERTAGENT_LOAD_GAP_MS");
+	unsigned long gap_ms = gap ? strtoul(gap, NULL, 10) : 0;
 	unsigned failed = 0;
 	char c;
 
@@ -101,13 +104,20 @@ static unsigned load_client(Load *l, unsigned n, int ready, int gun)
 		return n;
 	while (read(gun, &c, 1) < 0 && errno == EINTR)
 		;
-	for (unsigned i = 0; i < n; i++)
+	for (unsigned i = 0; i < n; i++) {
+		if (i && gap_ms) {
+			struct timespec ts = {gap_ms / 1000, (long)(gap_ms % 1000) * 1000000L};
+
+			while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+				;
+		}
 		if (!load_handshake(l, i) && ++failed >= 5) {
 			fprintf(stderr, "load-client %d: giving up after 5 failures\n",
 				(int)getpid());
 			failed += n - i - 1;
 			break;
 		}
+	}
 	bench_server_free(l->server);
 	gnutls_priority_deinit(l->prio);
 	gnutls_certificate_free_credentials(l->cred);
