@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "helper-prime.h"
 #include "util.h"
@@ -14,6 +15,7 @@
 typedef struct Prime {
 	bool used;		   /* holds a key and mechanism (what) */
 	bool busy;		   /* a thread works on it outside the lock: leave it alone */
+	bool beginning;		   /* busy beginning the operation or checking its key */
 	bool primed;		   /* an operation is active on session */
 	bool removable;		   /* its slot is a reader (CKF_REMOVABLE_DEVICE): never begun */
 	PrimeJob what;		   /* slot, key, mechanism */
@@ -33,12 +35,13 @@ static struct {
 	Module *m;
 	bool enabled;
 	pthread_mutex_t lock;
+	pthread_cond_t done; /* an entry stopped beginning */
 	uint64_t epoch;	      /* prime_forget() calls */
 	uint64_t begun, used; /* for prime_report() */
 	Prime e[PRIME_MAX];
 	SessionSlot *sessions; /* the agent's open sessions */
 	size_t n_sessions, cap_sessions;
-} prime = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} prime = {.lock = PTHREAD_MUTEX_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 
 void prime_init(Module *m, bool enabled)
 {
@@ -168,6 +171,19 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 		return false; /* a length query keeps its operation active: the normal way */
 	pthread_mutex_lock(&prime.lock);
 	e = prime_job_locked(h, mech, key, &job) ? prime_find_locked(&job) : NULL;
+	if (e && e->busy && e->beginning) {
+		/* Being begun for this very request (a PREPARE_SIGN a moment ago): it is done
+		 * sooner than a C_SignInit of our own would be. */
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += PRIME_WAIT_MS * 1000000L;
+		until.tv_sec += until.tv_nsec / 1000000000L;
+		until.tv_nsec %= 1000000000L;
+		while (e->busy && e->beginning &&
+		       pthread_cond_timedwait(&prime.done, &prime.lock, &until) == 0)
+			;
+	}
 	if (!e || e->busy || !e->primed || e->epoch != prime.epoch ||
 	    ca_now_usec() - e->primed_usec > PRIME_MAX_AGE_USEC) {
 		pthread_mutex_unlock(&prime.lock);
@@ -282,10 +298,13 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job)
 		CK_RV rv;
 
 		e->busy = true;
+		e->beginning = true;
 		pthread_mutex_unlock(&prime.lock);
 		rv = call_get_ulong(prime.m, s, key, CKA_CLASS, &class);
 		pthread_mutex_lock(&prime.lock);
 		e->busy = false;
+		e->beginning = false;
+		pthread_cond_broadcast(&prime.done);
 		if (rv == CKR_OK && class == CKO_PRIVATE_KEY)
 			e->checked_usec = ca_now_usec();
 	}
@@ -312,6 +331,7 @@ void prime_start(const PrimeJob *job)
 		return;
 	}
 	e->busy = true;
+	e->beginning = true;
 	s = e->session;
 	epoch = prime.epoch;
 	pthread_mutex_unlock(&prime.lock);
@@ -331,6 +351,8 @@ void prime_start(const PrimeJob *job)
 
 	pthread_mutex_lock(&prime.lock);
 	e->busy = false;
+	e->beginning = false;
+	pthread_cond_broadcast(&prime.done);
 	e->removable = removable;
 	if (rv == CKR_OK && !removable && epoch == prime.epoch) {
 		e->session = s;

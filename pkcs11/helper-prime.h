@@ -42,6 +42,8 @@
  * and the key's object file for it, as C_SignInit does; docs/performance.md).
  */
 #define PRIME_FRESH_USEC 5000
+/* A signature for an entry being begun (or checked) waits at most this long for it. */
+#define PRIME_WAIT_MS 5
 
 /* What prime_start() starts: a copy, so the request frame may go. */
 typedef struct PrimeJob {
@@ -64,7 +66,8 @@ void prime_forget(void);
 
 /*
  * For SIGN_ONCE on the agent's session h: signs data with an operation started ahead for
- * (h's slot, key, mech) into sig (*sig_len: its size in, the signature's length out).
+ * (h's slot, key, mech) into sig (*sig_len: its size in, the signature's length out); one
+ * being begun (after a PREPARE_SIGN) is waited for, at most PRIME_WAIT_MS.
  * True when it did (CKR_OK); false: nothing was signed, sign the normal way.
  */
 bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
