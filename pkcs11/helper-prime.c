@@ -35,7 +35,7 @@ static struct {
 	Module *m;
 	bool enabled;
 	pthread_mutex_t lock;
-	pthread_cond_t done; /* an entry stopped beginning */
+	pthread_cond_t done;  /* an entry stopped beginning */
 	uint64_t epoch;	      /* prime_forget() calls */
 	uint64_t begun, used; /* for prime_report() */
 	Prime e[PRIME_MAX];

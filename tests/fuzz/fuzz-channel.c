@@ -2,11 +2,11 @@
 /*
  * fuzz-channel: the frame decoders of the signing channel (dbus/ipc-channel.c), which read
  * frames a peer controls. Input: one byte choosing the side (even: the agent decoding a Sign
- * or Prepare request; odd: the client decoding a reply to serial 7), then the frame. Besides "no crash"
- * (ASan checks every read stays inside the frame), it checks what the agent relies on: an
- * accepted request has NUL-terminated strings inside the frame and at most IPC_CERTS_MAX
- * certificates, and the format is canonical: encoding what was decoded gives the same bytes
- * back (so nothing in a frame is skipped unread).
+ * or Prepare request; odd: the client decoding a reply to serial 7), then the frame. Besides
+ * "no crash" (ASan checks every read stays inside the frame), it checks what the agent relies
+ * on: an accepted request has NUL-terminated strings inside the frame and at most
+ * IPC_CERTS_MAX certificates, and the format is canonical: encoding what was decoded gives the
+ * same bytes back (so nothing in a frame is skipped unread).
  *
  * The seeds in tests/fuzz/corpus/channel/ were written by tests/fuzz/channel-seeds.py.
  */
