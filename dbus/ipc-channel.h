@@ -25,8 +25,9 @@
  * the previous one. PREPARE gets no reply: the client says that a Sign with that identity is
  * coming (it chose the identity for a handshake), so that the agent can have its token begin
  * one ahead (pkcs11/helper-prime.h); the Sign follows with a serial of its own. An agent that
- * does not know PREPARE closes the channel on it, and the client then uses the bus, as for a
- * frame of another version. The decoders are total: every length is checked against what is left of
+ * does not know PREPARE closes the channel on it; the client, finding the channel closed at
+ * its Sign, sends no more PREPAREs to that agent and sends the Sign again (on a new channel,
+ * or on the bus). The decoders are total: every length is checked against what is left of
  * the frame before it is used, strings must be UTF-8 without NUL, nothing is allocated, and
  * the result borrows from the frame. tests/fuzz/fuzz-channel.c fuzzes them. A frame of
  * another version, an unknown op or any malformation makes the agent close the channel (a
