@@ -25,10 +25,10 @@
 #include "ipc-channel.h"
 #include "util.h"
 
-/* A PREPARE only for an identity that has not signed on this channel for this long: sooner,
- * the agent's helper has begun the next signature by itself a moment ago and uses it as it
- * is (pkcs11/helper-prime.h: PRIME_DELAY_MS after a signature, used unchecked while younger
- * than PRIME_FRESH_USEC), and a PREPARE would only cost time. */
+/* No PREPARE when this client sent a Sign on the channel less than this long ago (signing in
+ * a row): the agent's helper has begun the next signature by itself a moment ago and uses it
+ * as it is (pkcs11/helper-prime.h: PRIME_DELAY_MS after a signature, used unchecked while
+ * younger than PRIME_FRESH_USEC), and a PREPARE would only cost time. */
 #define CHANNEL_PREPARE_AFTER_USEC 5000
 
 void client_channel_close(certagent_client *c)
@@ -51,8 +51,6 @@ void client_channel_free(certagent_client *c)
 	client_channel_close(c);
 	free(c->channel_buf);
 	c->channel_buf = NULL;
-	free(c->signed_uri);
-	c->signed_uri = NULL;
 }
 
 /* Asks the agent for a channel. 0: open; 1: not available, use the bus. */
@@ -143,9 +141,9 @@ void client_channel_prepare(certagent_client *c, const char *uri)
 
 	if (c->channel_unsupported || c->prepare_unsupported)
 		return;
-	/* Signing in a row: the token's helper is at it already. */
-	if (c->signed_uri && strcmp(c->signed_uri, uri) == 0 &&
-	    ca_now_usec() - c->signed_usec < CHANNEL_PREPARE_AFTER_USEC)
+	/* Signing in a row (reply_wait_sent() noted when the last Sign went out): the token's
+	 * helper is at it already. */
+	if (ca_now_usec() - c->reply_wait.start_us < CHANNEL_PREPARE_AFTER_USEC)
 		return;
 	if (c->channel_fd >= 0 && c->channel_pid != getpid())
 		client_channel_close(c); /* inherited over fork(): the parent's, not ours */
@@ -243,13 +241,6 @@ int client_channel_sign(certagent_client *c, const IpcSignCall *call, gnutls_dat
 	c->channel_answered = true;
 	if (prepared)
 		c->prepare_known = true;
-	if (reply.signature) {
-		if (!c->signed_uri || strcmp(c->signed_uri, call->uri) != 0) {
-			free(c->signed_uri);
-			c->signed_uri = strdup(call->uri);
-		}
-		c->signed_usec = ca_now_usec();
-	}
 	if (!reply.signature)
 		r = client_error_from_name(err, reply.error_name, reply.error_message);
 	else if (!(ret_sig->data = gnutls_malloc(reply.signature_len)))

@@ -102,8 +102,6 @@ struct certagent_client {
 	bool channel_prepared;	  /* a PREPARE went out on it since the last Sign */
 	bool prepare_known;	  /* this agent answered a Sign sent after a PREPARE */
 	bool prepare_unsupported; /* this agent closed the channel on a PREPARE */
-	char *signed_uri;	  /* the identity of the last signature on the channel */
-	uint64_t signed_usec;	  /* and when it came */
 	int channel_timeout_ms;	  /* SO_RCVTIMEO of the channel, -1: not set yet */
 	uint8_t *channel_buf;	  /* IPC_CHANNEL_FRAME_MAX + 1 bytes, for frames */
 	ReplyWait reply_wait;	  /* how to wait for the channel's replies (reply-wait.h) */
