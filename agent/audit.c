@@ -129,6 +129,9 @@ static int audit_rotate(AuditLog *a)
 	return audit_open_fd(a);
 }
 
+/* up to the second (at most 31 bytes: rfc3339_now), ".uuuuuuZ" and the NUL */
+#define AUDIT_TIME_MAX 40
+
 #define AUDIT_RECHECK_USEC 1000000u /* how often the path is looked at again */
 
 static uint64_t audit_now_usec(void)
@@ -167,16 +170,28 @@ static int audit_prepare(AuditLog *a, size_t n)
 	return 0;
 }
 
-static void rfc3339_now(char *buf, size_t size)
+/* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ"; the part up to the second is formatted once a second. */
+static void rfc3339_now(char buf[static AUDIT_TIME_MAX])
 {
+	static _Thread_local time_t cached_sec = -1;
+	static _Thread_local char cached[32];
+	static _Thread_local size_t cached_len;
 	struct timespec ts;
 	struct tm tm;
-	char sec[32];
+	long usec;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	strftime(sec, sizeof(sec), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(buf, size, "%s.%06ldZ", sec, ts.tv_nsec / 1000);
+	if (ts.tv_sec != cached_sec) {
+		gmtime_r(&ts.tv_sec, &tm);
+		cached_len = strftime(cached, sizeof(cached), "%Y-%m-%dT%H:%M:%S", &tm);
+		cached_sec = ts.tv_sec;
+	}
+	memcpy(buf, cached, cached_len);
+	buf[cached_len] = '.';
+	usec = ts.tv_nsec / 1000;
+	for (int i = 6; i >= 1; i--, usec /= 10)
+		buf[cached_len + i] = (char)('0' + usec % 10);
+	memcpy(buf + cached_len + 7, "Z", 2);
 }
 
 static void put_opt(JsonBuf *b, const char *key, const char *v)
@@ -189,12 +204,12 @@ static void put_opt(JsonBuf *b, const char *key, const char *v)
 int audit_write(AuditLog *a, const AuditRecord *rec, CaError *err)
 {
 	JsonBuf b;
-	char now[64];
+	char now[AUDIT_TIME_MAX];
 	int r = 0;
 
 	if (!a)
 		return 0;
-	rfc3339_now(now, sizeof(now));
+	rfc3339_now(now);
 	json_buf_begin(&b);
 	json_buf_string(&b, "time", now);
 	json_buf_string(&b, "decision", rec->decision);

@@ -246,6 +246,10 @@ int main(int argc, char **argv)
 		settings->log_level = LOG_LEVEL_DEBUG;
 	log_setup(settings->log_target, settings->log_level);
 	store_set_log(store_log, NULL);
+	store_set_log_priority(settings->log_level >= LOG_LEVEL_DEBUG  ? LOG_DEBUG
+			       : settings->log_level >= LOG_LEVEL_INFO ? LOG_INFO
+			       : settings->log_level >= LOG_LEVEL_WARNING ? LOG_WARNING
+									 : LOG_ERR);
 
 	/* Signals arrive through the server's signalfd; every thread inherits this mask. */
 	signal(SIGPIPE, SIG_IGN);

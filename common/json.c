@@ -5,7 +5,6 @@
  * members and the line.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +19,7 @@ static void buf_put(JsonBuf *b, const char *s, size_t n)
 	if (b->oom)
 		return;
 	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
+		size_t cap = b->cap ? b->cap : 512;
 		char *grown;
 
 		while (cap < b->len + n + 1)
@@ -67,6 +66,13 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 	return len;
 }
 
+/* Bytes a JSON string holds as they are: printable ASCII but the quote and the backslash. */
+static const bool plain[256] = {
+	[0x20 ... 0x21] = true, /* '"' is 0x22 */
+	[0x23 ... 0x5b] = true, /* '\\' is 0x5c */
+	[0x5d ... 0x7e] = true,
+};
+
 void json_buf_quote(JsonBuf *b, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
@@ -77,6 +83,15 @@ void json_buf_quote(JsonBuf *b, const char *s)
 		char esc[8];
 		size_t k;
 
+		/* A run of printable ASCII that needs no escape goes in at once. */
+		for (k = 0; k < n && plain[p[k]]; k++)
+			;
+		if (k) {
+			buf_put(b, (const char *)p, k);
+			p += k;
+			n -= k;
+			continue;
+		}
 		switch (*p) {
 		case '"':
 			buf_put(b, "\\\"", 2);
@@ -151,11 +166,17 @@ void json_buf_string(JsonBuf *b, const char *key, const char *value)
 
 void json_buf_int(JsonBuf *b, const char *key, int64_t value)
 {
-	char num[32];
-	int w = snprintf(num, sizeof(num), "%" PRId64, value);
+	char num[24], *p = num + sizeof(num);
+	/* The magnitude as unsigned: -INT64_MIN does not fit an int64_t. */
+	uint64_t u = value < 0 ? -(uint64_t)value : (uint64_t)value;
 
+	do
+		*--p = (char)('0' + u % 10);
+	while (u /= 10);
+	if (value < 0)
+		*--p = '-';
 	member(b, key);
-	buf_put(b, num, (size_t)w);
+	buf_put(b, p, (size_t)(num + sizeof(num) - p));
 }
 
 /* ---- parser ---- */

@@ -8,6 +8,7 @@
  * the callers above cannot tell the difference.
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <syslog.h>
@@ -17,6 +18,7 @@
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static StoreLogFunc log_fn;
 static void *log_ud;
+static atomic_int log_max_prio = LOG_DEBUG;
 
 void store_set_log(StoreLogFunc fn, void *userdata)
 {
@@ -38,6 +40,11 @@ void call_abandon(void *p)
 	pthread_mutex_unlock(&call_abandoned_lock);
 }
 
+void store_set_log_priority(int max_prio)
+{
+	atomic_store(&log_max_prio, max_prio);
+}
+
 void call_log(int prio, const char *fmt, ...)
 {
 	StoreLogFunc fn;
@@ -45,6 +52,9 @@ void call_log(int prio, const char *fmt, ...)
 	char msg[512];
 	va_list ap;
 
+	/* Not formatted at all when it would be dropped (a debug line per signature). */
+	if (prio > atomic_load(&log_max_prio))
+		return;
 	pthread_mutex_lock(&log_lock);
 	fn = log_fn;
 	ud = log_ud;

@@ -299,3 +299,6 @@ int store_expire_logins(Store *s, size_t *ret_n);
  */
 typedef void (*StoreLogFunc)(int prio, const char *msg, void *userdata);
 void store_set_log(StoreLogFunc fn, void *userdata);
+/* Messages of a priority above max_prio (a syslog priority; LOG_DEBUG, all, by default) are
+ * dropped before they are formatted. */
+void store_set_log_priority(int max_prio);

@@ -57,6 +57,35 @@ static void test_json_roundtrip(void)
 		json_buf_deinit(&b);
 	}
 
+	/* Integers are written by hand: the extremes and zero come back as they were. */
+	{
+		static const int64_t ints[] = {0, 7, -1, 1000000, INT64_MAX, INT64_MIN};
+		JsonBuf b;
+		JsonObject o;
+		const JsonField *f;
+
+		json_buf_begin(&b);
+		for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+			char key[8];
+
+			snprintf(key, sizeof(key), "n%zu", i);
+			json_buf_int(&b, key, ints[i]);
+		}
+		json_buf_end(&b);
+		CHECK(!b.oom);
+		CHECK(strstr(b.data, "\"n5\":-9223372036854775808}") != NULL);
+		CHECK(json_flat_parse(b.data, b.len, &o) == 0);
+		for (size_t i = 0; i < sizeof(ints) / sizeof(ints[0]); i++) {
+			char key[8];
+
+			snprintf(key, sizeof(key), "n%zu", i);
+			f = json_object_get(&o, key);
+			CHECK(f && f->type == JSON_INT && f->num == ints[i]);
+		}
+		json_object_clear(&o);
+		json_buf_deinit(&b);
+	}
+
 	/* Invalid UTF-8 becomes U+FFFD, so the line stays valid JSON. */
 	{
 		JsonBuf b;
