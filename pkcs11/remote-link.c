@@ -144,7 +144,9 @@ int remote_read_full(int fd, uint8_t *p, size_t n, const struct timespec *deadli
  * takes up to REMOTE_READ_INLINE bytes at once (usually the whole frame), so bytes beyond the
  * announced length mean a peer that does not keep to the protocol (-EBADMSG). The length is
  * checked against RPC_FRAME_MAX before anything is allocated. Without a deadline the first
- * read blocks (the helper's lane threads: one syscall per request).
+ * read blocks (the helper's lane threads: one syscall per request); with one, it waits in
+ * poll() first (the agent reads the answer right after sending the request, when it is never
+ * there yet: a read before the wait would only find nothing).
  * Returns 0, -EPIPE (EOF before a whole frame), -ETIMEDOUT, -EBADMSG, -ENOMEM, -errno.
  */
 int remote_read_frame(int fd, const struct timespec *deadline, uint8_t **ret, size_t *ret_len)
@@ -152,9 +154,9 @@ int remote_read_frame(int fd, const struct timespec *deadline, uint8_t **ret, si
 	uint8_t first[REMOTE_READ_INLINE];
 	size_t got = 0, size = 0;
 	uint8_t *buf = NULL;
-	int r = 0;
+	int r = deadline ? wait_readable(fd, deadline) : 0;
 
-	while (got < 4) {
+	while (r == 0 && got < 4) {
 		ssize_t k = recv(fd, first + got, sizeof(first) - got, deadline ? MSG_DONTWAIT : 0);
 
 		if (k > 0) {
