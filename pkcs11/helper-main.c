@@ -426,9 +426,10 @@ static bool helper_lane_wait(int fd, int ms)
  * One lane: its requests, one at a time, until the agent closes it. After a reply, a quick
  * caller's next request is busy-polled for as the agent's channel threads do
  * (common/busy-poll.h); a C_WaitForSlotEvent blocked on its lane does not count as serving.
- * A signature to begin ahead (helper-prime.h) is begun once the reply is out and the lane
- * stayed quiet for PRIME_DELAY_MS; the lane then waits for its next request only until the
- * oldest such operation ages out, closes what aged out, and waits again.
+ * A signature to begin ahead (helper-prime.h) is begun once the reply is out: at once for a
+ * quick caller, else once the lane stayed quiet for PRIME_DELAY_MS; the lane then waits for
+ * its next request only until the oldest such operation ages out, closes what aged out, and
+ * waits again.
  */
 static void *helper_lane_main(void *userdata)
 {
@@ -473,12 +474,16 @@ static void *helper_lane_main(void *userdata)
 		}
 		/* The frame may hold a PIN or data to sign. */
 		erase_and_free(buf, len);
-		/* After a signature, not while the agent takes the reply, nor when its next request
-		 * is coming (a quick caller's, busy-polled for, or one within PRIME_DELAY_MS); for
-		 * PREPARE_SIGN at once: the request it announces comes later. */
+		/* After a signature: at once for a quick caller (one whose next request usually
+		 * comes within the busy-poll limit, as in a signing loop: while the reply travels
+		 * to it and its next request back, the C_SignInit runs here, on the other CPU);
+		 * otherwise once the lane stayed quiet for PRIME_DELAY_MS, so not while the agent
+		 * takes the reply, nor when the next request comes within it (many callers at
+		 * once: each lane's next request some hundred us later, the CPUs busy anyway).
+		 * For PREPARE_SIGN at once: the request it announces comes later. */
 		if (ahead == AHEAD_NOW ||
-		    (ahead == AHEAD_QUIET && !busy_poll_expects(&helper.poll, &lane) &&
-		     !helper_lane_wait(fd, PRIME_DELAY_MS))) {
+		    (ahead == AHEAD_QUIET && (busy_poll_expects(&helper.poll, &lane) ||
+					      !helper_lane_wait(fd, PRIME_DELAY_MS)))) {
 			prime_start(&job);
 			watch = true;
 		} else if (ahead == AHEAD_WATCH)

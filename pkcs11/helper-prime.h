@@ -5,9 +5,10 @@
  * checks its object files, decrypts the key and sets it up), and on the signature's critical
  * path it is paid while the caller waits. When a key has just signed with a mechanism for the
  * second time within PRIME_MAX_AGE_USEC, the lane thread that answered runs C_SignInit for the
- * next signature with the same key and mechanism once the reply is out and the lane stayed
- * quiet for PRIME_DELAY_MS, in a session of the helper's own (never one of the agent's, which
- * may be in use). A SIGN_ONCE for that key and mechanism then costs one C_Sign on it.
+ * next signature with the same key and mechanism once the reply is out (at once for a caller
+ * the lane busy-polls for, else after the lane stayed quiet for PRIME_DELAY_MS:
+ * helper-main.c), in a session of the helper's own (never one of the agent's, which may be in
+ * use). A SIGN_ONCE for that key and mechanism then costs one C_Sign on it.
  *
  * Such an operation is used only while it is younger than PRIME_MAX_AGE_USEC and nothing
  * changed the login state or searched for objects since it began (prime_forget(), called for
@@ -32,7 +33,7 @@
 
 #define PRIME_MAX 4
 #define PRIME_MAX_AGE_USEC 1000000 /* an operation started longer ago is not used */
-#define PRIME_DELAY_MS 1	   /* after a reply, the lane's quiet time before priming */
+#define PRIME_DELAY_MS 1	   /* after a reply, the quiet time before priming (slow callers) */
 /*
  * An operation begun less than this long ago is used without asking first whether its key
  * still exists: its C_SignInit found the key then. Older ones are asked (a key deleted by

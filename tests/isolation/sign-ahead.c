@@ -11,6 +11,8 @@
  *   lock     after signing with "ec", certagent_lock(): the next Sign is refused with
  *            PinRequired (the agent has no pinentry) instead of being made with what was begun
  *            before the logout
+ *   loop     "ec" signs LOOP_N digests back to back (a signing loop: the helper begins each
+ *            next signature while the reply travels); every signature verifies afterwards
  *   delete   after signing with "ec", the key (KEY-URL) is deleted from the token by this
  *            process (GnuTLS, in-process, through MODULE with PIN), as another program
  *            would: the next Sign must not succeed (KeyNotFound)
@@ -29,6 +31,7 @@
 #include "check.h"
 
 #define GAP_MS 5
+#define LOOP_N 400
 
 static const char *pin;
 
@@ -110,6 +113,49 @@ static void run(certagent_client *c, const certagent_identity *id,
 		}
 }
 
+/* LOOP_N signatures back to back, nothing between them; verified once all are made. */
+static void loop(certagent_client *c, const certagent_identity *id)
+{
+	gnutls_datum_t *sigs = calloc(LOOP_N, sizeof(*sigs));
+	certagent_error err = CERTAGENT_ERROR_INIT;
+	gnutls_pubkey_t pub = NULL;
+	uint8_t digest[32];
+	unsigned n = 0;
+	int r;
+
+	CHECK(sigs != NULL, "out of memory");
+	if (!sigs)
+		return;
+	for (; n < LOOP_N; n++) {
+		memset(digest, 0, sizeof(digest));
+		memcpy(digest, &n, sizeof(n));
+		r = certagent_sign(c, certagent_identity_uri(id), "ecdsa_secp256r1_sha256", digest,
+				   sizeof(digest), NULL, &sigs[n], &err);
+		CHECK(r == 0, "signature %u of a loop: %s", n, err.message);
+		if (r)
+			break;
+	}
+	r = gnutls_pubkey_init(&pub);
+	r = r < 0 ? r
+		  : gnutls_pubkey_import_x509_raw(pub, certagent_identity_cert(id, 0),
+						  GNUTLS_X509_FMT_DER, 0);
+	CHECK(r >= 0, "the certificate's public key: %s", gnutls_strerror(r));
+	for (unsigned i = 0; i < n && r >= 0; i++) {
+		gnutls_datum_t d = {digest, sizeof(digest)};
+
+		memset(digest, 0, sizeof(digest));
+		memcpy(digest, &i, sizeof(i));
+		r = gnutls_pubkey_verify_hash2(pub, GNUTLS_SIGN_ECDSA_SECP256R1_SHA256, 0, &d,
+					       &sigs[i]);
+		CHECK(r >= 0, "signature %u of the loop does not verify: %s", i,
+		      gnutls_strerror(r));
+	}
+	for (unsigned i = 0; i < n; i++)
+		gnutls_free(sigs[i].data);
+	free(sigs);
+	gnutls_pubkey_deinit(pub);
+}
+
 static int pin_cb(void *userdata, int attempt, const char *token_url, const char *token_label,
 		  unsigned int flags, char *out, size_t out_max)
 {
@@ -155,6 +201,10 @@ int main(int argc, char **argv)
 		run(c, id_ec, ec_then, 2, 3);
 		if (!failures)
 			printf("ok verify: 36 signatures, 5 ms apart, all verify\n");
+	} else if (strcmp(check, "loop") == 0) {
+		loop(c, id_ec);
+		if (!failures)
+			printf("ok loop: %d signatures back to back, all verify\n", LOOP_N);
 	} else if (strcmp(check, "lock") == 0) {
 		run(c, id_ec, ec, 1, 4);
 		pause_ms(50); /* the helper has begun the next one */
@@ -185,7 +235,7 @@ int main(int argc, char **argv)
 			printf("ok delete: the deleted key is refused (%s)\n", err.message);
 		gnutls_pkcs11_deinit();
 	} else {
-		fprintf(stderr, "usage: sign-ahead verify | lock | delete MODULE PIN KEY-URL\n");
+		fprintf(stderr, "usage: sign-ahead verify | loop | lock | delete MODULE PIN KEY-URL\n");
 		return 2;
 	}
 	certagent_identity_list_free(ids);
