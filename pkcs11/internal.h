@@ -325,7 +325,7 @@ bool object_pubkey_import_ec(gnutls_pubkey_t pub, gnutls_ecc_curve_t curve, cons
 
 /* sign.c */
 /* r||s (n bytes, each half n/2) to a DER ECDSA-Sig-Value in *ret (malloc); -EINVAL when n is
- * odd, 0 or over 252. */
+ * odd, 0 or over 248. */
 int sign_ecdsa_to_der(const uint8_t *raw, size_t n, uint8_t **ret, size_t *ret_len);
 int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, const uint8_t *data,
 	     size_t len, const char *pin, size_t pin_len, uint8_t **ret_sig, size_t *ret_sig_len,

@@ -74,8 +74,9 @@ int sign_ecdsa_to_der(const uint8_t *raw, size_t n, uint8_t **ret, size_t *ret_l
 	size_t half = n / 2, skip, body, head;
 	uint8_t *out, *p;
 
-	/* Up to 126 bytes a half (P-521 has 66): each INTEGER's length fits in one byte. */
-	if (n == 0 || n % 2 != 0 || half > 126)
+	/* Up to 124 bytes a half (P-521 has 66): each INTEGER's content is at most 125 bytes, the
+	 * SEQUENCE's at most 254, so every length fits in one byte. */
+	if (n == 0 || n % 2 != 0 || half > 124)
 		return -EINVAL;
 	body = 2 + der_int(raw, half, &skip) + 2 + der_int(raw + half, half, &skip);
 	head = body < 0x80 ? 2 : 3;

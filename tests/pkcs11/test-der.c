@@ -2,9 +2,10 @@
 /*
  * test-der: pkcs11/sign.c's own ECDSA-Sig-Value encoder against GnuTLS's
  * gnutls_encode_rs_value(), byte for byte: the halves a token returns for P-256, P-384 and
- * P-521, random and at the edges (leading zero bytes, the high bit set, all zero, all 0xff),
- * and the DER must decode back to the same r and s. A wrong byte here is a signature a TLS
- * server rejects.
+ * P-521 and the largest the encoder takes (124 bytes), random and at the edges (leading zero
+ * bytes, the high bit set, all zero, all 0xff), and the DER must decode back to the same r
+ * and s; larger, odd or empty input is refused. A wrong byte here is a signature a TLS server
+ * rejects.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -69,8 +70,10 @@ out:
 
 int main(void)
 {
-	static const size_t sizes[] = {64, 96, 132}; /* P-256, P-384, P-521 */
-	uint8_t raw[132], *bad = NULL;
+	/* P-256, P-384, P-521, and the largest it takes (the SEQUENCE's length then needs two
+	 * bytes: 0x81 and one) */
+	static const size_t sizes[] = {64, 96, 132, 248};
+	uint8_t raw[254], *bad = NULL;
 	size_t bad_len = 0;
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
@@ -99,7 +102,7 @@ int main(void)
 	/* What no token returns is refused, not encoded. */
 	if (sign_ecdsa_to_der(raw, 0, &bad, &bad_len) != -EINVAL ||
 	    sign_ecdsa_to_der(raw, 63, &bad, &bad_len) != -EINVAL ||
-	    sign_ecdsa_to_der(raw, 254, &bad, &bad_len) != -EINVAL) {
+	    sign_ecdsa_to_der(raw, 250, &bad, &bad_len) != -EINVAL) {
 		fprintf(stderr, "an empty, odd or oversized r||s was encoded\n");
 		failures++;
 	}
