@@ -202,6 +202,14 @@ static void settings_freep(Settings **s)
 }
 
 /* The pkcs11/ layer's messages (token events, failing C_* calls at debug) into our log. */
+/* The syslog priority of each level: store_log() maps them back. */
+static const int store_priority[] = {
+	[LOG_LEVEL_ERROR] = LOG_ERR,
+	[LOG_LEVEL_WARNING] = LOG_WARNING,
+	[LOG_LEVEL_INFO] = LOG_INFO,
+	[LOG_LEVEL_DEBUG] = LOG_DEBUG,
+};
+
 static void store_log(int prio, const char *msg, void *userdata)
 {
 	LogLevel level = prio <= LOG_ERR       ? LOG_LEVEL_ERROR
@@ -246,10 +254,8 @@ int main(int argc, char **argv)
 		settings->log_level = LOG_LEVEL_DEBUG;
 	log_setup(settings->log_target, settings->log_level);
 	store_set_log(store_log, NULL);
-	store_set_log_priority(settings->log_level >= LOG_LEVEL_DEBUG  ? LOG_DEBUG
-			       : settings->log_level >= LOG_LEVEL_INFO ? LOG_INFO
-			       : settings->log_level >= LOG_LEVEL_WARNING ? LOG_WARNING
-									 : LOG_ERR);
+	/* The pkcs11/ layer then formats nothing the log would drop. */
+	store_set_log_priority(store_priority[settings->log_level]);
 
 	/* Signals arrive through the server's signalfd; every thread inherits this mask. */
 	signal(SIGPIPE, SIG_IGN);

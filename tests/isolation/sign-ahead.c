@@ -235,7 +235,8 @@ int main(int argc, char **argv)
 			printf("ok delete: the deleted key is refused (%s)\n", err.message);
 		gnutls_pkcs11_deinit();
 	} else {
-		fprintf(stderr, "usage: sign-ahead verify | loop | lock | delete MODULE PIN KEY-URL\n");
+		fprintf(stderr,
+			"usage: sign-ahead verify | loop | lock | delete MODULE PIN KEY-URL\n");
 		return 2;
 	}
 	certagent_identity_list_free(ids);

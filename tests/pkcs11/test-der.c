@@ -43,8 +43,9 @@ static void check(const char *what, const uint8_t *raw, size_t n)
 		goto out;
 	}
 	if (got_len != want.size || memcmp(got, want.data, got_len) != 0) {
-		fprintf(stderr, "%s (%zu bytes): %zu bytes, GnuTLS wrote %u; first byte %02x/%02x\n",
-			what, n, got_len, want.size, got_len ? got[0] : 0, want.data[0]);
+		fprintf(stderr,
+			"%s (%zu bytes): %zu bytes, GnuTLS wrote %u; first byte %02x/%02x\n", what,
+			n, got_len, want.size, got_len ? got[0] : 0, want.data[0]);
 		failures++;
 		goto out;
 	}
@@ -56,8 +57,8 @@ static void check(const char *what, const uint8_t *raw, size_t n)
 	}
 	gnutls_datum_t rs = strip(r.data, r.size), ss = strip(s.data, s.size);
 	gnutls_datum_t r2s = strip(r2.data, r2.size), s2s = strip(s2.data, s2.size);
-	if (r2s.size != rs.size || memcmp(r2s.data, rs.data, rs.size) != 0 ||
-	    s2s.size != ss.size || memcmp(s2s.data, ss.data, ss.size) != 0) {
+	if (r2s.size != rs.size || memcmp(r2s.data, rs.data, rs.size) != 0 || s2s.size != ss.size ||
+	    memcmp(s2s.data, ss.data, ss.size) != 0) {
 		fprintf(stderr, "%s (%zu bytes): decodes to other values\n", what, n);
 		failures++;
 	}
@@ -84,10 +85,18 @@ int main(void)
 				return 2;
 			/* Every fourth: leading zero bytes in r or s, or the high bit set. */
 			switch (k % 8) {
-			case 1: memset(raw, 0, 1 + k % 3); break;
-			case 3: memset(raw + h, 0, 1 + k % 5); break;
-			case 5: raw[0] |= 0x80, raw[h] |= 0x80; break;
-			case 7: memset(raw, 0, 2), raw[2] |= 0x80; break;
+			case 1:
+				memset(raw, 0, 1 + k % 3);
+				break;
+			case 3:
+				memset(raw + h, 0, 1 + k % 5);
+				break;
+			case 5:
+				raw[0] |= 0x80, raw[h] |= 0x80;
+				break;
+			case 7:
+				memset(raw, 0, 2), raw[2] |= 0x80;
+				break;
 			}
 			check("random", raw, n);
 		}
