@@ -147,12 +147,8 @@ sc_bridge_connected() { grep -q '^connected to ' "$H_TMP/bridge.out"; }
 sc_insertions() { grep -c 'Card inserted into' "$H_TMP/pcscd.log" || true; }
 sc_inserted_since() { [ "$(sc_insertions)" -gt "$1" ]; }
 
-# sc_insert: starts the bridge in pcscd's network namespace; returns once pcscd has seen the
-# card (vpcd accepts the connection on its next presence poll).
-sc_insert() {
-	local before
-	[ -z "$BRIDGE_PID" ] || h_fail "sc_insert: the card is already in"
-	before=$(sc_insertions)
+# sc__bridge_start: the bridge, in pcscd's network namespace, connected to vpcd.
+sc__bridge_start() {
 	: >"$H_TMP/bridge.out"
 	nsenter --net="/proc/$PCSCD_PID/ns/net" -- "$BRIDGE" --db "$CARD/db" --port "$VPCD_PORT" \
 		--cert cert1 --cert cert2 --cert cert3 \
@@ -161,8 +157,25 @@ sc_insert() {
 	h_track "$BRIDGE_PID"
 	h_wait_until 10 sc_bridge_connected ||
 		{ h__dump "$H_TMP/bridge.log"; h_fail "vcard-bridge did not connect to vpcd"; }
-	h_wait_until 10 sc_inserted_since "$before" ||
-		{ h__dump "$H_TMP/pcscd.log"; h_fail "pcscd did not see the card"; }
+}
+
+# sc_insert: starts the bridge in pcscd's network namespace; returns once pcscd has seen the
+# card (vpcd accepts the connection on its next presence poll). vpcd now and then misses a
+# reconnect right after a pull (once in a full CI run, once in a run right after it: the bridge
+# connected, pcscd never reported the card): then the card is pulled and inserted once more.
+# That is the virtual reader, not what these tests check.
+sc_insert() {
+	local before
+	[ -z "$BRIDGE_PID" ] || h_fail "sc_insert: the card is already in"
+	before=$(sc_insertions)
+	sc__bridge_start
+	if ! h_wait_until 15 sc_inserted_since "$before"; then
+		h_log "pcscd did not see the card within 15 s: inserting it again"
+		sc_remove
+		sc__bridge_start
+		h_wait_until 15 sc_inserted_since "$before" ||
+			{ h__dump "$H_TMP/pcscd.log"; h_fail "pcscd did not see the card"; }
+	fi
 }
 
 # sc_remove [SIGNAL]: stops the bridge (SIGTERM by default; KILL pulls the card mid-APDU).
