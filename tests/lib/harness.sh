@@ -114,6 +114,10 @@ unset h__p
 # h_need_py: skips the test when there is no python3 with python3-dbus.
 h_need_py() { [ -n "$H_PY" ] || h_skip "python3-dbus is not installed"; }
 
+# h_sanitized: true when the build under test is the AddressSanitizer one (certagentd links
+# libasan): slower, and valgrind cannot run it.
+h_sanitized() { ldd "$H_CERTAGENTD" 2>/dev/null | grep -q 'libasan'; }
+
 # h_ctl ARG...: tests/agent/agentctl.py (structured calls to the agent, JSON out).
 h_ctl() { "$H_PY" "$CERTAGENT_SRC/tests/agent/agentctl.py" "$@"; }
 

@@ -16,7 +16,7 @@
 command -v valgrind >/dev/null || h_skip "valgrind is not installed"
 # An ASan build cannot run under valgrind (both replace malloc); the sanitizer run of the suite
 # checks memory its own way, and the plain build runs this test.
-if ldd "$H_CERTAGENTD" 2>/dev/null | grep -q 'libasan'; then
+if h_sanitized; then
 	h_skip "certagentd is built with AddressSanitizer, which cannot run under valgrind"
 fi
 h_need_py
