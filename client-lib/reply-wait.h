@@ -11,42 +11,22 @@
  * time; between tries it yields the CPU, so a runnable agent or helper thread on the same CPU
  * goes first. A loaded agent or a slow token (replies in milliseconds) turns it off by itself.
  *
- * Whether spinning pays is measured too, not assumed: with the spinner on one CPU, the other
- * has to carry everything else, and where the agent's side could use both CPUs (a module
- * helper that begins the next signature on its second thread while the first signs) a
- * spinning client makes each reply slower, not faster. So every REPLY_WAIT_TRIAL_EVERY
- * replies (the first time after REPLY_WAIT_TRIAL_FIRST) the client waits for
- * REPLY_WAIT_TRIAL_N replies in blocks of REPLY_WAIT_TRIAL_BLOCK, alternately spinning and
- * sleeping, and from then on waits the way whose median reply time was lower, by at least
- * an eighth to leave the way it has.
- *
  * CERTAGENT_SPIN_US sets the limit in microseconds (0 turns spinning off; default
  * REPLY_WAIT_SPIN_DEFAULT_US, at most REPLY_WAIT_SPIN_MAX_US).
  */
 #pragma once
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #define REPLY_WAIT_SPIN_DEFAULT_US 300
 #define REPLY_WAIT_SPIN_MAX_US 10000
-#define REPLY_WAIT_TRIAL_FIRST 64
-#define REPLY_WAIT_TRIAL_EVERY 1024
-#define REPLY_WAIT_TRIAL_N 32
-#define REPLY_WAIT_TRIAL_BLOCK 8
 
 typedef struct ReplyWait {
 	uint32_t limit_us; /* 0: never spin */
 	uint32_t avg_us;   /* smoothed reply time (exponential, 1/8 weight per reply) */
 	uint64_t start_us; /* of the request being waited for */
-	bool sleeping;	   /* spinning was found not to pay: sleep in recv */
-	bool spin_now;	   /* the way the reply being waited for is waited */
-	bool tried;	   /* a trial has run */
-	uint32_t count;	   /* replies since the last trial (or since the start) */
-	uint32_t trial;	   /* replies into the running trial; 0: none runs */
-	uint32_t took[2][REPLY_WAIT_TRIAL_N / 2]; /* the trial's reply times: [0] spun, [1] slept */
 } ReplyWait;
 
 /* Reads the CPU count and CERTAGENT_SPIN_US (once per client). */
@@ -62,8 +42,5 @@ void reply_wait_sent(ReplyWait *w);
  */
 ssize_t reply_wait_spin(ReplyWait *w, int fd, void *buf, size_t size, int flags);
 
-/* The reply (or an error) came: its time goes into the average (and the trial). */
+/* The reply (or an error) came: its time goes into the average. */
 void reply_wait_done(ReplyWait *w);
-
-/* reply_wait_done() with the reply time given (tests). */
-void reply_wait_note(ReplyWait *w, uint64_t took_us);

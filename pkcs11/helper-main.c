@@ -426,18 +426,16 @@ static bool helper_lane_wait(int fd, int ms)
  * One lane: its requests, one at a time, until the agent closes it. After a reply, a quick
  * caller's next request is busy-polled for as the agent's channel threads do
  * (common/busy-poll.h); a C_WaitForSlotEvent blocked on its lane does not count as serving.
- * A signature to begin ahead (helper-prime.h) is begun once the reply is out: for a quick
- * caller by the prime thread (and the lane then sleeps for the next request instead of
- * polling: that thread needs the CPU), else here once the lane stayed quiet for
- * PRIME_DELAY_MS; the lane then waits for its next request only until the oldest such
- * operation ages out, closes what aged out, and waits again.
+ * A signature to begin ahead (helper-prime.h) is begun once the reply is out: at once for a
+ * quick caller, else once the lane stayed quiet for PRIME_DELAY_MS; the lane then waits for
+ * its next request only until the oldest such operation ages out, closes what aged out, and
+ * waits again.
  */
 static void *helper_lane_main(void *userdata)
 {
 	int fd = (int)(intptr_t)userdata;
 	BusyPollSource lane = {0};
 	bool watch = false; /* this lane began signatures ahead: it closes those left unused */
-	bool soon = false;  /* the prime thread begins one for this lane's last request */
 
 	for (;;) {
 		uint8_t *buf = NULL;
@@ -448,7 +446,7 @@ static void *helper_lane_main(void *userdata)
 		int r;
 
 		/* Busy-polling first: a quick caller's request must not wait for a wake-up. */
-		if (soon || !busy_poll_wait(&helper.poll, &lane, fd, NULL))
+		if (!busy_poll_wait(&helper.poll, &lane, fd, NULL))
 			while (watch) {
 				int ms = prime_expire();
 
@@ -476,21 +474,16 @@ static void *helper_lane_main(void *userdata)
 		}
 		/* The frame may hold a PIN or data to sign. */
 		erase_and_free(buf, len);
-		/* After a signature: for a quick caller (one whose next request usually comes
-		 * within the busy-poll limit, as in a signing loop) by the prime thread, on two
-		 * sessions, so that while one signs here the next is begun there: a C_SignInit
-		 * here would hold the lane, and the loop's next request comes before it is done.
-		 * Otherwise once the lane stayed quiet for PRIME_DELAY_MS, so not while the agent
+		/* After a signature: at once for a quick caller (one whose next request usually
+		 * comes within the busy-poll limit, as in a signing loop: while the reply travels
+		 * to it and its next request back, the C_SignInit runs here, on the other CPU);
+		 * otherwise once the lane stayed quiet for PRIME_DELAY_MS, so not while the agent
 		 * takes the reply, nor when the next request comes within it (many callers at
 		 * once: each lane's next request some hundred us later, the CPUs busy anyway).
 		 * For PREPARE_SIGN at once: the request it announces comes later. */
-		soon = false;
-		if (ahead == AHEAD_QUIET && busy_poll_expects(&helper.poll, &lane)) {
-			prime_start_soon(&job);
-			watch = true;
-			soon = true;
-		} else if (ahead == AHEAD_NOW ||
-			   (ahead == AHEAD_QUIET && !helper_lane_wait(fd, PRIME_DELAY_MS))) {
+		if (ahead == AHEAD_NOW ||
+		    (ahead == AHEAD_QUIET && (busy_poll_expects(&helper.poll, &lane) ||
+					      !helper_lane_wait(fd, PRIME_DELAY_MS)))) {
 			prime_start(&job);
 			watch = true;
 		} else if (ahead == AHEAD_WATCH)
@@ -668,7 +661,6 @@ int main(int argc, char **argv)
 		pthread_attr_destroy(&attr);
 	}
 	/* The agent closed its end: finalise, unless a stuck call keeps C_Finalize waiting. */
-	prime_stop();
 	prime_report();
 	signal(SIGALRM, helper_finalize_alarm);
 	alarm(HELPER_FINALIZE_SECONDS);

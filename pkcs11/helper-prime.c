@@ -35,20 +35,13 @@ static struct {
 	Module *m;
 	bool enabled;
 	pthread_mutex_t lock;
-	pthread_cond_t done; /* an entry stopped beginning */
-	pthread_cond_t wake; /* for the prime thread: a job queued, or stop */
-	pthread_t thread;    /* begins signatures for quick callers (prime_start_soon) */
-	bool thread_started, stop;
-	PrimeJob queue[PRIME_MAX]; /* its jobs, oldest first */
-	size_t n_queue;
+	pthread_cond_t done;  /* an entry stopped beginning */
 	uint64_t epoch;	      /* prime_forget() calls */
 	uint64_t begun, used; /* for prime_report() */
 	Prime e[PRIME_MAX];
 	SessionSlot *sessions; /* the agent's open sessions */
 	size_t n_sessions, cap_sessions;
-} prime = {.lock = PTHREAD_MUTEX_INITIALIZER,
-	   .done = PTHREAD_COND_INITIALIZER,
-	   .wake = PTHREAD_COND_INITIALIZER};
+} prime = {.lock = PTHREAD_MUTEX_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
 
 void prime_init(Module *m, bool enabled)
 {
@@ -126,82 +119,12 @@ static bool prime_job_equal(const PrimeJob *a, const PrimeJob *b)
 				a->pss.sLen == b->pss.sLen));
 }
 
-/* With the lock: job's entry to sign with (primed for this epoch, young enough, not busy; of
- * two, the one begun first), or NULL. */
-static Prime *prime_ready_locked(const PrimeJob *job)
-{
-	uint64_t now = ca_now_usec();
-	Prime *r = NULL;
-
-	for (size_t i = 0; i < PRIME_MAX; i++) {
-		Prime *e = &prime.e[i];
-
-		if (e->used && e->primed && !e->busy && e->epoch == prime.epoch &&
-		    now - e->primed_usec <= PRIME_MAX_AGE_USEC && prime_job_equal(&e->what, job) &&
-		    (!r || e->primed_usec < r->primed_usec))
-			r = e;
-	}
-	return r;
-}
-
-/* With the lock: whether one of job's entries is being begun. */
-static bool prime_beginning_locked(const PrimeJob *job)
+static Prime *prime_find_locked(const PrimeJob *job)
 {
 	for (size_t i = 0; i < PRIME_MAX; i++)
-		if (prime.e[i].used && prime.e[i].beginning &&
-		    prime_job_equal(&prime.e[i].what, job))
-			return true;
-	return false;
-}
-
-/*
- * With the lock: one of job's entries to begin (neither busy nor primed nor on a reader), or
- * NULL; *n: how many entries job has.
- */
-static Prime *prime_idle_locked(const PrimeJob *job, size_t *n, bool *removable)
-{
-	Prime *r = NULL;
-
-	*n = 0;
-	*removable = false;
-	for (size_t i = 0; i < PRIME_MAX; i++) {
-		Prime *e = &prime.e[i];
-
-		if (!e->used || !prime_job_equal(&e->what, job))
-			continue;
-		++*n;
-		*removable |= e->removable;
-		if (!e->busy && !e->primed && !e->removable && !r)
-			r = e;
-	}
-	return r;
-}
-
-/*
- * With the lock: a new entry for job, in a free place, else in the one of another job that
- * signed least recently and is not in use (its session, to be closed, in *evicted); NULL: all busy.
- */
-static Prime *prime_add_locked(const PrimeJob *job, uint64_t now, CK_SESSION_HANDLE *evicted)
-{
-	Prime *e = NULL;
-
-	for (size_t i = 0; i < PRIME_MAX; i++) {
-		Prime *c = &prime.e[i];
-
-		if (c->busy || (c->used && prime_job_equal(&c->what, job)))
-			continue; /* never a pair's other half */
-		if (!c->used) {
-			e = c;
-			break;
-		}
-		if (!e || c->signed_usec < e->signed_usec)
-			e = c;
-	}
-	if (e) {
-		*evicted = e->session;
-		*e = (Prime){.used = true, .what = *job, .signed_usec = now};
-	}
-	return e;
+		if (prime.e[i].used && prime_job_equal(&prime.e[i].what, job))
+			return &prime.e[i];
+	return NULL;
 }
 
 /* Closes our sessions; outside the lock (a module call). */
@@ -247,25 +170,22 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	if (!prime.enabled || !sig)
 		return false; /* a length query keeps its operation active: the normal way */
 	pthread_mutex_lock(&prime.lock);
-	if (!prime_job_locked(h, mech, key, &job)) {
-		pthread_mutex_unlock(&prime.lock);
-		return false;
-	}
-	e = prime_ready_locked(&job);
-	if (!e && prime_beginning_locked(&job)) {
-		/* Being begun for this very request (a PREPARE_SIGN a moment ago, or a quick
-		 * caller's): it is done sooner than a C_SignInit of our own would be. */
+	e = prime_job_locked(h, mech, key, &job) ? prime_find_locked(&job) : NULL;
+	if (e && e->busy && e->beginning) {
+		/* Being begun for this very request (a PREPARE_SIGN a moment ago): it is done
+		 * sooner than a C_SignInit of our own would be. */
 		struct timespec until;
 
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_nsec += PRIME_WAIT_MS * 1000000L;
 		until.tv_sec += until.tv_nsec / 1000000000L;
 		until.tv_nsec %= 1000000000L;
-		while (!(e = prime_ready_locked(&job)) && prime_beginning_locked(&job) &&
+		while (e->busy && e->beginning &&
 		       pthread_cond_timedwait(&prime.done, &prime.lock, &until) == 0)
 			;
 	}
-	if (!e) {
+	if (!e || e->busy || !e->primed || e->epoch != prime.epoch ||
+	    ca_now_usec() - e->primed_usec > PRIME_MAX_AGE_USEC) {
 		pthread_mutex_unlock(&prime.lock);
 		return false;
 	}
@@ -303,8 +223,9 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 		PrimeJob *job)
 {
 	CK_SESSION_HANDLE evicted = 0;
-	uint64_t now = ca_now_usec(), last = 0;
-	bool want = false, found = false, idle = false;
+	uint64_t now = ca_now_usec();
+	bool want = false;
+	Prime *e;
 
 	if (!prime.enabled)
 		return false;
@@ -313,22 +234,30 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 		pthread_mutex_unlock(&prime.lock);
 		return false;
 	}
-	for (size_t i = 0; i < PRIME_MAX; i++) {
-		Prime *c = &prime.e[i];
+	e = prime_find_locked(job);
+	if (e) {
+		want = !e->busy && !e->primed && !e->removable &&
+		       (ahead || now - e->signed_usec < PRIME_MAX_AGE_USEC);
+		e->signed_usec = now;
+	} else {
+		/* A free entry, else the one that signed least recently and is not in use. */
+		for (size_t i = 0; i < PRIME_MAX; i++) {
+			Prime *c = &prime.e[i];
 
-		if (!c->used || !prime_job_equal(&c->what, job))
-			continue;
-		if (!c->busy && !c->primed && !c->removable)
-			idle = true;
-		if (c->signed_usec > last)
-			last = c->signed_usec;
-		c->signed_usec = now;
-		found = true;
+			if (c->busy)
+				continue;
+			if (!c->used) {
+				e = c;
+				break;
+			}
+			if (!e || c->signed_usec < e->signed_usec)
+				e = c;
+		}
+		if (e) {
+			evicted = e->session;
+			*e = (Prime){.used = true, .what = *job, .signed_usec = now};
+		}
 	}
-	if (found)
-		want = idle && (ahead || now - last < PRIME_MAX_AGE_USEC);
-	else
-		prime_add_locked(job, now, &evicted);
 	pthread_mutex_unlock(&prime.lock);
 	if (evicted)
 		prime_close(&evicted, 1);
@@ -383,36 +312,29 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job)
 	return want;
 }
 
-/*
- * Begins one of job's entries that is neither primed nor busy; pair: when there is none and
- * job has a single entry, adds a second one and begins that. False: nothing to begin.
- */
-static bool prime_begin(const PrimeJob *job, bool pair)
+void prime_start(const PrimeJob *job)
 {
 	CK_RSA_PKCS_PSS_PARAMS pss = job->pss;
 	CK_MECHANISM mech = {job->type, job->has_pss ? &pss : NULL, job->has_pss ? sizeof(pss) : 0};
-	CK_SESSION_HANDLE s, close = 0, evicted = 0;
+	CK_SESSION_HANDLE s, close = 0;
 	uint64_t epoch;
-	bool removable = false, began = false;
-	size_t n;
+	bool removable = false;
 	Prime *e;
 	CK_RV rv = CKR_OK;
 
+	if (!prime.enabled)
+		return;
 	pthread_mutex_lock(&prime.lock);
-	e = prime_idle_locked(job, &n, &removable);
-	if (!e && pair && n == 1 && !removable)
-		e = prime_add_locked(job, ca_now_usec(), &evicted);
-	if (!e) {
+	e = prime_find_locked(job);
+	if (!e || e->busy || e->primed) {
 		pthread_mutex_unlock(&prime.lock);
-		return false;
+		return;
 	}
 	e->busy = true;
 	e->beginning = true;
 	s = e->session;
 	epoch = prime.epoch;
 	pthread_mutex_unlock(&prime.lock);
-	if (evicted)
-		prime_close(&evicted, 1);
 
 	if (!s) {
 		/* Not on a card in a reader: there C_SignInit is small next to the card's own
@@ -439,7 +361,6 @@ static bool prime_begin(const PrimeJob *job, bool pair)
 		e->checked_usec = e->primed_usec;
 		e->epoch = epoch;
 		prime.begun++;
-		began = true;
 	} else {
 		/* Failed (the key is gone, not logged in...), or the login state changed while
 		 * it began: not to be used; closing the session ends any operation. */
@@ -449,72 +370,6 @@ static bool prime_begin(const PrimeJob *job, bool pair)
 	pthread_mutex_unlock(&prime.lock);
 	if (close)
 		prime_close(&close, 1);
-	return began;
-}
-
-void prime_start(const PrimeJob *job)
-{
-	if (prime.enabled)
-		(void)prime_begin(job, false);
-}
-
-/* The prime thread: for each job handed to it, begins its idle entries, adding a second. */
-static void *prime_thread_main(void *unused)
-{
-	pthread_mutex_lock(&prime.lock);
-	for (;;) {
-		PrimeJob job;
-
-		while (!prime.n_queue && !prime.stop)
-			pthread_cond_wait(&prime.wake, &prime.lock);
-		if (prime.stop)
-			break;
-		job = prime.queue[0];
-		memmove(prime.queue, prime.queue + 1, --prime.n_queue * sizeof(*prime.queue));
-		pthread_mutex_unlock(&prime.lock);
-		for (int i = 0; i < 2 && prime_begin(&job, true); i++)
-			;
-		pthread_mutex_lock(&prime.lock);
-	}
-	pthread_mutex_unlock(&prime.lock);
-	return unused;
-}
-
-void prime_start_soon(const PrimeJob *job)
-{
-	bool known = false, thread;
-
-	if (!prime.enabled)
-		return;
-	pthread_mutex_lock(&prime.lock);
-	if (!prime.thread_started && !prime.stop)
-		prime.thread_started =
-			pthread_create(&prime.thread, NULL, prime_thread_main, NULL) == 0;
-	thread = prime.thread_started;
-	for (size_t i = 0; i < prime.n_queue; i++)
-		known |= prime_job_equal(&prime.queue[i], job);
-	/* Not twice (handed over, not taken yet); with the queue full, that key's next
-	 * signature goes the normal way. */
-	if (thread && !known && prime.n_queue < PRIME_MAX) {
-		prime.queue[prime.n_queue++] = *job;
-		pthread_cond_signal(&prime.wake);
-	}
-	pthread_mutex_unlock(&prime.lock);
-	if (!thread)
-		prime_start(job); /* no thread: here, as for a slow caller */
-}
-
-void prime_stop(void)
-{
-	bool join;
-
-	pthread_mutex_lock(&prime.lock);
-	prime.stop = true;
-	join = prime.thread_started;
-	pthread_cond_signal(&prime.wake);
-	pthread_mutex_unlock(&prime.lock);
-	if (join)
-		pthread_join(prime.thread, NULL);
 }
 
 int prime_expire(void)

@@ -4,14 +4,11 @@
  * "Signing ahead"). C_SignInit of a token key costs as much as C_Sign itself or more (SoftHSM
  * checks its object files, decrypts the key and sets it up), and on the signature's critical
  * path it is paid while the caller waits. When a key has just signed with a mechanism for the
- * second time within PRIME_MAX_AGE_USEC, C_SignInit for the next signature with the same key
- * and mechanism runs once the reply is out, in a session of the helper's own (never one of
- * the agent's, which may be in use): after the lane stayed quiet for PRIME_DELAY_MS, in the
- * lane thread that answered; for a quick caller (one the lane would busy-poll for, as a
- * signing loop: helper-main.c) at once, in the helper's prime thread, on two sessions, so
- * that a loop's next request finds one begun while the other is begun for the one after
- * (in the lane thread it would hold the lane, and the next request comes before it is done).
- * A SIGN_ONCE for that key and mechanism then costs one C_Sign.
+ * second time within PRIME_MAX_AGE_USEC, the lane thread that answered runs C_SignInit for the
+ * next signature with the same key and mechanism once the reply is out (at once for a caller
+ * the lane busy-polls for, else after the lane stayed quiet for PRIME_DELAY_MS:
+ * helper-main.c), in a session of the helper's own (never one of the agent's, which may be in
+ * use). A SIGN_ONCE for that key and mechanism then costs one C_Sign on it.
  *
  * Such an operation is used only while it is younger than PRIME_MAX_AGE_USEC and nothing
  * changed the login state or searched for objects since it began (prime_forget(), called for
@@ -24,9 +21,8 @@
  * card in a reader: C_SignInit is small next to the card's signature, and a card pulled
  * under an operation begun for nobody is trouble we need not make).
  *
- * Thread-safe: one lock around a table of at most PRIME_MAX entries (one per key and
- * mechanism, two for a quick caller's), never held across a module call; an entry a thread
- * works on is marked busy and skipped by the others.
+ * Thread-safe: one lock around a table of at most PRIME_MAX entries, never held across a
+ * module call; an entry a thread works on is marked busy and skipped by the others.
  */
 #pragma once
 
@@ -35,7 +31,7 @@
 
 #include "internal.h"
 
-#define PRIME_MAX 8
+#define PRIME_MAX 4
 #define PRIME_MAX_AGE_USEC 1000000 /* an operation started longer ago is not used */
 #define PRIME_DELAY_MS 1	   /* after a reply, the quiet time before priming (slow callers) */
 /*
@@ -98,16 +94,6 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job);
 
 /* Starts job's operation: C_OpenSession (once per entry), C_SignInit. */
 void prime_start(const PrimeJob *job);
-
-/*
- * For a quick caller (its next request comes within the lane's busy-poll limit): job's
- * operation is begun by the helper's prime thread, not the lane's, on two sessions of ours, so
- * that the next request finds one ready while the other is begun.
- */
-void prime_start_soon(const PrimeJob *job);
-
-/* Stops that thread, after its current module call. */
-void prime_stop(void);
 
 /* Logs how many signatures were begun ahead and how many of them were used (none: nothing). */
 void prime_report(void);

@@ -6,12 +6,7 @@
  *     sleeping in recv (when the machine has more than one CPU);
  *   - a peer that answers after 5 ms, like a slow token or a loaded agent: spinning stops by
  *     itself, so the waiting thread burns (almost) no CPU while it waits;
- *   - CERTAGENT_SPIN_US=0: never spins;
- *   - whether to spin is measured: where replies waited for by sleeping come back faster than
- *     spun-for ones (the agent's side needs the spinner's CPU), the waiter stops spinning
- *     after its trial, where spinning is faster it keeps spinning, where the two ways are
- *     alike it keeps what it has, and it looks again REPLY_WAIT_TRIAL_EVERY replies later
- *     (the reply times given, as the trial would measure them).
+ *   - CERTAGENT_SPIN_US=0: never spins.
  * These are behaviours, not speeds: nothing here compares a duration with a threshold except
  * the CPU the waiter used against the time it waited.
  */
@@ -116,69 +111,6 @@ static int with_peer(unsigned delay_us, int n, ReplyWait *w, int *ret_spun, doub
 	return *ret_spun < 0 ? -1 : 0;
 }
 
-/*
- * n replies through w, each taking spun_us when waited for by spinning and slept_us when by
- * sleeping. Returns how many of them were waited for by spinning.
- */
-static unsigned feed(ReplyWait *w, unsigned n, unsigned spun_us, unsigned slept_us)
-{
-	unsigned spun = 0;
-
-	for (unsigned i = 0; i < n; i++) {
-		reply_wait_sent(w);
-		spun += w->spin_now;
-		reply_wait_note(w, w->spin_now ? spun_us : slept_us);
-	}
-	return spun;
-}
-
-/* Whether spinning pays is measured: the trial's way is kept. */
-static int trials(void)
-{
-	ReplyWait w;
-	unsigned spun;
-
-	setenv("CERTAGENT_SPIN_US", "300", 1);
-	reply_wait_init(&w);
-	/* Until the first trial it spins. */
-	if (feed(&w, REPLY_WAIT_TRIAL_FIRST, 110, 70) != REPLY_WAIT_TRIAL_FIRST || w.sleeping)
-		return fail("the waiter did not spin before its first trial");
-	/* Sleeping is faster (70 against 110 us): after the trial it sleeps. */
-	feed(&w, REPLY_WAIT_TRIAL_N, 110, 70);
-	if (!w.sleeping)
-		return fail(
-			"sleeping answered faster, but the waiter kept spinning after the trial");
-	/* Then every reply until the next trial, except that trial's spinning half. */
-	spun = feed(&w, REPLY_WAIT_TRIAL_EVERY + REPLY_WAIT_TRIAL_N, 110, 70);
-	printf("trial: sleeping faster: %u of %d replies spun for afterwards\n", spun,
-	       REPLY_WAIT_TRIAL_EVERY + REPLY_WAIT_TRIAL_N);
-	if (spun != REPLY_WAIT_TRIAL_N / 2 || !w.sleeping)
-		return fail("after choosing to sleep, the waiter spun outside its trial");
-	/* Things change (spinning became faster): the next trial goes back to spinning. */
-	feed(&w, REPLY_WAIT_TRIAL_EVERY + REPLY_WAIT_TRIAL_N, 40, 90);
-	if (w.sleeping)
-		return fail("spinning answered faster again, but the waiter kept sleeping");
-	/* Alike within an eighth (100 against 95 us): it keeps spinning. */
-	feed(&w, 3 * (REPLY_WAIT_TRIAL_EVERY + REPLY_WAIT_TRIAL_N), 100, 95);
-	if (w.sleeping)
-		return fail("the waiter stopped spinning for a difference within the noise");
-	/* A few outliers in the spinning half do not decide it (the median does). */
-	for (unsigned i = 0; i < REPLY_WAIT_TRIAL_EVERY + REPLY_WAIT_TRIAL_N; i++) {
-		reply_wait_sent(&w);
-		reply_wait_note(&w, w.spin_now ? (i % 5 == 0 ? 5000 : 40) : 90);
-	}
-	if (w.sleeping)
-		return fail("outliers among the spun-for replies made the waiter stop spinning");
-	/* Off by configuration: no trial spins. */
-	setenv("CERTAGENT_SPIN_US", "0", 1);
-	reply_wait_init(&w);
-	spun = feed(&w, 4 * REPLY_WAIT_TRIAL_EVERY, 40, 90);
-	if (spun != 0 && sysconf(_SC_NPROCESSORS_ONLN) > 1)
-		return fail("CERTAGENT_SPIN_US=0, but a trial spun");
-	printf("ok: trials\n");
-	return 0;
-}
-
 int main(void)
 {
 	ReplyWait w;
@@ -186,8 +118,6 @@ int main(void)
 	double cpu, wall;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
-	if (trials())
-		return 1;
 	unsetenv("CERTAGENT_SPIN_US");
 	reply_wait_init(&w);
 	if (ncpu > 1 && w.limit_us != REPLY_WAIT_SPIN_DEFAULT_US)
