@@ -201,8 +201,7 @@ static void settings_freep(Settings **s)
 	settings_free(*s);
 }
 
-/* The pkcs11/ layer's messages (token events, failing C_* calls at debug) into our log. */
-/* The syslog priority of each level: store_log() maps them back. */
+/* The syslog priority of each level, for store_set_log_priority(): store_log() maps back. */
 static const int store_priority[] = {
 	[LOG_LEVEL_ERROR] = LOG_ERR,
 	[LOG_LEVEL_WARNING] = LOG_WARNING,
@@ -210,6 +209,7 @@ static const int store_priority[] = {
 	[LOG_LEVEL_DEBUG] = LOG_DEBUG,
 };
 
+/* The pkcs11/ layer's messages (token events, failing C_* calls at debug) into our log. */
 static void store_log(int prio, const char *msg, void *userdata)
 {
 	LogLevel level = prio <= LOG_ERR       ? LOG_LEVEL_ERROR

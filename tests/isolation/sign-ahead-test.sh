@@ -78,4 +78,3 @@ line=$(grep -o '[0-9]* signatures begun ahead, [0-9]* of them used' "$H_AGENT_LO
 used=$(printf '%s\n' "$line" | sed -n 's/.*, \([0-9]*\) of them used/\1/p' | tail -1)
 [ "${used:-0}" -ge 10 ] || h_fail "too few signatures used what was begun ahead: $line"
 h_log "helper: $line"
-
