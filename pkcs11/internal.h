@@ -23,8 +23,8 @@
 typedef struct Remote Remote;
 
 typedef struct Module {
-	char *name; /* p11-kit name or configured name */
-	char *path; /* file name of the module */
+	char *name;	      /* p11-kit name or configured name */
+	char *path;	      /* file name of the module */
 	CK_FUNCTION_LIST *fl; /* NULL when isolated */
 	CK_INFO info;
 	/* Isolated (remote.c): every call goes to a helper process; fl stays NULL. */
@@ -94,8 +94,8 @@ typedef struct Token {
 				 * not logged in by us (for login_idle_usec) */
 	bool logged_in; /* we logged in (or saw the token logged in) and nothing said otherwise
 			 * since: signatures skip C_GetSessionInfo (login_cached()) */
-	bool suspect; /* a device error or a lost session left the token's state unknown: no
-		       * automatic login before hotplug_verify() says it is the same token */
+	bool suspect;	/* a device error or a lost session left the token's state unknown: no
+			 * automatic login before hotplug_verify() says it is the same token */
 
 	/* Hotplug (hotplug.c). gone: a call met CKR_DEVICE_REMOVED/CKR_TOKEN_NOT_PRESENT; the
 	 * token is refused (TokenAbsent) until the next poll drops or rescans it. Atomic. */
@@ -193,8 +193,8 @@ CK_RV call_init_token(Module *m, CK_SLOT_ID slot, const char *so_pin, size_t so_
 CK_RV call_init_pin(Module *m, CK_SESSION_HANDLE h, const char *pin, size_t pin_len);
 CK_RV call_set_pin(Module *m, CK_SESSION_HANDLE h, const char *old_pin, size_t old_len,
 		   const char *new_pin, size_t new_len);
-CK_RV call_generate_key_pair(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech,
-			     CK_ATTRIBUTE *pub, size_t n_pub, CK_ATTRIBUTE *priv, size_t n_priv,
+CK_RV call_generate_key_pair(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_ATTRIBUTE *pub,
+			     size_t n_pub, CK_ATTRIBUTE *priv, size_t n_priv,
 			     CK_OBJECT_HANDLE *ret_pub, CK_OBJECT_HANDLE *ret_priv);
 CK_RV call_create_object(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
 			 CK_OBJECT_HANDLE *ret);
@@ -220,8 +220,7 @@ CK_RV remote_get_info(Module *m, CK_INFO *ret);
 CK_RV remote_get_slot_list(Module *m, CK_SLOT_ID **ret, size_t *ret_n);
 CK_RV remote_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret);
 CK_RV remote_get_token_info(Module *m, CK_SLOT_ID slot, CK_TOKEN_INFO *ret);
-CK_RV remote_get_mechanism_list(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE **ret,
-				size_t *ret_n);
+CK_RV remote_get_mechanism_list(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE **ret, size_t *ret_n);
 CK_RV remote_get_mechanism_info(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE type,
 				CK_MECHANISM_INFO *ret);
 CK_RV remote_open_session(Module *m, CK_SLOT_ID slot, CK_SESSION_HANDLE *ret);
@@ -255,7 +254,7 @@ static inline bool token_stale(const Token *t)
 /* Caps on what a module may hand us (call.c, and remote.c for what a helper sends). */
 #define CALL_SLOTS_MAX 1024
 #define CALL_MECHS_MAX 4096
-#define CALL_FIND_MAX 4096	   /* objects per search: a token with more is broken or hostile */
+#define CALL_FIND_MAX 4096	  /* objects per search: a token with more is broken or hostile */
 #define CALL_ATTR_MAX (64 * 1024) /* a certificate bigger than this is not one we can use */
 #define CALL_SIG_MAX (16 * 1024)
 
@@ -276,8 +275,8 @@ void token_remove(Store *s, Token *t);
 void hotplug_fingerprint(Token *t);
 void hotplug_remember(Store *s, Token *t);
 bool hotplug_token_seen(Store *s, Token *t);
-int hotplug_match_gone(Store *s, P11KitUri *u, CaError *err); /* lock held shared is enough */
-void hotplug_token_lost(Store *s, Token *t);		       /* lock held shared is enough */
+int hotplug_match_gone(Store *s, P11KitUri *u, CaError *err);	  /* lock held shared is enough */
+void hotplug_token_lost(Store *s, Token *t);			  /* lock held shared is enough */
 int hotplug_check_error(Token *t, CK_RV rv, int r, CaError *err); /* shared is enough */
 int hotplug_verify(Token *t, CK_SESSION_HANDLE h, CaError *err);  /* with t->login_lock */
 void hotplug_modules_down(Store *s);
@@ -297,8 +296,8 @@ int login_ensure(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin, size_
 		 CK_RV *ret_rv, CaError *err);
 bool login_cached(Store *s, Token *t);
 void login_distrust(Token *t);
-int login_context_specific(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin,
-			   size_t pin_len, CK_RV *ret_rv, CaError *err);
+int login_context_specific(Store *s, Token *t, CK_SESSION_HANDLE h, const char *pin, size_t pin_len,
+			   CK_RV *ret_rv, CaError *err);
 int login_check(Token *t, CK_TOKEN_INFO *ret_info, CaError *err);
 void login_touch(Token *t);
 bool login_expire(Store *s, Token *t);
