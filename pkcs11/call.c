@@ -562,6 +562,12 @@ CK_RV call_destroy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 	return CALL(m, C_DestroyObject, h, o);
 }
 
+CK_RV call_copy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
+		       size_t n, CK_OBJECT_HANDLE *ret)
+{
+	return CALL(m, C_CopyObject, h, o, tmpl, n, ret);
+}
+
 CK_RV call_set_attributes(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
 			  size_t n)
 {

@@ -258,7 +258,9 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, Ahead *ahead, Pri
 		if (k < 0)
 			return CKR_ARGUMENTS_BAD;
 		prime_forget(); /* a search: the agent looks at the token's objects again */
+		prime_search_begin();
 		rv = call_find_objects(m, a0, tmpl, n, &objs, &n_objs);
+		n_objs = prime_search_end(objs, rv == CKR_OK ? n_objs : 0);
 		rpc_put_u64(b, rv);
 		if (rv == CKR_OK)
 			rpc_put_ulongs(b, objs, n_objs);

@@ -24,6 +24,9 @@ typedef struct Prime {
 	uint64_t primed_usec;	   /* when the active operation began */
 	uint64_t checked_usec;	   /* when its key was last seen to exist (C_SignInit, or asked) */
 	uint64_t epoch;		   /* prime.epoch when it began */
+	CK_OBJECT_HANDLE copy;	   /* a session object copied from the key in session; 0: none */
+	uint64_t copied_usec;	   /* when copy was made */
+	bool no_copy;		   /* the module would not copy the key, or sign with the copy */
 } Prime;
 
 typedef struct SessionSlot {
@@ -36,12 +39,17 @@ static struct {
 	bool enabled;
 	pthread_mutex_t lock;
 	pthread_cond_t done;  /* an entry stopped beginning */
+	/* Held shared while a copy is made and entered in e[], exclusively around a search,
+	 * so that no search ever sees a copy it cannot tell from the key (prime_search()). */
+	pthread_rwlock_t copying;
 	uint64_t epoch;	      /* prime_forget() calls */
 	uint64_t begun, used; /* for prime_report() */
 	Prime e[PRIME_MAX];
 	SessionSlot *sessions; /* the agent's open sessions */
 	size_t n_sessions, cap_sessions;
-} prime = {.lock = PTHREAD_MUTEX_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
+} prime = {.lock = PTHREAD_MUTEX_INITIALIZER,
+	   .done = PTHREAD_COND_INITIALIZER,
+	   .copying = PTHREAD_RWLOCK_INITIALIZER};
 
 void prime_init(Module *m, bool enabled)
 {
@@ -150,6 +158,7 @@ void prime_forget(void)
 		if (e->used && !e->busy && e->session) {
 			close[n++] = e->session;
 			e->session = 0;
+			e->copy = 0; /* a session object: closing its session destroys it */
 			e->primed = false;
 		}
 	}
@@ -196,8 +205,8 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	pthread_mutex_unlock(&prime.lock);
 
 	/* The key may have been deleted since (by another program: SoftHSM keeps what C_SignInit
-	 * read); C_SignInit would have found out, so ask as it would, unless C_SignInit itself
-	 * looked only a moment ago. */
+	 * read, and a copy outlives its key); C_SignInit on the key would have found out, so ask
+	 * as it would, unless that or an earlier question was only a moment ago. */
 	rv = CKR_OK;
 	if (!fresh) {
 		rv = call_get_ulong(prime.m, s, key, CKA_CLASS, &class);
@@ -209,10 +218,14 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 
 	pthread_mutex_lock(&prime.lock);
 	e->busy = false;
-	if (rv == CKR_OK)
+	if (rv == CKR_OK) {
 		prime.used++;
-	else
+		if (!fresh)
+			e->checked_usec = ca_now_usec();
+	} else {
 		e->session = 0; /* closed below: this ends the operation whatever happened */
+		e->copy = 0;
+	}
 	pthread_mutex_unlock(&prime.lock);
 	if (rv != CKR_OK)
 		prime_close(&s, 1);
@@ -312,13 +325,39 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job)
 	return want;
 }
 
+/*
+ * With copying held shared: a session copy of key in our session s (helper-prime.h, "The
+ * copy"), entered as e's at once, so that a search never sees it unentered. The old copy,
+ * if any, is destroyed first. 0 when the module would not.
+ */
+static CK_OBJECT_HANDLE prime_copy(Prime *e, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE old,
+				   CK_OBJECT_HANDLE key)
+{
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &no, sizeof(no)}};
+	CK_OBJECT_HANDLE copy = 0;
+	CK_RV rv;
+
+	if (old)
+		(void)call_destroy_object(prime.m, s, old);
+	rv = call_copy_object(prime.m, s, key, tmpl, ELEMENTSOF(tmpl), &copy);
+	pthread_mutex_lock(&prime.lock);
+	e->copy = rv == CKR_OK ? copy : 0;
+	e->copied_usec = ca_now_usec();
+	if (rv != CKR_OK)
+		e->no_copy = true;
+	pthread_mutex_unlock(&prime.lock);
+	return rv == CKR_OK ? copy : 0;
+}
+
 void prime_start(const PrimeJob *job)
 {
 	CK_RSA_PKCS_PSS_PARAMS pss = job->pss;
 	CK_MECHANISM mech = {job->type, job->has_pss ? &pss : NULL, job->has_pss ? sizeof(pss) : 0};
 	CK_SESSION_HANDLE s, close = 0;
-	uint64_t epoch;
-	bool removable = false;
+	CK_OBJECT_HANDLE copy, signer;
+	uint64_t epoch, copied;
+	bool removable = false, no_copy, fresh_copy = false;
 	Prime *e;
 	CK_RV rv = CKR_OK;
 
@@ -333,6 +372,9 @@ void prime_start(const PrimeJob *job)
 	e->busy = true;
 	e->beginning = true;
 	s = e->session;
+	copy = e->copy;
+	copied = e->copied_usec;
+	no_copy = e->no_copy;
 	epoch = prime.epoch;
 	pthread_mutex_unlock(&prime.lock);
 
@@ -345,9 +387,28 @@ void prime_start(const PrimeJob *job)
 		removable = rv == CKR_OK && (info.flags & CKF_REMOVABLE_DEVICE);
 		if (rv == CKR_OK && !removable)
 			rv = call_open_session(prime.m, job->slot, &s);
+		copy = 0;
 	}
-	if (rv == CKR_OK && !removable)
-		rv = call_sign_init(prime.m, s, &mech, job->key);
+	if (rv == CKR_OK && !removable && !no_copy &&
+	    (!copy || ca_now_usec() - copied >= PRIME_COPY_MAX_AGE_USEC)) {
+		pthread_rwlock_rdlock(&prime.copying);
+		copy = prime_copy(e, s, copy, job->key);
+		pthread_rwlock_unlock(&prime.copying);
+		fresh_copy = copy != 0; /* copying read the key as C_SignInit would have */
+	}
+	signer = copy ? copy : job->key;
+	if (rv == CKR_OK && !removable) {
+		rv = call_sign_init(prime.m, s, &mech, signer);
+		if (rv != CKR_OK && copy) {
+			/* The module copies but will not sign with the copy: the key itself. */
+			pthread_mutex_lock(&prime.lock);
+			e->no_copy = true;
+			pthread_mutex_unlock(&prime.lock);
+			signer = job->key;
+			fresh_copy = false;
+			rv = call_sign_init(prime.m, s, &mech, signer);
+		}
+	}
 
 	pthread_mutex_lock(&prime.lock);
 	e->busy = false;
@@ -358,18 +419,45 @@ void prime_start(const PrimeJob *job)
 		e->session = s;
 		e->primed = true;
 		e->primed_usec = ca_now_usec();
-		e->checked_usec = e->primed_usec;
+		/* C_SignInit on the key looked at it; on the copy it did not. */
+		if (signer == job->key || fresh_copy)
+			e->checked_usec = e->primed_usec;
 		e->epoch = epoch;
 		prime.begun++;
 	} else {
 		/* Failed (the key is gone, not logged in...), or the login state changed while
-		 * it began: not to be used; closing the session ends any operation. */
+		 * it began: not to be used; closing the session ends any operation and destroys
+		 * the copy. */
 		close = s;
 		e->session = 0;
+		e->copy = 0;
 	}
 	pthread_mutex_unlock(&prime.lock);
 	if (close)
 		prime_close(&close, 1);
+}
+
+void prime_search_begin(void)
+{
+	pthread_rwlock_wrlock(&prime.copying);
+}
+
+size_t prime_search_end(CK_OBJECT_HANDLE *objs, size_t n)
+{
+	size_t kept = 0;
+
+	pthread_mutex_lock(&prime.lock);
+	for (size_t i = 0; i < n; i++) {
+		bool ours = false;
+
+		for (size_t j = 0; j < PRIME_MAX && !ours; j++)
+			ours = prime.e[j].used && prime.e[j].copy && prime.e[j].copy == objs[i];
+		if (!ours)
+			objs[kept++] = objs[i];
+	}
+	pthread_mutex_unlock(&prime.lock);
+	pthread_rwlock_unlock(&prime.copying);
+	return kept;
 }
 
 int prime_expire(void)
@@ -389,6 +477,7 @@ int prime_expire(void)
 		if (now - e->primed_usec >= PRIME_MAX_AGE_USEC) {
 			close[n++] = e->session;
 			e->session = 0;
+			e->copy = 0;
 			e->primed = false;
 		} else if (e->primed_usec + PRIME_MAX_AGE_USEC < next)
 			next = e->primed_usec + PRIME_MAX_AGE_USEC;

@@ -21,6 +21,17 @@
  * card in a reader: C_SignInit is small next to the card's signature, and a card pulled
  * under an operation begun for nobody is trouble we need not make).
  *
+ * The copy. C_SignInit of a token key in SoftHSM reads the token's and the key's object
+ * files each time (to notice other programs' changes: a third of its cost); on a session
+ * object it reads nothing. So an entry begins its operations on a session copy of the key
+ * (C_CopyObject with CKA_TOKEN false, in the entry's own session: sensitive and not
+ * extractable as the key is, private, gone when that session closes or the user logs out),
+ * made again when older than PRIME_COPY_MAX_AGE_USEC (so a change to the key's attributes
+ * reaches it within that). Whether the key itself still exists is asked as before, when
+ * nothing looked at it for PRIME_FRESH_USEC. A module that will not copy the key, or sign
+ * with the copy, signs with the key. Searches hide the copies (prime_search_begin/end): the
+ * agent must never list or use one as a key of the token.
+ *
  * Thread-safe: one lock around a table of at most PRIME_MAX entries, never held across a
  * module call; an entry a thread works on is marked busy and skipped by the others.
  */
@@ -43,6 +54,8 @@
  * and the key's object file for it, as C_SignInit does; docs/performance.md).
  */
 #define PRIME_FRESH_USEC 5000
+/* An entry's copy of its key is made again when it is this old. */
+#define PRIME_COPY_MAX_AGE_USEC 1000000
 /* A signature for an entry being begun (or checked) waits at most this long for it. */
 #define PRIME_WAIT_MS 5
 
@@ -94,6 +107,13 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job);
 
 /* Starts job's operation: C_OpenSession (once per entry), C_SignInit. */
 void prime_start(const PrimeJob *job);
+
+/*
+ * Around a C_FindObjects for the agent: no copy is made meanwhile, and prime_search_end()
+ * takes our copies out of the handles found (returns how many are left).
+ */
+void prime_search_begin(void);
+size_t prime_search_end(CK_OBJECT_HANDLE *objs, size_t n);
 
 /* Logs how many signatures were begun ahead and how many of them were used (none: nothing). */
 void prime_report(void);

@@ -199,6 +199,9 @@ CK_RV call_generate_key_pair(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech,
 CK_RV call_create_object(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
 			 CK_OBJECT_HANDLE *ret);
 CK_RV call_destroy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
+/* For helper-prime.c: a session copy of a key, in-process only (the helper's own module). */
+CK_RV call_copy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
+		       size_t n, CK_OBJECT_HANDLE *ret);
 CK_RV call_set_attributes(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
 			  size_t n);
 
