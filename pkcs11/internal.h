@@ -63,6 +63,14 @@ typedef struct Identity {
 	 * CKA_ID at signing time. */
 	CK_OBJECT_HANDLE key;
 	bool always_authenticate;
+	/* sign.c, an in-process module with sign-ahead: a session copy of the key to sign with
+	 * (as the helper's, helper-prime.h "The copy"), under Token.copy_lock. */
+	CK_OBJECT_HANDLE copy; /* 0: none */
+	uint64_t copy_usec;    /* when it was made */
+	uint64_t seen_usec;    /* when a C_SignInit on the key itself last found it */
+	unsigned copy_users;   /* signatures begun on it and not finished */
+	bool copy_dead;	       /* a signature on it failed: not to be used, destroyed when unused */
+	bool copy_failed;      /* the module would not copy it: never again */
 } Identity;
 
 typedef struct Token {
@@ -96,6 +104,13 @@ typedef struct Token {
 			 * since: signatures skip C_GetSessionInfo (login_cached()) */
 	bool suspect;	/* a device error or a lost session left the token's state unknown: no
 			 * automatic login before hotplug_verify() says it is the same token */
+
+	/* Copies of keys (sign.c): the session they live in, opened for them alone, under
+	 * copy_lock; copy_making while one is made; copy_gen counts sign_copies_forget(). */
+	pthread_mutex_t copy_lock;
+	CK_SESSION_HANDLE copy_session;
+	bool copy_making, copy_removable;
+	uint64_t copy_gen;
 
 	/* Hotplug (hotplug.c). gone: a call met CKR_DEVICE_REMOVED/CKR_TOKEN_NOT_PRESENT; the
 	 * token is refused (TokenAbsent) until the next poll drops or rescans it. Atomic. */
@@ -332,3 +347,7 @@ int sign_ecdsa_to_der(const uint8_t *raw, size_t n, uint8_t **ret, size_t *ret_l
 int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, const uint8_t *data,
 	     size_t len, const char *pin, size_t pin_len, uint8_t **ret_sig, size_t *ret_sig_len,
 	     StoreSignInfo *ret_info, CaError *err);
+/* Whether t's signatures may use copies of keys (an in-process module with sign-ahead). */
+bool sign_copies(const Token *t);
+/* Destroys t's copies (closes their session): at a scan, a logout, and when t goes. */
+void sign_copies_forget(Token *t);

@@ -638,6 +638,8 @@ int object_scan_token(Token *t, CaError *err)
 	CK_RV rv;
 	int r;
 
+	/* With the store lock exclusive (no signature under way): no copy of a key is seen. */
+	sign_copies_forget(t);
 	r = session_acquire(t, &sc.h, err);
 	if (r != 0)
 		return r;
@@ -675,7 +677,9 @@ int object_find_private_key(Token *t, CK_SESSION_HANDLE h, const Identity *id,
 			    CaError *err)
 {
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_ATTRIBUTE tmpl[2] = {{CKA_CLASS, &cls, sizeof(cls)}};
+	CK_BBOOL yes = CK_TRUE;
+	/* Token objects only where sign.c may have made session copies of keys meanwhile. */
+	CK_ATTRIBUTE tmpl[3] = {{CKA_CLASS, &cls, sizeof(cls)}, {0}, {CKA_TOKEN, &yes, sizeof(yes)}};
 	_cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
 	_cleanup_free_ uint8_t *always = NULL;
 	size_t n = 0, always_n = 0;
@@ -685,7 +689,7 @@ int object_find_private_key(Token *t, CK_SESSION_HANDLE h, const Identity *id,
 		tmpl[1] = (CK_ATTRIBUTE){CKA_ID, id->id, id->id_len};
 	else
 		tmpl[1] = (CK_ATTRIBUTE){CKA_LABEL, id->label, strlen(id->label)};
-	rv = call_find_objects(t->module, h, tmpl, 2, &objs, &n);
+	rv = call_find_objects(t->module, h, tmpl, sign_copies(t) ? 3 : 2, &objs, &n);
 	*ret_rv = rv;
 	if (rv != CKR_OK)
 		return call_error(rv, t, "C_FindObjects", err);

@@ -87,9 +87,11 @@ void session_discard(Token *t, CK_SESSION_HANDLE h)
 	pthread_mutex_unlock(&t->pool_lock);
 }
 
-/* Closes the idle sessions (at teardown, and when a lost session shows the others are dead). */
+/* Closes the idle sessions (at teardown, and when a lost session shows the others are dead),
+ * and the one holding copies of keys (sign.c). */
 void session_pool_close(Token *t)
 {
+	sign_copies_forget(t);
 	pthread_mutex_lock(&t->pool_lock);
 	while (t->n_idle > 0) {
 		call_close_session(t->module, t->idle[--t->n_idle]);

@@ -34,6 +34,7 @@ static void token_free(Token *t)
 	pthread_mutex_destroy(&t->pool_lock);
 	pthread_cond_destroy(&t->pool_cond);
 	pthread_mutex_destroy(&t->login_lock);
+	pthread_mutex_destroy(&t->copy_lock);
 	free(t);
 }
 
@@ -139,6 +140,7 @@ static int token_new(Store *s, Module *m, CK_SLOT_ID slot, Token **ret)
 	pthread_mutex_init(&t->pool_lock, NULL);
 	pthread_cond_init(&t->pool_cond, NULL);
 	pthread_mutex_init(&t->login_lock, NULL);
+	pthread_mutex_init(&t->copy_lock, NULL);
 	t->module = m;
 	t->module_gen = remote_generation(m); /* before the first call: a death during the scan
 					       * makes the token stale at once */

@@ -15,7 +15,8 @@
 #include <gnutls/crypto.h>
 #include <gnutls/x509.h>
 
-#include "internal.h" /* only for the session-loss case: reach C_CloseAllSessions */
+#include "helper-prime.h" /* PRIME_FRESH_USEC */
+#include "internal.h"     /* the session-loss and copy cases: reach the module and token */
 #include "store.h"
 
 #define CHECK(cond)                                                                                \
@@ -37,6 +38,7 @@
 	} while (0)
 
 static int n_logins;
+static bool copies; /* sign-ahead on: in-process signatures on copies of keys (sign.c) */
 static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 static void log_cb(int prio, const char *msg, void *ud)
@@ -67,6 +69,7 @@ static Store *open_store(const char *pin_file)
 		.n_modules = 1,
 		.pin_sources = pin_file ? &ps : NULL,
 		.n_pin_sources = pin_file ? 1 : 0,
+		.sign_ahead = copies,
 	};
 	CaError err = {0};
 	Store *s = NULL;
@@ -507,6 +510,121 @@ static void case_session_lost(void)
 	store_free(s);
 }
 
+/* The private keys a plain search on t's token finds (copies included). */
+static size_t count_private_keys(Token *t)
+{
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE tmpl = {CKA_CLASS, &cls, sizeof(cls)};
+	CK_OBJECT_HANDLE objs[32];
+	CK_SESSION_HANDLE h;
+	CK_ULONG n = 0;
+
+	CHECK(t->module->fl->C_OpenSession(t->slot, CKF_SERIAL_SESSION, NULL, NULL, &h) == CKR_OK);
+	CHECK(t->module->fl->C_FindObjectsInit(h, &tmpl, 1) == CKR_OK);
+	CHECK(t->module->fl->C_FindObjects(h, objs, 32, &n) == CKR_OK);
+	CHECK(t->module->fl->C_FindObjectsFinal(h) == CKR_OK);
+	CHECK(t->module->fl->C_CloseSession(h) == CKR_OK);
+	return n;
+}
+
+static Identity *token_id(Token *t, const char *label)
+{
+	for (size_t i = 0; i < t->n_ids; i++)
+		if (strcmp(t->ids[i].label, label) == 0)
+			return &t->ids[i];
+	CHECK(!"no such identity");
+	return NULL;
+}
+
+/*
+ * In-process signatures on a session copy of the key (sign.c, sign-ahead on): made after the
+ * first signature and used by the next ones, all verifying; a rescan and a Lock destroy the
+ * copies and the identities stay what they were; a key deleted on the token no longer signs
+ * once the last signature on the key itself is 5 ms old (the copy would).
+ */
+static void case_copy(void)
+{
+	const CaScheme *p256 = ca_scheme_by_name("ecdsa_secp256r1_sha256");
+	uint8_t hash[32] = {1}, *sig = NULL;
+	size_t sig_len = 0, n_ids, keys;
+	StoreIdentityList *l;
+	CaError err = {0};
+	Store *s;
+	Token *t;
+	CK_SESSION_HANDLE rw;
+	CK_OBJECT_HANDLE key;
+
+	copies = true;
+	s = open_store(NULL);
+	unlock(s);
+	l = identities(s);
+	n_ids = l->n;
+	t = s->tokens[0];
+	keys = count_private_keys(t);
+	CHECK(keys == 6);
+	sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
+	CHECK(token_id(t, "ec")->copy != 0);
+	CHECK(count_private_keys(t) == keys + 1);
+	for (int i = 0; i < 200; i++)
+		sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
+	sign_verify(s, find_id(l, "rsa"), "rsa_pss_rsae_sha256");
+	sign_verify(s, find_id(l, "rsa"), "rsa_pss_rsae_sha256");
+	CHECK(count_private_keys(t) == keys + 2);
+	fprintf(stderr, "ok: copies made and signed with, every signature verifies\n");
+
+	/* A rescan: the copies go first, and the identities are the same. */
+	t->rescan_needed = true;
+	store_identity_list_free(l);
+	l = identities(s);
+	CHECK(l->n == n_ids && find_id(l, "ec") && find_id(l, "rsa"));
+	CHECK(count_private_keys(t) == keys);
+	fprintf(stderr, "ok: a rescan sees no copy\n");
+
+	/* Lock: the copies go with the login. */
+	sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
+	CHECK(count_private_keys(t) == keys + 1);
+	CHECK_CODE(store_lock(s), 0, &err);
+	CHECK(count_private_keys(t) == 0); /* logged out: no private object is visible */
+	CHECK(token_id(t, "ec")->copy == 0);
+	unlock(s);
+	store_identity_list_free(l);
+	l = identities(s);
+
+	/* The key deleted by another session: refused once not seen for 5 ms. */
+	sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
+	sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
+	CHECK(token_id(t, "ec")->copy != 0);
+	key = token_id(t, "ec")->key;
+	CHECK(t->module->fl->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+					   NULL, &rw) == CKR_OK);
+	CHECK(t->module->fl->C_DestroyObject(rw, key) == CKR_OK);
+	CHECK(t->module->fl->C_CloseSession(rw) == CKR_OK);
+	{
+		struct timespec ts = {0, (PRIME_FRESH_USEC + 1000) * 1000L};
+
+		nanosleep(&ts, NULL);
+	}
+	err = (CaError){0};
+	CHECK_CODE(store_sign(s, find_id(l, "ec")->uri, p256, hash, sizeof(hash), &sig, &sig_len,
+			      NULL, &err),
+		   CA_E_KEY_NOT_FOUND, &err);
+	fprintf(stderr, "ok: a deleted key is refused: %s\n", err.message);
+	store_identity_list_free(l);
+	store_free(s);
+}
+
+static void case_threads_copy(void)
+{
+	copies = true;
+	case_threads();
+}
+
+static void case_session_lost_copy(void)
+{
+	copies = true;
+	case_session_lost();
+}
+
 /* Registered modules: the allow list keeps softhsm2 only; the same file by path is not loaded
  * twice. */
 static void case_registered(void)
@@ -546,6 +664,9 @@ int main(int argc, char **argv)
 		{"threads", case_threads},
 		{"session-lost", case_session_lost},
 		{"registered", case_registered},
+		{"copy", case_copy},
+		{"threads-copy", case_threads_copy},
+		{"session-lost-copy", case_session_lost_copy},
 	};
 
 	store_set_log(log_cb, NULL);
