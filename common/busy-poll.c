@@ -45,6 +45,12 @@ bool busy_poll_expects(const BusyPoll *bp, const BusyPollSource *src)
 	return bp->limit_usec && src->replied_usec && src->gap_avg_usec <= bp->limit_usec;
 }
 
+bool busy_poll_alone(const BusyPoll *bp, const BusyPollSource *src)
+{
+	return bp->limit_usec && src->replied_usec && src->gap_avg_usec < BUSY_POLL_QUIET_USEC &&
+	       ca_now_usec() - atomic_load(&bp->mixed_usec) >= BUSY_POLL_QUIET_USEC;
+}
+
 bool busy_poll_wait(BusyPoll *bp, const BusyPollSource *src, int fd, const atomic_bool *stop)
 {
 	uint64_t t0;

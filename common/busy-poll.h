@@ -47,6 +47,13 @@ void busy_poll_end(BusyPoll *bp, BusyPollSource *src, bool answered);
 bool busy_poll_expects(const BusyPoll *bp, const BusyPollSource *src);
 
 /*
+ * True when src has been the only source with requests for BUSY_POLL_QUIET_USEC and its next
+ * request usually comes within that long (one caller in a loop, quick or not; with more than
+ * one CPU).
+ */
+bool busy_poll_alone(const BusyPoll *bp, const BusyPollSource *src);
+
+/*
  * After an answer on fd found no next request: polls fd (non-blocking MSG_PEEK, with
  * sched_yield() between tries) while the rules above allow and *stop (if given) is not set.
  * True when fd became readable (a request, EOF or an error): read it as usual.

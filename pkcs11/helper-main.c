@@ -478,13 +478,16 @@ static void *helper_lane_main(void *userdata)
 		erase_and_free(buf, len);
 		/* After a signature: at once for a quick caller (one whose next request usually
 		 * comes within the busy-poll limit, as in a signing loop: while the reply travels
-		 * to it and its next request back, the C_SignInit runs here, on the other CPU);
+		 * to it and its next request back, the C_SignInit runs here, on the other CPU), or
+		 * for the one caller of the last millisecond whose next request usually comes
+		 * within that (a loop whose wake-ups are slow: the same, only with more time);
 		 * otherwise once the lane stayed quiet for PRIME_DELAY_MS, so not while the agent
 		 * takes the reply, nor when the next request comes within it (many callers at
 		 * once: each lane's next request some hundred us later, the CPUs busy anyway).
 		 * For PREPARE_SIGN at once: the request it announces comes later. */
 		if (ahead == AHEAD_NOW ||
 		    (ahead == AHEAD_QUIET && (busy_poll_expects(&helper.poll, &lane) ||
+					      busy_poll_alone(&helper.poll, &lane) ||
 					      !helper_lane_wait(fd, PRIME_DELAY_MS)))) {
 			prime_start(&job);
 			watch = true;
