@@ -38,7 +38,7 @@ static struct {
 	Module *m;
 	bool enabled;
 	pthread_mutex_t lock;
-	pthread_cond_t done;  /* an entry stopped beginning */
+	pthread_cond_t done; /* an entry stopped beginning */
 	/* Held shared while a copy is made and entered in e[], exclusively around a search,
 	 * so that no search ever sees a copy it cannot tell from the key (prime_search()). */
 	pthread_rwlock_t copying;

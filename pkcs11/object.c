@@ -679,7 +679,8 @@ int object_find_private_key(Token *t, CK_SESSION_HANDLE h, const Identity *id,
 	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
 	CK_BBOOL yes = CK_TRUE;
 	/* Token objects only where sign.c may have made session copies of keys meanwhile. */
-	CK_ATTRIBUTE tmpl[3] = {{CKA_CLASS, &cls, sizeof(cls)}, {0}, {CKA_TOKEN, &yes, sizeof(yes)}};
+	CK_ATTRIBUTE tmpl[3] = {
+		{CKA_CLASS, &cls, sizeof(cls)}, {0}, {CKA_TOKEN, &yes, sizeof(yes)}};
 	_cleanup_free_ CK_OBJECT_HANDLE *objs = NULL;
 	_cleanup_free_ uint8_t *always = NULL;
 	size_t n = 0, always_n = 0;

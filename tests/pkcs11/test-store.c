@@ -16,7 +16,7 @@
 #include <gnutls/x509.h>
 
 #include "helper-prime.h" /* PRIME_FRESH_USEC */
-#include "internal.h"     /* the session-loss and copy cases: reach the module and token */
+#include "internal.h"	  /* the session-loss and copy cases: reach the module and token */
 #include "store.h"
 
 #define CHECK(cond)                                                                                \
@@ -595,8 +595,8 @@ static void case_copy(void)
 	sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
 	CHECK(token_id(t, "ec")->copy != 0);
 	key = token_id(t, "ec")->key;
-	CHECK(t->module->fl->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
-					   NULL, &rw) == CKR_OK);
+	CHECK(t->module->fl->C_OpenSession(t->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+					   &rw) == CKR_OK);
 	CHECK(t->module->fl->C_DestroyObject(rw, key) == CKR_OK);
 	CHECK(t->module->fl->C_CloseSession(rw) == CKR_OK);
 	{
