@@ -24,14 +24,7 @@
 #include "helper-prime.h"
 #include "internal.h"
 #include "util.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "check-fatal.h"
 
 static Module m;
 static CK_SLOT_ID slot;
@@ -92,6 +85,25 @@ static bool same_as_initial(const CK_OBJECT_HANDLE *v, size_t n)
 			return false;
 	}
 	return true;
+}
+
+/* The one private key a plain search finds besides the initial ones: the copy. */
+static CK_OBJECT_HANDLE the_copy(CK_SESSION_HANDLE h)
+{
+	CK_OBJECT_HANDLE found[16], copy = 0;
+	size_t n = find_keys(h, false, found, ELEMENTSOF(found));
+
+	CHECK(n == n_initial + 1);
+	for (size_t i = 0; i < n; i++) {
+		bool known = false;
+
+		for (size_t j = 0; j < n_initial && !known; j++)
+			known = found[i] == initial[j];
+		if (!known)
+			copy = found[i];
+	}
+	CHECK(copy != 0 && copy != key);
+	return copy;
 }
 
 static void verify(CK_SESSION_HANDLE h, const uint8_t *digest, const uint8_t *sig, CK_ULONG len)
@@ -176,17 +188,7 @@ int main(void)
 	CHECK(!sign_once(h, 0, NULL));
 	CHECK(!sign_once(h, 1, NULL));
 	CHECK(sign_once(h, 2, NULL));
-	n = find_keys(h, false, found, ELEMENTSOF(found));
-	CHECK(n == n_initial + 1);
-	for (size_t i = 0; i < n; i++) {
-		bool known = false;
-
-		for (size_t j = 0; j < n_initial && !known; j++)
-			known = found[i] == initial[j];
-		if (!known)
-			copy = found[i];
-	}
-	CHECK(copy != 0 && copy != key);
+	copy = the_copy(h);
 	printf("ok: the third signature was begun ahead, on a copy of the key (handle %lu)\n",
 	       (unsigned long)copy);
 	n = find_keys(h, true, found, ELEMENTSOF(found));
@@ -214,18 +216,7 @@ int main(void)
 	/* The key deleted: what was begun on its copy is not used once it is not fresh. */
 	(void)sign_once(h, 10, NULL);
 	CHECK(sign_once(h, 11, NULL));
-	n = find_keys(h, false, found, ELEMENTSOF(found));
-	CHECK(n == n_initial + 1);
-	copy = 0;
-	for (size_t i = 0; i < n; i++) {
-		bool known = false;
-
-		for (size_t j = 0; j < n_initial && !known; j++)
-			known = found[i] == initial[j];
-		if (!known)
-			copy = found[i];
-	}
-	CHECK(copy);
+	copy = the_copy(h);
 	CHECK(call_open_rw_session(&m, slot, &rw) == CKR_OK);
 	CHECK(call_destroy_object(&m, rw, key) == CKR_OK);
 	CHECK(call_close_session(&m, rw) == CKR_OK);

@@ -18,14 +18,7 @@
 #include "helper-prime.h" /* PRIME_FRESH_USEC */
 #include "internal.h"	  /* the session-loss and copy cases: reach the module and token */
 #include "store.h"
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);   \
-			exit(1);                                                                   \
-		}                                                                                  \
-	} while (0)
+#include "check-fatal.h"
 
 #define CHECK_CODE(r, want, err)                                                                   \
 	do {                                                                                       \
