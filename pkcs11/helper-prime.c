@@ -40,7 +40,7 @@ static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t done; /* an entry stopped beginning */
 	/* Held shared while a copy is made and entered in e[], exclusively around a search,
-	 * so that no search ever sees a copy it cannot tell from the key (prime_search()). */
+	 * so that no search ever sees a copy it cannot tell from the key (prime_search_end()). */
 	pthread_rwlock_t copying;
 	uint64_t epoch;	      /* prime_forget() calls */
 	uint64_t begun, used; /* for prime_report() */
@@ -328,7 +328,8 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job)
 /*
  * With copying held shared: a session copy of key in our session s (helper-prime.h, "The
  * copy"), entered as e's at once, so that a search never sees it unentered. The old copy,
- * if any, is destroyed first. 0 when the module would not.
+ * if any, is destroyed first. 0 when the module would not (for now: prime_start() decides
+ * whether for good).
  */
 static CK_OBJECT_HANDLE prime_copy(Prime *e, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE old,
 				   CK_OBJECT_HANDLE key)
@@ -344,8 +345,6 @@ static CK_OBJECT_HANDLE prime_copy(Prime *e, CK_SESSION_HANDLE s, CK_OBJECT_HAND
 	pthread_mutex_lock(&prime.lock);
 	e->copy = rv == CKR_OK ? copy : 0;
 	e->copied_usec = ca_now_usec();
-	if (rv != CKR_OK)
-		e->no_copy = true;
 	pthread_mutex_unlock(&prime.lock);
 	return rv == CKR_OK ? copy : 0;
 }
@@ -357,7 +356,7 @@ void prime_start(const PrimeJob *job)
 	CK_SESSION_HANDLE s, close = 0;
 	CK_OBJECT_HANDLE copy, signer;
 	uint64_t epoch, copied;
-	bool removable = false, no_copy, fresh_copy = false;
+	bool removable = false, no_copy, fresh_copy = false, refused = false;
 	Prime *e;
 	CK_RV rv = CKR_OK;
 
@@ -395,19 +394,25 @@ void prime_start(const PrimeJob *job)
 		copy = prime_copy(e, s, copy, job->key);
 		pthread_rwlock_unlock(&prime.copying);
 		fresh_copy = copy != 0; /* copying read the key as C_SignInit would have */
+		refused = !copy;
 	}
 	signer = copy ? copy : job->key;
 	if (rv == CKR_OK && !removable) {
 		rv = call_sign_init(prime.m, s, &mech, signer);
 		if (rv != CKR_OK && copy) {
-			/* The module copies but will not sign with the copy: the key itself. */
-			pthread_mutex_lock(&prime.lock);
-			e->no_copy = true;
-			pthread_mutex_unlock(&prime.lock);
+			/* Will the module sign with the key but not with the copy? */
 			signer = job->key;
 			fresh_copy = false;
 			rv = call_sign_init(prime.m, s, &mech, signer);
+			refused = true;
 		}
+	}
+	if (rv == CKR_OK && refused) {
+		/* It signs with the key but would not copy it, or sign with the copy: for good
+		 * (a failure that the key's C_SignInit shares, a logout say, is not the copy's). */
+		pthread_mutex_lock(&prime.lock);
+		e->no_copy = true;
+		pthread_mutex_unlock(&prime.lock);
 	}
 
 	pthread_mutex_lock(&prime.lock);

@@ -166,7 +166,7 @@ static void copy_seen(Token *t, const Identity *cid, CK_OBJECT_HANDLE key)
 	CK_SESSION_HANDLE s;
 	CK_OBJECT_HANDLE old, c = 0;
 	uint64_t now = ca_now_usec(), gen;
-	bool make;
+	bool make, opened = false;
 	CK_RV rv = CKR_OK;
 
 	pthread_mutex_lock(&t->copy_lock);
@@ -197,6 +197,7 @@ static void copy_seen(Token *t, const Identity *cid, CK_OBJECT_HANDLE key)
 		}
 		if (rv == CKR_OK)
 			rv = call_open_session(t->module, t->slot, &s);
+		opened = rv == CKR_OK;
 	} else if (old)
 		(void)call_destroy_object(t->module, s, old);
 	if (rv == CKR_OK)
@@ -205,20 +206,21 @@ static void copy_seen(Token *t, const Identity *cid, CK_OBJECT_HANDLE key)
 	pthread_mutex_lock(&t->copy_lock);
 	t->copy_making = false;
 	if (gen != t->copy_gen) {
-		/* Forgotten meanwhile (a logout, a scan): what was made goes too. */
+		/* Forgotten meanwhile (a logout, a scan): what was made goes too (a session we
+		 * found open was closed by sign_copies_forget() itself). */
 		pthread_mutex_unlock(&t->copy_lock);
-		if (s && s != t->copy_session)
+		if (opened)
 			(void)call_close_session(t->module, s);
 		return;
 	}
-	if (!t->copy_session && s)
+	if (opened)
 		t->copy_session = s;
 	if (rv == CKR_OK) {
 		id->copy = c;
 		id->copy_usec = ca_now_usec();
 		id->copy_dead = false;
 	} else if (s)
-		id->copy_failed = true;
+		id->copy_failed = true; /* right after it signed with the key: the module's way */
 	pthread_mutex_unlock(&t->copy_lock);
 }
 
