@@ -39,8 +39,9 @@ static struct {
 	bool enabled;
 	pthread_mutex_t lock;
 	pthread_cond_t done; /* an entry stopped beginning */
-	/* Held shared while a copy is made and entered in e[], exclusively around a search,
-	 * so that no search ever sees a copy it cannot tell from the key (prime_search_end()). */
+	/* Held shared while a copy is made and entered in e[], and while one is taken out of
+	 * e[] until its session is closed (which destroys it); exclusively around a search: so
+	 * no search ever sees a copy it cannot tell from the key (prime_search_end()). */
 	pthread_rwlock_t copying;
 	uint64_t epoch;	      /* prime_forget() calls */
 	uint64_t begun, used; /* for prime_report() */
@@ -149,6 +150,7 @@ void prime_forget(void)
 
 	if (!prime.enabled)
 		return;
+	pthread_rwlock_rdlock(&prime.copying);
 	pthread_mutex_lock(&prime.lock);
 	prime.epoch++;
 	/* A busy entry's thread sees the new epoch when it is done and closes its session. */
@@ -164,6 +166,7 @@ void prime_forget(void)
 	}
 	pthread_mutex_unlock(&prime.lock);
 	prime_close(close, n);
+	pthread_rwlock_unlock(&prime.copying);
 }
 
 bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
@@ -216,6 +219,8 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	if (rv == CKR_OK)
 		rv = call_sign(prime.m, s, data, len, sig, sig_len);
 
+	if (rv != CKR_OK)
+		pthread_rwlock_rdlock(&prime.copying);
 	pthread_mutex_lock(&prime.lock);
 	e->busy = false;
 	if (rv == CKR_OK) {
@@ -227,8 +232,10 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 		e->copy = 0;
 	}
 	pthread_mutex_unlock(&prime.lock);
-	if (rv != CKR_OK)
+	if (rv != CKR_OK) {
 		prime_close(&s, 1);
+		pthread_rwlock_unlock(&prime.copying);
+	}
 	return rv == CKR_OK;
 }
 
@@ -237,14 +244,19 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 {
 	CK_SESSION_HANDLE evicted = 0;
 	uint64_t now = ca_now_usec();
-	bool want = false;
+	bool want = false, shared;
 	Prime *e;
 
 	if (!prime.enabled)
 		return false;
+	/* An entry replaced takes its copy along (see copying); a reply does not wait for a
+	 * search to end: no new entry this time then. */
+	shared = pthread_rwlock_tryrdlock(&prime.copying) == 0;
 	pthread_mutex_lock(&prime.lock);
 	if (!prime_job_locked(h, mech, key, job)) {
 		pthread_mutex_unlock(&prime.lock);
+		if (shared)
+			pthread_rwlock_unlock(&prime.copying);
 		return false;
 	}
 	e = prime_find_locked(job);
@@ -252,7 +264,7 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 		want = !e->busy && !e->primed && !e->removable &&
 		       (ahead || now - e->signed_usec < PRIME_MAX_AGE_USEC);
 		e->signed_usec = now;
-	} else {
+	} else if (shared) {
 		/* A free entry, else the one that signed least recently and is not in use. */
 		for (size_t i = 0; i < PRIME_MAX; i++) {
 			Prime *c = &prime.e[i];
@@ -274,6 +286,8 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	pthread_mutex_unlock(&prime.lock);
 	if (evicted)
 		prime_close(&evicted, 1);
+	if (shared)
+		pthread_rwlock_unlock(&prime.copying);
 	return want;
 }
 
@@ -415,6 +429,7 @@ void prime_start(const PrimeJob *job)
 		pthread_mutex_unlock(&prime.lock);
 	}
 
+	pthread_rwlock_rdlock(&prime.copying); /* for the failure below (copying) */
 	pthread_mutex_lock(&prime.lock);
 	e->busy = false;
 	e->beginning = false;
@@ -440,6 +455,7 @@ void prime_start(const PrimeJob *job)
 	pthread_mutex_unlock(&prime.lock);
 	if (close)
 		prime_close(&close, 1);
+	pthread_rwlock_unlock(&prime.copying);
 }
 
 void prime_search_begin(void)
@@ -473,6 +489,7 @@ int prime_expire(void)
 
 	if (!prime.enabled)
 		return -1;
+	pthread_rwlock_rdlock(&prime.copying);
 	pthread_mutex_lock(&prime.lock);
 	for (size_t i = 0; i < PRIME_MAX; i++) {
 		Prime *e = &prime.e[i];
@@ -489,6 +506,7 @@ int prime_expire(void)
 	}
 	pthread_mutex_unlock(&prime.lock);
 	prime_close(close, n);
+	pthread_rwlock_unlock(&prime.copying);
 	if (next == UINT64_MAX)
 		return -1;
 	return (int)((next - now) / 1000) + 1;
