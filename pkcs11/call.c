@@ -155,11 +155,12 @@ int call_error(CK_RV rv, const Token *t, const char *what, CaError *err)
 				    "check the PIN and run `certagent unlock '%s'`",
 				    label, call_rv_name(rv, buf), uri);
 	case CKR_PIN_LOCKED:
-		return ca_error_set(err, CA_E_PIN_LOCKED,
-				    "token \"%s\" is locked (PIN blocked after too many tries): "
-				    "reset the user PIN with the SO PIN: `certagent token unblock-pin "
-				    "'%s'`",
-				    label, uri);
+		return ca_error_set(
+			err, CA_E_PIN_LOCKED,
+			"token \"%s\" is locked (PIN blocked after too many tries): "
+			"reset the user PIN with the SO PIN: `certagent token unblock-pin "
+			"'%s'`",
+			label, uri);
 	case CKR_PIN_EXPIRED:
 		return ca_error_set(
 			err, CA_E_PIN_LOCKED,
@@ -297,7 +298,8 @@ CK_RV call_get_mechanism_list(Module *m, CK_SLOT_ID slot, CK_MECHANISM_TYPE **re
 	CK_RV rv;
 
 	if (m->isolated)
-		return done(m, "C_GetMechanismList", remote_get_mechanism_list(m, slot, ret, ret_n));
+		return done(m, "C_GetMechanismList",
+			    remote_get_mechanism_list(m, slot, ret, ret_n));
 	rv = CALL(m, C_GetMechanismList, slot, NULL, &n);
 	if (rv != CKR_OK)
 		return rv;
@@ -410,7 +412,8 @@ CK_RV call_get_attribute(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_
 	CK_RV rv;
 
 	if (m->isolated)
-		return done(m, "C_GetAttributeValue", remote_get_attribute(m, h, o, type, ret, ret_len));
+		return done(m, "C_GetAttributeValue",
+			    remote_get_attribute(m, h, o, type, ret, ret_len));
 	rv = CALL(m, C_GetAttributeValue, h, o, &a, 1);
 	if (rv != CKR_OK)
 		return rv;
@@ -506,11 +509,20 @@ CK_RV call_wait_for_slot_event(Module *m, CK_FLAGS flags, CK_SLOT_ID *ret)
 	return rv == CKR_NO_EVENT ? rv : done(m, "C_WaitForSlotEvent", rv);
 }
 
+/* In-process only (an isolated module has no function list: CKR_FUNCTION_NOT_SUPPORTED). */
+CK_RV call_copy_key(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, CK_OBJECT_HANDLE *ret)
+{
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &no, sizeof(no)}};
+
+	return CALL(m, C_CopyObject, h, key, tmpl, ELEMENTSOF(tmpl), ret);
+}
+
 /*
- * --- Administration (pkcs11/admin.c, admin-object.c): read-write sessions, token and PIN set-up, objects. ---
- * Only the CLI administers tokens, and it loads modules in-process (a short-lived process the
- * user runs on purpose): on an isolated module these are CKR_FUNCTION_NOT_SUPPORTED, as the
- * CALL macro answers for a module without function list.
+ * --- Administration (pkcs11/admin.c, admin-object.c) ---
+ * Read-write sessions, token and PIN set-up, objects. Only the CLI administers tokens, and it loads
+ * modules in-process (a short-lived process the user runs on purpose): on an isolated module these
+ * are CKR_FUNCTION_NOT_SUPPORTED, as the CALL macro answers for a module without function list.
  */
 
 CK_RV call_get_slot_info(Module *m, CK_SLOT_ID slot, CK_SLOT_INFO *ret)
@@ -544,8 +556,8 @@ CK_RV call_set_pin(Module *m, CK_SESSION_HANDLE h, const char *old_pin, size_t o
 		    new_len);
 }
 
-CK_RV call_generate_key_pair(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech,
-			     CK_ATTRIBUTE *pub, size_t n_pub, CK_ATTRIBUTE *priv, size_t n_priv,
+CK_RV call_generate_key_pair(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_ATTRIBUTE *pub,
+			     size_t n_pub, CK_ATTRIBUTE *priv, size_t n_priv,
 			     CK_OBJECT_HANDLE *ret_pub, CK_OBJECT_HANDLE *ret_priv)
 {
 	return CALL(m, C_GenerateKeyPair, h, mech, pub, n_pub, priv, n_priv, ret_pub, ret_priv);
@@ -560,12 +572,6 @@ CK_RV call_create_object(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, siz
 CK_RV call_destroy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 {
 	return CALL(m, C_DestroyObject, h, o);
-}
-
-CK_RV call_copy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
-		       size_t n, CK_OBJECT_HANDLE *ret)
-{
-	return CALL(m, C_CopyObject, h, o, tmpl, n, ret);
 }
 
 CK_RV call_set_attributes(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,

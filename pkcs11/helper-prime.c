@@ -348,14 +348,12 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job)
 static CK_OBJECT_HANDLE prime_copy(Prime *e, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE old,
 				   CK_OBJECT_HANDLE key)
 {
-	CK_BBOOL no = CK_FALSE;
-	CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &no, sizeof(no)}};
 	CK_OBJECT_HANDLE copy = 0;
 	CK_RV rv;
 
 	if (old)
 		(void)call_destroy_object(prime.m, s, old);
-	rv = call_copy_object(prime.m, s, key, tmpl, ELEMENTSOF(tmpl), &copy);
+	rv = call_copy_key(prime.m, s, key, &copy);
 	pthread_mutex_lock(&prime.lock);
 	e->copy = rv == CKR_OK ? copy : 0;
 	e->copied_usec = ca_now_usec();

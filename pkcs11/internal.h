@@ -214,9 +214,12 @@ CK_RV call_generate_key_pair(Module *m, CK_SESSION_HANDLE h, CK_MECHANISM *mech,
 CK_RV call_create_object(Module *m, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, size_t n,
 			 CK_OBJECT_HANDLE *ret);
 CK_RV call_destroy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
-/* For helper-prime.c: a session copy of a key, in-process only (the helper's own module). */
-CK_RV call_copy_object(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
-		       size_t n, CK_OBJECT_HANDLE *ret);
+/*
+ * For helper-prime.c and sign.c, on a module in this process (the helper's, or isolation =
+ * none): a session copy of key in h (C_CopyObject with CKA_TOKEN false; every other attribute
+ * the key's), destroyed when h closes.
+ */
+CK_RV call_copy_key(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, CK_OBJECT_HANDLE *ret);
 CK_RV call_set_attributes(Module *m, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE *tmpl,
 			  size_t n);
 

@@ -161,8 +161,6 @@ static void copy_put(Token *t, const Identity *cid, CK_OBJECT_HANDLE c, bool beg
 static void copy_seen(Token *t, const Identity *cid, CK_OBJECT_HANDLE key)
 {
 	Identity *id = (Identity *)cid;
-	CK_BBOOL no = CK_FALSE;
-	CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &no, sizeof(no)}};
 	CK_SESSION_HANDLE s;
 	CK_OBJECT_HANDLE old, c = 0;
 	uint64_t now = ca_now_usec(), gen;
@@ -201,7 +199,7 @@ static void copy_seen(Token *t, const Identity *cid, CK_OBJECT_HANDLE key)
 	} else if (old)
 		(void)call_destroy_object(t->module, s, old);
 	if (rv == CKR_OK)
-		rv = call_copy_object(t->module, s, key, tmpl, ELEMENTSOF(tmpl), &c);
+		rv = call_copy_key(t->module, s, key, &c);
 
 	pthread_mutex_lock(&t->copy_lock);
 	t->copy_making = false;
