@@ -39,6 +39,7 @@
 #include "busy-poll.h"
 #include "helper-list.h"
 #include "helper-prime.h"
+#include "key-copy.h"
 #include "internal.h"
 #include "rpc.h"
 
@@ -124,12 +125,19 @@ typedef enum Ahead {
 	AHEAD_WATCH, /* PREPARE_SIGN, one begun already: only close it when it ages out */
 } Ahead;
 
+/* What the lane thread does once a reply is out. */
+typedef struct After {
+	Ahead ahead;
+	PrimeJob job;		   /* to begin ahead */
+	KeyCopies *copies;	   /* non-NULL: make copy_key's copy in it (key-copy.h) */
+	CK_OBJECT_HANDLE copy_key;
+} After;
+
 /*
- * Runs one request into reply b (which has the rv as its first field written by us). A
- * signature to be begun ahead sets *ahead and *job, for the lane thread to start once the
- * reply is out.
+ * Runs one request into reply b (which has the rv as its first field written by us). What
+ * the lane thread is to do once the reply is out goes to *after (zeroed by the caller).
  */
-static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, Ahead *ahead, PrimeJob *job)
+static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, After *after)
 {
 	Module *m = &helper.m;
 	CK_ULONG a0 = 0, a1 = 0, a2 = 0;
@@ -331,12 +339,33 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, Ahead *ahead, Pri
 		if (used) {
 			rv = CKR_OK;
 			signing = true;
-		} else
-			rv = call_sign_once(m, a0, &mech, a2, data, len, sig, &sig_len, &signing);
+		} else {
+			/* Not begun ahead: on the key's copy when there is one to use (not for a
+			 * length query, which leaves the operation active for a later C_Sign). */
+			KeyCopies *copies = sig ? prime_copies(a0) : NULL;
+			CK_OBJECT_HANDLE copy = copies ? key_copy_take(copies, a2) : 0;
+
+			rv = call_sign_once(m, a0, &mech, copy ? copy : a2, data, len, sig, &sig_len,
+					    &signing);
+			if (copy) {
+				key_copy_put(copies, a2, copy, signing);
+				if (!signing) {
+					/* The copy is refused: the key itself. */
+					sig_len = cap;
+					copy = 0;
+					rv = call_sign_once(m, a0, &mech, a2, data, len, sig,
+							    &sig_len, &signing);
+				}
+			}
+			if (rv == CKR_OK && !copy && copies && key_copy_seen(copies, a2)) {
+				after->copies = copies;
+				after->copy_key = a2;
+			}
+		}
 		if (rv == CKR_OK && sig && sig_len > cap)
 			rv = CKR_GENERAL_ERROR; /* a module writing past our buffer said so */
-		if (rv == CKR_OK && prime_note(a0, &mech, a2, used, job))
-			*ahead = AHEAD_QUIET;
+		if (rv == CKR_OK && prime_note(a0, &mech, a2, used, &after->job))
+			after->ahead = AHEAD_QUIET;
 		rpc_put_u64(b, rv);
 		rpc_put_u64(b, signing);
 		rpc_put_u64(b, (rv == CKR_OK || rv == CKR_BUFFER_TOO_SMALL) ? sig_len : 0);
@@ -350,8 +379,8 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, Ahead *ahead, Pri
 
 		ARG(0, a0);
 		ARG(1, a1);
-		want = prime_prepare(a0, a1, job);
-		*ahead = want ? AHEAD_NOW : AHEAD_WATCH;
+		want = prime_prepare(a0, a1, &after->job);
+		after->ahead = want ? AHEAD_NOW : AHEAD_WATCH;
 		rpc_put_u64(b, CKR_OK);
 		rpc_put_u64(b, want);
 		return CKR_OK;
@@ -398,15 +427,15 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, Ahead *ahead, Pri
 	}
 }
 
-/* Runs the request in frame buf (decoded as msg) and answers on fd; *ahead: helper_dispatch. */
-static void helper_run(int fd, const RpcMessage *msg, Ahead *ahead, PrimeJob *job)
+/* Runs the request in frame buf (decoded as msg) and answers on fd; *after: helper_dispatch. */
+static void helper_run(int fd, const RpcMessage *msg, After *after)
 {
 	RpcBuf b;
 	CK_RV rv;
 
-	*ahead = AHEAD_NO;
+	*after = (After){.ahead = AHEAD_NO};
 	rpc_buf_begin(&b, msg->id, msg->op);
-	rv = helper_dispatch(msg, &b, ahead, job);
+	rv = helper_dispatch(msg, &b, after);
 	if (b.n_fields == 0) {
 		/* Refused before the call: the rv alone. */
 		rpc_buf_wipe(&b);
@@ -443,8 +472,7 @@ static void *helper_lane_main(void *userdata)
 		uint8_t *buf = NULL;
 		size_t len = 0;
 		RpcMessage msg;
-		Ahead ahead = AHEAD_NO;
-		PrimeJob job;
+		After after = {.ahead = AHEAD_NO};
 		int r;
 
 		/* Busy-polling first: a quick caller's request must not wait for a wake-up. */
@@ -468,14 +496,17 @@ static void *helper_lane_main(void *userdata)
 		}
 		if (msg.op == RPC_OP_WAIT_FOR_SLOT_EVENT) {
 			/* Blocks until a slot event: not a request worth polling for. */
-			helper_run(fd, &msg, &ahead, &job);
+			helper_run(fd, &msg, &after);
 		} else {
 			busy_poll_begin(&helper.poll, &lane, (uint64_t)fd);
-			helper_run(fd, &msg, &ahead, &job);
+			helper_run(fd, &msg, &after);
 			busy_poll_end(&helper.poll, &lane, true);
 		}
 		/* The frame may hold a PIN or data to sign. */
 		erase_and_free(buf, len);
+		/* A copy of a key to make (key-copy.h): once a second per key at most. */
+		if (after.copies)
+			prime_copy_make(after.copies, after.copy_key);
 		/* After a signature: at once for a quick caller (one whose next request usually
 		 * comes within the busy-poll limit, as in a signing loop: while the reply travels
 		 * to it and its next request back, the C_SignInit runs here, on the other CPU), or
@@ -485,13 +516,13 @@ static void *helper_lane_main(void *userdata)
 		 * takes the reply, nor when the next request comes within it (many callers at
 		 * once: each lane's next request some hundred us later, the CPUs busy anyway).
 		 * For PREPARE_SIGN at once: the request it announces comes later. */
-		if (ahead == AHEAD_NOW ||
-		    (ahead == AHEAD_QUIET && (busy_poll_expects(&helper.poll, &lane) ||
+		if (after.ahead == AHEAD_NOW ||
+		    (after.ahead == AHEAD_QUIET && (busy_poll_expects(&helper.poll, &lane) ||
 					      busy_poll_alone(&helper.poll, &lane) ||
 					      !helper_lane_wait(fd, PRIME_DELAY_MS)))) {
-			prime_start(&job);
+			prime_start(&after.job);
 			watch = true;
-		} else if (ahead == AHEAD_WATCH)
+		} else if (after.ahead == AHEAD_WATCH)
 			watch = true;
 	}
 	close(fd);

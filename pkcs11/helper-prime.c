@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "helper-prime.h"
+#include "key-copy.h"
 #include "util.h"
 
 typedef struct Prime {
@@ -48,6 +49,10 @@ static struct {
 	Prime e[PRIME_MAX];
 	SessionSlot *sessions; /* the agent's open sessions */
 	size_t n_sessions, cap_sessions;
+	/* Copies of keys for the signatures not begun ahead (key-copy.h), per slot; made and
+	 * never freed (until exit) under lock, made in under copying as the entries' copies. */
+	KeyCopies *copies[PRIME_SLOTS];
+	size_t n_copies;
 } prime = {.lock = PTHREAD_MUTEX_INITIALIZER,
 	   .done = PTHREAD_COND_INITIALIZER,
 	   .copying = PTHREAD_RWLOCK_INITIALIZER};
@@ -146,7 +151,7 @@ static void prime_close(const CK_SESSION_HANDLE *v, size_t n)
 void prime_forget(void)
 {
 	CK_SESSION_HANDLE close[PRIME_MAX];
-	size_t n = 0;
+	size_t n = 0, n_copies;
 
 	if (!prime.enabled)
 		return;
@@ -164,8 +169,11 @@ void prime_forget(void)
 			e->primed = false;
 		}
 	}
+	n_copies = prime.n_copies;
 	pthread_mutex_unlock(&prime.lock);
 	prime_close(close, n);
+	for (size_t i = 0; i < n_copies; i++)
+		key_copies_forget(prime.copies[i]);
 	pthread_rwlock_unlock(&prime.copying);
 }
 
@@ -456,6 +464,37 @@ void prime_start(const PrimeJob *job)
 	pthread_rwlock_unlock(&prime.copying);
 }
 
+KeyCopies *prime_copies(CK_SESSION_HANDLE h)
+{
+	KeyCopies *c = NULL;
+	CK_SLOT_ID slot;
+
+	if (!prime.enabled)
+		return NULL;
+	pthread_mutex_lock(&prime.lock);
+	if (prime_slot_locked(h, &slot)) {
+		for (size_t i = 0; i < prime.n_copies && !c; i++)
+			if (prime.copies[i]->slot == slot)
+				c = prime.copies[i];
+		if (!c && prime.n_copies < PRIME_SLOTS) {
+			c = malloc(sizeof(*c));
+			if (c) {
+				key_copies_init(c, prime.m, slot);
+				prime.copies[prime.n_copies++] = c;
+			}
+		}
+	}
+	pthread_mutex_unlock(&prime.lock);
+	return c;
+}
+
+void prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
+{
+	pthread_rwlock_rdlock(&prime.copying);
+	key_copy_make(c, key);
+	pthread_rwlock_unlock(&prime.copying);
+}
+
 void prime_search_begin(void)
 {
 	pthread_rwlock_wrlock(&prime.copying);
@@ -471,6 +510,8 @@ size_t prime_search_end(CK_OBJECT_HANDLE *objs, size_t n)
 
 		for (size_t j = 0; j < PRIME_MAX && !ours; j++)
 			ours = prime.e[j].used && prime.e[j].copy && prime.e[j].copy == objs[i];
+		for (size_t j = 0; j < prime.n_copies && !ours; j++)
+			ours = key_copies_own(prime.copies[j], objs[i]);
 		if (!ours)
 			objs[kept++] = objs[i];
 	}

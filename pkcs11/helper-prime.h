@@ -43,6 +43,7 @@
 #include "internal.h"
 
 #define PRIME_MAX 4
+#define PRIME_SLOTS 8 /* slots with copies of keys for signatures not begun ahead */
 #define PRIME_MAX_AGE_USEC 1000000 /* an operation started longer ago is not used */
 #define PRIME_DELAY_MS 1	   /* after a reply, the quiet time before priming (slow callers) */
 /*
@@ -107,6 +108,15 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job);
 
 /* Starts job's operation: C_OpenSession (once per entry), C_SignInit. */
 void prime_start(const PrimeJob *job);
+
+/*
+ * Copies of keys (key-copy.h) for the signatures not begun ahead, on the agent's session h's
+ * slot: NULL when signing ahead is off (or h unknown). Searches hide them as the entries'
+ * copies, and prime_forget() forgets them; prime_copy_make() makes one (once the reply is out)
+ * with searches kept out.
+ */
+KeyCopies *prime_copies(CK_SESSION_HANDLE h);
+void prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key);
 
 /*
  * Around a C_FindObjects for the agent: no copy is made meanwhile, and prime_search_end()

@@ -18,6 +18,7 @@
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/uri.h>
 
+#include "key-copy.h"
 #include "store.h"
 
 typedef struct Remote Remote;
@@ -63,14 +64,6 @@ typedef struct Identity {
 	 * CKA_ID at signing time. */
 	CK_OBJECT_HANDLE key;
 	bool always_authenticate;
-	/* sign.c, an in-process module with sign-ahead: a session copy of the key to sign with
-	 * (as the helper's, helper-prime.h "The copy"), under Token.copy_lock. */
-	CK_OBJECT_HANDLE copy; /* 0: none */
-	uint64_t copy_usec;    /* when it was made */
-	uint64_t seen_usec;    /* when a C_SignInit on the key itself last found it */
-	unsigned copy_users;   /* signatures begun on it and not finished */
-	bool copy_dead;	       /* a signature on it failed: not to be used, destroyed when unused */
-	bool copy_failed;      /* the module would not copy it: never again */
 } Identity;
 
 typedef struct Token {
@@ -105,12 +98,9 @@ typedef struct Token {
 	bool suspect;	/* a device error or a lost session left the token's state unknown: no
 			 * automatic login before hotplug_verify() says it is the same token */
 
-	/* Copies of keys (sign.c): the session they live in, opened for them alone, under
-	 * copy_lock; copy_making while one is made; copy_gen counts sign_copies_forget(). */
-	pthread_mutex_t copy_lock;
-	CK_SESSION_HANDLE copy_session;
-	bool copy_making, copy_removable;
-	uint64_t copy_gen;
+	/* Copies of its keys to sign with (sign.c, key-copy.h), for an in-process module with
+	 * sign-ahead. */
+	KeyCopies copies;
 
 	/* Hotplug (hotplug.c). gone: a call met CKR_DEVICE_REMOVED/CKR_TOKEN_NOT_PRESENT; the
 	 * token is refused (TokenAbsent) until the next poll drops or rescans it. Atomic. */
@@ -352,5 +342,3 @@ int sign_run(Store *s, Token *t, const Identity *id, const CaScheme *scheme, con
 	     StoreSignInfo *ret_info, CaError *err);
 /* Whether t's signatures may use copies of keys (an in-process module with sign-ahead). */
 bool sign_copies(const Token *t);
-/* Destroys t's copies (closes their session): at a scan, a logout, and when t goes. */
-void sign_copies_forget(Token *t);

@@ -472,7 +472,7 @@ int login_logout(Token *t)
 	t->last_used = 0;
 	t->logged_in = false;
 	pthread_mutex_unlock(&t->login_lock);
-	sign_copies_forget(t);
+	key_copies_forget(&t->copies);
 	r = session_acquire(t, &h, NULL);
 	if (r != 0)
 		return r;

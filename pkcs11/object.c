@@ -639,7 +639,7 @@ int object_scan_token(Token *t, CaError *err)
 	int r;
 
 	/* With the store lock exclusive (no signature under way): no copy of a key is seen. */
-	sign_copies_forget(t);
+	key_copies_forget(&t->copies);
 	r = session_acquire(t, &sc.h, err);
 	if (r != 0)
 		return r;

@@ -91,7 +91,7 @@ void session_discard(Token *t, CK_SESSION_HANDLE h)
  * and the one holding copies of keys (sign.c). */
 void session_pool_close(Token *t)
 {
-	sign_copies_forget(t);
+	key_copies_forget(&t->copies);
 	pthread_mutex_lock(&t->pool_lock);
 	while (t->n_idle > 0) {
 		call_close_session(t->module, t->idle[--t->n_idle]);

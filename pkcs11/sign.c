@@ -17,7 +17,6 @@
 
 #include <gnutls/crypto.h>
 
-#include "helper-prime.h" /* PRIME_FRESH_USEC, PRIME_COPY_MAX_AGE_USEC */
 #include "internal.h"
 #include "util.h"
 
@@ -97,129 +96,15 @@ int sign_ecdsa_to_der(const uint8_t *raw, size_t n, uint8_t **ret, size_t *ret_l
 }
 
 /*
- * Copies of keys, for a module in the agent's own process (isolation = none) with sign-ahead:
- * as a helper's entries do (helper-prime.h, "The copy"), a signature runs C_SignInit on a
- * session copy of the key, which SoftHSM sets up without reading the token's files. The copy
- * is made in a session of its own per token (never a pooled one), right after a signature on
- * the key itself, and used while that signature (whose C_SignInit found the key) is younger
- * than PRIME_FRESH_USEC and the copy younger than PRIME_COPY_MAX_AGE_USEC; so every 5 ms of a
- * signing loop one signature goes to the key and sees whether it still exists. A signature
- * on the copy that does not begin (the copy gone: a logout, a closed session) is made on the
- * key at once, and the copy is not used again. Never for a slot with CKF_REMOVABLE_DEVICE.
+ * Copies of keys (key-copy.h), for a module in the agent's own process (isolation = none)
+ * with sign-ahead, as a helper signs on them: a signature runs C_SignInit on a session copy of
+ * the key, which SoftHSM sets up without reading the token's files. One made right after a
+ * signature on the key itself, in a session of the token's own (never a pooled one); a
+ * signature on a copy that does not begin is made on the key at once.
  */
 bool sign_copies(const Token *t)
 {
 	return !t->module->isolated && t->module->sign_ahead;
-}
-
-void sign_copies_forget(Token *t)
-{
-	CK_SESSION_HANDLE s;
-
-	pthread_mutex_lock(&t->copy_lock);
-	s = t->copy_session;
-	t->copy_session = 0;
-	t->copy_gen++;
-	for (size_t i = 0; i < t->n_ids; i++) {
-		t->ids[i].copy = 0;
-		t->ids[i].copy_dead = false;
-	}
-	pthread_mutex_unlock(&t->copy_lock);
-	if (s)
-		(void)call_close_session(t->module, s); /* destroys the copies made in it */
-}
-
-/* The copy to sign with (its users counted), or 0: sign with the key. */
-static CK_OBJECT_HANDLE copy_take(Token *t, const Identity *cid)
-{
-	Identity *id = (Identity *)cid; /* shared by signers: its copy fields under copy_lock */
-	uint64_t now = ca_now_usec();
-	CK_OBJECT_HANDLE c = 0;
-
-	pthread_mutex_lock(&t->copy_lock);
-	if (id->copy && !id->copy_dead && now - id->seen_usec < PRIME_FRESH_USEC &&
-	    now - id->copy_usec < PRIME_COPY_MAX_AGE_USEC) {
-		c = id->copy;
-		id->copy_users++;
-	}
-	pthread_mutex_unlock(&t->copy_lock);
-	return c;
-}
-
-static void copy_put(Token *t, const Identity *cid, CK_OBJECT_HANDLE c, bool began)
-{
-	Identity *id = (Identity *)cid;
-
-	pthread_mutex_lock(&t->copy_lock);
-	id->copy_users--;
-	if (!began && id->copy == c)
-		id->copy_dead = true;
-	pthread_mutex_unlock(&t->copy_lock);
-}
-
-/* After a signature on key itself: it exists; (re)makes the copy when there is none usable. */
-static void copy_seen(Token *t, const Identity *cid, CK_OBJECT_HANDLE key)
-{
-	Identity *id = (Identity *)cid;
-	CK_SESSION_HANDLE s;
-	CK_OBJECT_HANDLE old, c = 0;
-	uint64_t now = ca_now_usec(), gen;
-	bool make, opened = false;
-	CK_RV rv = CKR_OK;
-
-	pthread_mutex_lock(&t->copy_lock);
-	id->seen_usec = now;
-	make = !id->copy_failed && !t->copy_removable && !t->copy_making && !id->copy_users &&
-	       (!id->copy || id->copy_dead || now - id->copy_usec >= PRIME_COPY_MAX_AGE_USEC);
-	old = make ? id->copy : 0;
-	if (make) {
-		id->copy = 0;
-		t->copy_making = true;
-	}
-	s = t->copy_session;
-	gen = t->copy_gen;
-	pthread_mutex_unlock(&t->copy_lock);
-	if (!make)
-		return;
-
-	if (!s) {
-		CK_SLOT_INFO info;
-
-		rv = call_get_slot_info(t->module, t->slot, &info);
-		if (rv == CKR_OK && (info.flags & CKF_REMOVABLE_DEVICE)) {
-			pthread_mutex_lock(&t->copy_lock);
-			t->copy_removable = true;
-			t->copy_making = false;
-			pthread_mutex_unlock(&t->copy_lock);
-			return;
-		}
-		if (rv == CKR_OK)
-			rv = call_open_session(t->module, t->slot, &s);
-		opened = rv == CKR_OK;
-	} else if (old)
-		(void)call_destroy_object(t->module, s, old);
-	if (rv == CKR_OK)
-		rv = call_copy_key(t->module, s, key, &c);
-
-	pthread_mutex_lock(&t->copy_lock);
-	t->copy_making = false;
-	if (gen != t->copy_gen) {
-		/* Forgotten meanwhile (a logout, a scan): what was made goes too (a session we
-		 * found open was closed by sign_copies_forget() itself). */
-		pthread_mutex_unlock(&t->copy_lock);
-		if (opened)
-			(void)call_close_session(t->module, s);
-		return;
-	}
-	if (opened)
-		t->copy_session = s;
-	if (rv == CKR_OK) {
-		id->copy = c;
-		id->copy_usec = ca_now_usec();
-		id->copy_dead = false;
-	} else if (s)
-		id->copy_failed = true; /* right after it signed with the key: the module's way */
-	pthread_mutex_unlock(&t->copy_lock);
 }
 
 typedef struct SignOp {
@@ -326,7 +211,7 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 	for (;;) {
 		t0 = ca_now_usec();
 		sig_len = sig_alloc;
-		copy = copies && !always ? copy_take(t, op->id) : 0;
+		copy = copies && !always ? key_copy_take(&t->copies, key) : 0;
 		if (always) {
 			op->rv = call_sign_init(t->module, h, &mech, key);
 			signing = op->rv == CKR_OK;
@@ -334,7 +219,7 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 			op->rv = call_sign_once(t->module, h, &mech, copy ? copy : key, op->data,
 						op->len, sig, &sig_len, &signing);
 		if (copy) {
-			copy_put(t, op->id, copy, signing);
+			key_copy_put(&t->copies, key, copy, signing);
 			if (!signing)
 				continue; /* the copy is gone or refused: the key itself */
 		}
@@ -390,8 +275,8 @@ static int sign_once(SignOp *op, CK_SESSION_HANDLE h, uint8_t **ret_sig, size_t 
 		op->rv = call_sign(t->module, h, op->data, op->len, sig, &sig_len);
 	}
 	op->info.token_usec = ca_now_usec() - t0;
-	if (op->rv == CKR_OK && copies && !always && !copy)
-		copy_seen(t, op->id, key);
+	if (op->rv == CKR_OK && copies && !always && !copy && key_copy_seen(&t->copies, key))
+		key_copy_make(&t->copies, key);
 	if (op->rv != CKR_OK) {
 		erase_and_free(sig, sig_alloc);
 		if (op->rv == CKR_USER_NOT_LOGGED_IN)

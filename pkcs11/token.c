@@ -34,7 +34,7 @@ static void token_free(Token *t)
 	pthread_mutex_destroy(&t->pool_lock);
 	pthread_cond_destroy(&t->pool_cond);
 	pthread_mutex_destroy(&t->login_lock);
-	pthread_mutex_destroy(&t->copy_lock);
+	key_copies_fini(&t->copies);
 	free(t);
 }
 
@@ -140,11 +140,11 @@ static int token_new(Store *s, Module *m, CK_SLOT_ID slot, Token **ret)
 	pthread_mutex_init(&t->pool_lock, NULL);
 	pthread_cond_init(&t->pool_cond, NULL);
 	pthread_mutex_init(&t->login_lock, NULL);
-	pthread_mutex_init(&t->copy_lock, NULL);
 	t->module = m;
 	t->module_gen = remote_generation(m); /* before the first call: a death during the scan
 					       * makes the token stale at once */
 	t->slot = slot;
+	key_copies_init(&t->copies, m, slot);
 	t->cap = s->sessions_per_token ? s->sessions_per_token : 4;
 	t->idle = calloc(t->cap, sizeof(*t->idle));
 	if (!t->idle) {
