@@ -335,33 +335,9 @@ static CK_RV helper_dispatch(const RpcMessage *msg, RpcBuf *b, After *after)
 				return CKR_HOST_MEMORY;
 		}
 		sig_len = cap;
-		used = prime_sign(a0, &mech, a2, data, len, sig, &sig_len);
-		if (used) {
-			rv = CKR_OK;
-			signing = true;
-		} else {
-			/* Not begun ahead: on the key's copy when there is one to use (not for a
-			 * length query, which leaves the operation active for a later C_Sign). */
-			KeyCopies *copies = sig ? prime_copies(a0) : NULL;
-			CK_OBJECT_HANDLE copy = copies ? key_copy_take(copies, a2) : 0;
-
-			rv = call_sign_once(m, a0, &mech, copy ? copy : a2, data, len, sig, &sig_len,
-					    &signing);
-			if (copy) {
-				key_copy_put(copies, a2, copy, signing);
-				if (!signing) {
-					/* The copy is refused: the key itself. */
-					sig_len = cap;
-					copy = 0;
-					rv = call_sign_once(m, a0, &mech, a2, data, len, sig,
-							    &sig_len, &signing);
-				}
-			}
-			if (rv == CKR_OK && !copy && copies && key_copy_seen(copies, a2)) {
-				after->copies = copies;
-				after->copy_key = a2;
-			}
-		}
+		rv = prime_sign_once(a0, &mech, a2, data, len, sig, &sig_len, &signing, &used,
+				     &after->copies);
+		after->copy_key = a2;
 		if (rv == CKR_OK && sig && sig_len > cap)
 			rv = CKR_GENERAL_ERROR; /* a module writing past our buffer said so */
 		if (rv == CKR_OK && prime_note(a0, &mech, a2, used, &after->job))

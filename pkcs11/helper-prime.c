@@ -247,6 +247,38 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	return rv == CKR_OK;
 }
 
+CK_RV prime_sign_once(CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		      const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
+		      bool *ret_signing, bool *ret_ahead, KeyCopies **ret_copies)
+{
+	CK_ULONG cap = *sig_len;
+	CK_OBJECT_HANDLE copy;
+	KeyCopies *copies;
+	CK_RV rv;
+
+	*ret_copies = NULL;
+	*ret_ahead = prime_sign(h, mech, key, data, len, sig, sig_len);
+	if (*ret_ahead) {
+		*ret_signing = true;
+		return CKR_OK;
+	}
+	/* Not on a copy for a length query: it leaves the operation active for a C_Sign later. */
+	copies = sig ? prime_copies(h) : NULL;
+	copy = copies ? key_copy_take(copies, key) : 0;
+	rv = call_sign_once(prime.m, h, mech, copy ? copy : key, data, len, sig, sig_len,
+			    ret_signing);
+	if (copy) {
+		key_copy_put(copies, key, copy, *ret_signing);
+		if (*ret_signing)
+			return rv;
+		*sig_len = cap; /* the copy refused: the key itself */
+		rv = call_sign_once(prime.m, h, mech, key, data, len, sig, sig_len, ret_signing);
+	}
+	if (rv == CKR_OK && copies && key_copy_seen(copies, key))
+		*ret_copies = copies;
+	return rv;
+}
+
 bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key, bool ahead,
 		PrimeJob *job)
 {

@@ -110,10 +110,20 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job);
 void prime_start(const PrimeJob *job);
 
 /*
- * Copies of keys (key-copy.h) for the signatures not begun ahead, on the agent's session h's
- * slot: NULL when signing ahead is off (or h unknown). Searches hide them as the entries'
- * copies, and prime_forget() forgets them; prime_copy_make() makes one (once the reply is out)
- * with searches kept out.
+ * A SIGN_ONCE on the agent's session h, as the helper runs it (the arguments as
+ * call_sign_once()'s): with what was begun ahead (prime_sign(); *ret_ahead), else on a copy of
+ * the key (key-copy.h) when one is there to use, else on the key. *ret_copies: the set in
+ * which to make key's copy once the reply is out (prime_copy_make()), else NULL.
+ */
+CK_RV prime_sign_once(CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		      const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
+		      bool *ret_signing, bool *ret_ahead, KeyCopies **ret_copies);
+
+/*
+ * Copies of keys (key-copy.h) for the signatures not begun ahead, per slot: h's slot's set
+ * (NULL when signing ahead is off, or h is unknown). Searches hide them as they hide the
+ * entries' copies, and prime_forget() forgets them. prime_copy_make() makes one, with
+ * searches kept out.
  */
 KeyCopies *prime_copies(CK_SESSION_HANDLE h);
 void prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key);

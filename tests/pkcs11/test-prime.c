@@ -1,19 +1,23 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * test-prime: the helper's signatures begun ahead on a session copy of the key
- * (pkcs11/helper-prime.h, "The copy"), in-process on the SoftHSM token of setup-token.sh, the
- * way certagent-pkcs11-helper drives it for SIGN_ONCE requests (prime_sign, else
- * call_sign_once; prime_note; prime_start).
+ * test-prime: the helper's signatures on session copies of the key (pkcs11/helper-prime.h,
+ * "The copy", and pkcs11/key-copy.h), in-process on the SoftHSM token of setup-token.sh, the
+ * way certagent-pkcs11-helper drives them for SIGN_ONCE requests (prime_sign_once;
+ * prime_copy_make; prime_note; prime_start).
  *
- * - After two signatures the third uses what was begun ahead, and a copy of the key exists
- *   (the token then has one private key more than it was made with); every signature
- *   verifies with the token's public key.
- * - A search through prime_search_begin/end never shows the copy: not after the loop, and not
- *   while another thread signs ahead in a loop and makes copies (a plain search meanwhile
- *   does see them, so the check can fail).
- * - The key deleted on the token: the copy still signs when asked directly (SoftHSM keeps
- *   session objects), but once what was begun is older than PRIME_FRESH_USEC nothing is
- *   signed ahead any more and the normal way says the key is gone.
+ * - After two signatures the third uses what was begun ahead; the first made a copy of the
+ *   key for signatures not begun ahead, the second's entry one more (the token then has two
+ *   private keys more than it was made with); every signature verifies with the token's
+ *   public key.
+ * - A search through prime_search_begin/end never shows a copy: not after the loop, and not
+ *   while another thread signs in a loop and makes copies (a plain search meanwhile does see
+ *   them, so the check can fail).
+ * - Signatures not begun ahead: most of a loop's run on the copy (the key itself signs once
+ *   every 5 ms); there is never more than one copy, made again every second; forgetting
+ *   (a login, a search) does not destroy a copy under a signature, it goes when that is done.
+ * - The key deleted on the token: the copies still sign when asked directly (SoftHSM keeps
+ *   session objects), but once the key was last seen more than PRIME_FRESH_USEC ago nothing
+ *   signs on them any more and the normal way says the key is gone.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -23,6 +27,7 @@
 
 #include "helper-prime.h"
 #include "internal.h"
+#include "key-copy.h"
 #include "util.h"
 #include "check-fatal.h"
 
@@ -87,23 +92,31 @@ static bool same_as_initial(const CK_OBJECT_HANDLE *v, size_t n)
 	return true;
 }
 
-/* The one private key a plain search finds besides the initial ones: the copy. */
-static CK_OBJECT_HANDLE the_copy(CK_SESSION_HANDLE h)
+/* The private keys a plain search finds besides the initial ones (copies) into out[]. */
+static size_t extra_keys(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE *out, size_t cap)
 {
-	CK_OBJECT_HANDLE found[16], copy = 0;
-	size_t n = find_keys(h, false, found, ELEMENTSOF(found));
+	CK_OBJECT_HANDLE found[16];
+	size_t n = find_keys(h, false, found, ELEMENTSOF(found)), k = 0;
 
-	CHECK(n == n_initial + 1);
 	for (size_t i = 0; i < n; i++) {
 		bool known = false;
 
 		for (size_t j = 0; j < n_initial && !known; j++)
 			known = found[i] == initial[j];
-		if (!known)
-			copy = found[i];
+		if (!known) {
+			CHECK(k < cap && found[i] != key);
+			out[k++] = found[i];
+		}
 	}
-	CHECK(copy != 0 && copy != key);
-	return copy;
+	return k;
+}
+
+/* Whether object o exists (for SoftHSM, a destroyed copy's handle is not reused). */
+static bool exists(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+	CK_ULONG cls = 0;
+
+	return call_get_ulong(&m, h, o, CKA_CLASS, &cls) == CKR_OK;
 }
 
 static void verify(CK_SESSION_HANDLE h, const uint8_t *digest, const uint8_t *sig, CK_ULONG len)
@@ -114,28 +127,61 @@ static void verify(CK_SESSION_HANDLE h, const uint8_t *digest, const uint8_t *si
 	CHECK(m.fl->C_Verify(h, (CK_BYTE *)digest, 32, (CK_BYTE *)sig, len) == CKR_OK);
 }
 
-/* One SIGN_ONCE as helper-main.c runs it. *ret_rv: the normal way's answer when not ahead. */
-static bool sign_once(CK_SESSION_HANDLE h, unsigned n, CK_RV *ret_rv)
+/*
+ * One SIGN_ONCE as helper-main.c runs it; plain: without prime_note (nothing is begun ahead).
+ * *ret_rv: the answer (verified when CKR_OK).
+ */
+static bool sign_once_as(CK_SESSION_HANDLE h, unsigned n, bool plain, CK_RV *ret_rv)
 {
 	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
 	uint8_t digest[32] = {0}, sig[128];
 	CK_ULONG len = sizeof(sig);
-	bool used, signing = false;
+	bool used = false, signing = false;
+	KeyCopies *copies = NULL;
 	PrimeJob job;
-	CK_RV rv = CKR_OK;
+	CK_RV rv;
 
 	memcpy(digest, &n, sizeof(n));
-	used = prime_sign(h, &mech, key, digest, sizeof(digest), sig, &len);
-	if (!used)
-		rv = call_sign_once(&m, h, &mech, key, digest, sizeof(digest), sig, &len, &signing);
+	rv = prime_sign_once(h, &mech, key, digest, sizeof(digest), sig, &len, &signing, &used,
+			     &copies);
 	if (ret_rv)
 		*ret_rv = rv;
 	if (rv == CKR_OK) {
 		verify(h, digest, sig, len);
-		if (prime_note(h, &mech, key, used, &job))
+		if (copies)
+			prime_copy_make(copies, key);
+		if (!plain && prime_note(h, &mech, key, used, &job))
 			prime_start(&job);
 	}
 	return used;
+}
+
+static bool sign_once(CK_SESSION_HANDLE h, unsigned n, CK_RV *ret_rv)
+{
+	return sign_once_as(h, n, false, ret_rv);
+}
+
+/* A signature not begun ahead (CKR_OK asserted); true when it was made on the key itself. */
+static bool sign_plain(CK_SESSION_HANDLE h, unsigned n)
+{
+	KeyCopies *c = prime_copies(h);
+	uint64_t seen = 0;
+	CK_RV rv;
+
+	CHECK(c);
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n; i++)
+		if (c->e[i].key == key)
+			seen = c->e[i].seen_usec;
+	pthread_mutex_unlock(&c->lock);
+	CHECK(!sign_once_as(h, n, true, &rv));
+	CHECK(rv == CKR_OK);
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n; i++)
+		if (c->e[i].key == key && c->e[i].seen_usec != seen)
+			seen = 0; /* only a signature on the key itself says it was seen */
+	pthread_mutex_unlock(&c->lock);
+	return seen == 0;
 }
 
 static void *signer(void *arg)
@@ -159,8 +205,10 @@ int main(void)
 	const char *path = getenv("TEST_MODULE");
 	CK_SESSION_HANDLE h, h2, rw;
 	CK_SLOT_ID *slots = NULL;
-	CK_OBJECT_HANDLE found[16], copy = 0;
+	CK_OBJECT_HANDLE found[16], extra[4], copy = 0;
 	size_t n_slots = 0, n, seen_copy = 0, searches = 0;
+	unsigned long n_plain = 0, on_key = 0;
+	unsigned n_copies = 0;
 	pthread_t th;
 	CK_RV rv;
 
@@ -186,14 +234,15 @@ int main(void)
 
 	/* Two signatures in a row: the next one is begun ahead, on a copy. */
 	CHECK(!sign_once(h, 0, NULL));
+	CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) == 1);
 	CHECK(!sign_once(h, 1, NULL));
 	CHECK(sign_once(h, 2, NULL));
-	copy = the_copy(h);
-	printf("ok: the third signature was begun ahead, on a copy of the key (handle %lu)\n",
-	       (unsigned long)copy);
+	CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) == 2);
+	printf("ok: the third signature was begun ahead; the first made a copy for signatures "
+	       "not begun ahead, the second's entry one more\n");
 	n = find_keys(h, true, found, ELEMENTSOF(found));
 	CHECK(same_as_initial(found, n));
-	printf("ok: a search through prime_search_begin/end does not show it\n");
+	printf("ok: a search through prime_search_begin/end shows neither\n");
 
 	/* Searches while another thread signs in a loop, its copies made again as they age. */
 	stop = false;
@@ -213,26 +262,68 @@ int main(void)
 	       searches, seen_copy);
 	CHECK(seen_copy > 0);
 
-	/* The key deleted: what was begun on its copy is not used once it is not fresh. */
+	/* Signatures not begun ahead, in a loop of 1.5 s: on the copy but for one every 5 ms,
+	 * never more than one copy, and a new one every second. */
+	prime_forget();
+	CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) == 0);
+	for (uint64_t until = ca_now_usec() + 1500000; ca_now_usec() < until; n_plain++) {
+		on_key += sign_plain(h, (unsigned)n_plain);
+		if (extra_keys(h, extra, ELEMENTSOF(extra)) == 1 && extra[0] != copy) {
+			copy = extra[0];
+			n_copies++;
+		}
+		CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) <= 1);
+	}
+	printf("ok: %lu signatures not begun ahead, %lu of them on the key, %u copies one after "
+	       "the other\n",
+	       n_plain, on_key, n_copies);
+	CHECK(on_key < n_plain / 2 && n_copies >= 2);
+	n = find_keys(h, true, found, ELEMENTSOF(found));
+	CHECK(same_as_initial(found, n));
+
+	/* Forgotten (a login, a search) under a signature on the copy: it goes when that is
+	 * done, not before. */
+	{
+		KeyCopies *c = prime_copies(h);
+		CK_OBJECT_HANDLE taken = 0;
+
+		for (int i = 0; i < 1000 && !taken; i++) {
+			(void)sign_plain(h, 100);
+			taken = key_copy_take(c, key); /* the copy, unless the key was not fresh */
+		}
+		CHECK(taken && exists(h, taken));
+		prime_forget();
+		CHECK(exists(h, taken));
+		CHECK(key_copy_take(c, key) == 0);
+		key_copy_put(c, key, taken, true);
+		CHECK(!exists(h, taken));
+		CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) == 0);
+		printf("ok: a copy forgotten under a signature stays until it is done\n");
+	}
+
+	/* The key deleted: neither copy signs once the key is not fresh. */
 	(void)sign_once(h, 10, NULL);
-	CHECK(sign_once(h, 11, NULL));
-	copy = the_copy(h);
+	(void)sign_once(h, 11, NULL);
+	CHECK(sign_once(h, 12, NULL));
+	CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) == 2);
 	CHECK(call_open_rw_session(&m, slot, &rw) == CKR_OK);
 	CHECK(call_destroy_object(&m, rw, key) == CKR_OK);
 	CHECK(call_close_session(&m, rw) == CKR_OK);
-	{
+	for (size_t i = 0; i < 2; i++) {
 		CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
 		uint8_t digest[32] = {7}, sig[128];
 		CK_ULONG len = sizeof(sig);
 
-		/* Why the key is asked for: the copy outlives it. */
-		CHECK(call_sign_init(&m, h2, &mech, copy) == CKR_OK);
+		/* Why the key is asked for: a copy outlives it. */
+		CHECK(call_sign_init(&m, h2, &mech, extra[i]) == CKR_OK);
 		CHECK(call_sign(&m, h2, digest, sizeof(digest), sig, &len) == CKR_OK);
 	}
 	pause_usec(PRIME_FRESH_USEC + 1000);
-	CHECK(!sign_once(h, 12, &rv));
+	CHECK(!sign_once(h, 13, &rv));
 	CHECK(rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID);
-	printf("ok: the key deleted, nothing signs with its copy (the normal way: 0x%lx)\n",
+	CHECK(!sign_once(h, 14, &rv));
+	CHECK(rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID);
+	printf("ok: the key deleted, nothing signs with its copies (the normal way: 0x%lx)\n",
 	       (unsigned long)rv);
 
 	prime_forget();
