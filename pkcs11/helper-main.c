@@ -442,7 +442,7 @@ static void *helper_lane_main(void *userdata)
 {
 	int fd = (int)(intptr_t)userdata;
 	BusyPollSource lane = {0};
-	bool watch = false; /* this lane began signatures ahead: it closes those left unused */
+	bool watch = false; /* it began signatures ahead or made a copy: it closes what is unused */
 
 	for (;;) {
 		uint8_t *buf = NULL;
@@ -481,8 +481,10 @@ static void *helper_lane_main(void *userdata)
 		/* The frame may hold a PIN or data to sign. */
 		erase_and_free(buf, len);
 		/* A copy of a key to make (key-copy.h): once a second per key at most. */
-		if (after.copies)
+		if (after.copies) {
 			prime_copy_make(after.copies, after.copy_key);
+			watch = true; /* it is destroyed once too old (prime_expire) */
+		}
 		/* After a signature: at once for a quick caller (one whose next request usually
 		 * comes within the busy-poll limit, as in a signing loop: while the reply travels
 		 * to it and its next request back, the C_SignInit runs here, on the other CPU), or

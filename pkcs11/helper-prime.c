@@ -556,7 +556,8 @@ int prime_expire(void)
 {
 	CK_SESSION_HANDLE close[PRIME_MAX];
 	uint64_t now = ca_now_usec(), next = UINT64_MAX;
-	size_t n = 0;
+	size_t n = 0, n_copies;
+	int ms;
 
 	if (!prime.enabled)
 		return -1;
@@ -575,12 +576,18 @@ int prime_expire(void)
 		} else if (e->primed_usec + PRIME_MAX_AGE_USEC < next)
 			next = e->primed_usec + PRIME_MAX_AGE_USEC;
 	}
+	n_copies = prime.n_copies;
 	pthread_mutex_unlock(&prime.lock);
 	prime_close(close, n);
 	pthread_rwlock_unlock(&prime.copying);
-	if (next == UINT64_MAX)
-		return -1;
-	return (int)((next - now) / 1000) + 1;
+	ms = next == UINT64_MAX ? -1 : (int)((next - now) / 1000) + 1;
+	for (size_t i = 0; i < n_copies; i++) {
+		int k = key_copies_expire(prime.copies[i]);
+
+		if (k >= 0 && (ms < 0 || k < ms))
+			ms = k;
+	}
+	return ms;
 }
 
 void prime_report(void)

@@ -138,6 +138,7 @@ size_t prime_search_end(CK_OBJECT_HANDLE *objs, size_t n);
 /* Logs how many signatures were begun ahead and how many of them were used (none: nothing). */
 void prime_report(void);
 
-/* Closes operations older than PRIME_MAX_AGE_USEC. Returns the ms until the next one ages
- * out (at least 1), or -1 when none is left. */
+/* Closes operations older than PRIME_MAX_AGE_USEC, and destroys copies of keys too old to
+ * be used (key_copies_expire()). Returns the ms until the next one ages out (at least 1), or
+ * -1 when none is left. */
 int prime_expire(void);

@@ -869,6 +869,10 @@ int store_poll(Store *s, StoreEventList **ret, CaError *err)
 	*ret = NULL;
 	pthread_rwlock_rdlock(&s->lock);
 	r = scan_slots(s, &sc);
+	/* Copies of keys (sign.c) no longer used go within a poll interval. */
+	for (size_t i = 0; i < s->n_tokens; i++)
+		if (sign_copies(s->tokens[i]))
+			(void)key_copies_expire(&s->tokens[i]->copies);
 	pthread_rwlock_unlock(&s->lock);
 	if (r < 0)
 		return ca_error_set(err, r, "out of memory looking at the slots");

@@ -215,6 +215,56 @@ void key_copies_forget(KeyCopies *c)
 	key_copies_close(c, s);
 }
 
+/* With the lock: a copy too old to be used and free to destroy, else NULL; *next: when the
+ * next one ages, UINT64_MAX for never. */
+static KeyCopy *key_copy_aged_locked(KeyCopies *c, uint64_t now, uint64_t *next)
+{
+	KeyCopy *aged = NULL;
+
+	*next = UINT64_MAX;
+	for (size_t i = 0; i < c->n; i++) {
+		KeyCopy *e = &c->e[i];
+
+		if (!e->copy)
+			continue;
+		if (now - e->copy_usec < PRIME_COPY_MAX_AGE_USEC) {
+			if (e->copy_usec + PRIME_COPY_MAX_AGE_USEC < *next)
+				*next = e->copy_usec + PRIME_COPY_MAX_AGE_USEC;
+		} else if (!aged && !e->users && !c->making && !c->stale && !c->closing)
+			aged = e;
+		else if (now + 1000 < *next)
+			*next = now + 1000; /* in use (or being replaced): look again soon */
+	}
+	return aged;
+}
+
+int key_copies_expire(KeyCopies *c)
+{
+	uint64_t now = ca_now_usec(), next;
+	CK_SESSION_HANDLE s, drained = 0;
+	CK_OBJECT_HANDLE old;
+	KeyCopy *e;
+
+	pthread_mutex_lock(&c->lock);
+	while ((e = key_copy_aged_locked(c, now, &next))) {
+		/* Listed until destroyed (key_copies_own), too old for key_copy_take(), and
+		 * making keeps key_copy_make() and the session's closing away meanwhile. */
+		c->making = true;
+		old = e->copy;
+		s = c->session;
+		pthread_mutex_unlock(&c->lock);
+		(void)call_destroy_object(c->m, s, old);
+		pthread_mutex_lock(&c->lock);
+		c->making = false;
+		if (e->copy == old)
+			e->copy = 0;
+	}
+	drained = key_copies_drain_locked(c);
+	pthread_mutex_unlock(&c->lock);
+	key_copies_close(c, drained);
+	return next == UINT64_MAX ? -1 : (int)((next - now) / 1000) + 1;
+}
+
 bool key_copies_own(KeyCopies *c, CK_OBJECT_HANDLE h)
 {
 	bool own = false;

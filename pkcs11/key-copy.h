@@ -83,5 +83,12 @@ void key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key);
  * signature is done (at once when none is under way). */
 void key_copies_forget(KeyCopies *c);
 
+/*
+ * Destroys a copy that is too old to be used (a signature on its key makes a new one), so
+ * none outlives its use by much. Returns the ms until the next one is too old (at least 1),
+ * or -1 when none is left.
+ */
+int key_copies_expire(KeyCopies *c);
+
 /* Whether object h is one of c's copies. */
 bool key_copies_own(KeyCopies *c, CK_OBJECT_HANDLE h);

@@ -14,7 +14,8 @@
  *   them, so the check can fail).
  * - Signatures not begun ahead: most of a loop's run on the copy (the key itself signs once
  *   every 5 ms); there is never more than one copy, made again every second; forgetting
- *   (a login, a search) does not destroy a copy under a signature, it goes when that is done.
+ *   (a login, a search) does not destroy a copy under a signature, it goes when that is done;
+ *   prime_expire() destroys one unused for a second.
  * - The key deleted on the token: the copies still sign when asked directly (SoftHSM keeps
  *   session objects), but once the key was last seen more than PRIME_FRESH_USEC ago nothing
  *   signs on them any more and the normal way says the key is gone.
@@ -300,6 +301,16 @@ int main(void)
 		CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) == 0);
 		printf("ok: a copy forgotten under a signature stays until it is done\n");
 	}
+
+	/* Unused for a second: the copy goes (as the helper's lanes call prime_expire). */
+	(void)sign_plain(h, 200);
+	CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) == 1);
+	CHECK(prime_expire() > 0);
+	CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) == 1);
+	pause_usec(PRIME_COPY_MAX_AGE_USEC + 10000);
+	CHECK(prime_expire() == -1);
+	CHECK(extra_keys(h, extra, ELEMENTSOF(extra)) == 0);
+	printf("ok: a copy unused for a second is destroyed\n");
 
 	/* The key deleted: neither copy signs once the key is not fresh. */
 	(void)sign_once(h, 10, NULL);

@@ -545,7 +545,8 @@ static bool has_copy(Token *t, const char *label)
 /*
  * In-process signatures on a session copy of the key (sign.c, sign-ahead on): made after the
  * first signature and used by the next ones, all verifying; a rescan and a Lock destroy the
- * copies and the identities stay what they were; a key deleted on the token no longer signs
+ * copies and the identities stay what they were; the slot poll destroys one unused for a
+ * second; a key deleted on the token no longer signs
  * once the last signature on the key itself is 5 ms old (the copy would).
  */
 static void case_copy(void)
@@ -585,6 +586,20 @@ static void case_copy(void)
 	CHECK(l->n == n_ids && find_id(l, "ec") && find_id(l, "rsa"));
 	CHECK(count_private_keys(t) == keys);
 	fprintf(stderr, "ok: a rescan sees no copy\n");
+
+	/* Unused for a second: the slot poll destroys the copy. */
+	sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
+	CHECK(count_private_keys(t) == keys + 1);
+	{
+		struct timespec ts = {1, 10000000L}; /* PRIME_COPY_MAX_AGE_USEC and a bit */
+		StoreEventList *events = NULL;
+
+		nanosleep(&ts, NULL);
+		CHECK_CODE(store_poll(s, &events, &err), 0, &err);
+		CHECK(!events);
+	}
+	CHECK(count_private_keys(t) == keys && !has_copy(t, "ec"));
+	fprintf(stderr, "ok: a copy unused for a second goes at the next slot poll\n");
 
 	/* Lock: the copies go with the login. */
 	sign_verify(s, find_id(l, "ec"), "ecdsa_secp256r1_sha256");
