@@ -25,9 +25,8 @@ typedef struct Prime {
 	uint64_t primed_usec;	   /* when the active operation began */
 	uint64_t checked_usec;	   /* when its key was last seen to exist (C_SignInit, or asked) */
 	uint64_t epoch;		   /* prime.epoch when it began */
-	CK_OBJECT_HANDLE copy;	   /* a session object copied from the key in session; 0: none */
-	uint64_t copied_usec;	   /* when copy was made */
-	bool no_copy;		   /* the module would not copy the key, or sign with the copy */
+	KeyCopies *copies;	   /* its slot's copies of keys (key-copy.h); NULL: none */
+	CK_OBJECT_HANDLE copy;	   /* the copy the active operation began on (held); 0: the key */
 } Prime;
 
 typedef struct SessionSlot {
@@ -40,8 +39,7 @@ static struct {
 	bool enabled;
 	pthread_mutex_t lock;
 	pthread_cond_t done; /* an entry stopped beginning */
-	/* Held shared while a copy is made and entered in e[], and while one is taken out of
-	 * e[] until its session is closed (which destroys it); exclusively around a search: so
+	/* Held shared while a copy is made (prime_copy_make()), exclusively around a search: so
 	 * no search ever sees a copy it cannot tell from the key (prime_search_end()). */
 	pthread_rwlock_t copying;
 	uint64_t epoch;	      /* prime_forget() calls */
@@ -49,8 +47,8 @@ static struct {
 	Prime e[PRIME_MAX];
 	SessionSlot *sessions; /* the agent's open sessions */
 	size_t n_sessions, cap_sessions;
-	/* Copies of keys for the signatures not begun ahead (key-copy.h), per slot; made and
-	 * never freed (until exit) under lock, made in under copying as the entries' copies. */
+	/* Copies of keys (key-copy.h), per slot, for the entries' operations and the signatures
+	 * not begun ahead; added under lock, never freed until exit. */
 	KeyCopies *copies[PRIME_SLOTS];
 	size_t n_copies;
 } prime = {.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -141,46 +139,80 @@ static Prime *prime_find_locked(const PrimeJob *job)
 	return NULL;
 }
 
-/* Closes our sessions; outside the lock (a module call). */
-static void prime_close(const CK_SESSION_HANDLE *v, size_t n)
+/* An entry's session to close, and the copy its operation held. */
+typedef struct PrimeClose {
+	CK_SESSION_HANDLE session;
+	KeyCopies *copies;
+	CK_OBJECT_HANDLE key, copy;
+} PrimeClose;
+
+/* With the lock: takes e's session (and the copy its operation holds) out, into *c. */
+static void prime_take_locked(Prime *e, PrimeClose *c)
 {
-	for (size_t i = 0; i < n; i++)
-		(void)call_close_session(prime.m, v[i]);
+	*c = (PrimeClose){e->session, e->copies, e->what.key, e->copy};
+	e->session = 0;
+	e->copy = 0;
+	e->primed = false;
+}
+
+/* Closes our sessions, which ends their operations, then lets go of their copies; outside
+ * the lock (module calls). */
+static void prime_close(const PrimeClose *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].session)
+			(void)call_close_session(prime.m, v[i].session);
+		if (v[i].copy)
+			key_copy_put(v[i].copies, v[i].key, v[i].copy, true);
+	}
+}
+
+/* With the lock: slot's copies, made when there is room. */
+static KeyCopies *prime_copies_locked(CK_SLOT_ID slot)
+{
+	KeyCopies *c = NULL;
+
+	for (size_t i = 0; i < prime.n_copies; i++)
+		if (prime.copies[i]->slot == slot)
+			return prime.copies[i];
+	if (prime.n_copies < PRIME_SLOTS) {
+		c = malloc(sizeof(*c));
+		if (c) {
+			key_copies_init(c, prime.m, slot);
+			prime.copies[prime.n_copies++] = c;
+		}
+	}
+	return c;
 }
 
 void prime_forget(void)
 {
-	CK_SESSION_HANDLE close[PRIME_MAX];
+	PrimeClose close[PRIME_MAX];
 	size_t n = 0, n_copies;
 
 	if (!prime.enabled)
 		return;
-	pthread_rwlock_rdlock(&prime.copying);
 	pthread_mutex_lock(&prime.lock);
 	prime.epoch++;
 	/* A busy entry's thread sees the new epoch when it is done and closes its session. */
 	for (size_t i = 0; i < PRIME_MAX; i++) {
 		Prime *e = &prime.e[i];
 
-		if (e->used && !e->busy && e->session) {
-			close[n++] = e->session;
-			e->session = 0;
-			e->copy = 0; /* a session object: closing its session destroys it */
-			e->primed = false;
-		}
+		if (e->used && !e->busy && e->session)
+			prime_take_locked(e, &close[n++]);
 	}
 	n_copies = prime.n_copies;
 	pthread_mutex_unlock(&prime.lock);
-	prime_close(close, n);
+	/* The copies go once no signature is under way on them (at once, mostly). */
 	for (size_t i = 0; i < n_copies; i++)
 		key_copies_forget(prime.copies[i]);
-	pthread_rwlock_unlock(&prime.copying);
+	prime_close(close, n);
 }
 
 bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
 		const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len)
 {
-	CK_SESSION_HANDLE s;
+	PrimeClose op;
 	CK_ULONG class = 0;
 	PrimeJob job;
 	bool fresh;
@@ -210,8 +242,9 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 		return false;
 	}
 	e->busy = true;
-	e->primed = false; /* C_Sign ends the operation, whatever it answers */
-	s = e->session;
+	/* C_Sign ends the operation, whatever it answers: the session stays, the copy goes. */
+	prime_take_locked(e, &op);
+	e->session = op.session;
 	fresh = ca_now_usec() - e->checked_usec < PRIME_FRESH_USEC;
 	pthread_mutex_unlock(&prime.lock);
 
@@ -220,30 +253,26 @@ bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	 * as it would, unless that or an earlier question was only a moment ago. */
 	rv = CKR_OK;
 	if (!fresh) {
-		rv = call_get_ulong(prime.m, s, key, CKA_CLASS, &class);
+		rv = call_get_ulong(prime.m, op.session, key, CKA_CLASS, &class);
 		if (rv == CKR_OK && class != CKO_PRIVATE_KEY)
 			rv = CKR_KEY_HANDLE_INVALID;
+		if (rv == CKR_OK && op.copies)
+			(void)key_copy_seen(op.copies, key);
 	}
 	if (rv == CKR_OK)
-		rv = call_sign(prime.m, s, data, len, sig, sig_len);
+		rv = call_sign(prime.m, op.session, data, len, sig, sig_len);
 
-	if (rv != CKR_OK)
-		pthread_rwlock_rdlock(&prime.copying);
 	pthread_mutex_lock(&prime.lock);
 	e->busy = false;
 	if (rv == CKR_OK) {
 		prime.used++;
 		if (!fresh)
 			e->checked_usec = ca_now_usec();
-	} else {
+		op.session = 0; /* kept for the next one */
+	} else
 		e->session = 0; /* closed below: this ends the operation whatever happened */
-		e->copy = 0;
-	}
 	pthread_mutex_unlock(&prime.lock);
-	if (rv != CKR_OK) {
-		prime_close(&s, 1);
-		pthread_rwlock_unlock(&prime.copying);
-	}
+	prime_close(&op, 1);
 	return rv == CKR_OK;
 }
 
@@ -282,21 +311,16 @@ CK_RV prime_sign_once(CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key, bool ahead,
 		PrimeJob *job)
 {
-	CK_SESSION_HANDLE evicted = 0;
+	PrimeClose evicted = {0};
 	uint64_t now = ca_now_usec();
-	bool want = false, shared;
+	bool want = false;
 	Prime *e;
 
 	if (!prime.enabled)
 		return false;
-	/* An entry replaced takes its copy along (see copying); a reply does not wait for a
-	 * search to end: no new entry this time then. */
-	shared = pthread_rwlock_tryrdlock(&prime.copying) == 0;
 	pthread_mutex_lock(&prime.lock);
 	if (!prime_job_locked(h, mech, key, job)) {
 		pthread_mutex_unlock(&prime.lock);
-		if (shared)
-			pthread_rwlock_unlock(&prime.copying);
 		return false;
 	}
 	e = prime_find_locked(job);
@@ -304,7 +328,7 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 		want = !e->busy && !e->primed && !e->removable &&
 		       (ahead || now - e->signed_usec < PRIME_MAX_AGE_USEC);
 		e->signed_usec = now;
-	} else if (shared) {
+	} else {
 		/* A free entry, else the one that signed least recently and is not in use. */
 		for (size_t i = 0; i < PRIME_MAX; i++) {
 			Prime *c = &prime.e[i];
@@ -319,15 +343,16 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 				e = c;
 		}
 		if (e) {
-			evicted = e->session;
-			*e = (Prime){.used = true, .what = *job, .signed_usec = now};
+			if (e->used)
+				prime_take_locked(e, &evicted);
+			*e = (Prime){.used = true,
+				     .what = *job,
+				     .signed_usec = now,
+				     .copies = prime_copies_locked(job->slot)};
 		}
 	}
 	pthread_mutex_unlock(&prime.lock);
-	if (evicted)
-		prime_close(&evicted, 1);
-	if (shared)
-		pthread_rwlock_unlock(&prime.copying);
+	prime_close(&evicted, 1);
 	return want;
 }
 
@@ -379,36 +404,16 @@ bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job)
 	return want;
 }
 
-/*
- * With copying held shared: a session copy of key in our session s (helper-prime.h, "The
- * copy"), entered as e's at once, so that a search never sees it unentered. The old copy,
- * if any, is destroyed first. 0 when the module would not (for now: prime_start() decides
- * whether for good).
- */
-static CK_OBJECT_HANDLE prime_copy(Prime *e, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE old,
-				   CK_OBJECT_HANDLE key)
-{
-	CK_OBJECT_HANDLE copy = 0;
-	CK_RV rv;
-
-	if (old)
-		(void)call_destroy_object(prime.m, s, old);
-	rv = call_copy_key(prime.m, s, key, &copy);
-	pthread_mutex_lock(&prime.lock);
-	e->copy = rv == CKR_OK ? copy : 0;
-	e->copied_usec = ca_now_usec();
-	pthread_mutex_unlock(&prime.lock);
-	return rv == CKR_OK ? copy : 0;
-}
-
 void prime_start(const PrimeJob *job)
 {
 	CK_RSA_PKCS_PSS_PARAMS pss = job->pss;
 	CK_MECHANISM mech = {job->type, job->has_pss ? &pss : NULL, job->has_pss ? sizeof(pss) : 0};
-	CK_SESSION_HANDLE s, close = 0;
-	CK_OBJECT_HANDLE copy, signer;
-	uint64_t epoch, copied;
-	bool removable = false, no_copy, fresh_copy = false, refused = false;
+	PrimeClose close = {0};
+	CK_SESSION_HANDLE s;
+	CK_OBJECT_HANDLE copy = 0;
+	KeyCopies *copies;
+	uint64_t epoch;
+	bool removable = false, made = false;
 	Prime *e;
 	CK_RV rv = CKR_OK;
 
@@ -423,9 +428,7 @@ void prime_start(const PrimeJob *job)
 	e->busy = true;
 	e->beginning = true;
 	s = e->session;
-	copy = e->copy;
-	copied = e->copied_usec;
-	no_copy = e->no_copy;
+	copies = e->copies;
 	epoch = prime.epoch;
 	pthread_mutex_unlock(&prime.lock);
 
@@ -438,36 +441,27 @@ void prime_start(const PrimeJob *job)
 		removable = rv == CKR_OK && (info.flags & CKF_REMOVABLE_DEVICE);
 		if (rv == CKR_OK && !removable)
 			rv = call_open_session(prime.m, job->slot, &s);
-		copy = 0;
 	}
-	if (rv == CKR_OK && !removable && !no_copy &&
-	    (!copy || ca_now_usec() - copied >= PRIME_COPY_MAX_AGE_USEC)) {
-		pthread_rwlock_rdlock(&prime.copying);
-		copy = prime_copy(e, s, copy, job->key);
-		pthread_rwlock_unlock(&prime.copying);
-		fresh_copy = copy != 0; /* copying read the key as C_SignInit would have */
-		refused = !copy;
-	}
-	signer = copy ? copy : job->key;
-	if (rv == CKR_OK && !removable) {
-		rv = call_sign_init(prime.m, s, &mech, signer);
-		if (rv != CKR_OK && copy) {
-			/* Will the module sign with the key but not with the copy? */
-			signer = job->key;
-			fresh_copy = false;
-			rv = call_sign_init(prime.m, s, &mech, signer);
-			refused = true;
+	if (rv == CKR_OK && !removable && copies) {
+		/* On the key's copy (made now when there is none to use: that finds the key). */
+		copy = key_copy_hold(copies, job->key);
+		if (!copy) {
+			made = prime_copy_make(copies, job->key);
+			copy = key_copy_hold(copies, job->key);
 		}
 	}
-	if (rv == CKR_OK && refused) {
-		/* It signs with the key but would not copy it, or sign with the copy: for good
-		 * (a failure that the key's C_SignInit shares, a logout say, is not the copy's). */
-		pthread_mutex_lock(&prime.lock);
-		e->no_copy = true;
-		pthread_mutex_unlock(&prime.lock);
+	if (rv == CKR_OK && !removable) {
+		rv = call_sign_init(prime.m, s, &mech, copy ? copy : job->key);
+		if (rv != CKR_OK && copy) {
+			/* Will the module sign with the key but not with the copy? (key-copy.h) */
+			key_copy_put(copies, job->key, copy, false);
+			copy = 0;
+			rv = call_sign_init(prime.m, s, &mech, job->key);
+		}
+		if (rv == CKR_OK && !copy && copies)
+			(void)key_copy_seen(copies, job->key);
 	}
 
-	pthread_rwlock_rdlock(&prime.copying); /* for the failure below (copying) */
 	pthread_mutex_lock(&prime.lock);
 	e->busy = false;
 	e->beginning = false;
@@ -475,25 +469,23 @@ void prime_start(const PrimeJob *job)
 	e->removable = removable;
 	if (rv == CKR_OK && !removable && epoch == prime.epoch) {
 		e->session = s;
+		e->copy = copy;
 		e->primed = true;
 		e->primed_usec = ca_now_usec();
-		/* C_SignInit on the key looked at it; on the copy it did not. */
-		if (signer == job->key || fresh_copy)
+		/* C_SignInit on the key looked at it, and so did making the copy. */
+		if (!copy || made)
 			e->checked_usec = e->primed_usec;
 		e->epoch = epoch;
 		prime.begun++;
 	} else {
 		/* Failed (the key is gone, not logged in...), or the login state changed while
-		 * it began: not to be used; closing the session ends any operation and destroys
-		 * the copy. */
-		close = s;
-		e->session = 0;
-		e->copy = 0;
+		 * it began: not to be used; closing the session ends any operation. */
+		e->session = s;
+		e->copy = copy;
+		prime_take_locked(e, &close);
 	}
 	pthread_mutex_unlock(&prime.lock);
-	if (close)
-		prime_close(&close, 1);
-	pthread_rwlock_unlock(&prime.copying);
+	prime_close(&close, 1);
 }
 
 KeyCopies *prime_copies(CK_SESSION_HANDLE h)
@@ -504,27 +496,20 @@ KeyCopies *prime_copies(CK_SESSION_HANDLE h)
 	if (!prime.enabled)
 		return NULL;
 	pthread_mutex_lock(&prime.lock);
-	if (prime_slot_locked(h, &slot)) {
-		for (size_t i = 0; i < prime.n_copies && !c; i++)
-			if (prime.copies[i]->slot == slot)
-				c = prime.copies[i];
-		if (!c && prime.n_copies < PRIME_SLOTS) {
-			c = malloc(sizeof(*c));
-			if (c) {
-				key_copies_init(c, prime.m, slot);
-				prime.copies[prime.n_copies++] = c;
-			}
-		}
-	}
+	if (prime_slot_locked(h, &slot))
+		c = prime_copies_locked(slot);
 	pthread_mutex_unlock(&prime.lock);
 	return c;
 }
 
-void prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
+bool prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 {
+	bool made;
+
 	pthread_rwlock_rdlock(&prime.copying);
-	key_copy_make(c, key);
+	made = key_copy_make(c, key);
 	pthread_rwlock_unlock(&prime.copying);
+	return made;
 }
 
 void prime_search_begin(void)
@@ -540,8 +525,6 @@ size_t prime_search_end(CK_OBJECT_HANDLE *objs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		bool ours = false;
 
-		for (size_t j = 0; j < PRIME_MAX && !ours; j++)
-			ours = prime.e[j].used && prime.e[j].copy && prime.e[j].copy == objs[i];
 		for (size_t j = 0; j < prime.n_copies && !ours; j++)
 			ours = key_copies_own(prime.copies[j], objs[i]);
 		if (!ours)
@@ -554,32 +537,27 @@ size_t prime_search_end(CK_OBJECT_HANDLE *objs, size_t n)
 
 int prime_expire(void)
 {
-	CK_SESSION_HANDLE close[PRIME_MAX];
+	PrimeClose close[PRIME_MAX];
 	uint64_t now = ca_now_usec(), next = UINT64_MAX;
 	size_t n = 0, n_copies;
 	int ms;
 
 	if (!prime.enabled)
 		return -1;
-	pthread_rwlock_rdlock(&prime.copying);
 	pthread_mutex_lock(&prime.lock);
 	for (size_t i = 0; i < PRIME_MAX; i++) {
 		Prime *e = &prime.e[i];
 
 		if (!e->used || e->busy || !e->primed)
 			continue;
-		if (now - e->primed_usec >= PRIME_MAX_AGE_USEC) {
-			close[n++] = e->session;
-			e->session = 0;
-			e->copy = 0;
-			e->primed = false;
-		} else if (e->primed_usec + PRIME_MAX_AGE_USEC < next)
+		if (now - e->primed_usec >= PRIME_MAX_AGE_USEC)
+			prime_take_locked(e, &close[n++]);
+		else if (e->primed_usec + PRIME_MAX_AGE_USEC < next)
 			next = e->primed_usec + PRIME_MAX_AGE_USEC;
 	}
 	n_copies = prime.n_copies;
 	pthread_mutex_unlock(&prime.lock);
 	prime_close(close, n);
-	pthread_rwlock_unlock(&prime.copying);
 	ms = next == UINT64_MAX ? -1 : (int)((next - now) / 1000) + 1;
 	for (size_t i = 0; i < n_copies; i++) {
 		int k = key_copies_expire(prime.copies[i]);

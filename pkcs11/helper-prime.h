@@ -23,14 +23,12 @@
  *
  * The copy. C_SignInit of a token key in SoftHSM reads the token's and the key's object
  * files each time (to notice other programs' changes: a third of its cost); on a session
- * object it reads nothing. So an entry begins its operations on a session copy of the key
- * (C_CopyObject with CKA_TOKEN false, in the entry's own session: sensitive and not
- * extractable as the key is, private, gone when that session closes or the user logs out),
- * made again when older than PRIME_COPY_MAX_AGE_USEC (so a change to the key's attributes
- * reaches it within that). Whether the key itself still exists is asked as before, when
- * nothing looked at it for PRIME_FRESH_USEC. A module that will not copy the key, or sign
- * with the copy, signs with the key. Searches hide the copies (prime_search_begin/end): the
- * agent must never list or use one as a key of the token.
+ * object it reads nothing. So an entry begins its operations on its slot's session copy of
+ * the key (key-copy.h: one per key, shared with the signatures not begun ahead, made when
+ * there is none to use, held until the operation ends); a change to the key's attributes
+ * reaches it within PRIME_COPY_MAX_AGE_USEC. Whether the key itself still exists is asked as
+ * before, when nothing looked at it for PRIME_FRESH_USEC. Searches hide the copies
+ * (prime_search_begin/end): the agent must never list or use one as a key of the token.
  *
  * Thread-safe: one lock around a table of at most PRIME_MAX entries, never held across a
  * module call; an entry a thread works on is marked busy and skipped by the others.
@@ -126,7 +124,7 @@ CK_RV prime_sign_once(CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE 
  * searches kept out.
  */
 KeyCopies *prime_copies(CK_SESSION_HANDLE h);
-void prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key);
+bool prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key);
 
 /*
  * Around a C_FindObjects for the agent: no copy is made meanwhile, and prime_search_end()

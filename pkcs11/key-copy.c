@@ -77,7 +77,7 @@ static void key_copies_close(KeyCopies *c, CK_SESSION_HANDLE s)
 	pthread_mutex_unlock(&c->lock);
 }
 
-CK_OBJECT_HANDLE key_copy_take(KeyCopies *c, CK_OBJECT_HANDLE key)
+static CK_OBJECT_HANDLE key_copy_get(KeyCopies *c, CK_OBJECT_HANDLE key, bool fresh)
 {
 	uint64_t now = ca_now_usec();
 	CK_OBJECT_HANDLE copy = 0;
@@ -85,7 +85,7 @@ CK_OBJECT_HANDLE key_copy_take(KeyCopies *c, CK_OBJECT_HANDLE key)
 
 	pthread_mutex_lock(&c->lock);
 	e = key_copy_find_locked(c, key);
-	if (e && e->copy && !e->dead && now - e->seen_usec < PRIME_FRESH_USEC &&
+	if (e && e->copy && !e->dead && (!fresh || now - e->seen_usec < PRIME_FRESH_USEC) &&
 	    now - e->copy_usec < PRIME_COPY_MAX_AGE_USEC) {
 		copy = e->copy;
 		e->users++;
@@ -93,6 +93,16 @@ CK_OBJECT_HANDLE key_copy_take(KeyCopies *c, CK_OBJECT_HANDLE key)
 	}
 	pthread_mutex_unlock(&c->lock);
 	return copy;
+}
+
+CK_OBJECT_HANDLE key_copy_take(KeyCopies *c, CK_OBJECT_HANDLE key)
+{
+	return key_copy_get(c, key, true);
+}
+
+CK_OBJECT_HANDLE key_copy_hold(KeyCopies *c, CK_OBJECT_HANDLE key)
+{
+	return key_copy_get(c, key, false);
 }
 
 void key_copy_put(KeyCopies *c, CK_OBJECT_HANDLE key, CK_OBJECT_HANDLE copy, bool began)
@@ -138,21 +148,22 @@ bool key_copy_seen(KeyCopies *c, CK_OBJECT_HANDLE key)
 	return want;
 }
 
-void key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
+bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 {
 	CK_SESSION_HANDLE s, opened = 0, drained;
 	CK_OBJECT_HANDLE old, copy = 0;
 	uint64_t gen, now = ca_now_usec();
-	bool removable = false;
+	bool removable = false, made = false;
 	KeyCopy *e;
 	CK_RV rv = CKR_OK;
 
 	pthread_mutex_lock(&c->lock);
-	e = key_copy_find_locked(c, key);
-	if (!e || c->no_copy || c->removable || c->making || c->stale || c->closing || e->users ||
-	    (e->copy && !e->dead && now - e->copy_usec < PRIME_COPY_MAX_AGE_USEC)) {
+	e = c->no_copy || c->removable || c->making || c->stale || c->closing
+		    ? NULL
+		    : key_copy_add_locked(c, key, now);
+	if (!e || e->users || (e->copy && !e->dead && now - e->copy_usec < PRIME_COPY_MAX_AGE_USEC)) {
 		pthread_mutex_unlock(&c->lock);
-		return;
+		return false;
 	}
 	c->making = true;
 	old = e->copy;
@@ -189,6 +200,8 @@ void key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 		if (rv == CKR_OK && !removable && e) {
 			e->copy = copy;
 			e->copy_usec = ca_now_usec();
+			e->seen_usec = e->copy_usec; /* C_CopyObject found the key */
+			made = true;
 		} else if (rv != CKR_OK && s)
 			c->no_copy = true; /* right after it signed with the key: the module's way */
 	}
@@ -199,6 +212,7 @@ void key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 	if (opened)
 		(void)call_close_session(c->m, opened);
 	key_copies_close(c, drained);
+	return made;
 }
 
 void key_copies_forget(KeyCopies *c)
@@ -232,8 +246,8 @@ static KeyCopy *key_copy_aged_locked(KeyCopies *c, uint64_t now, uint64_t *next)
 				*next = e->copy_usec + PRIME_COPY_MAX_AGE_USEC;
 		} else if (!aged && !e->users && !c->making && !c->stale && !c->closing)
 			aged = e;
-		else if (now + 1000 < *next)
-			*next = now + 1000; /* in use (or being replaced): look again soon */
+		else if (now + 100000 < *next)
+			*next = now + 100000; /* in use (or being replaced): look again later */
 	}
 	return aged;
 }

@@ -10,8 +10,9 @@
  * the copies of one slot's keys, in a session of its own (never one that signs):
  *
  * - a copy is made right after a signature on the key itself succeeded (key_copy_seen() says
- *   when, key_copy_make() makes it), and made again when older than PRIME_COPY_MAX_AGE_USEC,
- *   so a change to the key's attributes reaches it within that;
+ *   when, key_copy_make() makes it), or for an operation begun ahead (helper-prime.h), and
+ *   made again when older than PRIME_COPY_MAX_AGE_USEC, so a change to the key's attributes
+ *   reaches it within that;
  * - it is used only while the last signature on the key itself is younger than
  *   PRIME_FRESH_USEC: a copy outlives a deleted key, so in a signing loop one signature every
  *   5 ms goes to the key and sees that it still exists;
@@ -70,14 +71,18 @@ void key_copies_fini(KeyCopies *c);
 
 /* The copy of key to sign with (counted until key_copy_put()), or 0: sign with the key. */
 CK_OBJECT_HANDLE key_copy_take(KeyCopies *c, CK_OBJECT_HANDLE key);
+/* The same, also when the key was not seen for PRIME_FRESH_USEC: for an operation begun ahead,
+ * whose signature asks whether the key still exists when it was not seen for that long. */
+CK_OBJECT_HANDLE key_copy_hold(KeyCopies *c, CK_OBJECT_HANDLE key);
 /* A signature on copy of key is done; began: its C_SignInit succeeded (else the copy is not
  * used again: sign with the key). */
 void key_copy_put(KeyCopies *c, CK_OBJECT_HANDLE key, CK_OBJECT_HANDLE copy, bool began);
 
 /* A signature on key itself succeeded: it exists. True when a copy should be made now. */
 bool key_copy_seen(KeyCopies *c, CK_OBJECT_HANDLE key);
-/* Makes (or renews) key's copy, when still wanted. */
-void key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key);
+/* Makes (or renews) key's copy, when wanted (none usable, none in use); true when it did
+ * (which found the key: it counts as seen). */
+bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key);
 
 /* Login state or objects may change: no copy is used again, each goes when its last
  * signature is done (at once when none is under way). */
