@@ -38,7 +38,7 @@ static KeyCopy *key_copy_add_locked(KeyCopies *c, CK_OBJECT_HANDLE key, uint64_t
 		e = &c->e[c->n++];
 	else
 		for (size_t i = 0; i < c->n && !e; i++)
-			if (!c->e[i].copy && !c->e[i].users &&
+			if (!c->e[i].copy && !c->e[i].users && !c->making &&
 			    now - c->e[i].seen_usec >= PRIME_COPY_MAX_AGE_USEC)
 				e = &c->e[i];
 	if (e)
@@ -137,9 +137,10 @@ bool key_copy_seen(KeyCopies *c, CK_OBJECT_HANDLE key)
 	e = c->no_copy || c->removable ? NULL : key_copy_add_locked(c, key, now);
 	if (e) {
 		e->seen_usec = now;
-		/* The copy would not begin a signature and the key did right after: the
-		 * module's way (not a failure both share: a logout, a lost device). */
-		if (e->refused_usec && now - e->refused_usec < PRIME_FRESH_USEC)
+		/* The copy would not be made, or begin a signature, and the key signs right
+		 * after: the module's way (not a failure both share: a logout, a lost device). */
+		if ((e->refused_usec && now - e->refused_usec < PRIME_FRESH_USEC) ||
+		    (e->failed_usec && now - e->failed_usec < PRIME_COPY_MAX_AGE_USEC))
 			c->no_copy = true;
 		want = !c->no_copy && !c->making && !c->stale && !c->closing && !e->users &&
 		       (!e->copy || e->dead || now - e->copy_usec >= PRIME_COPY_MAX_AGE_USEC);
@@ -161,7 +162,8 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 	e = c->no_copy || c->removable || c->making || c->stale || c->closing
 		    ? NULL
 		    : key_copy_add_locked(c, key, now);
-	if (!e || e->users || (e->copy && !e->dead && now - e->copy_usec < PRIME_COPY_MAX_AGE_USEC)) {
+	if (!e || e->users || (e->copy && !e->dead && now - e->copy_usec < PRIME_COPY_MAX_AGE_USEC) ||
+	    (e->failed_usec && now - e->failed_usec < PRIME_COPY_MAX_AGE_USEC)) {
 		pthread_mutex_unlock(&c->lock);
 		return false;
 	}
@@ -169,7 +171,6 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 	old = e->copy;
 	e->copy = 0; /* no signature takes it meanwhile */
 	e->dead = false;
-	e->refused_usec = 0;
 	s = c->session;
 	gen = c->gen;
 	pthread_mutex_unlock(&c->lock);
@@ -201,16 +202,23 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 			e->copy = copy;
 			e->copy_usec = ca_now_usec();
 			e->seen_usec = e->copy_usec; /* C_CopyObject found the key */
+			e->refused_usec = 0;
+			e->failed_usec = 0;
 			made = true;
-		} else if (rv != CKR_OK && s)
-			c->no_copy = true; /* right after it signed with the key: the module's way */
+			copy = 0;
+		} else if (rv != CKR_OK && s && e)
+			/* Not again for a second; for good when the key signs now (the module's
+			 * way, not a logout: key_copy_seen()). */
+			e->failed_usec = ca_now_usec();
 	}
-	/* Else forgotten meanwhile: a copy made in the old session goes with it, a session we
-	 * opened (never listed) is closed below. */
+	/* Else forgotten meanwhile: a session we opened (never listed) is closed below, and a
+	 * copy made in the old one is destroyed now (searches must not meet it unlisted). */
 	drained = key_copies_drain_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	if (opened)
 		(void)call_close_session(c->m, opened);
+	else if (copy)
+		(void)call_destroy_object(c->m, s, copy);
 	key_copies_close(c, drained);
 	return made;
 }

@@ -18,8 +18,9 @@
  *   5 ms goes to the key and sees that it still exists;
  * - it is never destroyed under a signature: signatures on it are counted, and copies
  *   forgotten (key_copies_forget(): a logout, a scan) go when the last one is done;
- * - a module that will not copy a key, or copies it but will not begin a signature on the
- *   copy while it does on the key right after, signs with its keys for good;
+ * - a module that will not copy a key while the key signs within a second, or copies it but
+ *   will not begin a signature on the copy while it does on the key right after (5 ms), signs
+ *   with its keys for good (a failure the key shares, a logout say, is not the module's way);
  * - never for a slot with CKF_REMOVABLE_DEVICE (a card: C_SignInit is small next to the card's
  *   own signature).
  *
@@ -47,6 +48,7 @@ typedef struct KeyCopy {
 	unsigned users;	       /* signatures begun on copy and not finished */
 	bool dead;	       /* not to be used again; replaced once users is 0 */
 	uint64_t refused_usec; /* when a signature on copy would not begin; 0: never */
+	uint64_t failed_usec;  /* when the module would not make the copy; 0: never */
 } KeyCopy;
 
 typedef struct KeyCopies {

@@ -19,6 +19,9 @@
 #                    once all succeed, queued for its sessions; B is not held up
 #   session-limit-hidden  the same limit, not announced: the module refuses a session
 #                    (CKR_SESSION_COUNT) and the signatures wait for the agent's sessions
+#   no-copy          A will not copy a key (C_CopyObject answers CKR_DEVICE_MEMORY): every
+#                    signature still works, on the key itself, and after one refusal nothing
+#                    tries again (pkcs11/key-copy.h: the module's way, for good)
 #
 # Ordering, never timing, is asserted: "B answered while A's Sign was still inside the token"
 # is read from the module's trace file (the module writes "sign-slow A" when a signature
@@ -370,6 +373,24 @@ case_session_limit() { # [hidden]
 	f_expect_sign_ok B
 }
 
+# Copies of keys to sign with (pkcs11/key-copy.h) refused by the module: one try, then the
+# key itself for good. Twenty signatures in a row, spread over more than a second (a failure
+# is tried again after a second unless the key signed within it).
+case_no_copy() {
+	local i tries
+	F_INIT="mode=full token=A" f_setup
+	for i in $(seq 20); do
+		f_busctl_sign A "$H_TMP/sig-$i" || h_fail "Sign $i on A failed while it copies nothing"
+		f_verify A "$H_TMP/sig-$i"
+		sleep 0.1
+	done
+	tries=$(grep -cx 'full A C_CopyObject' "$TRACE" || true)
+	[ "$tries" -ge 1 ] || h_fail "the agent never tried to copy A's key (sign-ahead is on)"
+	[ "$tries" -le 2 ] || h_fail "A refused to copy its key, and was asked $tries times"
+	printf '# A asked to copy its key %s time(s) in 20 signatures\n' "$tries" >&2
+	f_expect_sign_ok B
+}
+
 case $CASE in
 slow) case_slow ;;
 removed-mid-sign) case_removed_mid_sign ;;
@@ -379,6 +400,7 @@ hang) case_hang ;;
 crash) case_crash ;;
 session-limit) case_session_limit ;;
 session-limit-hidden) case_session_limit hidden ;;
+no-copy) case_no_copy ;;
 *) h_fail "unknown case $CASE" ;;
 esac
 printf 'ok %s\n' "$CASE"
