@@ -128,8 +128,8 @@ typedef enum Ahead {
 /* What the lane thread does once a reply is out. */
 typedef struct After {
 	Ahead ahead;
-	PrimeJob job;		   /* to begin ahead */
-	KeyCopies *copies;	   /* non-NULL: make copy_key's copy in it (key-copy.h) */
+	PrimeJob job;	   /* to begin ahead */
+	KeyCopies *copies; /* non-NULL: make copy_key's copy in it (key-copy.h) */
 	CK_OBJECT_HANDLE copy_key;
 } After;
 
@@ -496,8 +496,8 @@ static void *helper_lane_main(void *userdata)
 		 * For PREPARE_SIGN at once: the request it announces comes later. */
 		if (after.ahead == AHEAD_NOW ||
 		    (after.ahead == AHEAD_QUIET && (busy_poll_expects(&helper.poll, &lane) ||
-					      busy_poll_alone(&helper.poll, &lane) ||
-					      !helper_lane_wait(fd, PRIME_DELAY_MS)))) {
+						    busy_poll_alone(&helper.poll, &lane) ||
+						    !helper_lane_wait(fd, PRIME_DELAY_MS)))) {
 			prime_start(&after.job);
 			watch = true;
 		} else if (after.ahead == AHEAD_WATCH)

@@ -41,7 +41,7 @@
 #include "internal.h"
 
 #define PRIME_MAX 4
-#define PRIME_SLOTS 8 /* slots with copies of keys for signatures not begun ahead */
+#define PRIME_SLOTS 8		   /* slots with copies of keys for signatures not begun ahead */
 #define PRIME_MAX_AGE_USEC 1000000 /* an operation started longer ago is not used */
 #define PRIME_DELAY_MS 1	   /* after a reply, the quiet time before priming (slow callers) */
 /*
@@ -53,7 +53,7 @@
  * and the key's object file for it, as C_SignInit does; docs/performance.md).
  */
 #define PRIME_FRESH_USEC 5000
-/* An entry's copy of its key is made again when it is this old. */
+/* A copy of a key (key-copy.h) is made again when it is this old. */
 #define PRIME_COPY_MAX_AGE_USEC 1000000
 /* A signature for an entry being begun (or checked) waits at most this long for it. */
 #define PRIME_WAIT_MS 5
@@ -118,10 +118,10 @@ CK_RV prime_sign_once(CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 		      bool *ret_signing, bool *ret_ahead, KeyCopies **ret_copies);
 
 /*
- * Copies of keys (key-copy.h) for the signatures not begun ahead, per slot: h's slot's set
- * (NULL when signing ahead is off, or h is unknown). Searches hide them as they hide the
- * entries' copies, and prime_forget() forgets them. prime_copy_make() makes one, with
- * searches kept out.
+ * Copies of keys (key-copy.h), per slot, for the entries' operations and the signatures not
+ * begun ahead: h's slot's set (NULL when signing ahead is off, or h is unknown). Searches
+ * hide them (prime_search_end()), prime_forget() forgets them, prime_expire() destroys the
+ * unused ones. prime_copy_make() makes one, with searches kept out; true when it did.
  */
 KeyCopies *prime_copies(CK_SESSION_HANDLE h);
 bool prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key);

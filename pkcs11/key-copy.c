@@ -162,7 +162,8 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 	e = c->no_copy || c->removable || c->making || c->stale || c->closing
 		    ? NULL
 		    : key_copy_add_locked(c, key, now);
-	if (!e || e->users || (e->copy && !e->dead && now - e->copy_usec < PRIME_COPY_MAX_AGE_USEC) ||
+	if (!e || e->users ||
+	    (e->copy && !e->dead && now - e->copy_usec < PRIME_COPY_MAX_AGE_USEC) ||
 	    (e->failed_usec && now - e->failed_usec < PRIME_COPY_MAX_AGE_USEC)) {
 		pthread_mutex_unlock(&c->lock);
 		return false;

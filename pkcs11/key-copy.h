@@ -59,10 +59,10 @@ typedef struct KeyCopies {
 	uint64_t gen;		   /* key_copies_forget() calls */
 	unsigned users;		   /* of all copies */
 	bool making;		   /* key_copy_make() at work outside the lock */
-	bool stale;		   /* forgotten under signatures: session closed when they are done */
-	bool closing;		   /* session being closed outside the lock: copies still listed */
-	bool removable;		   /* the slot is a reader: no copies */
-	bool no_copy;		   /* the module's way: no copies */
+	bool stale;	/* forgotten under signatures: session closed when they are done */
+	bool closing;	/* session being closed outside the lock: copies still listed */
+	bool removable; /* the slot is a reader: no copies */
+	bool no_copy;	/* the module's way: no copies */
 	KeyCopy e[KEY_COPY_MAX];
 	size_t n;
 } KeyCopies;
