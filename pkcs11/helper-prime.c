@@ -43,6 +43,9 @@ static struct {
 	 * no search ever sees a copy it cannot tell from the key (prime_search_end()). */
 	pthread_rwlock_t copying;
 	uint64_t epoch;	      /* prime_forget() calls */
+	/* Atomic: before this, prime_expire() has nothing to do (an operation begun or a copy
+	 * made since lowers it). */
+	uint64_t expire_usec;
 	uint64_t begun, used; /* for prime_report() */
 	Prime e[PRIME_MAX];
 	SessionSlot *sessions; /* the agent's open sessions */
@@ -167,6 +170,16 @@ static void prime_close(const PrimeClose *v, size_t n)
 	}
 }
 
+/* Something ages out at usec: prime_expire() must look then. */
+static void prime_expire_at(uint64_t usec)
+{
+	uint64_t cur = __atomic_load_n(&prime.expire_usec, __ATOMIC_RELAXED);
+
+	while (usec < cur && !__atomic_compare_exchange_n(&prime.expire_usec, &cur, usec, true,
+							  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
 /* With the lock: slot's copies, made when there is room. */
 static KeyCopies *prime_copies_locked(CK_SLOT_ID slot)
 {
@@ -209,19 +222,31 @@ void prime_forget(void)
 	prime_close(close, n);
 }
 
-bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
-		const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len)
+/*
+ * For SIGN_ONCE on the agent's session h: signs data with an operation started ahead for
+ * (h's slot, key, mech) into sig (*sig_len: its size in, the signature's length out); one
+ * being begun (after a PREPARE_SIGN) is waited for, at most PRIME_WAIT_MS. True when it did
+ * (CKR_OK); false: nothing was signed, sign the normal way (*ret_copies: h's slot's copies
+ * of keys, or NULL; so that the normal way need not look them up again).
+ */
+static bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+		       const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
+		       KeyCopies **ret_copies)
 {
 	PrimeClose op;
 	CK_ULONG class = 0;
+	CK_SLOT_ID slot;
 	PrimeJob job;
 	bool fresh;
 	Prime *e;
 	CK_RV rv;
 
+	*ret_copies = NULL;
 	if (!prime.enabled || !sig)
 		return false; /* a length query keeps its operation active: the normal way */
 	pthread_mutex_lock(&prime.lock);
+	if (prime_slot_locked(h, &slot))
+		*ret_copies = prime_copies_locked(slot);
 	e = prime_job_locked(h, mech, key, &job) ? prime_find_locked(&job) : NULL;
 	if (e && e->busy && e->beginning) {
 		/* Being begun for this very request (a PREPARE_SIGN a moment ago): it is done
@@ -286,13 +311,13 @@ CK_RV prime_sign_once(CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE 
 	CK_RV rv;
 
 	*ret_copies = NULL;
-	*ret_ahead = prime_sign(h, mech, key, data, len, sig, sig_len);
+	/* No copies for a length query (none are looked up): it leaves the operation active for
+	 * a C_Sign later. */
+	*ret_ahead = prime_sign(h, mech, key, data, len, sig, sig_len, &copies);
 	if (*ret_ahead) {
 		*ret_signing = true;
 		return CKR_OK;
 	}
-	/* Not on a copy for a length query: it leaves the operation active for a C_Sign later. */
-	copies = sig ? prime_copies(h) : NULL;
 	copy = copies ? key_copy_take(copies, key) : 0;
 	rv = call_sign_once(prime.m, h, mech, copy ? copy : key, data, len, sig, sig_len,
 			    ret_signing);
@@ -472,6 +497,7 @@ void prime_start(const PrimeJob *job)
 		e->copy = copy;
 		e->primed = true;
 		e->primed_usec = ca_now_usec();
+		prime_expire_at(e->primed_usec + PRIME_MAX_AGE_USEC);
 		/* C_SignInit on the key looked at it, and so did making the copy. */
 		if (!copy || made)
 			e->checked_usec = e->primed_usec;
@@ -509,6 +535,8 @@ bool prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 	pthread_rwlock_rdlock(&prime.copying);
 	made = key_copy_make(c, key);
 	pthread_rwlock_unlock(&prime.copying);
+	if (made)
+		prime_expire_at(ca_now_usec() + PRIME_COPY_MAX_AGE_USEC);
 	return made;
 }
 
@@ -540,10 +568,16 @@ int prime_expire(void)
 	PrimeClose close[PRIME_MAX];
 	uint64_t now = ca_now_usec(), next = UINT64_MAX;
 	size_t n = 0, n_copies;
-	int ms;
 
 	if (!prime.enabled)
 		return -1;
+	/* Nothing ages out before expire_usec: no lock taken (a lane goes idle often). */
+	next = __atomic_load_n(&prime.expire_usec, __ATOMIC_RELAXED);
+	if (now < next)
+		return next == UINT64_MAX ? -1 : (int)((next - now) / 1000) + 1;
+	/* Looked at below, or begun after this (which lowers it again). */
+	__atomic_store_n(&prime.expire_usec, UINT64_MAX, __ATOMIC_RELAXED);
+	next = UINT64_MAX;
 	pthread_mutex_lock(&prime.lock);
 	for (size_t i = 0; i < PRIME_MAX; i++) {
 		Prime *e = &prime.e[i];
@@ -558,14 +592,14 @@ int prime_expire(void)
 	n_copies = prime.n_copies;
 	pthread_mutex_unlock(&prime.lock);
 	prime_close(close, n);
-	ms = next == UINT64_MAX ? -1 : (int)((next - now) / 1000) + 1;
 	for (size_t i = 0; i < n_copies; i++) {
 		int k = key_copies_expire(prime.copies[i]);
 
-		if (k >= 0 && (ms < 0 || k < ms))
-			ms = k;
+		if (k >= 0 && now + (uint64_t)k * 1000 < next)
+			next = now + (uint64_t)k * 1000;
 	}
-	return ms;
+	prime_expire_at(next);
+	return next == UINT64_MAX ? -1 : (int)((next - now) / 1000) + 1;
 }
 
 void prime_report(void)

@@ -78,15 +78,6 @@ void prime_session_closed(CK_SESSION_HANDLE h);
 void prime_forget(void);
 
 /*
- * For SIGN_ONCE on the agent's session h: signs data with an operation started ahead for
- * (h's slot, key, mech) into sig (*sig_len: its size in, the signature's length out); one
- * being begun (after a PREPARE_SIGN) is waited for, at most PRIME_WAIT_MS.
- * True when it did (CKR_OK); false: nothing was signed, sign the normal way.
- */
-bool prime_sign(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
-		const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len);
-
-/*
  * After a SIGN_ONCE on h that succeeded (ahead: with what was begun ahead): true (and *job)
  * when nothing is started for that key and mechanism yet and it signed with them less than
  * PRIME_MAX_AGE_USEC before, or this signature was begun ahead itself (after a PREPARE_SIGN
@@ -100,7 +91,7 @@ bool prime_note(CK_SESSION_HANDLE h, const CK_MECHANISM *mech, CK_OBJECT_HANDLE 
  * chosen it for a handshake). True (and *job) when that key signed in this helper before and
  * nothing is begun for it: job is its latest mechanism, to be begun at once (prime_start()).
  * When one is begun already but longer ago than PRIME_FRESH_USEC, asks now whether the key
- * still exists (as prime_sign() would), so that the signature need not.
+ * still exists (as the signature on it would), so that the signature need not.
  */
 bool prime_prepare(CK_SESSION_HANDLE h, CK_OBJECT_HANDLE key, PrimeJob *job);
 
@@ -109,9 +100,10 @@ void prime_start(const PrimeJob *job);
 
 /*
  * A SIGN_ONCE on the agent's session h, as the helper runs it (the arguments as
- * call_sign_once()'s): with what was begun ahead (prime_sign(); *ret_ahead), else on a copy of
- * the key (key-copy.h) when one is there to use, else on the key. *ret_copies: the set in
- * which to make key's copy once the reply is out (prime_copy_make()), else NULL.
+ * call_sign_once()'s): with what was begun ahead (*ret_ahead; one being begun after a
+ * PREPARE_SIGN is waited for, at most PRIME_WAIT_MS), else on a copy of the key (key-copy.h)
+ * when one is there to use, else on the key. *ret_copies: the set in which to make key's copy
+ * once the reply is out (prime_copy_make()), else NULL.
  */
 CK_RV prime_sign_once(CK_SESSION_HANDLE h, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
 		      const uint8_t *data, size_t len, uint8_t *sig, CK_ULONG *sig_len,
