@@ -39,8 +39,9 @@ static struct {
 	bool enabled;
 	pthread_mutex_t lock;
 	pthread_cond_t done; /* an entry stopped beginning */
-	/* Held shared while a copy is made (prime_copy_make()), exclusively around a search: so
-	 * no search ever sees a copy it cannot tell from the key (prime_search_end()). */
+	/* The copies' guard (key-copy.h): held shared while a copy is made, or destroyed and
+	 * unlisted, exclusively around a search, so no search ever sees a copy it cannot tell
+	 * from the key (prime_search_end()). */
 	pthread_rwlock_t copying;
 	uint64_t epoch;	      /* prime_forget() calls */
 	/* Atomic: before this, prime_expire() has nothing to do (an operation begun or a copy
@@ -191,7 +192,7 @@ static KeyCopies *prime_copies_locked(CK_SLOT_ID slot)
 	if (prime.n_copies < PRIME_SLOTS) {
 		c = malloc(sizeof(*c));
 		if (c) {
-			key_copies_init(c, prime.m, slot);
+			key_copies_init(c, prime.m, slot, &prime.copying);
 			prime.copies[prime.n_copies++] = c;
 		}
 	}
@@ -532,9 +533,7 @@ bool prime_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 {
 	bool made;
 
-	pthread_rwlock_rdlock(&prime.copying);
 	made = key_copy_make(c, key);
-	pthread_rwlock_unlock(&prime.copying);
 	if (made)
 		prime_expire_at(ca_now_usec() + PRIME_COPY_MAX_AGE_USEC);
 	return made;

@@ -7,10 +7,23 @@
 #include "internal.h"
 #include "util.h"
 
-void key_copies_init(KeyCopies *c, Module *m, CK_SLOT_ID slot)
+void key_copies_init(KeyCopies *c, Module *m, CK_SLOT_ID slot, pthread_rwlock_t *guard)
 {
-	*c = (KeyCopies){.m = m, .slot = slot};
+	*c = (KeyCopies){.m = m, .slot = slot, .guard = guard};
 	pthread_mutex_init(&c->lock, NULL);
+}
+
+/* Searches kept out (key-copy.h): while a copy is made, or destroyed and unlisted. */
+static void key_copies_guard(KeyCopies *c)
+{
+	if (c->guard)
+		pthread_rwlock_rdlock(c->guard);
+}
+
+static void key_copies_unguard(KeyCopies *c)
+{
+	if (c->guard)
+		pthread_rwlock_unlock(c->guard);
 }
 
 void key_copies_fini(KeyCopies *c)
@@ -68,6 +81,7 @@ static void key_copies_close(KeyCopies *c, CK_SESSION_HANDLE s)
 {
 	if (!s)
 		return;
+	key_copies_guard(c);
 	(void)call_close_session(c->m, s);
 	pthread_mutex_lock(&c->lock);
 	c->session = 0;
@@ -75,6 +89,7 @@ static void key_copies_close(KeyCopies *c, CK_SESSION_HANDLE s)
 	c->stale = false; /* a forget meanwhile: everything is gone now */
 	c->n = 0;
 	pthread_mutex_unlock(&c->lock);
+	key_copies_unguard(c);
 }
 
 static CK_OBJECT_HANDLE key_copy_get(KeyCopies *c, CK_OBJECT_HANDLE key, bool fresh)
@@ -158,6 +173,7 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 	KeyCopy *e;
 	CK_RV rv = CKR_OK;
 
+	key_copies_guard(c);
 	pthread_mutex_lock(&c->lock);
 	e = c->no_copy || c->removable || c->making || c->stale || c->closing
 		    ? NULL
@@ -166,6 +182,7 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 	    (e->copy && !e->dead && now - e->copy_usec < PRIME_COPY_MAX_AGE_USEC) ||
 	    (e->failed_usec && now - e->failed_usec < PRIME_COPY_MAX_AGE_USEC)) {
 		pthread_mutex_unlock(&c->lock);
+		key_copies_unguard(c);
 		return false;
 	}
 	c->making = true;
@@ -220,6 +237,7 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 		(void)call_close_session(c->m, opened);
 	else if (copy)
 		(void)call_destroy_object(c->m, s, copy);
+	key_copies_unguard(c);
 	key_copies_close(c, drained);
 	return made;
 }
@@ -276,11 +294,15 @@ int key_copies_expire(KeyCopies *c)
 		old = e->copy;
 		s = c->session;
 		pthread_mutex_unlock(&c->lock);
+		key_copies_guard(c);
 		(void)call_destroy_object(c->m, s, old);
 		pthread_mutex_lock(&c->lock);
 		c->making = false;
 		if (e->copy == old)
 			e->copy = 0;
+		pthread_mutex_unlock(&c->lock);
+		key_copies_unguard(c);
+		pthread_mutex_lock(&c->lock);
 	}
 	drained = key_copies_drain_locked(c);
 	pthread_mutex_unlock(&c->lock);

@@ -24,9 +24,13 @@
  * - never for a slot with CKF_REMOVABLE_DEVICE (a card: C_SignInit is small next to the card's
  *   own signature).
  *
- * Thread-safe: one mutex per set, never held across a module call. A search for objects must
- * not run while a copy is made (key_copy_make()'s caller keeps it out); key_copies_own() tells
- * a copy from a key in what a search found.
+ * Thread-safe: one mutex per set, never held across a module call. Searches: a copy is
+ * listed (key_copies_own() tells it from a key in what a search found) from before a search
+ * can see it until after it is gone, when the set has a guard: a read-write lock that the
+ * searches take for writing and the set takes shared while it makes a copy and while it
+ * destroys and unlists one (the helper's). Without one, nothing may search while copies
+ * change but for token objects (the agent: scans under its exclusive store lock, the key
+ * searched by ID with CKA_TOKEN true).
  */
 #pragma once
 
@@ -54,6 +58,7 @@ typedef struct KeyCopy {
 typedef struct KeyCopies {
 	struct Module *m;
 	CK_SLOT_ID slot;
+	pthread_rwlock_t *guard; /* NULL: none (above) */
 	pthread_mutex_t lock;
 	CK_SESSION_HANDLE session; /* where the copies live; 0: none open */
 	uint64_t gen;		   /* key_copies_forget() calls */
@@ -67,7 +72,7 @@ typedef struct KeyCopies {
 	size_t n;
 } KeyCopies;
 
-void key_copies_init(KeyCopies *c, struct Module *m, CK_SLOT_ID slot);
+void key_copies_init(KeyCopies *c, struct Module *m, CK_SLOT_ID slot, pthread_rwlock_t *guard);
 /* Closes the copies' session; no signature may be under way. */
 void key_copies_fini(KeyCopies *c);
 

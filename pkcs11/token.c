@@ -144,7 +144,7 @@ static int token_new(Store *s, Module *m, CK_SLOT_ID slot, Token **ret)
 	t->module_gen = remote_generation(m); /* before the first call: a death during the scan
 					       * makes the token stale at once */
 	t->slot = slot;
-	key_copies_init(&t->copies, m, slot);
+	key_copies_init(&t->copies, m, slot, NULL); /* no search sees copies (key-copy.h) */
 	t->cap = s->sessions_per_token ? s->sessions_per_token : 4;
 	t->idle = calloc(t->cap, sizeof(*t->idle));
 	if (!t->idle) {
