@@ -43,7 +43,7 @@ static struct {
 	 * unlisted, exclusively around a search, so no search ever sees a copy it cannot tell
 	 * from the key (prime_search_end()). */
 	pthread_rwlock_t copying;
-	uint64_t epoch;	      /* prime_forget() calls */
+	uint64_t epoch; /* prime_forget() calls */
 	/* Atomic: before this, prime_expire() has nothing to do (an operation begun or a copy
 	 * made since lowers it). */
 	uint64_t expire_usec;

@@ -208,6 +208,15 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 		rv = call_copy_key(c->m, s, key, &copy);
 
 	pthread_mutex_lock(&c->lock);
+	e = gen == c->gen ? key_copy_find_locked(c, key) : NULL;
+	if (!e && copy) {
+		/* Forgotten meanwhile: the copy, never listed, goes now, while making still
+		 * keeps its session open (the guard keeps searches out until it is gone). */
+		pthread_mutex_unlock(&c->lock);
+		(void)call_destroy_object(c->m, s, copy);
+		copy = 0;
+		pthread_mutex_lock(&c->lock);
+	}
 	c->making = false;
 	c->removable = c->removable || removable;
 	if (gen == c->gen) {
@@ -215,7 +224,6 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 			c->session = opened;
 			opened = 0;
 		}
-		e = key_copy_find_locked(c, key);
 		if (rv == CKR_OK && !removable && e) {
 			e->copy = copy;
 			e->copy_usec = ca_now_usec();
@@ -229,14 +237,11 @@ bool key_copy_make(KeyCopies *c, CK_OBJECT_HANDLE key)
 			 * way, not a logout: key_copy_seen()). */
 			e->failed_usec = ca_now_usec();
 	}
-	/* Else forgotten meanwhile: a session we opened (never listed) is closed below, and a
-	 * copy made in the old one is destroyed now (searches must not meet it unlisted). */
+	/* Else forgotten meanwhile: a session we opened (never listed) is closed below. */
 	drained = key_copies_drain_locked(c);
 	pthread_mutex_unlock(&c->lock);
 	if (opened)
 		(void)call_close_session(c->m, opened);
-	else if (copy)
-		(void)call_destroy_object(c->m, s, copy);
 	key_copies_unguard(c);
 	key_copies_close(c, drained);
 	return made;
@@ -300,9 +305,7 @@ int key_copies_expire(KeyCopies *c)
 		c->making = false;
 		if (e->copy == old)
 			e->copy = 0;
-		pthread_mutex_unlock(&c->lock);
 		key_copies_unguard(c);
-		pthread_mutex_lock(&c->lock);
 	}
 	drained = key_copies_drain_locked(c);
 	pthread_mutex_unlock(&c->lock);
