@@ -7,16 +7,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <sched.h>
 #include <signal.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -161,62 +158,6 @@ static void harden(void)
 	cloexec_inherited();
 }
 
-/* struct sched_attr up to SCHED_ATTR_SIZE_VER0 (linux/sched/types.h, which clashes with
- * glibc's <sched.h> over struct sched_param). */
-typedef struct SchedAttr {
-	uint32_t size;
-	uint32_t sched_policy;
-	uint64_t sched_flags;
-	int32_t sched_nice;
-	uint32_t sched_priority;
-	uint64_t sched_runtime;
-	uint64_t sched_deadline;
-	uint64_t sched_period;
-} SchedAttr;
-_Static_assert(sizeof(SchedAttr) == 48, "SCHED_ATTR_SIZE_VER0");
-#define SCHED_FLAG_RESET_ON_FORK_ 0x01 /* linux/sched.h */
-
-/*
- * Asks the kernel to run this thread, and every thread and helper process started after it, in
- * turns of `usec` microseconds on the CPU (a custom time slice: sched_setattr's sched_runtime
- * for SCHED_OTHER, Linux 6.12 and later). A thread with a shorter slice than the one running
- * may preempt it on wake-up: a request then reaches the agent's channel thread and the
- * module's helper at once, instead of queueing behind a busy application thread on that CPU
- * until it sleeps or the next tick (up to 4 ms at HZ=250). The CPU share stays the same. Other
- * policies (batch, idle, real-time) are left alone; a kernel that ignores the slice is logged
- * at debug level (docs/performance.md, "A short time slice").
- */
-static void sched_short_slice(unsigned usec)
-{
-	SchedAttr attr = {0};
-
-	if (!usec)
-		return;
-	if (syscall(SYS_sched_getattr, 0, &attr, sizeof(attr), 0) < 0) {
-		log_debug("scheduler-slice: cannot read the scheduling attributes: %m");
-		return;
-	}
-	if (attr.sched_policy != SCHED_OTHER) {
-		log_debug("scheduler-slice: not SCHED_OTHER (policy %u), time slice left alone",
-			  attr.sched_policy);
-		return;
-	}
-	attr.size = sizeof(attr);
-	attr.sched_flags &= SCHED_FLAG_RESET_ON_FORK_; /* kept; nothing else asked for */
-	attr.sched_runtime = (uint64_t)usec * 1000;
-	if (syscall(SYS_sched_setattr, 0, &attr, 0) < 0) {
-		log_debug("scheduler-slice: cannot set a %u us time slice: %m", usec);
-		return;
-	}
-	attr = (SchedAttr){0};
-	if (syscall(SYS_sched_getattr, 0, &attr, sizeof(attr), 0) == 0 &&
-	    attr.sched_runtime == (uint64_t)usec * 1000)
-		log_debug("scheduler-slice: %u us", usec);
-	else
-		log_debug("scheduler-slice: the kernel keeps its own time slice (custom slices "
-			  "need Linux 6.12 or later)");
-}
-
 /*
  * Forks; the parent waits until the child owns the bus name and is ready (a byte on a pipe)
  * and exits 0, or 1 when the child failed. Returns the write end in the child, -1 on failure.
@@ -315,9 +256,6 @@ int main(int argc, char **argv)
 	store_set_log(store_log, NULL);
 	/* The pkcs11/ layer then formats nothing the log would drop. */
 	store_set_log_priority(store_priority[settings->log_level]);
-
-	/* Before any thread or helper process: they inherit it. */
-	sched_short_slice(settings->sched_slice);
 
 	/* Signals arrive through the server's signalfd; every thread inherits this mask. */
 	signal(SIGPIPE, SIG_IGN);

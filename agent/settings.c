@@ -77,7 +77,6 @@ static Settings *settings_new_default(void)
 	c->workers = SETTINGS_WORKERS_DEFAULT;
 	c->busy_poll = SETTINGS_BUSY_POLL_DEFAULT;
 	c->sign_ahead = true;
-	c->sched_slice = SETTINGS_SCHED_SLICE_DEFAULT;
 	c->poll_interval = SETTINGS_POLL_INTERVAL_DEFAULT;
 	c->isolation = SETTINGS_ISOLATION_DEFAULT;
 	c->module_timeout = SETTINGS_MODULE_TIMEOUT_DEFAULT;
@@ -232,18 +231,6 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 					    "sign-ahead must be yes or no, not \"%s\"", value);
 		return 0;
 	}
-	if (strcmp(key, "scheduler-slice") == 0) {
-		unsigned usec;
-
-		if (parse_number(value, 0, SETTINGS_SCHED_SLICE_MAX, &usec) < 0 ||
-		    (usec && usec < SETTINGS_SCHED_SLICE_MIN))
-			return ca_error_set(p->err, CA_E_INVALID_ARGS,
-					    "scheduler-slice must be microseconds from %d to %d, or 0 "
-					    "(the kernel's own), not \"%s\"",
-					    SETTINGS_SCHED_SLICE_MIN, SETTINGS_SCHED_SLICE_MAX, value);
-		c->sched_slice = usec;
-		return 0;
-	}
 	if (strcmp(key, "log") == 0) {
 		if (strcmp(value, "stderr") == 0)
 			c->log_target = LOG_TARGET_STDERR;
@@ -302,8 +289,7 @@ static int handle_agent(SettingsParser *p, const char *key, const char *value)
 	}
 	return ca_error_set(p->err, CA_E_INVALID_ARGS,
 			    "unknown key \"%s\" in [agent] (known: registered-modules, "
-			    "allow-registered, workers, busy-poll, sign-ahead, scheduler-slice, log, "
-			    "log-level, "
+			    "allow-registered, workers, busy-poll, sign-ahead, log, log-level, "
 			    "pinentry, "
 			    "login-idle-timeout, poll-interval, idle-exit, isolation, "
 			    "module-timeout, audit-log, "

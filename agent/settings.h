@@ -19,11 +19,6 @@
  * "Busy polling in the agent"). */
 #define SETTINGS_BUSY_POLL_DEFAULT 100
 #define SETTINGS_BUSY_POLL_MAX 1000
-/* Microseconds of CPU the agent's threads and helpers ask the kernel to run for at a time
- * (docs/configuration.md, scheduler-slice); the kernel takes 100 us to 100 ms. */
-#define SETTINGS_SCHED_SLICE_DEFAULT 100
-#define SETTINGS_SCHED_SLICE_MIN 100
-#define SETTINGS_SCHED_SLICE_MAX 100000
 #define SETTINGS_PINENTRY_DEFAULT "pinentry"
 #define SETTINGS_IDLE_TIMEOUT_MAX (7 * 24 * 3600) /* a week, in seconds */
 #define SETTINGS_POLL_INTERVAL_DEFAULT 2
@@ -41,7 +36,6 @@ typedef struct Settings {
 	unsigned workers;	 /* signing threads */
 	unsigned busy_poll;	 /* microseconds; 0: channel threads never poll */
 	bool sign_ahead;	 /* module helpers begin a busy key's next signature */
-	unsigned sched_slice;	 /* microseconds; 0: the kernel's own time slice */
 	LogTarget log_target;
 	LogLevel log_level;
 	StoreModuleConfig *modules;

@@ -62,8 +62,7 @@ cat "$ca/pem.pem" "$ca/inter.pem" >"$ca/pem-chain.pem"
 # The agent compared with: its module in-process, on a bus of its own.
 h_bus
 H_AGENT_CONF=$H_TMP/agent-inproc.conf H_AGENT_LOG=$H_TMP/agent-inproc.log h_agent "isolation = none" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"} \
-	${CERTAGENT_BENCH_WORKERS:+"workers = $CERTAGENT_BENCH_WORKERS"} \
-	${CERTAGENT_BENCH_SCHED_SLICE:+"scheduler-slice = $CERTAGENT_BENCH_SCHED_SLICE"}
+	${CERTAGENT_BENCH_WORKERS:+"workers = $CERTAGENT_BENCH_WORKERS"}
 h_unlock "$token"
 inproc_address=$DBUS_SESSION_BUS_ADDRESS
 
@@ -72,8 +71,7 @@ unset DBUS_SESSION_BUS_ADDRESS
 h_bus
 h_agent "isolation = ${CERTAGENT_BENCH_ISOLATION:-process}" ${CERTAGENT_BENCH_BUSY_POLL:+"busy-poll = $CERTAGENT_BENCH_BUSY_POLL"} \
 	${CERTAGENT_BENCH_WORKERS:+"workers = $CERTAGENT_BENCH_WORKERS"} \
-	${CERTAGENT_BENCH_SIGN_AHEAD:+"sign-ahead = $CERTAGENT_BENCH_SIGN_AHEAD"} \
-	${CERTAGENT_BENCH_SCHED_SLICE:+"scheduler-slice = $CERTAGENT_BENCH_SCHED_SLICE"}
+	${CERTAGENT_BENCH_SIGN_AHEAD:+"sign-ahead = $CERTAGENT_BENCH_SIGN_AHEAD"}
 h_unlock "$token"
 
 agent_pid=$H_AGENT_PID
