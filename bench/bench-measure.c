@@ -9,9 +9,11 @@
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <gnutls/abstract.h>
 #include <gnutls/gnutls.h>
@@ -170,6 +172,64 @@ int bench_measure(const BenchPath *paths, size_t n, double seconds, CaError *err
 	for (size_t i = 0; i < n; i++)
 		stats_finish(paths[i].stats);
 	return 0;
+}
+
+/* ---- how often the machine stops running us ---- */
+
+#define BENCH_STALL_SECONDS 1e-3 /* a gap this long in a loop that only reads the clock */
+
+typedef struct StallProbe {
+	pthread_t thread;
+	double seconds;
+	unsigned long stalls;
+	double max;
+} StallProbe;
+
+static void *bench_stall_main(void *userdata)
+{
+	StallProbe *p = userdata;
+	double start = stats_now(), last = start, now;
+
+	do {
+		now = stats_now();
+		if (now - last > BENCH_STALL_SECONDS) {
+			p->stalls++;
+			p->max = fmax(p->max, now - last);
+		}
+		last = now;
+	} while (now - start < p->seconds);
+	return NULL;
+}
+
+/*
+ * One thread per CPU reads the clock in a loop for `seconds` with nothing else to do; a gap of
+ * more than a millisecond between two readings is time that CPU did not run it (on a VM, mostly
+ * the host running something else). Reports such gaps per CPU-second and the longest, in ms.
+ * Every request in flight on a stalled CPU waits that long: eight closed-loop clients have
+ * four times as many in flight as two threads, so their p99 meets these stalls first.
+ */
+void bench_probe_stalls(double seconds, double *ret_per_s, double *ret_max_ms)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	StallProbe probes[64] = {0};
+	unsigned long stalls = 0;
+	double max = 0;
+	long started = 0;
+
+	n = n < 1 ? 1 : n > 64 ? 64 : n;
+	for (long i = 0; i < n; i++) {
+		probes[i].seconds = seconds;
+		if (pthread_create(&probes[i].thread, NULL, bench_stall_main, &probes[i]) != 0)
+			break;
+		started++;
+	}
+	for (long i = 0; i < started; i++) {
+		pthread_join(probes[i].thread, NULL);
+		stalls += probes[i].stalls;
+		max = fmax(max, probes[i].max);
+	}
+	*ret_per_s = started ? (double)stalls / ((double)started * seconds) : NAN;
+	*ret_max_ms = started ? ms(max) : NAN;
 }
 
 static int bench_check_sig(SignCtx *s, const gnutls_datum_t *sig, const char *path, CaError *err)

@@ -571,7 +571,12 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const certagent_identi
 				    ? stats_percentile(agent, 99) / stats_percentile(agent, 50)
 				    : NAN,
 			    "<=5");
-	snprintf(r->note, sizeof(r->note), "no client starved: fewest %zu > 0", min);
+	if (isnan(b->stalls_per_s))
+		snprintf(r->note, sizeof(r->note), "no client starved: fewest %zu > 0", min);
+	else
+		snprintf(r->note, sizeof(r->note),
+			 "no client starved: fewest %zu > 0; CPU stalls >1 ms: %.1f/s, max %.1f ms",
+			 min, b->stalls_per_s, b->stall_max_ms);
 	if (none) {
 		stats_finish(none);
 		snprintf(name, sizeof(name), "P2 %s, isolation=none agent", what);

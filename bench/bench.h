@@ -121,6 +121,8 @@ typedef struct Bench {
 	BenchP11Kit *p11kit;
 	Stats stats[40];
 	size_t n_stats;
+	double stalls_per_s; /* bench_probe_stalls() before P2; NAN: not probed */
+	double stall_max_ms;
 	Row rows[40];
 	size_t n_rows;
 } Bench;
@@ -156,6 +158,7 @@ typedef struct SignCtx {
 } SignCtx;
 
 int bench_measure(const BenchPath *paths, size_t n, double seconds, CaError *err);
+void bench_probe_stalls(double seconds, double *ret_per_s, double *ret_max_ms);
 int bench_op_sign_inproc(void *ctx, CaError *err);
 int bench_op_sign_agent(void *ctx, CaError *err);
 

@@ -114,14 +114,22 @@ static void bench_fmt(char *buf, size_t size, double a, double b)
 		snprintf(buf, size, "%.3f/%.3f", a, b);
 }
 
-static void bench_print_table(const Options *o, const Row *rows, size_t n)
+static void bench_print_table(const Bench *b)
 {
+	const Options *o = &b->opt;
+	const Row *rows = b->rows;
+	size_t n = b->n_rows;
 	double load[1] = {-1};
 
 	getloadavg(load, 1);
 	printf("certagent-bench: %.2g s per measurement, token \"%s\"\n"
-	       "machine: %ld CPUs, load %.2f (a busy machine widens p99 and blurs the ratios)\n\n",
+	       "machine: %ld CPUs, load %.2f (a busy machine widens p99 and blurs the ratios)",
 	       o->seconds, o->token, sysconf(_SC_NPROCESSORS_ONLN), load[0]);
+	if (!isnan(b->stalls_per_s))
+		printf(";\n         a CPU stopped running us for over 1 ms %.1f times/s before P2 "
+		       "(longest %.1f ms)",
+		       b->stalls_per_s, b->stall_max_ms);
+	printf("\n\n");
 	printf("%-40s %-24s %10s %10s %4s %7s %6s %15s %15s  %s\n", "case", "baseline", "base",
 	       "agent", "unit", "ratio", "target", "base p50/p99", "agent p50/p99", "note");
 	for (size_t i = 0; i < n; i++) {
@@ -161,13 +169,20 @@ static void bench_json_num(const char *key, double v)
 }
 
 /* Names are our own constants: nothing to escape. */
-static void bench_print_json(const Options *o, const Row *rows, size_t n)
+static void bench_print_json(const Bench *b)
 {
+	const Options *o = &b->opt;
+	const Row *rows = b->rows;
+	size_t n = b->n_rows;
 	double load[1] = {-1};
 
 	getloadavg(load, 1);
-	printf("{\"seconds\": %.3f, \"cpus\": %ld, \"load\": %.2f, \"rows\": [", o->seconds,
+	printf("{\"seconds\": %.3f, \"cpus\": %ld, \"load\": %.2f, ", o->seconds,
 	       sysconf(_SC_NPROCESSORS_ONLN), load[0]);
+	bench_json_num("cpu_stalls_per_s", b->stalls_per_s);
+	printf(", ");
+	bench_json_num("cpu_stall_max_ms", b->stall_max_ms);
+	printf(", \"rows\": [");
 	for (size_t i = 0; i < n; i++) {
 		const Row *r = &rows[i];
 
@@ -498,6 +513,12 @@ static int bench_run(Bench *b, CaError *err)
 		rc = bench_isolation_case(b, ec, err);
 	if (rc == 0 && bench_wants(o, BENCH_ONLY_P1))
 		rc = bench_p1_case(b, ec, other, err);
+	/* P2's tail meets the host's stalls first (bench_probe_stalls()): how often they come
+	 * now, measured right before it, goes into its note and the machine line. */
+	if (rc == 0 && bench_wants(o, BENCH_ONLY_P2)) {
+		bench_progress(b, "how often the CPUs stall (before P2)");
+		bench_probe_stalls(fmin(1.0, o->seconds / 3), &b->stalls_per_s, &b->stall_max_ms);
+	}
 	if (rc == 0 && bench_wants(o, BENCH_ONLY_P2))
 		rc = bench_p2_case(b, ec, other, o->ec_label, "ecdsa_secp256r1_sha256",
 				   GNUTLS_SIGN_ECDSA_SECP256R1_SHA256, "P-256", err);
@@ -539,7 +560,7 @@ p5:
 
 int main(int argc, char **argv)
 {
-	_cleanup_(bench_deinit) Bench b = {.echo_fd = -1};
+	_cleanup_(bench_deinit) Bench b = {.echo_fd = -1, .stalls_per_s = NAN, .stall_max_ms = NAN};
 	CaError err = {0};
 
 	int rc = bench_parse(argc, argv, &b.opt);
@@ -554,8 +575,8 @@ int main(int argc, char **argv)
 		return EXIT_FAILURE;
 	}
 	if (b.opt.json)
-		bench_print_json(&b.opt, b.rows, b.n_rows);
+		bench_print_json(&b);
 	else
-		bench_print_table(&b.opt, b.rows, b.n_rows);
+		bench_print_table(&b);
 	return EXIT_SUCCESS;
 }
