@@ -191,7 +191,7 @@ int bench_handshake_case(Bench *b, gnutls_priority_t prio, const certagent_ident
 	Row *r = bench_row(b, name, "pkcs11 in-process", base, agent);
 
 	r->target = ">=0.97";
-	/* Where the added time goes: the agent's signature inside a handshake (warm-up included). */
+	/* Where the added time goes: the agent's signature in a handshake (warm-up included). */
 	snprintf(r->note, sizeof(r->note), "added p50 %+.3f ms; agent's signature p50 %.3f ms",
 		 r->agent_p50 - r->base_p50, sign_p50);
 	if (file)
