@@ -144,7 +144,14 @@ static int bench_slice(const BenchPath *p, double seconds, CaError *err)
 			return -ENOMEM;
 	}
 	p->stats->elapsed += now - start;
-	return 0;
+	return stats_turn_end(p->stats);
+}
+
+unsigned bench_group_new(void)
+{
+	static unsigned last;
+
+	return ++last;
 }
 
 /*
@@ -157,7 +164,10 @@ int bench_measure(const BenchPath *paths, size_t n, double seconds, CaError *err
 {
 	unsigned rounds = (unsigned)ceil(seconds / BENCH_SLICE_SECONDS);
 	double slice = seconds / rounds;
+	unsigned group = bench_group_new();
 
+	for (size_t i = 0; i < n; i++)
+		paths[i].stats->group = group;
 	for (size_t i = 0; i < n; i++) {
 		int rc = bench_warm_up(&paths[i], fmin(0.25, seconds / 10), err);
 		if (rc != 0)
@@ -303,6 +313,7 @@ Row *bench_row(Bench *b, const char *name, const char *baseline, const Stats *ba
 	r->base_p99 = ms(stats_percentile(base, 99));
 	r->agent_p50 = ms(stats_percentile(agent, 50));
 	r->agent_p99 = ms(stats_percentile(agent, 99));
+	stats_ratio_interval(base, agent, &r->ratio_lo, &r->ratio_hi);
 	snprintf(r->note, sizeof(r->note), "added p50 %+.3f ms", r->agent_p50 - r->base_p50);
 	return r;
 }
@@ -319,6 +330,8 @@ Row *bench_value_row(Bench *b, const char *name, const char *baseline, double ba
 		   .agent = agent,
 		   .unit = unit,
 		   .ratio = ratio,
+		   .ratio_lo = NAN,
+		   .ratio_hi = NAN,
 		   .target = target,
 		   .base_p50 = NAN,
 		   .base_p99 = NAN,

@@ -449,8 +449,8 @@ static void *bench_client_main(void *userdata)
 	return NULL;
 }
 
-/* Runs n clients for proto->seconds; merges their latencies into all (its elapsed time adds
- * up) and adds each client's count of signatures to per_client[i]. */
+/* Runs n clients for proto->seconds, one turn of all; merges their latencies into all (its
+ * elapsed time adds up) and adds each client's count of signatures to per_client[i]. */
 static int bench_clients(Client *proto, unsigned n, Stats *all, size_t *per_client, CaError *err)
 {
 	Client *c = calloc(n, sizeof(*c));
@@ -484,6 +484,8 @@ static int bench_clients(Client *proto, unsigned n, Stats *all, size_t *per_clie
 	pthread_barrier_destroy(&start);
 	free(c);
 	all->elapsed += t1 - t0;
+	if (rc == 0 && stats_turn_end(all) < 0)
+		rc = -ENOMEM;
 	return rc;
 }
 
@@ -507,6 +509,8 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const certagent_identi
 	unsigned rounds = (unsigned)ceil(b->opt.seconds / BENCH_SLICE_SECONDS);
 	Stats *base = bench_stats(b), *agent = bench_stats(b), *none = NULL;
 	int rc = 0;
+
+	base->group = agent->group = bench_group_new(); /* their turns are paired */
 
 	if (bench_key_url(b->opt.token, label, url, sizeof(url)) < 0)
 		return ca_error_set(err, CA_E_INVALID_ARGS, "token or key label too long");
@@ -538,6 +542,7 @@ int bench_p2_case(Bench *b, const certagent_identity *id, const certagent_identi
 		in_agent.address = b->opt.compare_address;
 		in_agent.uri = certagent_identity_uri(other);
 		none = bench_stats(b);
+		none->group = base->group;
 	}
 	snprintf(name, sizeof(name), "P2 %s, %u clients vs 2 threads", what, b->opt.clients);
 	bench_progress(b, name);

@@ -17,12 +17,29 @@ typedef struct Stats {
 	size_t cap;
 	size_t ops;	/* operations timed (n, unless STATS_MAX_SAMPLES was reached) */
 	double elapsed; /* wall time of the timed loops, seconds (the caller adds them up) */
+	double *turns;	/* rate of each turn (stats_turn_end), in order */
+	size_t n_turns, cap_turns;
+	size_t turn_ops; /* ops and elapsed when the last turn ended */
+	double turn_elapsed;
+	unsigned group; /* Stats measured in the same turns share it; 0: none */
 } Stats;
 
 void stats_deinit(Stats *s);
 
 /* Adds one latency; 0 or -ENOMEM. Past STATS_MAX_SAMPLES only the count grows. */
 int stats_add(Stats *s, double seconds);
+
+/* A turn of this path ended (ops and elapsed are up to date): its rate is kept. 0 or -ENOMEM. */
+int stats_turn_end(Stats *s);
+
+/*
+ * How sure the ratio agent/base is, from the turns the two took one after the other (same
+ * group, as many turns each, at least four): the 95 % confidence interval of the geometric
+ * mean of the per-turn ratios (Student's t over their logarithms). Pairing turns that ran
+ * next to each other takes out what the machine's slower and faster phases do to both.
+ * 0, or -1 (*lo and *hi NAN) when there is nothing to pair.
+ */
+int stats_ratio_interval(const Stats *base, const Stats *agent, double *lo, double *hi);
 
 /* Sorts the samples: call once after measuring, before stats_percentile(). */
 void stats_finish(Stats *s);

@@ -130,11 +130,12 @@ static void bench_print_table(const Bench *b)
 		       "(longest %.1f ms)",
 		       b->stalls_per_s, b->stall_max_ms);
 	printf("\n\n");
-	printf("%-40s %-24s %10s %10s %4s %7s %6s %15s %15s  %s\n", "case", "baseline", "base",
-	       "agent", "unit", "ratio", "target", "base p50/p99", "agent p50/p99", "note");
+	printf("%-40s %-24s %10s %10s %4s %7s %11s %6s %15s %15s  %s\n", "case", "baseline", "base",
+	       "agent", "unit", "ratio", "95% of it", "target", "base p50/p99", "agent p50/p99",
+	       "note");
 	for (size_t i = 0; i < n; i++) {
 		const Row *r = &rows[i];
-		char bp[32], ap[32], ratio[16], base[16], agent[16];
+		char bp[32], ap[32], ratio[16], interval[32], base[16], agent[16];
 		int digits = strcmp(r->unit, "/s") == 0 ? 1 : 3;
 
 		bench_fmt(bp, sizeof(bp), r->base_p50, r->base_p99);
@@ -143,6 +144,10 @@ static void bench_print_table(const Bench *b)
 			snprintf(ratio, sizeof(ratio), "-");
 		else
 			snprintf(ratio, sizeof(ratio), "%.2fx", r->ratio);
+		if (isnan(r->ratio_lo))
+			snprintf(interval, sizeof(interval), "-");
+		else
+			snprintf(interval, sizeof(interval), "%.2f-%.2f", r->ratio_lo, r->ratio_hi);
 		if (isnan(r->base))
 			snprintf(base, sizeof(base), "-");
 		else
@@ -151,13 +156,16 @@ static void bench_print_table(const Bench *b)
 			snprintf(agent, sizeof(agent), "-");
 		else
 			snprintf(agent, sizeof(agent), "%.*f", digits, r->agent);
-		printf("%-40s %-24s %10s %10s %4s %7s %6s %15s %15s  %s\n", r->name, r->baseline,
-		       base, agent, r->unit, ratio, r->target[0] ? r->target : "-", bp, ap,
-		       r->note);
+		printf("%-40s %-24s %10s %10s %4s %7s %11s %6s %15s %15s  %s\n", r->name,
+		       r->baseline, base, agent, r->unit, ratio, interval,
+		       r->target[0] ? r->target : "-", bp, ap, r->note);
 	}
 	printf("\nratio: agent/base for rates (/s); for P1 added, (agent p50 - in-process p50) / "
 	       "echo p50;\nfor P2 p99/p50, agent p99 / agent p50; for P4 and P5, the value itself. "
-	       "Latencies in ms.\n");
+	       "Latencies in ms.\n95%% of it: where the rate ratio lies with 95 %% confidence, "
+	       "from the turns the two paths took\none after the other (their ratios' geometric "
+	       "mean, Student's t): a ratio whose interval holds\nthe target cannot tell "
+	       "whether the target is met on this machine at this time.\n");
 }
 
 static void bench_json_num(const char *key, double v)
@@ -195,6 +203,10 @@ static void bench_print_json(const Bench *b)
 		printf(", ");
 		bench_json_num("ratio", r->ratio);
 		printf(", ");
+		bench_json_num("ratio_lo", r->ratio_lo);
+		printf(", ");
+		bench_json_num("ratio_hi", r->ratio_hi);
+		printf(", ");
 		bench_json_num("base_p50_ms", r->base_p50);
 		printf(", ");
 		bench_json_num("base_p99_ms", r->base_p99);
@@ -229,51 +241,57 @@ static const struct BenchOption {
 	int id;
 	size_t offset; /* OPT_STRING: where the value goes */
 	const char *help;
-} bench_options[] = {
-	{"token", "LABEL", OPT_STRING, offsetof(Options, token), "token label (required)"},
-	{"pin-file", "FILE", OPT_STRING, offsetof(Options, pin_file),
-	 "user PIN for the in-process baseline (required)"},
-	{"ec-label", "LABEL", OPT_STRING, offsetof(Options, ec_label),
-	 "label of the P-256 key and certificate on the token (default: ec)"},
-	{"rsa-label", "LABEL", OPT_STRING, offsetof(Options, rsa_label),
-	 "label of the RSA-2048 key and certificate (default: rsa)"},
-	{"ec-chain", "FILE", OPT_STRING, offsetof(Options, ec_chain),
-	 "PEM chain (leaf first) of the P-256 token key (required)"},
-	{"rsa-chain", "FILE", OPT_STRING, offsetof(Options, rsa_chain),
-	 "PEM chain of the RSA token key (adds an RSA handshake row)"},
-	{"pem-key", "FILE", OPT_STRING, offsetof(Options, pem_key),
-	 "software P-256 key of the file baseline (required)"},
-	{"pem-chain", "FILE", OPT_STRING, offsetof(Options, pem_chain), "its PEM chain (required)"},
-	{"ca", "FILE", OPT_STRING, offsetof(Options, ca), "root CA of every chain (required)"},
-	{"server-cert", "FILE", OPT_STRING, offsetof(Options, server_cert),
-	 "server chain for " BENCH_SERVER_NAME " (required)"},
-	{"server-key", "FILE", OPT_STRING, offsetof(Options, server_key), "server key (required)"},
-	{"module", "PATH", OPT_STRING, offsetof(Options, module),
-	 "PKCS#11 module of the baseline (default: " BENCH_DEFAULT_MODULE ")"},
-	{"address", "ADDRESS", OPT_STRING, offsetof(Options, address),
-	 "D-Bus address of the agent (default: the session bus)"},
-	{"compare-address", "ADDRESS", OPT_STRING, offsetof(Options, compare_address),
-	 "a second agent whose modules run in-process (isolation = none): adds a row with "
-	 "the isolated agent against it"},
-	{"p11kit-module", "PATH", OPT_STRING, offsetof(Options, p11kit_module),
-	 "p11-kit-client.so: P1 against p11-kit's forwarding ($P11_KIT_SERVER_ADDRESS)"},
-	{"agent-pid", "PID", OPT_STRING, offsetof(Options, agent_pid),
-	 "pid of the agent at --address: P5 RSS row"},
-	{"activation-address", "ADDRESS", OPT_STRING, offsetof(Options, activation_address),
-	 "a bus that activates a fresh certagentd: P5 activation row"},
-	{"slow-address", "ADDRESS", OPT_STRING, offsetof(Options, slow_address),
-	 "an agent whose --slow-token signs slowly (fault module): P4 rows"},
-	{"slow-token", "LABEL", OPT_STRING, offsetof(Options, slow_token),
-	 "the slow token's label (its key has --ec-label)"},
-	{"clients", "N", OPT_CLIENTS, 0, "concurrent clients of P2 (default 8)"},
-	{"only", "CASES", OPT_ONLY, 0,
-	 "run only these cases, comma-separated: sign, p1, p2, p4, handshakes (P3), p5"},
-	{"seconds", "N", OPT_SECONDS, 0,
-	 "timed seconds per measurement (default: " BENCH_STR(BENCH_DEFAULT_SECONDS) ")"},
-	{"quick", NULL, OPT_QUICK, 0,
-	 BENCH_STR(BENCH_QUICK_SECONDS) " s per measurement (CI smoke)"},
-	{"json", NULL, OPT_JSON, 0, "print JSON instead of the table"},
-	{"help", NULL, OPT_HELP, 0, "this text"},
+} bench_options[] =
+	{
+		{"token", "LABEL", OPT_STRING, offsetof(Options, token), "token label (required)"},
+		{"pin-file", "FILE", OPT_STRING, offsetof(Options, pin_file),
+		 "user PIN for the in-process baseline (required)"},
+		{"ec-label", "LABEL", OPT_STRING, offsetof(Options, ec_label),
+		 "label of the P-256 key and certificate on the token (default: ec)"},
+		{"rsa-label", "LABEL", OPT_STRING, offsetof(Options, rsa_label),
+		 "label of the RSA-2048 key and certificate (default: rsa)"},
+		{"ec-chain", "FILE", OPT_STRING, offsetof(Options, ec_chain),
+		 "PEM chain (leaf first) of the P-256 token key (required)"},
+		{"rsa-chain", "FILE", OPT_STRING, offsetof(Options, rsa_chain),
+		 "PEM chain of the RSA token key (adds an RSA handshake row)"},
+		{"pem-key", "FILE", OPT_STRING, offsetof(Options, pem_key),
+		 "software P-256 key of the file baseline (required)"},
+		{"pem-chain", "FILE", OPT_STRING, offsetof(Options, pem_chain),
+		 "its PEM chain (required)"},
+		{"ca", "FILE", OPT_STRING, offsetof(Options, ca),
+		 "root CA of every chain (required)"},
+		{"server-cert", "FILE", OPT_STRING, offsetof(Options, server_cert),
+		 "server chain for " BENCH_SERVER_NAME " (required)"},
+		{"server-key", "FILE", OPT_STRING, offsetof(Options, server_key),
+		 "server key (required)"},
+		{"module", "PATH", OPT_STRING, offsetof(Options, module),
+		 "PKCS#11 module of the baseline (default: " BENCH_DEFAULT_MODULE ")"},
+		{"address", "ADDRESS", OPT_STRING, offsetof(Options, address),
+		 "D-Bus address of the agent (default: the session bus)"},
+		{"compare-address", "ADDRESS", OPT_STRING, offsetof(Options, compare_address),
+		 "a second agent whose modules run in-process (isolation = none): adds a row with "
+		 "the isolated agent against it"},
+		{"p11kit-module", "PATH", OPT_STRING, offsetof(Options, p11kit_module),
+		 "p11-kit-client.so: P1 against p11-kit's forwarding ($P11_KIT_SERVER_ADDRESS)"},
+		{"agent-pid", "PID", OPT_STRING, offsetof(Options, agent_pid),
+		 "pid of the agent at --address: P5 RSS row"},
+		{"activation-address", "ADDRESS", OPT_STRING, offsetof(Options, activation_address),
+		 "a bus that activates a fresh certagentd: P5 activation row"},
+		{"slow-address", "ADDRESS", OPT_STRING, offsetof(Options, slow_address),
+		 "an agent whose --slow-token signs slowly (fault module): P4 rows"},
+		{"slow-token", "LABEL", OPT_STRING, offsetof(Options, slow_token),
+		 "the slow token's label (its key has --ec-label)"},
+		{"clients", "N", OPT_CLIENTS, 0, "concurrent clients of P2 (default 8)"},
+		{"only", "CASES", OPT_ONLY, 0,
+		 "run only these cases, comma-separated: sign, p1, p2, p4, handshakes (P3), p5"},
+		{"seconds", "N", OPT_SECONDS, 0,
+		 "timed seconds per measurement, " BENCH_STR(
+			 BENCH_HANDSHAKE_SECONDS_FACTOR) " times that for handshakes "
+							 "(default: " BENCH_STR(BENCH_DEFAULT_SECONDS) ")"},
+		{"quick", NULL, OPT_QUICK, 0,
+		 BENCH_STR(BENCH_QUICK_SECONDS) " s per measurement (CI smoke)"},
+		{"json", NULL, OPT_JSON, 0, "print JSON instead of the table"},
+		{"help", NULL, OPT_HELP, 0, "this text"},
 };
 
 /* The string options a run cannot do without. */
