@@ -60,6 +60,9 @@
 #define BENCH_QUICK_SECONDS 0.5
 #define BENCH_STR_(x) #x
 #define BENCH_STR(x) BENCH_STR_(x)
+#define BENCH_SECONDS_HELP                                                                         \
+	"timed seconds per measurement, for handshakes " BENCH_STR(                                \
+		BENCH_HANDSHAKE_SECONDS_FACTOR) " times that (default: " BENCH_STR(BENCH_DEFAULT_SECONDS) ")"
 #define BENCH_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 #define BENCH_PRIORITY12 "NORMAL:-VERS-ALL:+VERS-TLS1.2"
 #define BENCH_CLIENTS_DEFAULT 8
@@ -241,57 +244,50 @@ static const struct BenchOption {
 	int id;
 	size_t offset; /* OPT_STRING: where the value goes */
 	const char *help;
-} bench_options[] =
-	{
-		{"token", "LABEL", OPT_STRING, offsetof(Options, token), "token label (required)"},
-		{"pin-file", "FILE", OPT_STRING, offsetof(Options, pin_file),
-		 "user PIN for the in-process baseline (required)"},
-		{"ec-label", "LABEL", OPT_STRING, offsetof(Options, ec_label),
-		 "label of the P-256 key and certificate on the token (default: ec)"},
-		{"rsa-label", "LABEL", OPT_STRING, offsetof(Options, rsa_label),
-		 "label of the RSA-2048 key and certificate (default: rsa)"},
-		{"ec-chain", "FILE", OPT_STRING, offsetof(Options, ec_chain),
-		 "PEM chain (leaf first) of the P-256 token key (required)"},
-		{"rsa-chain", "FILE", OPT_STRING, offsetof(Options, rsa_chain),
-		 "PEM chain of the RSA token key (adds an RSA handshake row)"},
-		{"pem-key", "FILE", OPT_STRING, offsetof(Options, pem_key),
-		 "software P-256 key of the file baseline (required)"},
-		{"pem-chain", "FILE", OPT_STRING, offsetof(Options, pem_chain),
-		 "its PEM chain (required)"},
-		{"ca", "FILE", OPT_STRING, offsetof(Options, ca),
-		 "root CA of every chain (required)"},
-		{"server-cert", "FILE", OPT_STRING, offsetof(Options, server_cert),
-		 "server chain for " BENCH_SERVER_NAME " (required)"},
-		{"server-key", "FILE", OPT_STRING, offsetof(Options, server_key),
-		 "server key (required)"},
-		{"module", "PATH", OPT_STRING, offsetof(Options, module),
-		 "PKCS#11 module of the baseline (default: " BENCH_DEFAULT_MODULE ")"},
-		{"address", "ADDRESS", OPT_STRING, offsetof(Options, address),
-		 "D-Bus address of the agent (default: the session bus)"},
-		{"compare-address", "ADDRESS", OPT_STRING, offsetof(Options, compare_address),
-		 "a second agent whose modules run in-process (isolation = none): adds a row with "
-		 "the isolated agent against it"},
-		{"p11kit-module", "PATH", OPT_STRING, offsetof(Options, p11kit_module),
-		 "p11-kit-client.so: P1 against p11-kit's forwarding ($P11_KIT_SERVER_ADDRESS)"},
-		{"agent-pid", "PID", OPT_STRING, offsetof(Options, agent_pid),
-		 "pid of the agent at --address: P5 RSS row"},
-		{"activation-address", "ADDRESS", OPT_STRING, offsetof(Options, activation_address),
-		 "a bus that activates a fresh certagentd: P5 activation row"},
-		{"slow-address", "ADDRESS", OPT_STRING, offsetof(Options, slow_address),
-		 "an agent whose --slow-token signs slowly (fault module): P4 rows"},
-		{"slow-token", "LABEL", OPT_STRING, offsetof(Options, slow_token),
-		 "the slow token's label (its key has --ec-label)"},
-		{"clients", "N", OPT_CLIENTS, 0, "concurrent clients of P2 (default 8)"},
-		{"only", "CASES", OPT_ONLY, 0,
-		 "run only these cases, comma-separated: sign, p1, p2, p4, handshakes (P3), p5"},
-		{"seconds", "N", OPT_SECONDS, 0,
-		 "timed seconds per measurement, " BENCH_STR(
-			 BENCH_HANDSHAKE_SECONDS_FACTOR) " times that for handshakes "
-							 "(default: " BENCH_STR(BENCH_DEFAULT_SECONDS) ")"},
-		{"quick", NULL, OPT_QUICK, 0,
-		 BENCH_STR(BENCH_QUICK_SECONDS) " s per measurement (CI smoke)"},
-		{"json", NULL, OPT_JSON, 0, "print JSON instead of the table"},
-		{"help", NULL, OPT_HELP, 0, "this text"},
+} bench_options[] = {
+	{"token", "LABEL", OPT_STRING, offsetof(Options, token), "token label (required)"},
+	{"pin-file", "FILE", OPT_STRING, offsetof(Options, pin_file),
+	 "user PIN for the in-process baseline (required)"},
+	{"ec-label", "LABEL", OPT_STRING, offsetof(Options, ec_label),
+	 "label of the P-256 key and certificate on the token (default: ec)"},
+	{"rsa-label", "LABEL", OPT_STRING, offsetof(Options, rsa_label),
+	 "label of the RSA-2048 key and certificate (default: rsa)"},
+	{"ec-chain", "FILE", OPT_STRING, offsetof(Options, ec_chain),
+	 "PEM chain (leaf first) of the P-256 token key (required)"},
+	{"rsa-chain", "FILE", OPT_STRING, offsetof(Options, rsa_chain),
+	 "PEM chain of the RSA token key (adds an RSA handshake row)"},
+	{"pem-key", "FILE", OPT_STRING, offsetof(Options, pem_key),
+	 "software P-256 key of the file baseline (required)"},
+	{"pem-chain", "FILE", OPT_STRING, offsetof(Options, pem_chain), "its PEM chain (required)"},
+	{"ca", "FILE", OPT_STRING, offsetof(Options, ca), "root CA of every chain (required)"},
+	{"server-cert", "FILE", OPT_STRING, offsetof(Options, server_cert),
+	 "server chain for " BENCH_SERVER_NAME " (required)"},
+	{"server-key", "FILE", OPT_STRING, offsetof(Options, server_key), "server key (required)"},
+	{"module", "PATH", OPT_STRING, offsetof(Options, module),
+	 "PKCS#11 module of the baseline (default: " BENCH_DEFAULT_MODULE ")"},
+	{"address", "ADDRESS", OPT_STRING, offsetof(Options, address),
+	 "D-Bus address of the agent (default: the session bus)"},
+	{"compare-address", "ADDRESS", OPT_STRING, offsetof(Options, compare_address),
+	 "a second agent whose modules run in-process (isolation = none): adds a row with "
+	 "the isolated agent against it"},
+	{"p11kit-module", "PATH", OPT_STRING, offsetof(Options, p11kit_module),
+	 "p11-kit-client.so: P1 against p11-kit's forwarding ($P11_KIT_SERVER_ADDRESS)"},
+	{"agent-pid", "PID", OPT_STRING, offsetof(Options, agent_pid),
+	 "pid of the agent at --address: P5 RSS row"},
+	{"activation-address", "ADDRESS", OPT_STRING, offsetof(Options, activation_address),
+	 "a bus that activates a fresh certagentd: P5 activation row"},
+	{"slow-address", "ADDRESS", OPT_STRING, offsetof(Options, slow_address),
+	 "an agent whose --slow-token signs slowly (fault module): P4 rows"},
+	{"slow-token", "LABEL", OPT_STRING, offsetof(Options, slow_token),
+	 "the slow token's label (its key has --ec-label)"},
+	{"clients", "N", OPT_CLIENTS, 0, "concurrent clients of P2 (default 8)"},
+	{"only", "CASES", OPT_ONLY, 0,
+	 "run only these cases, comma-separated: sign, p1, p2, p4, handshakes (P3), p5"},
+	{"seconds", "N", OPT_SECONDS, 0, BENCH_SECONDS_HELP},
+	{"quick", NULL, OPT_QUICK, 0,
+	 BENCH_STR(BENCH_QUICK_SECONDS) " s per measurement (CI smoke)"},
+	{"json", NULL, OPT_JSON, 0, "print JSON instead of the table"},
+	{"help", NULL, OPT_HELP, 0, "this text"},
 };
 
 /* The string options a run cannot do without. */
