@@ -33,10 +33,10 @@ int stats_add(Stats *s, double seconds);
 int stats_turn_end(Stats *s);
 
 /*
- * How sure the ratio agent/base is, from the turns the two took one after the other (same
+ * How sure the ratio agent/base is, from the turns the two took in the same rounds (same
  * group, as many turns each, at least four): the 95 % confidence interval of the geometric
- * mean of the per-turn ratios (Student's t over their logarithms). Pairing turns that ran
- * next to each other takes out what the machine's slower and faster phases do to both.
+ * mean of the per-turn ratios (Student's t over their logarithms). Pairing turns of the same
+ * round takes out what the machine's slower and faster phases do to both.
  * 0, or -1 (*lo and *hi NAN) when there is nothing to pair.
  */
 int stats_ratio_interval(const Stats *base, const Stats *agent, double *lo, double *hi);

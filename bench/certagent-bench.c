@@ -134,7 +134,7 @@ static void bench_print_table(const Bench *b)
 		       b->stalls_per_s, b->stall_max_ms);
 	printf("\n\n");
 	printf("%-40s %-24s %10s %10s %4s %7s %11s %6s %15s %15s  %s\n", "case", "baseline", "base",
-	       "agent", "unit", "ratio", "95% of it", "target", "base p50/p99", "agent p50/p99",
+	       "agent", "unit", "ratio", "95% CI", "target", "base p50/p99", "agent p50/p99",
 	       "note");
 	for (size_t i = 0; i < n; i++) {
 		const Row *r = &rows[i];
@@ -165,10 +165,10 @@ static void bench_print_table(const Bench *b)
 	}
 	printf("\nratio: agent/base for rates (/s); for P1 added, (agent p50 - in-process p50) / "
 	       "echo p50;\nfor P2 p99/p50, agent p99 / agent p50; for P4 and P5, the value itself. "
-	       "Latencies in ms.\n95%% of it: where the rate ratio lies with 95 %% confidence, "
-	       "from the turns the two paths took\none after the other (their ratios' geometric "
-	       "mean, Student's t): a ratio whose interval holds\nthe target cannot tell "
-	       "whether the target is met on this machine at this time.\n");
+	       "Latencies in ms.\n95%% CI: where a rate ratio lies with 95 %% confidence, from "
+	       "the two paths' turns in the same rounds\n(the geometric mean of their ratios, "
+	       "Student's t); a ratio whose interval holds the target\ncannot tell whether the "
+	       "target is met on this machine at this time.\n");
 }
 
 static void bench_json_num(const char *key, double v)
