@@ -16,21 +16,27 @@ void stats_deinit(Stats *s)
 	*s = (Stats){0};
 }
 
+/* Appends v to the array *a of *n values (room for *cap), doubling it from `first`. */
+static int append(double **a, size_t *n, size_t *cap, size_t first, double v)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : first;
+		double *p = realloc(*a, c * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		*a = p;
+		*cap = c;
+	}
+	(*a)[(*n)++] = v;
+	return 0;
+}
+
 int stats_add(Stats *s, double seconds)
 {
 	s->ops++;
 	if (s->n >= STATS_MAX_SAMPLES)
 		return 0;
-	if (s->n == s->cap) {
-		size_t cap = s->cap ? s->cap * 2 : 1024;
-		double *p = realloc(s->lat, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		s->lat = p;
-		s->cap = cap;
-	}
-	s->lat[s->n++] = seconds;
-	return 0;
+	return append(&s->lat, &s->n, &s->cap, 1024, seconds);
 }
 
 int stats_turn_end(Stats *s)
@@ -38,15 +44,9 @@ int stats_turn_end(Stats *s)
 	double elapsed = s->elapsed - s->turn_elapsed;
 	size_t ops = s->ops - s->turn_ops;
 
-	if (s->n_turns == s->cap_turns) {
-		size_t cap = s->cap_turns ? s->cap_turns * 2 : 16;
-		double *p = realloc(s->turns, cap * sizeof(*p));
-		if (!p)
-			return -ENOMEM;
-		s->turns = p;
-		s->cap_turns = cap;
-	}
-	s->turns[s->n_turns++] = elapsed > 0 ? (double)ops / elapsed : 0;
+	if (append(&s->turns, &s->n_turns, &s->cap_turns, 16,
+		   elapsed > 0 ? (double)ops / elapsed : 0) < 0)
+		return -ENOMEM;
 	s->turn_ops = s->ops;
 	s->turn_elapsed = s->elapsed;
 	return 0;
