@@ -14,9 +14,9 @@
 # PCSCLITE_CSOCK_NAME. Its reader configuration is $H_TMP/pcsc/conf (pcscd --config). Nothing of
 # the system's pcscd, readers or network is touched. Needs root (namespaces, as in CI here).
 #
-# The card: an NSS database in $H_TMP/card (certutil) with three RSA-2048 keys generated in it,
-# certificates issued by the harness's intermediate CA (certutil -R makes the request, certtool
-# signs it), the database password is the card's PIN (1234, as the harness's tokens). OpenSC
+# The card: an NSS database in $H_TMP/card (certutil) with three RSA-2048 keys generated in it
+# (once per build folder, then copied), certificates issued by each case's intermediate CA
+# (certutil -R makes the request, certtool signs it), the database password is the card's PIN (1234, as the harness's tokens). OpenSC
 # names the token after the ID certificate's CN: "sc-alice". libcacard answers a wrong PIN with
 # SW 6985 (no retry counter), which OpenSC reports as CKR_GENERAL_ERROR, not CKR_PIN_INCORRECT.
 # The card chain: the card holds only the leaf certificates, so the servers trust root + inter.
@@ -90,32 +90,59 @@ unshare --net --mount --propagation private true 2>/dev/null ||
 
 # --- the card's NSS database ---------------------------------------------------------------------
 
-# sc_card_cert NICK SUBJECT: an RSA-2048 key generated in the NSS database, a certificate for
-# it by the harness's intermediate CA, imported under NICK.
-sc_card_cert() {
-	local nick=$1 subject=$2
-	certutil -R -d "sql:$CARD/db" -f "$CARD/pw" -z "$CARD/noise" -k rsa -g 2048 \
-		-s "$subject" -a -o "$CARD/$nick.csr" >>"$CARD/certutil.log" 2>&1 ||
-		{ cat "$CARD/certutil.log" >&2; h_fail "certutil could not make a key for $nick"; }
-	h__template "$CARD/$nick.tmpl" "$subject" tls_www_client signing_key
-	certtool --generate-certificate --load-request "$CARD/$nick.csr" \
-		--load-ca-certificate "$H_TMP/ca/inter.pem" --load-ca-privkey "$H_TMP/ca/inter.key" \
-		--template "$CARD/$nick.tmpl" --outfile "$CARD/$nick.pem" >>"$CARD/certtool.log" 2>&1 ||
-		{ cat "$CARD/certtool.log" >&2; h_fail "certtool could not sign the request for $nick"; }
-	certutil -A -d "sql:$CARD/db" -f "$CARD/pw" -n "$nick" -t ",," -a -i "$CARD/$nick.pem" \
-		>>"$CARD/certutil.log" 2>&1 ||
-		{ cat "$CARD/certutil.log" >&2; h_fail "certutil could not import $nick"; }
+# The card's three RSA-2048 keys take certutil about 5 s to make, so they are made once per build
+# folder (SC_KEYS, under a lock: meson runs cases side by side), each with its certificate
+# request; every case copies that database and has the requests signed by its own CA.
+SC_NICKS=(cert1 cert2 cert3)
+SC_SUBJECTS=("$SUBJECT" "CN=sc-alice signature,O=certagent tests"
+	"CN=sc-alice encryption,O=certagent tests")
+SC_KEYS=${CERTAGENT_BUILD:?}/tests/smartcard/card-keys
+
+# sc__card_keys DIR: a new NSS database in DIR/db (password $H_PIN) with the keys, and
+# DIR/NICK.csr for each.
+sc__card_keys() {
+	local d=$1 i
+	mkdir -p "$d/db"
+	(umask 077 && printf '%s\n' "$H_PIN" >"$d/pw")
+	head -c 2048 /dev/urandom >"$d/noise"
+	certutil -N -d "sql:$d/db" -f "$d/pw" >"$d/certutil.log" 2>&1 ||
+		{ cat "$d/certutil.log" >&2; h_fail "certutil could not create the NSS database"; }
+	for i in "${!SC_NICKS[@]}"; do
+		certutil -R -d "sql:$d/db" -f "$d/pw" -z "$d/noise" -k rsa -g 2048 \
+			-s "${SC_SUBJECTS[$i]}" -a -o "$d/${SC_NICKS[$i]}.csr" >>"$d/certutil.log" 2>&1 ||
+			{ cat "$d/certutil.log" >&2; h_fail "certutil could not make a key for ${SC_NICKS[$i]}"; }
+	done
+	rm -f "$d/noise"
 }
 
+# sc_card: $CARD/db holds the card's keys and, under their nicknames, certificates for them by
+# the harness's intermediate CA.
 sc_card() {
-	mkdir -p "$CARD/db"
-	(umask 077 && printf '%s\n' "$H_PIN" >"$CARD/pw")
-	head -c 2048 /dev/urandom >"$CARD/noise"
-	certutil -N -d "sql:$CARD/db" -f "$CARD/pw" >"$CARD/certutil.log" 2>&1 ||
-		{ cat "$CARD/certutil.log" >&2; h_fail "certutil could not create the NSS database"; }
-	sc_card_cert cert1 "$SUBJECT"
-	sc_card_cert cert2 "CN=sc-alice signature,O=certagent tests"
-	sc_card_cert cert3 "CN=sc-alice encryption,O=certagent tests"
+	local i nick
+	mkdir -p "$(dirname "$SC_KEYS")"
+	(
+		flock 9
+		if [ ! -f "$SC_KEYS/done" ]; then
+			rm -rf "$SC_KEYS.new"
+			sc__card_keys "$SC_KEYS.new"
+			: >"$SC_KEYS.new/done"
+			rm -rf "$SC_KEYS"
+			mv "$SC_KEYS.new" "$SC_KEYS"
+		fi
+	) 9>"$SC_KEYS.lock" || h_fail "could not make the card's keys"
+	mkdir -p "$CARD"
+	cp -r "$SC_KEYS/db" "$SC_KEYS/pw" "$CARD/"
+	for i in "${!SC_NICKS[@]}"; do
+		nick=${SC_NICKS[$i]}
+		h__template "$CARD/$nick.tmpl" "${SC_SUBJECTS[$i]}" tls_www_client signing_key
+		certtool --generate-certificate --load-request "$SC_KEYS/$nick.csr" \
+			--load-ca-certificate "$H_TMP/ca/inter.pem" --load-ca-privkey "$H_TMP/ca/inter.key" \
+			--template "$CARD/$nick.tmpl" --outfile "$CARD/$nick.pem" >>"$CARD/certtool.log" 2>&1 ||
+			{ cat "$CARD/certtool.log" >&2; h_fail "certtool could not sign the request for $nick"; }
+		certutil -A -d "sql:$CARD/db" -f "$CARD/pw" -n "$nick" -t ",," -a -i "$CARD/$nick.pem" \
+			>>"$CARD/certutil.log" 2>&1 ||
+			{ cat "$CARD/certutil.log" >&2; h_fail "certutil could not import $nick"; }
+	done
 	# The servers get root + inter: the card carries only the leaf certificates.
 	cat "$H_TMP/ca/root.pem" "$H_TMP/ca/inter.pem" >"$H_TMP/ca/root+inter.pem"
 }
