@@ -330,7 +330,7 @@ static int client_ping(certagent_client *c, certagent_error *err)
 {
 	_cleanup_message_ DBusMessage *msg = NULL, *reply = NULL;
 	const char *iface = CA_INTERFACE, *prop = "Version";
-	certagent_error e = CERTAGENT_ERROR_INIT;
+	DBusError derr;
 	int r;
 
 	msg = dbus_message_new_method_call(CA_BUS_NAME, CA_OBJECT_PATH, DBUS_INTERFACE_PROPERTIES,
@@ -339,22 +339,25 @@ static int client_ping(certagent_client *c, certagent_error *err)
 					      &prop, DBUS_TYPE_INVALID))
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	dbus_message_set_auto_start(msg, TRUE);
-	r = client_call(c, msg, &reply, &e);
-	if (r < 0 && e.code == CERTAGENT_E_AGENT_NOT_RUNNING) {
-		client_error_set(err, CERTAGENT_E_AGENT_NOT_RUNNING,
-				 "certagentd is not running on the session bus (no owner of "
-				 "%s, and D-Bus activation failed: %s): " NOT_RUNNING_HINT,
-				 CA_BUS_NAME, e.message);
+	if (!dbus_connection_get_is_connected(c->conn))
+		return client_call(c, msg, &reply, err); /* says the connection was lost */
+	dbus_error_init(&derr);
+	reply = dbus_connection_send_with_reply_and_block(c->conn, msg, c->timeout_ms, &derr);
+	if (reply)
+		return 0;
+	if (error_code_from_name(derr.name) == CERTAGENT_E_AGENT_NOT_RUNNING) {
+		/* The bus's own words: error_from_dbus() would add the hint a second time. */
+		r = client_error_set(err, CERTAGENT_E_AGENT_NOT_RUNNING,
+				     "certagentd is not running on the session bus (no owner of "
+				     "%s, and D-Bus activation failed: %s): " NOT_RUNNING_HINT,
+				     CA_BUS_NAME, derr.message ? derr.message : derr.name);
 		if (err)
-			snprintf(err->dbus_name, sizeof(err->dbus_name), "%s", e.dbus_name);
-		return r;
+			snprintf(err->dbus_name, sizeof(err->dbus_name), "%s", derr.name);
+	} else {
+		r = error_from_dbus(err, &derr);
 	}
-	if (r < 0) {
-		if (err)
-			*err = e;
-		return r;
-	}
-	return 0;
+	dbus_error_free(&derr);
+	return r;
 }
 
 _public_ int certagent_client_new(const char *address, certagent_client **ret, certagent_error *err)

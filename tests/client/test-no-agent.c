@@ -26,6 +26,11 @@ int main(int argc, char **argv)
 	CHECK(strstr(err.message, "org.certagent.Agent1") != NULL, "message: %s", err.message);
 	CHECK(strstr(err.message, "start it with `certagentd`") != NULL, "message: %s",
 	      err.message);
+	/* Said once: the bus's reason inside, the hint after it. */
+	CHECK(strstr(strstr(err.message, "certagentd is not running") + 1,
+		     "certagentd is not running") == NULL &&
+		      strstr(strstr(err.message, "start it with") + 1, "start it with") == NULL,
+	      "message says it twice: %s", err.message);
 	CHECK(strcmp(err.dbus_name, "org.freedesktop.DBus.Error.ServiceUnknown") == 0,
 	      "dbus_name: %s", err.dbus_name);
 	printf("no agent: %s\n", err.message);
