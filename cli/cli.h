@@ -29,6 +29,8 @@ extern const CliCommand cli_cmd_audit;
  */
 struct Settings;
 int cli_settings_load(const char *path, struct Settings **ret);
+/* 0 when the configuration named with --config is a regular file; else says so, CLI_EXIT_IO. */
+int cli_config_exists(const char *config);
 
 /* Token enrolment (cmd-token.c, cmd-key.c, ...; docs/cli-admin.md). */
 extern const CliCommand cli_cmd_tokens;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "audit-read.h"
@@ -137,10 +138,28 @@ static char *log_path(const char *config, const char *file, int *ret_rc)
 	char *path = NULL;
 
 	*ret_rc = CLI_EXIT_OK;
-	if (file)
+	if (file) {
+		/* Named by the user: it must be there (the agent's own log may not be yet). */
+		struct stat st;
+		int r = stat(file, &st);
+
+		if (r < 0 || !S_ISREG(st.st_mode)) {
+			fprintf(stderr,
+				"certagent: %s: %s: name the agent's audit log (audit-log in its "
+				"configuration), or leave out --file\n",
+				file, r < 0 ? strerror(errno) : "not a regular file");
+			*ret_rc = CLI_EXIT_IO;
+			return NULL;
+		}
 		return strdup(file);
-	if (!config)
+	}
+	if (config) {
+		*ret_rc = cli_config_exists(config);
+		if (*ret_rc)
+			return NULL;
+	} else {
 		config = default_conf = settings_default_path();
+	}
 	*ret_rc = cli_settings_load(config, &s);
 	if (*ret_rc)
 		return NULL;
@@ -272,7 +291,9 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 			printf("%s], \"malformed\": %zu}\n", out.n > first ? "\n" : "",
 			       out.malformed);
 		if (out.malformed)
-			fprintf(stderr, "certagent: skipped %zu malformed line%s in %s*\n",
+			fprintf(stderr,
+				"certagent: skipped %zu malformed line%s in %s or its rotated "
+				"files\n",
 				out.malformed, out.malformed == 1 ? "" : "s", path);
 		if (fflush(stdout) != 0)
 			rc = CLI_EXIT_IO;

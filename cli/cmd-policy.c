@@ -9,9 +9,10 @@
  */
 #include <errno.h>
 #include <stdio.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <gnutls/abstract.h>
 #include <gnutls/crypto.h>
@@ -249,6 +250,28 @@ int cli_settings_load(const char *config, Settings **ret)
 	return CLI_EXIT_IO;
 }
 
+/*
+ * A configuration named with --config must be there: the agent reads no other file than the one
+ * it was started with, so policies added to (or listed from) a mistyped name would apply to
+ * nothing while the output said they were in force. Without --config the default file may be
+ * missing (no configuration yet: add creates it).
+ */
+int cli_config_exists(const char *config)
+{
+	_cleanup_free_ char *default_conf = settings_default_path();
+	struct stat st;
+	int r = stat(config, &st);
+
+	if (r == 0 && S_ISREG(st.st_mode))
+		return 0;
+	fprintf(stderr,
+		"certagent: %s: %s: name the file certagentd was started with (--config), or "
+		"leave out --config for %s\n",
+		config, r < 0 ? strerror(errno) : "not a regular file",
+		default_conf ? default_conf : "the default configuration");
+	return CLI_EXIT_IO;
+}
+
 /* The outcome of add/remove, and whether a running agent took it. */
 static int edit_report(const char *change, const char *name, const char *path, const char *address,
 		       bool json)
@@ -454,8 +477,13 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	if (strcmp(sub, "pin") == 0)
 		return pin(operand);
 
-	if (!a->config)
+	if (a->config) {
+		rc = cli_config_exists(a->config);
+		if (rc)
+			return rc;
+	} else {
 		a->config = default_conf = settings_default_path();
+	}
 	if (!a->config && strcmp(sub, "list") != 0) {
 		fprintf(stderr, "certagent: neither XDG_CONFIG_HOME nor HOME is set: name the "
 				"configuration with --config FILE\n");

@@ -2,7 +2,9 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # `certagent policy list --json` gives lists as JSON arrays (one entry each, DNs with commas
 # intact); a configuration that does not parse is the same file error (exit 5) for `policy`
-# and for `audit`; `audit --json` re-reads the committed fuzz seeds of real agent lines.
+# and for `audit`; a --config or --file that is not there is one too (5, and policy add writes
+# no new file the agent would never read); `audit --json` re-reads the committed fuzz seeds of
+# real agent lines.
 # No agent needed: both commands read files.
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 
@@ -63,4 +65,22 @@ assert d["entries"][0]["pid"] == 4242 and d["entries"][0]["latency_us"] == 1234,
 assert d["entries"][1]["policy"] == "work", d
 assert d["entries"][2]["app_id"] == "org.example.Client", d
 PY
-echo "ok: policy --json arrays, exit 5 for a bad configuration, audit reads the seeds"
+
+# A mistyped --config or --file: exit 5 naming the file, nothing created, nothing listed.
+exit5() { # WHAT COMMAND...
+	local what=$1 st=0
+	shift
+	h_certagent "$@" >"$H_TMP/out" 2>"$H_TMP/err" || st=$?
+	[ "$st" = 5 ] || h_fail "$what: exit $st, want 5: $(cat "$H_TMP/out" "$H_TMP/err")"
+	[ ! -s "$H_TMP/out" ] || h_fail "$what printed as if it had read something: $(cat "$H_TMP/out")"
+	grep -q "$H_TMP/typo" "$H_TMP/err" || h_fail "$what: the error does not name the file: $(cat "$H_TMP/err")"
+}
+exit5 "policy add --config MISSING" policy add block --identity pkcs11: --deny --config "$H_TMP/typo.conf"
+[ ! -e "$H_TMP/typo.conf" ] || h_fail "policy add created a configuration no agent reads"
+exit5 "policy list --config MISSING" policy list --config "$H_TMP/typo.conf"
+exit5 "policy remove --config MISSING" policy remove web --yes --config "$H_TMP/typo.conf"
+exit5 "audit --config MISSING" audit --config "$H_TMP/typo.conf"
+exit5 "audit --file MISSING" audit --file "$H_TMP/typo.jsonl"
+mkdir "$H_TMP/typo.d"
+exit5 "audit --file FOLDER" audit --file "$H_TMP/typo.d"
+echo "ok: policy --json arrays, exit 5 for a bad or missing configuration or log, audit reads the seeds"
