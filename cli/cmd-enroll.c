@@ -103,7 +103,7 @@ static int load_ca(Enroll *e)
 	gnutls_free(v);
 	if (gnutls_x509_crt_get_ca_status(e->ca_crt, NULL) <= 0) {
 		fprintf(stderr, "certagent: %s is not a CA certificate\n", e->ca_cert);
-		return CLI_EXIT_USAGE;
+		return CLI_EXIT_IO;
 	}
 	r = gnutls_load_file(e->ca_key, &d);
 	if (r < 0) {
@@ -121,6 +121,22 @@ static int load_ca(Enroll *e)
 	if (r < 0) {
 		fprintf(stderr, "certagent: %s is not an unencrypted PEM private key: %s\n",
 			e->ca_key, gnutls_strerror(r));
+		return CLI_EXIT_IO;
+	}
+	/* A key of another CA would sign a certificate no one can verify. */
+	uint8_t crt_id[64], key_id[64];
+	size_t crt_id_size = sizeof(crt_id), key_id_size = sizeof(key_id);
+
+	if (gnutls_x509_crt_get_key_id(e->ca_crt, GNUTLS_KEYID_USE_SHA256, crt_id, &crt_id_size) <
+		    0 ||
+	    gnutls_x509_privkey_get_key_id(e->ca_key_x509, GNUTLS_KEYID_USE_SHA256, key_id,
+					   &key_id_size) < 0 ||
+	    crt_id_size != key_id_size || memcmp(crt_id, key_id, crt_id_size) != 0) {
+		fprintf(stderr,
+			"certagent: %s is not the private key of the CA certificate in %s: give "
+			"the "
+			"key that belongs to that certificate\n",
+			e->ca_key, e->ca_cert);
 		return CLI_EXIT_IO;
 	}
 	return 0;

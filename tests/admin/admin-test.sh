@@ -311,11 +311,15 @@ enroll-failure)
 	run 2 enroll demo --type p256 --subject "nonsense" --ca-cert "$H_TMP/ca/inter.pem" \
 		--ca-key "$H_TMP/ca/inter.key" --pin-file "$PIN"
 	err_has "bad subject"
-	run 2 enroll demo --type p256 --subject "CN=x" --ca-cert "$H_TMP/ca/server.pem" \
+	run 5 enroll demo --type p256 --subject "CN=x" --ca-cert "$H_TMP/ca/server.pem" \
 		--ca-key "$H_TMP/ca/server.key" --pin-file "$PIN"
 	err_has "is not a CA certificate"
 	run 5 enroll demo --type p256 --subject "CN=x" --ca-cert "$H_TMP/ca/inter.pem" \
 		--ca-key "$H_TMP/ca/inter.pem" --pin-file "$PIN"
+	# Another CA's key: it would sign a certificate nobody can verify.
+	run 5 enroll demo --type p256 --subject "CN=x" --ca-cert "$H_TMP/ca/inter.pem" \
+		--ca-key "$H_TMP/ca/root.key" --pin-file "$PIN"
+	err_has "is not the private key of the CA certificate in $H_TMP/ca/inter.pem"
 	run 2 enroll demo --type p256 --subject "CN=x" --pin-file "$PIN"
 	run 4 enroll demo --type p256 --subject "CN=x" --csr-out "$H_TMP/x.csr" --pin-file "$BAD"
 	[ ! -e "$H_TMP/x.csr" ] || h_fail "CSR written despite a wrong PIN"
