@@ -307,10 +307,25 @@ static const certagent_identity *choose(CredContext *ctx, const certagent_identi
 
 	client_error_set(err, CERTAGENT_E_NO_IDENTITY,
 			 "no identity fits what the server asked for:");
-	for (size_t i = 0; i < l->n; i++)
-		append(err->message, sizeof(err->message), "%s %s (%s): %s", i ? ";" : "",
-		       *l->items[i].label ? l->items[i].label : "(no label)", l->items[i].uri,
-		       identity_misfit(req, &l->items[i], &scheme, &dn));
+	if (!err)
+		return NULL;
+	/* Each identity by its label (its URI when it has none), as many as fit whole; the
+	 * rest counted, never cut off in the middle. */
+	for (size_t i = 0; i < l->n; i++) {
+		char one[sizeof(err->message)], more[64];
+		size_t len = strnlen(err->message, sizeof(err->message));
+
+		snprintf(one, sizeof(one), "%s %s: %s", i ? ";" : "",
+			 *l->items[i].label ? l->items[i].label : l->items[i].uri,
+			 identity_misfit(req, &l->items[i], &scheme, &dn));
+		snprintf(more, sizeof(more), "%s %zu more (`certagent list` shows them)",
+			 i ? "; and" : "", l->n - i);
+		if (len + strlen(one) + (i + 1 < l->n ? strlen(more) : 0) >= sizeof(err->message)) {
+			append(err->message, sizeof(err->message), "%s", more);
+			break;
+		}
+		append(err->message, sizeof(err->message), "%s", one);
+	}
 	return NULL;
 }
 
