@@ -27,6 +27,7 @@
 
 #include <gnutls/gnutls.h>
 #include <gnutls/x509.h>
+#include <p11-kit/uri.h>
 
 #include "cli.h"
 #include "explain.h"
@@ -51,8 +52,8 @@ enum {
 
 static const CliOption options[] = {
 	{OPT_IDENTITY, "identity", 'i', "URI",
-	 "Present this identity (pkcs11: URI from `certagent list`) instead of choosing one "
-	 "per server"},
+	 "Present this identity (a pkcs11: URI that selects one of `certagent list`) instead "
+	 "of choosing one per server"},
 	{OPT_CAFILE, "cafile", 0, "FILE",
 	 "Trust the CA certificates in FILE (PEM) instead of the system's"},
 	{OPT_SERVERNAME, "servername", 0, "NAME",
@@ -74,6 +75,7 @@ typedef struct Connect {
 	const char *host;
 	const char *port;
 	const char *identity;
+	char *identity_resolved; /* the full URI --identity selects, when it is not one */
 	const char *cafile;
 	const char *servername;
 	const char *version; /* NULL, "1.2" or "1.3" */
@@ -177,6 +179,106 @@ static int tcp_connect(Connect *x)
 	return fd < 0 ? -1 : 0;
 }
 
+/* Whether u, the user's URI, selects the identity uri (as the agent lists it): every field and
+ * attribute u names is the identity's too. */
+static bool identity_selected(P11KitUri *u, const char *uri)
+{
+	P11KitUri *id = p11_kit_uri_new();
+	CK_ATTRIBUTE_PTR want;
+	CK_ULONG n_want = 0;
+	bool yes;
+
+	if (!id)
+		return false;
+	yes = p11_kit_uri_parse(uri, P11_KIT_URI_FOR_ANY, id) == P11_KIT_URI_OK &&
+	      p11_kit_uri_match_token_info(u, p11_kit_uri_get_token_info(id)) == 1 &&
+	      p11_kit_uri_match_module_info(u, p11_kit_uri_get_module_info(id)) == 1;
+	want = yes ? p11_kit_uri_get_attributes(u, &n_want) : NULL;
+	for (CK_ULONG i = 0; yes && i < n_want; i++) {
+		CK_ATTRIBUTE_PTR have = p11_kit_uri_get_attribute(id, want[i].type);
+
+		yes = have && have->ulValueLen == want[i].ulValueLen &&
+		      memcmp(have->pValue, want[i].pValue, have->ulValueLen) == 0;
+	}
+	p11_kit_uri_free(id);
+	return yes;
+}
+
+/*
+ * --identity as any RFC 7512 URI that selects one of the agent's identities (the library takes
+ * the full URI it lists): pkcs11:token=demo;object=alice works as `certagent delete` and the
+ * other commands take it. One the agent lists as it is, or that selects none, is passed on
+ * unchanged (the library then says the agent has no such identity); one that selects several
+ * is a usage error naming them.
+ */
+static int resolve_identity(Connect *x)
+{
+	certagent_error err = CERTAGENT_ERROR_INIT;
+	certagent_identity_list *l = NULL;
+	P11KitUri *u = NULL;
+	const char *found = NULL;
+	size_t n_found = 0;
+	int rc = 0;
+
+	if (certagent_list_identities(x->client, &l, &err) < 0)
+		return cli_agent_error(&err);
+	for (size_t i = 0; i < certagent_identity_list_count(l); i++)
+		if (strcmp(certagent_identity_uri(certagent_identity_list_get(l, i)),
+			   x->identity) == 0)
+			goto out; /* exactly as listed */
+	u = p11_kit_uri_new();
+	if (!u || p11_kit_uri_parse(x->identity, P11_KIT_URI_FOR_ANY, u) != P11_KIT_URI_OK) {
+		fprintf(stderr,
+			"certagent: --identity \"%s\" is not a pkcs11: URI (RFC 7512): "
+			"`certagent list` shows the agent's identities\n",
+			x->identity);
+		rc = CLI_EXIT_USAGE;
+		goto out;
+	}
+	if (p11_kit_uri_any_unrecognized(u)) {
+		fprintf(stderr,
+			"certagent: --identity \"%s\" has an attribute this tool does not "
+			"know (misspelled?): use token=, object=, id=, serial=, model=, "
+			"manufacturer=, type=\n",
+			x->identity);
+		rc = CLI_EXIT_USAGE;
+		goto out;
+	}
+	for (size_t i = 0; i < certagent_identity_list_count(l); i++) {
+		const char *uri = certagent_identity_uri(certagent_identity_list_get(l, i));
+
+		if (identity_selected(u, uri) && n_found++ == 0)
+			found = uri;
+	}
+	if (n_found > 1) {
+		fprintf(stderr,
+			"certagent: --identity \"%s\" selects %zu of the agent's identities: add "
+			"object= or id= to name one of\n",
+			x->identity, n_found);
+		for (size_t i = 0; i < certagent_identity_list_count(l); i++) {
+			const char *uri = certagent_identity_uri(certagent_identity_list_get(l, i));
+
+			if (identity_selected(u, uri))
+				fprintf(stderr, "  %s\n", uri);
+		}
+		rc = CLI_EXIT_USAGE;
+	} else if (n_found == 1) {
+		char *full = strdup(found);
+
+		if (!full) {
+			rc = CLI_EXIT_FAILED;
+			goto out;
+		}
+		free(x->identity_resolved);
+		x->identity = x->identity_resolved = full;
+	}
+out:
+	if (u)
+		p11_kit_uri_free(u);
+	certagent_identity_list_free(l);
+	return rc;
+}
+
 static int setup_tls(Connect *x)
 {
 	certagent_error err = CERTAGENT_ERROR_INIT;
@@ -226,6 +328,11 @@ static int setup_tls(Connect *x)
 		    x->crl);
 		if (x->ex && explain_load_crl(x->ex, x->crl) < 0)
 			return CLI_EXIT_IO;
+	}
+	if (x->identity) {
+		r = resolve_identity(x);
+		if (r != 0)
+			return r;
 	}
 	if (certagent_credentials_set(x->client, x->cred, x->identity, &err) < 0)
 		return cli_agent_error(&err);
@@ -788,6 +895,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 	if (x.cred)
 		gnutls_certificate_free_credentials(x.cred);
 	certagent_client_free(x.client);
+	free(x.identity_resolved);
 	if (x.fd >= 0)
 		close(x.fd);
 	return rc;

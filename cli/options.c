@@ -33,8 +33,9 @@ const CliExitCode cli_exit_codes[] = {
 	 "certificate, a key, a CRL, an agent configuration that does not parse)"},
 	{CLI_EXIT_REFUSED, "refused for safety",
 	 "refused for safety, nothing changed: the label, ID or certificate is already there, "
-	 "the output file exists, re-initialising a token without --force, deleting without "
-	 "--yes, deleting a key whose certificate stays"},
+	 "enroll --csr-out names a file that exists, re-initialising a token without --force, "
+	 "deleting without --yes, deleting a key whose certificate stays, a policy refused the "
+	 "signature"},
 	{CLI_EXIT_NOT_FOUND, "nothing matches",
 	 "nothing matches: no object, key or identity for the URI, no private key for the "
 	 "certificate"},

@@ -6,7 +6,9 @@
 #     message says why the identity did not fit;
 #   - forced identity the server does not trust: rejected (TLS 1.3: alert after the
 #     handshake), exit 1 with the alert;
-#   - the server's certificate untrusted: exit 1, "not trusted".
+#   - the server's certificate untrusted: exit 1, "not trusted";
+#   - --identity as a shorter URI that selects one identity works; one that selects two, or
+#     has a misspelled attribute, is a usage error (2).
 . "$CERTAGENT_SRC/tests/lib/harness.sh"
 ver=${1:-1.3}
 h_token demo
@@ -55,6 +57,16 @@ grep -q "certificate sent was $sid" "$H_TMP/stranger.err" || h_fail "stranger: i
 connect 0 auto --cafile "$ca"
 grep -q "identity offered: .*CN=good" "$H_TMP/auto.err" || h_fail "auto: good was not chosen"
 h_assert_server_saw "CN=good,O=certagent tests"
+
+# --identity as any URI that selects one identity (as the admin commands take it); one that
+# selects several, or has a misspelled attribute, is a usage error naming what to add.
+connect 0 short --cafile "$ca" --identity "pkcs11:token=demo;object=good"
+grep -q "identity offered: .*object=good;type=private" "$H_TMP/short.err" ||
+	h_fail "short: the identity pkcs11:token=demo;object=good was not used"
+connect 2 several --cafile "$ca" --identity "pkcs11:token=demo"
+grep -q 'selects 2 of the agent.s identities' "$H_TMP/several.err" || h_fail "several: not said"
+connect 2 misspelled --cafile "$ca" --identity "pkcs11:tokn=demo;object=good"
+grep -q 'misspelled' "$H_TMP/misspelled.err" || h_fail "misspelled: not said"
 
 # Server certificate not trusted.
 connect 1 untrusted --cafile "$H_TMP/ca/other-root.pem"
