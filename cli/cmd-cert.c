@@ -162,8 +162,10 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 			rc = p11cli_fail(admin_store_cert(a, &items[i].der, label,
 							  items[i].is_leaf ? id : NULL,
 							  items[i].is_leaf ? id_len : 0,
-							  !items[i].is_leaf, &items[i].handle,
-							  &err),
+							  !items[i].is_leaf ? ADMIN_CERT_AUTHORITY
+							  : no_key	    ? ADMIN_CERT_OTHER
+									    : ADMIN_CERT_USER,
+							  &items[i].handle, &err),
 					 &err);
 	}
 	if (rc != 0) {

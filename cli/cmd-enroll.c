@@ -345,7 +345,8 @@ static int enroll(Enroll *e)
 			rc = CLI_EXIT_FAILED;
 		if (rc == 0)
 			rc = p11cli_fail(admin_store_cert(e->a, &der, e->tmp_label, e->id,
-							  e->id_len, false, &leaf_handle, &err),
+							  e->id_len, ADMIN_CERT_USER, &leaf_handle,
+							  &err),
 					 &err);
 		if (rc == 0)
 			rc = step_done("cert-stored");
@@ -354,7 +355,8 @@ static int enroll(Enroll *e)
 			rc = CLI_EXIT_FAILED;
 		if (rc == 0 && !ca_present)
 			rc = p11cli_fail(admin_store_cert(e->a, &ca_der, e->tmp_ca_label, NULL, 0,
-							  true, &e->ca_handle, &err),
+							  ADMIN_CERT_AUTHORITY, &e->ca_handle,
+							  &err),
 					 &err);
 		if (rc == 0)
 			rc = step_done("chain-stored");

@@ -447,12 +447,12 @@ static size_t serial_der(const uint8_t *s, size_t n, uint8_t *out)
 }
 
 int admin_store_cert(AdminSession *a, const gnutls_datum_t *der, const char *label,
-		     const uint8_t *id, size_t id_len, bool ca, unsigned long *ret_handle,
-		     CaError *err)
+		     const uint8_t *id, size_t id_len, AdminCertCategory category,
+		     unsigned long *ret_handle, CaError *err)
 {
 	CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
 	CK_CERTIFICATE_TYPE ct = CKC_X_509;
-	CK_ULONG cat = ca ? 2 : 1;
+	CK_ULONG cat = category;
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	gnutls_datum_t subj = {NULL, 0}, iss = {NULL, 0};
 	uint8_t serial[64], serial_enc[68];

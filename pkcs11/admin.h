@@ -157,15 +157,21 @@ bool admin_key_type_valid(const char *type);
 int admin_generate_key(AdminSession *a, const char *type, const char *label, const uint8_t *id,
 		       size_t id_len, char **ret_uri, CaError *err);
 
+/* CKA_CERTIFICATE_CATEGORY of a certificate stored by admin_store_cert(). */
+typedef enum AdminCertCategory {
+	ADMIN_CERT_USER = 1,	  /* the token user's own: its key is on the token */
+	ADMIN_CERT_AUTHORITY = 2, /* a CA of a chain */
+	ADMIN_CERT_OTHER = 3,	  /* someone else's (import --no-key): never an identity */
+} AdminCertCategory;
+
 /*
- * Stores a certificate (DER) with this label and id (id may be NULL), category "token user"
- * or, when ca, "authority". Refuses a certificate already on the token (CA_E_POLICY_DENIED).
- * Returns its handle. Codes: CA_E_INVALID_ARGS (not a certificate), CA_E_POLICY_DENIED,
- * CA_E_PIN_REQUIRED, CA_E_FAILED.
+ * Stores a certificate (DER) with this label and id (id may be NULL) and category. Refuses a
+ * certificate already on the token (CA_E_POLICY_DENIED). Returns its handle. Codes:
+ * CA_E_INVALID_ARGS (not a certificate), CA_E_POLICY_DENIED, CA_E_PIN_REQUIRED, CA_E_FAILED.
  */
 int admin_store_cert(AdminSession *a, const gnutls_datum_t *der, const char *label,
-		     const uint8_t *id, size_t id_len, bool ca, unsigned long *ret_handle,
-		     CaError *err);
+		     const uint8_t *id, size_t id_len, AdminCertCategory category,
+		     unsigned long *ret_handle, CaError *err);
 
 /* Codes: CA_E_KEY_NOT_FOUND (gone), CA_E_PIN_REQUIRED, CA_E_FAILED. */
 int admin_destroy(AdminSession *a, unsigned long handle, CaError *err);

@@ -46,6 +46,7 @@ typedef struct CertObj {
 	uint8_t kid[KID_LEN];
 	bool has_kid;
 	bool is_ca;
+	bool is_other; /* category "other entity": never inferred as an identity */
 	bool used;
 } CertObj;
 
@@ -257,6 +258,7 @@ static bool cert_read(Scan *sc, CK_OBJECT_HANDLE o, CertObj *c)
 	_cleanup_free_ uint8_t *value = NULL;
 	size_t n, kid_n = KID_LEN;
 	unsigned bits = 0;
+	CK_ULONG cat = 0;
 	int pk;
 
 	memset(c, 0, sizeof(*c));
@@ -287,6 +289,11 @@ static bool cert_read(Scan *sc, CK_OBJECT_HANDLE o, CertObj *c)
 	}
 	c->has_kid = gnutls_x509_crt_get_key_id(c->crt, 0, c->kid, &kid_n) == 0 && kid_n == KID_LEN;
 	c->is_ca = gnutls_x509_crt_get_ca_status(c->crt, NULL) > 0;
+	/* CKA_CERTIFICATE_CATEGORY 3, "other entity": someone else's certificate, stored
+	 * without its key (certagent cert import --no-key). */
+	c->is_other =
+		call_get_ulong(sc->t->module, sc->h, o, CKA_CERTIFICATE_CATEGORY, &cat) == CKR_OK &&
+		cat == 3;
 	attr(sc, o, CKA_ID, &c->id, &c->id_len);
 	attr(sc, o, CKA_LABEL, (uint8_t **)&c->label, &n);
 	return true;
@@ -616,7 +623,7 @@ static int scan_build(Scan *sc, bool infer, Identity **ids, size_t *n_ids)
 	for (size_t i = 0; i < sc->n_certs; i++) {
 		CertObj *c = &sc->certs[i];
 
-		if (c->used || c->is_ca || c->type == CA_KEY_UNKNOWN)
+		if (c->used || c->is_ca || c->is_other || c->type == CA_KEY_UNKNOWN)
 			continue;
 		r = identity_add(sc, ids, n_ids, NULL, c);
 		if (r < 0)

@@ -280,6 +280,16 @@ c[0]['uri'].endswith('object=alice;type=cert') and not c[1]['leaf'] and c[1]['st
 		--pin-file "$PIN"
 	out_has "kept   CA"
 	snapshot | grep -q 'object=srv;type=cert' || h_fail "--no-key certificate not stored"
+	# Someone else's certificate ("other entity"): never listed as an identity, not even
+	# while the token is locked and private keys are inferred from what is visible.
+	(unset DBUS_SESSION_BUS_ADDRESS; "$C" list --json) >"$H_TMP/ids.json" 2>/dev/null ||
+		h_fail "list (tokens read directly) failed"
+	python3 - "$H_TMP/ids.json" <<'PY' || h_fail "the --no-key certificate is listed as an identity"
+import json, sys
+uris = [i["uri"] for i in json.load(open(sys.argv[1]))["identities"]]
+assert any("object=alice" in u for u in uris), uris
+assert not any("object=srv" in u for u in uris), uris
+PY
 	run 4 cert import demo "$H_TMP/ca/root.pem" --pin-file "$BAD"
 	;;
 enroll-lab-ca)
