@@ -405,9 +405,16 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 			key = &objs->items[i];
 	}
 	if (rc == 0 && matches != 1) {
-		fprintf(stderr, "certagent: %s %zu private keys on token \"%s\"%s\n", uri, matches,
-			admin_session_label(a),
-			matches ? ": add id= to the URI to name one" : " (see `certagent list`)");
+		if (matches)
+			fprintf(stderr,
+				"certagent: %s names %zu private keys on token \"%s\": add id= to "
+				"the URI to name one\n",
+				uri, matches, admin_session_label(a));
+		else
+			fprintf(stderr,
+				"certagent: %s names no private key on token \"%s\" (`certagent "
+				"list --tokens` shows its keys)\n",
+				uri, admin_session_label(a));
 		rc = matches ? CLI_EXIT_USAGE : CLI_EXIT_NOT_FOUND;
 	}
 	if (rc == 0 && key->id_len == 0) {

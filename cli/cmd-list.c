@@ -60,6 +60,7 @@ typedef enum ListSource {
 
 typedef struct List {
 	ListSource source;
+	bool tokens_asked; /* --tokens: read directly because the user said so */
 	ListEntry *items;
 	size_t n;
 	certagent_identity_list *agent_ids;
@@ -441,10 +442,10 @@ static int list_print(const List *l, bool json, FILE *f)
 	} else if (l->source == LIST_SOURCE_AGENT) {
 		fputs("Identities as certagentd sees them (source: agent)\n", f);
 	} else {
-		fputs("certagentd is not running: identities read from the tokens directly, "
-		      "without "
-		      "logging in\n(source: tokens; the agent may see them differently)\n",
-		      f);
+		fprintf(f,
+			"%s: identities read from the tokens directly, without logging in\n"
+			"(source: tokens; the agent may see them differently)\n",
+			l->tokens_asked ? "--tokens" : "certagentd is not running");
 	}
 	if (!json && l->n == 0)
 		fputs("\nNo identities. Is the token inserted, and does it hold a certificate with "
@@ -536,6 +537,7 @@ static int run(const CliCommand *cmd, int argc, char **argv)
 		fprintf(stderr, "certagent: %s; reading the tokens directly\n",
 			err.message[0] ? err.message : "certagentd is not running");
 	}
+	l.tokens_asked = tokens_only;
 	rc = list_from_tokens(&l, module);
 print:
 	if (rc == 0)
