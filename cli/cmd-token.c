@@ -269,7 +269,8 @@ static int token_init(Store *s, AdminSession *a, const TokenArgs *ta)
 				fprintf(stderr, "  %s\n", l->items[i].uri);
 			if (hidden)
 				fprintf(stderr, "  %s (invisible without the user PIN)\n",
-					l->n > 0 ? "and any private keys" : "any private keys it holds");
+					l->n > 0 ? "and any private keys"
+						 : "any private keys it holds");
 			fprintf(stderr, "certagent: nothing changed; add --force to destroy them "
 					"and initialise the token anyway\n");
 			admin_object_list_free(l);
