@@ -75,7 +75,13 @@ static void tokens_json(const AdminSlotList *l, FILE *f)
 		fprintf(f, ", \"initialized\": %s, \"label\": ", s->initialized ? "true" : "false");
 		json_print_string(f, s->label);
 		fputs(", \"uri\": ", f);
-		json_print_string(f, s->uri);
+		if (s->initialized) {
+			json_print_string(f, s->uri);
+		} else {
+			/* A token with no label has no usable token URI: name its slot, as the
+			 * text does (what `certagent token init` takes). */
+			fprintf(f, "\"pkcs11:slot-id=%lu\"", s->slot_id);
+		}
 		fputs(", \"serial\": ", f);
 		json_print_string(f, s->serial);
 		fputs(", \"manufacturer\": ", f);

@@ -96,7 +96,8 @@ tokens)
 assert t['initialized'] and t['flags']['login_required'] and t['flags']['user_pin_initialized']; \
 assert not t['flags']['user_pin_locked'] and t['model']=='SoftHSM v2' and t['uri'].startswith('pkcs11:'); \
 assert t['unfinished_enrollment_objects']==0; \
-assert any(not x['initialized'] for x in j['tokens'])"
+assert any(not x['initialized'] for x in j['tokens']); \
+assert all(x['uri']=='pkcs11:slot-id=%d' % x['slot_id'] for x in j['tokens'] if not x['initialized'])"
 	run 0 tokens
 	out_has "demo"
 	out_has "login required, user PIN set"
