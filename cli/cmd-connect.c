@@ -207,9 +207,9 @@ static bool identity_selected(P11KitUri *u, const char *uri)
 /*
  * --identity as any RFC 7512 URI that selects one of the agent's identities (the library takes
  * the full URI it lists): pkcs11:token=demo;object=alice works as `certagent delete` and the
- * other commands take it. One the agent lists as it is, or that selects none, is passed on
- * unchanged (the library then says the agent has no such identity); one that selects several
- * is a usage error naming them.
+ * other commands take it. One the agent lists as it is is passed on unchanged; one that
+ * selects none is "nothing matches" (7) before any connection; one that selects several is a
+ * usage error naming them.
  */
 static int resolve_identity(Connect *x)
 {
@@ -262,7 +262,13 @@ static int resolve_identity(Connect *x)
 				fprintf(stderr, "  %s\n", uri);
 		}
 		rc = CLI_EXIT_USAGE;
-	} else if (n_found == 1) {
+	} else if (n_found == 0) {
+		fprintf(stderr,
+			"certagent: the agent has no identity that --identity \"%s\" selects: is "
+			"its token inserted? `certagent list` shows the identities\n",
+			x->identity);
+		rc = CLI_EXIT_NOT_FOUND;
+	} else {
 		char *full = strdup(found);
 
 		if (!full) {

@@ -2,8 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # test-reject.sh TLS-VERSION: the failures `certagent connect` must tell apart.
 #   - token locked: the agent's PinRequired, exit 4;
-#   - no identity fits the server's CAs: nothing sent, the server rejects us, exit 1, and the
-#     message says why the identity did not fit;
+#   - --identity names no identity of the agent: exit 7 before any handshake;
 #   - forced identity the server does not trust: rejected (TLS 1.3: alert after the
 #     handshake), exit 1 with the alert;
 #   - the server's certificate untrusted: exit 1, "not trusted";
@@ -39,11 +38,11 @@ connect 4 locked --cafile "$ca" --identity "$ident"
 grep -qi 'unlock\|pin' "$H_TMP/locked.err" || h_fail "locked: no hint to unlock"
 
 h_unlock demo
-# A URI the agent does not have: nothing is sent, the server rejects, the reason is given.
-connect 1 nosuch --cafile "$ca" --identity "pkcs11:token=demo;object=nosuch;type=private"
-grep -q 'rejected the client' "$H_TMP/nosuch.err" || h_fail "nosuch: not reported as rejection"
-grep -q 'no client certificate was sent' "$H_TMP/nosuch.err" || h_fail "nosuch: did not say nothing was sent"
-grep -q 'has no identity' "$H_TMP/nosuch.err" || h_fail "nosuch: no reason given"
+# A URI that selects none of the agent's identities: nothing matches (7), said before any
+# handshake, so the server sees no client at all.
+connect 7 nosuch --cafile "$ca" --identity "pkcs11:token=demo;object=nosuch;type=private"
+grep -q 'has no identity that --identity' "$H_TMP/nosuch.err" || h_fail "nosuch: no reason given"
+[ -z "$(h_server_subjects)" ] || h_fail "nosuch: the server saw a client certificate"
 
 # An identity whose CA the server does not trust, forced: the server's alert is named.
 sid=$(h_certagent list --json | python3 -c '
