@@ -152,8 +152,9 @@ static void check_chain(const List *l, gnutls_x509_crt_t *crts, size_t n, ListCh
 	if (r < 0 || !root) {
 		k->missing = cli_crt_dn(top, true);
 		snprintf(k->detail, sizeof(k->detail),
-			 "the issuer of the %s is neither on the token nor in %s: import it "
-			 "(certagent cert import) or pass its root with --cafile",
+			 "the issuer of the %s is neither an intermediate on the token nor in %s: "
+			 "import it (certagent cert import), or pass its root with --cafile (a "
+			 "root on the token is not sent: the server must trust it)",
 			 n == 1 ? "leaf" : "last intermediate", l->trust_name);
 		return;
 	}
