@@ -29,7 +29,10 @@ extern const CliCommand cli_cmd_audit;
  */
 struct Settings;
 int cli_settings_load(const char *path, struct Settings **ret);
-/* 0 when the configuration named with --config is a regular file; else says so, CLI_EXIT_IO. */
+/* 0 when path, a file the user named, is a regular file; else says why and what_to_do, and
+ * returns CLI_EXIT_IO. */
+int cli_named_file_exists(const char *path, const char *what_to_do);
+/* The same for a configuration named with --config (the agent reads only its own). */
 int cli_config_exists(const char *config);
 
 /* Token enrolment (cmd-token.c, cmd-key.c, ...; docs/cli-admin.md). */

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "audit-read.h"
@@ -140,18 +139,10 @@ static char *log_path(const char *config, const char *file, int *ret_rc)
 	*ret_rc = CLI_EXIT_OK;
 	if (file) {
 		/* Named by the user: it must be there (the agent's own log may not be yet). */
-		struct stat st;
-		int r = stat(file, &st);
-
-		if (r < 0 || !S_ISREG(st.st_mode)) {
-			fprintf(stderr,
-				"certagent: %s: %s: name the agent's audit log (audit-log in its "
-				"configuration), or leave out --file\n",
-				file, r < 0 ? strerror(errno) : "not a regular file");
-			*ret_rc = CLI_EXIT_IO;
-			return NULL;
-		}
-		return strdup(file);
+		*ret_rc =
+			cli_named_file_exists(file, "name the agent's audit log (audit-log in its "
+						    "configuration), or leave out --file");
+		return *ret_rc ? NULL : strdup(file);
 	}
 	if (config) {
 		*ret_rc = cli_config_exists(config);

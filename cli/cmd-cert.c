@@ -124,21 +124,10 @@ static int import(AdminSession *a, Item *items, size_t n, bool no_key, const cha
 		}
 		/* A certificate of its own (--no-key) must not share a label or ID with what is
 		 * there: URIs by object= or id= would then name both (as key generate refuses). */
-		for (size_t i = 0; no_key && i < objs->n; i++) {
-			const AdminObject *o = &objs->items[i];
-			bool same_id =
-				id_len > 0 && o->id_len == id_len && memcmp(o->id, id, id_len) == 0;
-
-			if (strcmp(o->label, leaf_label) == 0 || same_id) {
-				fprintf(stderr,
-					"certagent: token \"%s\" already has an object %s (%s): "
-					"nothing stored; choose another %s\n",
-					admin_session_label(a),
-					same_id ? "with that ID" : "with that label", o->uri,
-					same_id ? "--id" : "--label");
-				rc = CLI_EXIT_REFUSED;
+		if (no_key) {
+			rc = p11cli_fail(admin_check_unused(a, leaf_label, id, id_len, &err), &err);
+			if (rc != 0)
 				goto out;
-			}
 		}
 	}
 	for (size_t i = 0; i < n; i++) {

@@ -256,20 +256,29 @@ int cli_settings_load(const char *config, Settings **ret)
  * nothing while the output said they were in force. Without --config the default file may be
  * missing (no configuration yet: add creates it).
  */
-int cli_config_exists(const char *config)
+int cli_named_file_exists(const char *path, const char *what_to_do)
 {
-	_cleanup_free_ char *default_conf = settings_default_path();
 	struct stat st;
-	int r = stat(config, &st);
+	int r = stat(path, &st);
 
 	if (r == 0 && S_ISREG(st.st_mode))
 		return 0;
-	fprintf(stderr,
-		"certagent: %s: %s: name the file certagentd was started with (--config), or "
-		"leave out --config for %s\n",
-		config, r < 0 ? strerror(errno) : "not a regular file",
-		default_conf ? default_conf : "the default configuration");
+	fprintf(stderr, "certagent: %s: %s: %s\n", path,
+		r < 0 ? strerror(errno) : "not a regular file", what_to_do);
 	return CLI_EXIT_IO;
+}
+
+int cli_config_exists(const char *config)
+{
+	_cleanup_free_ char *default_conf = settings_default_path();
+	_cleanup_free_ char *hint = NULL;
+
+	if (asprintf(&hint,
+		     "name the file certagentd was started with (--config), or leave out "
+		     "--config for %s",
+		     default_conf ? default_conf : "the default configuration") < 0)
+		hint = NULL;
+	return cli_named_file_exists(config, hint ? hint : "name the agent's configuration");
 }
 
 /* The outcome of add/remove, and whether a running agent took it. */

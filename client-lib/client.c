@@ -231,26 +231,31 @@ void client_clear_error(certagent_client *c)
 }
 
 /* Sends msg to the agent and waits for the reply (the bus may start the agent on the way). */
-int client_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret_reply,
-		certagent_error *err)
+/* client_call() without the translation: a failed call leaves the bus's error in *derr
+ * (set, to be freed) and returns 1; 0 with *ret_reply, or a negative code. */
+static int client_call_raw(certagent_client *c, DBusMessage *msg, DBusMessage **ret_reply,
+			   DBusError *derr, certagent_error *err)
 {
-	DBusError derr;
-	DBusMessage *reply;
-
 	if (!dbus_connection_get_is_connected(c->conn))
 		return client_error_set(err, CERTAGENT_E_AGENT_NOT_RUNNING,
 					"the connection to the session bus was lost: "
 					"create a new certagent client");
-	dbus_error_init(&derr);
-	reply = dbus_connection_send_with_reply_and_block(c->conn, msg, c->timeout_ms, &derr);
-	if (!reply) {
-		int r = error_from_dbus(err, &derr);
+	dbus_error_init(derr);
+	*ret_reply = dbus_connection_send_with_reply_and_block(c->conn, msg, c->timeout_ms, derr);
+	return *ret_reply ? 0 : 1;
+}
 
+int client_call(certagent_client *c, DBusMessage *msg, DBusMessage **ret_reply,
+		certagent_error *err)
+{
+	DBusError derr;
+	int r = client_call_raw(c, msg, ret_reply, &derr, err);
+
+	if (r == 1) {
+		r = error_from_dbus(err, &derr);
 		dbus_error_free(&derr);
-		return r;
 	}
-	*ret_reply = reply;
-	return 0;
+	return r;
 }
 
 static DBusMessage *method_new(const char *member)
@@ -339,12 +344,9 @@ static int client_ping(certagent_client *c, certagent_error *err)
 					      &prop, DBUS_TYPE_INVALID))
 		return client_error_set(err, CERTAGENT_E_NO_MEMORY, "out of memory");
 	dbus_message_set_auto_start(msg, TRUE);
-	if (!dbus_connection_get_is_connected(c->conn))
-		return client_call(c, msg, &reply, err); /* says the connection was lost */
-	dbus_error_init(&derr);
-	reply = dbus_connection_send_with_reply_and_block(c->conn, msg, c->timeout_ms, &derr);
-	if (reply)
-		return 0;
+	r = client_call_raw(c, msg, &reply, &derr, err);
+	if (r != 1)
+		return r;
 	if (error_code_from_name(derr.name) == CERTAGENT_E_AGENT_NOT_RUNNING) {
 		/* The bus's own words: error_from_dbus() would add the hint a second time. */
 		r = client_error_set(err, CERTAGENT_E_AGENT_NOT_RUNNING,

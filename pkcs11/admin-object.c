@@ -309,9 +309,8 @@ bool admin_key_type_valid(const char *type)
 	return false;
 }
 
-/* Refuses a label or id any object on the token already has (caller logged in). */
-static int check_unused(AdminSession *a, const char *label, const uint8_t *id, size_t id_len,
-			CaError *err)
+int admin_check_unused(AdminSession *a, const char *label, const uint8_t *id, size_t id_len,
+		       CaError *err)
 {
 	AdminObjectList *l = NULL;
 	int r = admin_list_objects(a, &l, err);
@@ -363,7 +362,7 @@ int admin_generate_key(AdminSession *a, const char *type, const char *label, con
 		return ca_error_set(err, CA_E_INVALID_ARGS,
 				    "a key needs a label of 1 to %d bytes and an ID of 1 to %d bytes",
 				    ADMIN_LABEL_MAX, ADMIN_ID_MAX);
-	r = check_unused(a, label, id, id_len, err);
+	r = admin_check_unused(a, label, id, id_len, err);
 	if (r != 0)
 		return r;
 

@@ -154,6 +154,13 @@ bool admin_key_type_valid(const char *type);
  * token did not honour sensitive/non-extractable), CA_E_INVALID_ARGS (type), CA_E_UNSUPPORTED_SCHEME
  * (token cannot make this key type), CA_E_PIN_REQUIRED, CA_E_FAILED.
  */
+/*
+ * Refuses (CA_E_POLICY_DENIED, naming the object and the option to change) a label or id (id
+ * may be NULL) that an object on the token already has; the caller is logged in.
+ */
+int admin_check_unused(AdminSession *a, const char *label, const uint8_t *id, size_t id_len,
+		       CaError *err);
+
 int admin_generate_key(AdminSession *a, const char *type, const char *label, const uint8_t *id,
 		       size_t id_len, char **ret_uri, CaError *err);
 

@@ -271,10 +271,10 @@ c[0]['uri'].endswith('object=alice;type=cert') and not c[1]['leaf'] and c[1]['st
 	same_as "$H_TMP/before"
 	# --no-key with a label or ID already on the token: refused (URIs would name both).
 	run 6 cert import demo "$H_TMP/ca/server.pem" --no-key --label alice --pin-file "$PIN"
-	err_has "already has an object with that label"
+	err_has "already has an object labelled \"alice\""
 	run 6 cert import demo "$H_TMP/ca/server.pem" --no-key --label other \
 		--id "$(printf '%s' "${keyid#id=}" | tr -d %)" --pin-file "$PIN"
-	err_has "already has an object with that ID"
+	err_has "already has an object with ID"
 	same_as "$H_TMP/before"
 	# --no-key stores it anyway, with the label given; the CA already there is kept.
 	run 0 cert import demo "$H_TMP/ca/server.pem" "$H_TMP/ca/inter.pem" --no-key --label srv \
